@@ -1,0 +1,119 @@
+/**
+ * The bus and its pattern router: named transports, a pattern → transport map, per-topic
+ * overrides. The router only selects a driver; it never touches messages.
+ */
+import { loadConfig, type ConfigInput, type HybridbusConfig, type LoadConfigOptions } from './config.js';
+import { createDriver, PATTERNS, type Driver, type Pattern } from './driver.js';
+import type { BusEnv } from './env.js';
+import { TransportClosed } from './errors.js';
+import { defaultLogger, type Logger } from './logger.js';
+import { NotificationListener, BatchNotificationListener, type BatchNotificationEndpoint, type BatchOptions, type NotificationEndpoint, type NotificationListenerOptions } from './notify/listener.js';
+import { Notifier, type NotifierOptions } from './notify/notifier.js';
+import { RpcClient, type RpcClientOptions } from './rpc/client.js';
+import type { Endpoint } from './rpc/dispatcher.js';
+import { RpcServer, type RpcServerOptions } from './rpc/server.js';
+import { jsonSerializer, type Serializer } from './serializer.js';
+import type { TargetFields } from './target.js';
+
+export interface BusOptions {
+  readonly logger?: Logger | undefined;
+  readonly serializer?: Serializer | undefined;
+}
+
+export class Bus {
+  private closed = false;
+  private readonly env: BusEnv;
+
+  private constructor(
+    readonly config: HybridbusConfig,
+    private readonly drivers: ReadonlyMap<string, Driver>,
+    logger: Logger,
+    serializer: Serializer,
+  ) {
+    const transportFor = (topic: string, pattern: Pattern): Driver => {
+      if (this.closed) throw new TransportClosed('the bus is closed');
+      return this.transport(this.route(topic, pattern));
+    };
+    this.env = {
+      transportFor,
+      transportsFor: (topic, patterns) => {
+        const out = new Map<Driver, Set<Pattern>>();
+        for (const p of patterns) {
+          const d = transportFor(topic, p);
+          out.set(d, (out.get(d) ?? new Set()).add(p));
+        }
+        return out;
+      },
+      serializer,
+      logger,
+      controlExchange: config.controlExchange,
+      rpc: config.rpc,
+      notifications: config.notifications,
+    };
+  }
+
+  /** A bus from a config object (validated like a file), or the embedded default with none. */
+  static async create(config: ConfigInput | HybridbusConfig = {}, options: BusOptions = {}): Promise<Bus> {
+    return Bus.fromLoaded(loadConfig({ overrides: config as ConfigInput, env: {} }), options);
+  }
+
+  /** A bus from a JSON/YAML file, HYBRIDBUS_* environment variables and overrides. */
+  static async fromConfig(file?: string | LoadConfigOptions, options: BusOptions = {}): Promise<Bus> {
+    return Bus.fromLoaded(loadConfig(typeof file === 'string' || file === undefined ? { file } : file), options);
+  }
+
+  private static async fromLoaded(config: HybridbusConfig, options: BusOptions): Promise<Bus> {
+    const logger = options.logger ?? defaultLogger(config.log.level);
+    const used = new Set<string>([...PATTERNS.map((p) => config.patterns[p]), ...Object.values(config.topics).flatMap((m) => Object.values(m))]);
+    const drivers = new Map<string, Driver>();
+    try {
+      for (const name of used) {
+        const url = config.transports[name] as string;
+        drivers.set(name, await createDriver(url, { logger: logger.child({ transport: name }), name, controlExchange: config.controlExchange }));
+      }
+    } catch (e) {
+      await Promise.allSettled([...drivers.values()].map((d) => d.close()));
+      throw e;
+    }
+    return new Bus(config, drivers, logger, options.serializer ?? jsonSerializer);
+  }
+
+  /** The name of the transport that carries `pattern` for `topic`. */
+  route(topic: string, pattern: Pattern): string {
+    return this.config.topics[topic]?.[pattern] ?? this.config.patterns[pattern];
+  }
+
+  /** A transport by name (only those some pattern routes to are created). */
+  transport(name: string): Driver {
+    const d = this.drivers.get(name);
+    if (!d) throw new TransportClosed(`transport "${name}" is not in use by any pattern`);
+    return d;
+  }
+
+  rpcClient(target: TargetFields, options?: RpcClientOptions): RpcClient {
+    return new RpcClient(this.env, target, options);
+  }
+
+  rpcServer(target: TargetFields, endpoints: readonly Endpoint[], options?: RpcServerOptions): RpcServer {
+    return new RpcServer(this.env, target, endpoints, options);
+  }
+
+  notifier(options: NotifierOptions): Notifier {
+    return new Notifier(this.env, options);
+  }
+
+  notificationListener(targets: readonly TargetFields[], endpoints: readonly NotificationEndpoint[], options: NotificationListenerOptions = {}): NotificationListener {
+    return new NotificationListener(this.env, targets, endpoints, options);
+  }
+
+  batchNotificationListener(targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions): BatchNotificationListener {
+    return new BatchNotificationListener(this.env, targets, endpoints, options);
+  }
+
+  /** Close every transport. Stop servers and listeners first to let them drain. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.drivers.values()].map((d) => d.close()));
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The driver contract: the one interface every backend implements completely (all four
+ * patterns), after oslo.messaging's BaseDriver. Core does everything that is the same across
+ * backends (targets, dispatch, versions, policy, errors, timeouts, serialization); a driver
+ * moves messages and reports delivery. Drivers register themselves by URL scheme.
+ */
+import type { Logger } from './logger.js';
+import type { Notification, Priority, RpcReply, RpcRequest } from './message.js';
+import type { Target } from './target.js';
+import { UnknownTransport } from './errors.js';
+
+export type Pattern = 'call' | 'cast' | 'fanout' | 'notify';
+export const PATTERNS: readonly Pattern[] = ['call', 'cast', 'fanout', 'notify'];
+
+/** Declared, not guessed: the conformance suite skips a case only by one of these. */
+export interface DriverCapabilities {
+  /** Messages survive the restart of whatever carries them (a broker with durable queues). */
+  readonly durable: boolean;
+  /** Needs no broker between peers. */
+  readonly brokerless: boolean;
+  /** Notification listener pools: one member of each pool gets each notification. */
+  readonly pools: boolean;
+  /** A notification listener can hand a message back for redelivery. */
+  readonly requeue: boolean;
+  /** Servers send heartbeats during long calls; clients see them. */
+  readonly callMonitor: boolean;
+}
+
+export interface CallOptions {
+  /** The overall timeout in ms, for drivers that put it on the wire (message TTL). */
+  readonly timeoutMs: number;
+  /** When set, the server should heartbeat at least this often (ms). */
+  readonly callMonitorTimeoutMs?: number | undefined;
+  /** Aborted by core on timeout, heartbeat loss or the caller's signal: stop waiting, clean up. */
+  readonly signal: AbortSignal;
+  /** The driver calls this for every heartbeat (`ending: false`) of this call. */
+  readonly onHeartbeat: () => void;
+  /** Connection retries: -1 forever (until the signal), 0 none, n at most n. */
+  readonly retry?: number | undefined;
+}
+
+export interface SendOptions {
+  readonly signal?: AbortSignal | undefined;
+  readonly retry?: number | undefined;
+}
+
+/** A request delivered to a server. */
+export interface IncomingRpc {
+  readonly pattern: 'call' | 'cast' | 'fanout';
+  readonly request: RpcRequest;
+  /** From the caller: heartbeat at half this interval while the call runs. */
+  readonly callMonitorTimeoutMs?: number | undefined;
+  /** Send the final reply of a call (no-op for casts). */
+  reply(reply: Omit<RpcReply, 'ending'>): Promise<void>;
+  /** Send a call-monitor heartbeat (no-op for casts). */
+  heartbeat(): Promise<void>;
+}
+
+export interface IncomingNotification {
+  readonly notification: Notification;
+  /** Done with it: never deliver it again. */
+  ack(): Promise<void>;
+  /** Give it back for redelivery (only when `capabilities.requeue`). */
+  requeue(): Promise<void>;
+}
+
+/** A running consumer. `stop()` stops new deliveries; replies to delivered ones still go out. */
+export interface Subscription {
+  stop(): Promise<void>;
+}
+
+export interface ListenOptions {
+  /** The patterns the router sends this transport for the server's topic (a hint for setup). */
+  readonly patterns: ReadonlySet<'call' | 'cast' | 'fanout'>;
+}
+
+export interface NotificationListenOptions {
+  /** Listener pool name: each pool gets a copy, one member of the pool handles it. */
+  readonly pool?: string | undefined;
+  /** The priorities the endpoints handle (drivers bind only these). */
+  readonly priorities: readonly Priority[];
+}
+
+export interface Driver {
+  readonly capabilities: DriverCapabilities;
+  /** Send a request and resolve with the final reply; reject with `signal.reason` once aborted. */
+  call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply>;
+  /** One-way to one server of the topic (or `target.server`). */
+  cast(target: Target, request: RpcRequest, options: SendOptions): Promise<void>;
+  /** One-way to every server of the topic. */
+  fanout(target: Target, request: RpcRequest, options: SendOptions): Promise<void>;
+  /** Publish a notification on `target.topic` at its priority. */
+  notify(target: Target, notification: Notification, options: SendOptions): Promise<void>;
+  /** Consume requests for `target` (topic, topic.server and fanout). */
+  listen(target: Target, handler: (msg: IncomingRpc) => void, options: ListenOptions): Promise<Subscription>;
+  /** Consume notifications of the targets' topics at the given priorities. */
+  listenForNotifications(
+    targets: readonly Target[],
+    handler: (msg: IncomingNotification) => void,
+    options: NotificationListenOptions,
+  ): Promise<Subscription>;
+  /** Release every connection; pending calls reject with TransportClosed. */
+  close(): Promise<void>;
+}
+
+export interface DriverContext {
+  readonly logger: Logger;
+  /** The transport's name in the config, for logs and metrics. */
+  readonly name: string;
+  /** The default exchange for targets without one. */
+  readonly controlExchange: string;
+}
+
+export interface DriverFactory {
+  readonly schemes: readonly string[];
+  create(url: URL, context: DriverContext): Driver | Promise<Driver>;
+}
+
+/** Schemes the project knows, so config can reject typos before any driver is loaded. */
+export const KNOWN_SCHEMES: ReadonlySet<string> = new Set(['memory', 'zmq', 'rabbit', 'amqp', 'amqps', 'amqp1']);
+
+const registry = new Map<string, DriverFactory>();
+
+/** Driver packages call this on import: `import '@hybridbus/zmq-direct'` makes `zmq://` work. */
+export function registerDriver(factory: DriverFactory): void {
+  for (const scheme of factory.schemes) registry.set(scheme, factory);
+}
+
+export function registeredSchemes(): string[] {
+  return [...registry.keys()];
+}
+
+export function schemeOf(url: string | URL): string {
+  return (typeof url === 'string' ? new URL(url) : url).protocol.replace(/:$/, '');
+}
+
+export async function createDriver(url: string | URL, context: DriverContext): Promise<Driver> {
+  const parsed = typeof url === 'string' ? new URL(url) : url;
+  const factory = registry.get(schemeOf(parsed));
+  if (!factory) {
+    throw new UnknownTransport(
+      `transport "${context.name}": no driver registered for scheme "${schemeOf(parsed)}:" ` +
+        `(registered: ${registeredSchemes().join(', ') || 'none'}); import its package, e.g. "@hybridbus/zmq-direct"`,
+    );
+  }
+  return factory.create(parsed, context);
+}

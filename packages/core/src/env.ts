@@ -1,0 +1,21 @@
+import type { Driver, Pattern } from './driver.js';
+import type { Logger } from './logger.js';
+import type { Serializer } from './serializer.js';
+
+/** What clients, servers, notifiers and listeners get from the bus that made them. */
+export interface BusEnv {
+  /** The router's choice: the transport carrying `pattern` for `topic`. */
+  transportFor(topic: string, pattern: Pattern): Driver;
+  /** Every distinct transport that any of `patterns` for `topic` maps to. */
+  transportsFor(topic: string, patterns: readonly Pattern[]): Map<Driver, Set<Pattern>>;
+  readonly serializer: Serializer;
+  readonly logger: Logger;
+  readonly controlExchange: string;
+  readonly rpc: {
+    readonly timeout: number;
+    readonly callMonitorTimeout: number;
+    readonly maxConcurrency: number;
+    readonly accessPolicy: 'default' | 'explicit';
+  };
+  readonly notifications: { readonly topics: readonly string[]; readonly retry: number };
+}

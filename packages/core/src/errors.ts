@@ -1,0 +1,120 @@
+/**
+ * Every error hybridbus throws extends HybridbusError and carries a stable `code`
+ * (after undici's errors): match on `code` or `instanceof`, never on messages.
+ */
+export class HybridbusError extends Error {
+  readonly code: string = 'HB_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Invalid configuration: the message names the key, the bad value and the expected form. */
+export class ConfigError extends HybridbusError {
+  override readonly code = 'HB_CONFIG';
+  constructor(readonly problems: readonly string[], source?: string) {
+    super(`invalid hybridbus config${source ? ` (${source})` : ''}:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** A Target lacks a field its role requires, or a field is malformed. */
+export class InvalidTarget extends HybridbusError {
+  override readonly code = 'HB_INVALID_TARGET';
+  constructor(message: string, readonly target?: unknown) {
+    super(message);
+  }
+}
+
+/** No reply (or, with call monitoring, no heartbeat) arrived in time. */
+export class MessagingTimeout extends HybridbusError {
+  override readonly code: string = 'HB_TIMEOUT';
+}
+
+/** The server stopped sending call-monitor heartbeats: it died or is unreachable. */
+export class CallMonitorTimeout extends MessagingTimeout {
+  override readonly code = 'HB_CALL_MONITOR_TIMEOUT';
+}
+
+/** The caller's AbortSignal fired. */
+export class CallAborted extends HybridbusError {
+  override readonly code = 'HB_ABORTED';
+}
+
+/** The requested version is above the client's version cap. */
+export class VersionCapError extends HybridbusError {
+  override readonly code = 'HB_VERSION_CAP';
+}
+
+/** Dispatch: a compatible endpoint exists but none has the method (or it is private). */
+export class NoSuchMethod extends HybridbusError {
+  override readonly code = 'HB_NO_SUCH_METHOD';
+  readonly module = 'oslo_messaging.rpc.dispatcher';
+  constructor(readonly method: string) {
+    super(`Endpoint does not support RPC method ${method}`);
+  }
+}
+
+/** Dispatch: no endpoint matches the namespace and version of the request. */
+export class UnsupportedVersion extends HybridbusError {
+  override readonly code = 'HB_UNSUPPORTED_VERSION';
+  readonly module = 'oslo_messaging.rpc.dispatcher';
+  constructor(readonly version: string, readonly method?: string) {
+    super(`Endpoint does not support RPC version ${version}${method ? `. Attempted method: ${method}` : ''}`);
+  }
+}
+
+/** An exception raised by the remote endpoint, rebuilt from oslo's failure format. */
+export class RemoteError extends HybridbusError {
+  override readonly code = 'HB_REMOTE';
+  constructor(
+    readonly remoteClass: string,
+    readonly remoteModule: string,
+    readonly remoteMessage: string,
+    readonly remoteTraceback: readonly string[],
+    readonly remoteArgs: readonly unknown[] = [],
+    readonly remoteKwargs: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(`Remote error: ${remoteClass} ${remoteMessage}\n${remoteTraceback.join('')}`.trimEnd());
+  }
+}
+
+/** The message could not be handed to the transport (after retries). */
+export class MessageDeliveryFailure extends HybridbusError {
+  override readonly code: string = 'HB_DELIVERY_FAILED';
+}
+
+/** The transport reports that nobody can receive the message (no queue, no live server). */
+export class MessageUndeliverable extends MessageDeliveryFailure {
+  override readonly code = 'HB_UNDELIVERABLE';
+}
+
+/** A bounded send queue is full: slow down or raise the bound. */
+export class QueueFull extends MessageDeliveryFailure {
+  override readonly code = 'HB_QUEUE_FULL';
+}
+
+/** A message is larger than the configured maximum. */
+export class MessageTooLarge extends MessageDeliveryFailure {
+  override readonly code = 'HB_TOO_LARGE';
+}
+
+/** A received message does not follow the wire format; it is dropped and counted. */
+export class MalformedMessage extends HybridbusError {
+  override readonly code = 'HB_MALFORMED';
+}
+
+/** The transport, client or server is closed or stopping. */
+export class TransportClosed extends HybridbusError {
+  override readonly code = 'HB_CLOSED';
+}
+
+/** The driver does not declare the capability this operation needs. */
+export class UnsupportedFeature extends HybridbusError {
+  override readonly code = 'HB_UNSUPPORTED';
+}
+
+/** No driver is registered for a URL scheme. */
+export class UnknownTransport extends HybridbusError {
+  override readonly code = 'HB_UNKNOWN_TRANSPORT';
+}

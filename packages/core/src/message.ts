@@ -1,0 +1,244 @@
+/**
+ * The logical messages core hands to drivers and gets back from them, and oslo.messaging's
+ * dict form of them (../shared/docs/oslo-wire.md 1.4–1.7), which drivers put on the wire.
+ * Core builds and checks messages here once; a driver only moves the encoded bytes.
+ */
+import { randomUUID } from 'node:crypto';
+import { HybridbusError, MalformedMessage, NoSuchMethod, RemoteError, UnsupportedVersion } from './errors.js';
+
+export type Context = Readonly<Record<string, unknown>>;
+
+export const PRIORITIES = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+export function isPriority(p: unknown): p is Priority {
+  return typeof p === 'string' && (PRIORITIES as readonly string[]).includes(p);
+}
+
+export interface RpcRequest {
+  readonly method: string;
+  readonly args: Readonly<Record<string, unknown>>;
+  readonly namespace?: string | null | undefined;
+  readonly version?: string | undefined;
+  readonly context: Context;
+  /** De-duplication id (uuid4 hex). */
+  readonly uniqueId: string;
+}
+
+/** A reply as the server sends it: `ending: false` is a call-monitor heartbeat. */
+export interface RpcReply {
+  readonly result: unknown;
+  /** oslo's failure format, JSON-encoded as a string (see serializeFailure). */
+  readonly failure: string | null;
+  readonly ending: boolean;
+}
+
+export interface Notification {
+  /** uuid4, dashed. */
+  readonly messageId: string;
+  readonly publisherId: string;
+  readonly eventType: string;
+  readonly priority: Priority;
+  readonly payload: unknown;
+  /** "YYYY-MM-DD HH:MM:SS.ffffff", UTC, as oslo writes it. */
+  readonly timestamp: string;
+  readonly context: Context;
+  readonly uniqueId: string;
+}
+
+export function uniqueId(): string {
+  return randomUUID().replaceAll('-', '');
+}
+
+/** oslo's `str(datetime.utcnow())`. */
+export function osloTimestamp(d = new Date()): string {
+  return `${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 23)}000`;
+}
+
+// ---- oslo dict form ------------------------------------------------------------------------
+
+type Dict = Record<string, unknown>;
+const CONTEXT_PREFIX = '_context_';
+
+function isDict(v: unknown): v is Dict {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function flattenContext(out: Dict, context: Context): Dict {
+  for (const [k, v] of Object.entries(context)) out[CONTEXT_PREFIX + k] = v;
+  return out;
+}
+
+function extractContext(d: Dict): Dict {
+  const ctx: Dict = {};
+  for (const [k, v] of Object.entries(d)) if (k.startsWith(CONTEXT_PREFIX)) ctx[k.slice(CONTEXT_PREFIX.length)] = v;
+  return ctx;
+}
+
+function field<T>(d: Dict, key: string, ok: (v: unknown) => v is T, what: string, optional = false): T | undefined {
+  const v = d[key];
+  if (v === undefined && optional) return undefined;
+  if (!ok(v)) throw new MalformedMessage(`field "${key}" must be ${what}, got ${JSON.stringify(v) ?? 'nothing'}`);
+  return v;
+}
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isStringOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
+const isBool = (v: unknown): v is boolean => typeof v === 'boolean';
+const isAny = (_v: unknown): _v is unknown => true;
+
+/** The inner oslo message of a request, without a driver's correlation fields. */
+export function requestToOslo(req: RpcRequest): Dict {
+  const d: Dict = { method: req.method, args: req.args };
+  if (req.namespace !== undefined && req.namespace !== null) d['namespace'] = req.namespace;
+  if (req.version !== undefined) d['version'] = req.version;
+  d['_unique_id'] = req.uniqueId;
+  return flattenContext(d, req.context);
+}
+
+export function requestFromOslo(d: unknown): RpcRequest {
+  if (!isDict(d)) throw new MalformedMessage('request must be a JSON object');
+  const method = field(d, 'method', isString, 'a string') as string;
+  const args = d['args'] === undefined ? {} : field(d, 'args', isDict, 'an object');
+  return {
+    method,
+    args: args as Dict,
+    namespace: field(d, 'namespace', isStringOrNull, 'a string or null', true),
+    version: field(d, 'version', isString, 'a version string', true),
+    context: extractContext(d),
+    uniqueId: field(d, '_unique_id', isString, 'a string', true) ?? '',
+  };
+}
+
+export function replyToOslo(reply: RpcReply): Dict {
+  return { result: reply.result ?? null, failure: reply.failure, ending: reply.ending };
+}
+
+export function replyFromOslo(d: unknown): RpcReply {
+  if (!isDict(d)) throw new MalformedMessage('reply must be a JSON object');
+  return {
+    result: d['result'] ?? null,
+    failure: field(d, 'failure', isStringOrNull, 'a JSON string or null') ?? null,
+    ending: field(d, 'ending', isBool, 'a boolean') as boolean,
+  };
+}
+
+export function notificationToOslo(n: Notification): Dict {
+  return flattenContext(
+    {
+      message_id: n.messageId,
+      publisher_id: n.publisherId,
+      event_type: n.eventType,
+      priority: n.priority.toUpperCase(),
+      payload: n.payload,
+      timestamp: n.timestamp,
+      _unique_id: n.uniqueId,
+    },
+    n.context,
+  );
+}
+
+export function notificationFromOslo(d: unknown): Notification {
+  if (!isDict(d)) throw new MalformedMessage('notification must be a JSON object');
+  const priority = String(field(d, 'priority', isString, 'a priority string')).toLowerCase();
+  if (!isPriority(priority)) throw new MalformedMessage(`unknown notification priority ${JSON.stringify(d['priority'])}`);
+  return {
+    messageId: field(d, 'message_id', isStringOrNull, 'a string', true) ?? '',
+    publisherId: field(d, 'publisher_id', isStringOrNull, 'a string', true) ?? '',
+    eventType: field(d, 'event_type', isStringOrNull, 'a string', true) ?? '',
+    priority,
+    payload: field(d, 'payload', isAny, 'JSON', true) ?? null,
+    timestamp: field(d, 'timestamp', isStringOrNull, 'a string', true) ?? '',
+    context: extractContext(d),
+    uniqueId: field(d, '_unique_id', isString, 'a string', true) ?? '',
+  };
+}
+
+export const ENVELOPE_VERSION = '2.0';
+
+/** Wrap an inner message in oslo's 2.0 envelope (the inner message is JSON-encoded again). */
+export function envelope(inner: Dict): string {
+  return JSON.stringify({ 'oslo.version': ENVELOPE_VERSION, 'oslo.message': JSON.stringify(inner) });
+}
+
+/** Parse a body: the 2.0 envelope, or a bare object (envelope "1.0"). Other majors are rejected. */
+export function unenvelope(body: string | Uint8Array): Dict {
+  let outer: unknown;
+  try {
+    outer = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+  } catch (e) {
+    throw new MalformedMessage('body is not JSON', { cause: e });
+  }
+  if (!isDict(outer)) throw new MalformedMessage('body must be a JSON object');
+  const version = outer['oslo.version'];
+  if (version === undefined) return outer;
+  if (typeof version !== 'string' || version.split('.')[0] !== '2') {
+    throw new MalformedMessage(`unsupported envelope version ${JSON.stringify(version)}`);
+  }
+  const inner = outer['oslo.message'];
+  if (typeof inner !== 'string') throw new MalformedMessage('"oslo.message" must be a JSON string');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(inner);
+  } catch (e) {
+    throw new MalformedMessage('"oslo.message" is not JSON', { cause: e });
+  }
+  if (!isDict(parsed)) throw new MalformedMessage('"oslo.message" must encode a JSON object');
+  return parsed;
+}
+
+// ---- failures ------------------------------------------------------------------------------
+
+/** oslo's serialized exception. */
+export interface Failure {
+  readonly class: string;
+  readonly module: string;
+  readonly message: string;
+  readonly tb: readonly string[];
+  readonly args: readonly unknown[];
+  readonly kwargs: Readonly<Record<string, unknown>>;
+}
+
+/** Errors may say which module a Python peer should look their class up in (e.g. "builtins"). */
+interface WithModule {
+  module?: unknown;
+}
+
+export function serializeFailure(err: unknown): string {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const module = (e as WithModule).module;
+  const failure: Failure = {
+    class: e instanceof RemoteError ? e.remoteClass : e.name || 'Error',
+    module: e instanceof RemoteError ? e.remoteModule : typeof module === 'string' ? module : 'hybridbus',
+    message: e instanceof RemoteError ? e.remoteMessage : e.message,
+    tb: (e.stack ?? '').split('\n').map((l) => `${l}\n`),
+    args: [e instanceof RemoteError ? e.remoteMessage : e.message],
+    kwargs: {},
+  };
+  return JSON.stringify(failure);
+}
+
+export function deserializeFailure(data: string): RemoteError {
+  let f: unknown;
+  try {
+    f = JSON.parse(data);
+  } catch {
+    return new RemoteError('UnknownError', 'unknown', data, []);
+  }
+  if (!isDict(f)) return new RemoteError('UnknownError', 'unknown', data, []);
+  const s = (v: unknown, dflt: string): string => (typeof v === 'string' ? v : dflt);
+  return new RemoteError(
+    s(f['class'], 'UnknownError'),
+    s(f['module'], 'unknown'),
+    s(f['message'], ''),
+    Array.isArray(f['tb']) ? f['tb'].map(String) : [],
+    Array.isArray(f['args']) ? f['args'] : [],
+    isDict(f['kwargs']) ? f['kwargs'] : {},
+  );
+}
+
+export function isDispatcherError(e: unknown): e is NoSuchMethod | UnsupportedVersion {
+  return e instanceof NoSuchMethod || e instanceof UnsupportedVersion;
+}
+
+export function errorCode(e: unknown): string | undefined {
+  return e instanceof HybridbusError ? e.code : undefined;
+}

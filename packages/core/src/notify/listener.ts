@@ -1,0 +1,241 @@
+import type { Driver, IncomingNotification, Subscription } from '../driver.js';
+import type { BusEnv } from '../env.js';
+import { TransportClosed, UnsupportedFeature } from '../errors.js';
+import { Limiter } from '../limiter.js';
+import { PRIORITIES, type Context, type Priority } from '../message.js';
+import { validateTarget, type Target, type TargetFields } from '../target.js';
+
+/** Returned by an endpoint method to hand the notification back for redelivery. */
+export const REQUEUE = 'requeue';
+export type NotificationResult = typeof REQUEUE | void | undefined;
+
+export interface NotificationMetadata {
+  readonly messageId: string;
+  readonly timestamp: string;
+}
+
+/** A pattern: a RegExp, or a string matched like Python's `re.match` (anchored at the start). */
+export type FilterPattern = RegExp | string;
+
+/** oslo's NotificationFilter: every given rule must match for the endpoint to see a message. */
+export interface FilterRule {
+  readonly publisherId?: FilterPattern | undefined;
+  readonly eventType?: FilterPattern | undefined;
+  readonly context?: Readonly<Record<string, FilterPattern>> | undefined;
+  readonly metadata?: Readonly<Record<string, FilterPattern>> | undefined;
+}
+
+type Handler = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => unknown;
+
+/** Methods named after priorities receive the notifications of that priority. */
+export type NotificationEndpoint = { readonly filterRule?: FilterRule | undefined } & Partial<Record<Priority, Handler>>;
+
+export interface BatchMessage {
+  readonly ctxt: Context;
+  readonly publisherId: string;
+  readonly eventType: string;
+  readonly payload: unknown;
+  readonly metadata: NotificationMetadata;
+}
+type BatchHandler = (messages: readonly BatchMessage[]) => unknown;
+export type BatchNotificationEndpoint = { readonly filterRule?: FilterRule | undefined } & Partial<Record<Priority, BatchHandler>>;
+
+export interface NotificationListenerOptions {
+  /** Listeners in the same pool share the work; each pool gets every notification. */
+  readonly pool?: string | undefined;
+  /** Honour REQUEUE (and requeue on endpoint errors); otherwise such messages are acked. */
+  readonly allowRequeue?: boolean | undefined;
+  readonly maxConcurrency?: number | undefined;
+}
+
+export interface BatchOptions extends NotificationListenerOptions {
+  /** Dispatch when this many messages are buffered... */
+  readonly batchSize: number;
+  /** ...or when the oldest buffered one has waited this long (ms). */
+  readonly batchTimeout: number;
+}
+
+function compile(p: FilterPattern): RegExp {
+  return typeof p === 'string' ? new RegExp(`^(?:${p})`) : p;
+}
+
+function matches(p: FilterPattern | undefined, value: unknown): boolean {
+  return p === undefined || (typeof value === 'string' && compile(p).test(value));
+}
+
+function matchesAll(rules: Readonly<Record<string, FilterPattern>> | undefined, values: Readonly<Record<string, unknown>>): boolean {
+  return Object.entries(rules ?? {}).every(([k, p]) => matches(p, values[k]));
+}
+
+export function filterMatches(rule: FilterRule | undefined, m: BatchMessage): boolean {
+  if (!rule) return true;
+  return (
+    matches(rule.publisherId, m.publisherId) &&
+    matches(rule.eventType, m.eventType) &&
+    matchesAll(rule.context, m.ctxt) &&
+    matchesAll(rule.metadata, m.metadata as unknown as Record<string, unknown>)
+  );
+}
+
+/** One delivered notification with its priority, ready for endpoints. */
+interface Received {
+  readonly incoming: IncomingNotification;
+  readonly priority: Priority;
+  readonly message: BatchMessage;
+}
+
+/**
+ * oslo's NotificationListener: consumes the targets' topics on the transport the router maps
+ * `notify` to, calls endpoint methods by priority, then acks (or requeues).
+ */
+abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undefined }> {
+  readonly targets: readonly Target[];
+  protected readonly limiter: Limiter;
+  private subscriptions: Subscription[] = [];
+  private state: 'new' | 'running' | 'stopped' = 'new';
+
+  constructor(
+    protected readonly env: BusEnv,
+    targets: readonly TargetFields[],
+    protected readonly endpoints: readonly E[],
+    protected readonly options: NotificationListenerOptions,
+  ) {
+    if (targets.length === 0) throw new TypeError('a notification listener needs at least one target');
+    this.targets = targets.map((t) => validateTarget(t, 'listener'));
+    this.limiter = new Limiter(options.maxConcurrency ?? env.rpc.maxConcurrency);
+  }
+
+  /** Priorities some endpoint has a method for. */
+  get priorities(): Priority[] {
+    return PRIORITIES.filter((p) => this.endpoints.some((e) => typeof (e as Record<string, unknown>)[p] === 'function'));
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new TransportClosed('a notification listener starts once');
+    const byDriver = new Map<Driver, Target[]>();
+    for (const t of this.targets) {
+      const d = this.env.transportFor(t.topic as string, 'notify');
+      byDriver.set(d, [...(byDriver.get(d) ?? []), t]);
+    }
+    for (const driver of byDriver.keys()) {
+      if (this.options.pool !== undefined && !driver.capabilities.pools) {
+        throw new UnsupportedFeature('this transport does not support notification listener pools');
+      }
+    }
+    this.state = 'running';
+    for (const [driver, targets] of byDriver) {
+      this.subscriptions.push(
+        await driver.listenForNotifications(targets, (m) => this.receive(driver, m), {
+          pool: this.options.pool,
+          priorities: this.priorities,
+        }),
+      );
+    }
+  }
+
+  /** Stop consuming; finish (and ack) what was delivered. */
+  async stop(): Promise<void> {
+    this.state = 'stopped';
+    await Promise.allSettled(this.subscriptions.map((s) => s.stop()));
+    this.subscriptions = [];
+    await this.flush();
+    await this.limiter.drain();
+  }
+
+  private receive(driver: Driver, incoming: IncomingNotification): void {
+    const n = incoming.notification;
+    const ctxt = this.env.serializer.deserializeContext({ ...n.context });
+    const received: Received = {
+      incoming,
+      priority: n.priority,
+      message: {
+        ctxt,
+        publisherId: n.publisherId,
+        eventType: n.eventType,
+        payload: this.env.serializer.deserializeEntity(ctxt, n.payload),
+        metadata: { messageId: n.messageId, timestamp: n.timestamp },
+      },
+    };
+    this.accept(received, driver.capabilities.requeue && this.options.allowRequeue === true);
+  }
+
+  protected abstract accept(r: Received, canRequeue: boolean): void;
+  protected async flush(): Promise<void> {}
+
+  /** Call `invoke` for each endpoint with a method for `priority`; stop at the first REQUEUE. */
+  protected async dispatch(priority: Priority, invoke: (endpoint: E) => unknown): Promise<NotificationResult> {
+    for (const endpoint of this.endpoints) {
+      if (typeof (endpoint as Record<string, unknown>)[priority] !== 'function') continue;
+      try {
+        if ((await invoke(endpoint)) === REQUEUE) return REQUEUE;
+      } catch (err) {
+        this.env.logger.error({ err, priority }, 'notification endpoint raised an exception');
+        return REQUEUE;
+      }
+    }
+    return undefined;
+  }
+
+  protected async settle(items: readonly Received[], result: NotificationResult, canRequeue: boolean): Promise<void> {
+    await Promise.all(
+      items.map((r) =>
+        (result === REQUEUE && canRequeue ? r.incoming.requeue() : r.incoming.ack()).catch((err: unknown) =>
+          this.env.logger.warn({ err }, 'could not settle a notification'),
+        ),
+      ),
+    );
+  }
+}
+
+export class NotificationListener extends ListenerBase<NotificationEndpoint> {
+  protected accept(r: Received, canRequeue: boolean): void {
+    void this.limiter.run(async () => {
+      const { message: m } = r;
+      const result = await this.dispatch(r.priority, (e) =>
+        filterMatches(e.filterRule, m) ? e[r.priority]?.(m.ctxt, m.publisherId, m.eventType, m.payload, m.metadata) : undefined,
+      );
+      await this.settle([r], result, canRequeue);
+    });
+  }
+}
+
+/** Hands endpoints lists of notifications, by priority, when `batchSize` or `batchTimeout` is reached. */
+export class BatchNotificationListener extends ListenerBase<BatchNotificationEndpoint> {
+  private buffer: Array<{ r: Received; canRequeue: boolean }> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly batchSize: number;
+  private readonly batchTimeout: number;
+
+  constructor(env: BusEnv, targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions) {
+    super(env, targets, endpoints, options);
+    if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
+    if (!(options.batchTimeout >= 0)) throw new RangeError(`batchTimeout must be a non-negative number of ms, got ${options.batchTimeout}`);
+    this.batchSize = options.batchSize;
+    this.batchTimeout = options.batchTimeout;
+  }
+
+  protected accept(r: Received, canRequeue: boolean): void {
+    this.buffer.push({ r, canRequeue });
+    if (this.buffer.length >= this.batchSize) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.batchTimeout);
+  }
+
+  protected override async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.buffer;
+    this.buffer = [];
+    if (batch.length === 0) return;
+    await this.limiter.run(async () => {
+      for (const priority of PRIORITIES) {
+        const group = batch.filter((b) => b.r.priority === priority);
+        if (group.length === 0) continue;
+        const result = await this.dispatch(priority, (e) => {
+          const messages = group.map((b) => b.r.message).filter((m) => filterMatches(e.filterRule, m));
+          return messages.length > 0 ? e[priority]?.(messages) : undefined;
+        });
+        await this.settle(group.map((b) => b.r), result, group.every((b) => b.canRequeue));
+      }
+    });
+  }
+}

@@ -1,0 +1,80 @@
+import type { BusEnv } from '../env.js';
+import { osloTimestamp, uniqueId, type Context, type Notification, type Priority } from '../message.js';
+import { Target, validateTarget } from '../target.js';
+import { randomUUID } from 'node:crypto';
+
+export interface NotifierOptions {
+  /** Who sends, e.g. "compute.node-7". */
+  readonly publisherId: string;
+  /** Topics each notification goes to (default: config `notifications.topics`). */
+  readonly topics?: readonly string[] | undefined;
+  readonly exchange?: string | undefined;
+  /** Connection retries: -1 forever, 0 none, n at most n (default: config `notifications.retry`). */
+  readonly retry?: number | undefined;
+}
+
+/** oslo's Notifier: one method per priority, each sending to every configured topic. */
+export class Notifier {
+  readonly publisherId: string;
+  readonly targets: readonly Target[];
+
+  constructor(
+    private readonly env: BusEnv,
+    private readonly options: NotifierOptions,
+  ) {
+    if (typeof options.publisherId !== 'string' || options.publisherId === '') {
+      throw new TypeError('Notifier needs a publisherId, e.g. "compute.node-7"');
+    }
+    this.publisherId = options.publisherId;
+    this.targets = (options.topics ?? env.notifications.topics).map((topic) =>
+      validateTarget({ topic, exchange: options.exchange }, 'notifier'),
+    );
+  }
+
+  prepare(overrides: Partial<NotifierOptions>): Notifier {
+    const merged: Record<string, unknown> = { ...this.options };
+    for (const [k, v] of Object.entries(overrides)) if (v !== undefined) merged[k] = v;
+    return new Notifier(this.env, merged as unknown as NotifierOptions);
+  }
+
+  audit(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('audit', ctx, eventType, payload);
+  }
+  debug(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('debug', ctx, eventType, payload);
+  }
+  info(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('info', ctx, eventType, payload);
+  }
+  warn(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('warn', ctx, eventType, payload);
+  }
+  error(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('error', ctx, eventType, payload);
+  }
+  critical(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('critical', ctx, eventType, payload);
+  }
+  sample(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify('sample', ctx, eventType, payload);
+  }
+
+  /** Resolves once every topic's transport has accepted the notification. */
+  async notify(priority: Priority, ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    const { serializer } = this.env;
+    const notification: Notification = {
+      messageId: randomUUID(),
+      publisherId: this.publisherId,
+      eventType,
+      priority,
+      payload: serializer.serializeEntity(ctx, payload),
+      timestamp: osloTimestamp(),
+      context: serializer.serializeContext(ctx),
+      uniqueId: uniqueId(),
+    };
+    const retry = this.options.retry ?? this.env.notifications.retry;
+    await Promise.all(
+      this.targets.map((t) => this.env.transportFor(t.topic as string, 'notify').notify(t, notification, { retry })),
+    );
+  }
+}

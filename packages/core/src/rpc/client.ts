@@ -1,0 +1,145 @@
+import { CallAborted, CallMonitorTimeout, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
+import type { BusEnv } from '../env.js';
+import { deserializeFailure, uniqueId, type Context, type RpcRequest } from '../message.js';
+import { Target, validateTarget, versionIsCompatible, type TargetFields } from '../target.js';
+
+export interface PrepareOptions extends TargetFields {
+  /** Overall call timeout, ms. */
+  readonly timeout?: number | undefined;
+  /** Fail a call early when the server sends nothing for this long (ms); 0 disables. */
+  readonly callMonitorTimeout?: number | undefined;
+  /** Highest version this client may send. */
+  readonly versionCap?: string | undefined;
+  /** Connection retries: -1 forever, 0 none, n at most n. */
+  readonly retry?: number | undefined;
+}
+
+export interface CallOptions {
+  readonly timeout?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export type RpcClientOptions = Omit<PrepareOptions, keyof TargetFields>;
+
+/** oslo's RPCClient: `call` waits for the result, `cast` does not. */
+export class RpcClient {
+  readonly target: Target;
+  readonly options: Readonly<RpcClientOptions>;
+
+  constructor(
+    private readonly env: BusEnv,
+    target: TargetFields,
+    options: RpcClientOptions = {},
+  ) {
+    this.target = validateTarget(target, 'rpc-client');
+    this.options = { ...options };
+    for (const key of ['timeout', 'callMonitorTimeout'] as const) {
+      const v = options[key];
+      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) {
+        throw new RangeError(`RpcClient option ${key} must be a non-negative number of ms, got ${v}`);
+      }
+    }
+    if (options.versionCap !== undefined) validateTarget({ version: options.versionCap }, 'endpoint');
+  }
+
+  /** A client with some target fields or options replaced (the original is unchanged). */
+  prepare(overrides: PrepareOptions): RpcClient {
+    const { timeout, callMonitorTimeout, versionCap, retry, ...target } = overrides;
+    const opts: RpcClientOptions = { ...this.options };
+    for (const [k, v] of Object.entries({ timeout, callMonitorTimeout, versionCap, retry })) {
+      if (v !== undefined) (opts as Record<string, unknown>)[k] = v;
+    }
+    return new RpcClient(this.env, this.target.with(target), opts);
+  }
+
+  /** Whether a message at `version` (default: the target's) is within the version cap. */
+  canSendVersion(version = this.target.version): boolean {
+    const cap = this.options.versionCap;
+    return cap === undefined || version === undefined || versionIsCompatible(cap, version);
+  }
+
+  /** Invoke `method` on one server and resolve with its result. */
+  async call<T = unknown>(ctx: Context, method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
+    const target = validateTarget(this.target, 'rpc-call');
+    const request = this.request(ctx, method, args);
+    const driver = this.env.transportFor(target.topic as string, 'call');
+    const timeoutMs = options.timeout ?? this.options.timeout ?? this.env.rpc.timeout;
+    const monitorMs = this.options.callMonitorTimeout ?? this.env.rpc.callMonitorTimeout;
+
+    const ac = new AbortController();
+    const aborted = new Promise<never>((_, reject) => {
+      ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true });
+    });
+    aborted.catch(() => undefined);
+    const timer = setTimeout(
+      () => ac.abort(new MessagingTimeout(`Timed out waiting for a reply to ${method} on ${target} after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    let monitor: NodeJS.Timeout | undefined;
+    const armMonitor = (): void => {
+      if (!monitorMs) return;
+      clearTimeout(monitor);
+      monitor = setTimeout(
+        () => ac.abort(new CallMonitorTimeout(`No reply or heartbeat for ${method} on ${target} in ${monitorMs} ms: the server is gone`)),
+        monitorMs,
+      );
+    };
+    const onCallerAbort = (): void =>
+      ac.abort(new CallAborted(`call ${method} on ${target} aborted by the caller`, { cause: options.signal?.reason }));
+    if (options.signal?.aborted) onCallerAbort();
+    options.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    armMonitor();
+    try {
+      const reply = await Promise.race([
+        driver.call(target, request, {
+          timeoutMs,
+          callMonitorTimeoutMs: monitorMs || undefined,
+          signal: ac.signal,
+          onHeartbeat: armMonitor,
+          retry: this.options.retry,
+        }),
+        aborted,
+      ]);
+      if (reply.failure !== null) throw deserializeFailure(reply.failure);
+      return this.env.serializer.deserializeEntity(ctx, reply.result) as T;
+    } catch (e) {
+      throw ac.signal.aborted ? ac.signal.reason : e;
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(monitor);
+      options.signal?.removeEventListener('abort', onCallerAbort);
+      if (!ac.signal.aborted) ac.abort(new CallAborted('call finished'));
+    }
+  }
+
+  /** Send `method` without waiting for a result: to one server, or to all with `fanout`. */
+  async cast(ctx: Context, method: string, args: Record<string, unknown> = {}, options: Pick<CallOptions, 'signal'> = {}): Promise<void> {
+    const request = this.request(ctx, method, args);
+    const topic = this.target.topic as string;
+    const sendOptions = { signal: options.signal, retry: this.options.retry };
+    if (this.target.fanout) {
+      if (this.target.server !== undefined) throw new InvalidTarget(`${this.target}: a fanout cast cannot name a server`);
+      await this.env.transportFor(topic, 'fanout').fanout(this.target, request, sendOptions);
+    } else {
+      await this.env.transportFor(topic, 'cast').cast(this.target, request, sendOptions);
+    }
+  }
+
+  private request(ctx: Context, method: string, args: Record<string, unknown>): RpcRequest {
+    if (typeof method !== 'string' || method === '') throw new TypeError('method must be a non-empty string');
+    if (!this.canSendVersion()) {
+      throw new VersionCapError(`Requested message version, ${this.target.version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${this.options.versionCap}.`);
+    }
+    const { serializer } = this.env;
+    const serializedArgs: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(args)) serializedArgs[k] = serializer.serializeEntity(ctx, v);
+    return {
+      method,
+      args: serializedArgs,
+      namespace: this.target.namespace,
+      version: this.target.version,
+      context: serializer.serializeContext(ctx),
+      uniqueId: uniqueId(),
+    };
+  }
+}

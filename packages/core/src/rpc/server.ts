@@ -1,0 +1,108 @@
+import type { Driver, IncomingRpc, Subscription } from '../driver.js';
+import type { BusEnv } from '../env.js';
+import { TransportClosed } from '../errors.js';
+import { Limiter } from '../limiter.js';
+import { serializeFailure } from '../message.js';
+import { validateTarget, type Target, type TargetFields } from '../target.js';
+import { RpcDispatcher, type AccessPolicy, type Endpoint } from './dispatcher.js';
+
+export interface RpcServerOptions {
+  readonly accessPolicy?: AccessPolicy | undefined;
+  /** Requests handled at once; more wait (default: config `rpc.maxConcurrency`). */
+  readonly maxConcurrency?: number | undefined;
+  /** Errors every endpoint may raise as part of its API (logged at debug, not error). */
+  readonly expectedExceptions?: ReadonlyArray<abstract new (...args: never[]) => Error> | undefined;
+}
+
+/**
+ * oslo's RPCServer: listens for a topic (and topic.server, and fanout) on every transport the
+ * router sends that topic's call, cast or fanout over, and dispatches to the endpoints.
+ */
+export class RpcServer {
+  readonly target: Target;
+  private readonly dispatcher: RpcDispatcher;
+  private readonly limiter: Limiter;
+  private subscriptions: Subscription[] = [];
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+
+  constructor(
+    private readonly env: BusEnv,
+    target: TargetFields,
+    endpoints: readonly Endpoint[],
+    private readonly options: RpcServerOptions = {},
+  ) {
+    this.target = validateTarget(target, 'rpc-server');
+    this.dispatcher = new RpcDispatcher(endpoints, options.accessPolicy ?? env.rpc.accessPolicy);
+    this.limiter = new Limiter(options.maxConcurrency ?? env.rpc.maxConcurrency);
+  }
+
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  /** Requests being handled or waiting for a slot. */
+  get inFlight(): number {
+    return this.limiter.size;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new TransportClosed(`RpcServer ${this.target} was already started`);
+    this.state = 'starting';
+    const routes = this.env.transportsFor(this.target.topic as string, ['call', 'cast', 'fanout']);
+    try {
+      for (const [driver, patterns] of routes) {
+        this.subscriptions.push(await this.listen(driver, patterns as Set<'call' | 'cast' | 'fanout'>));
+      }
+    } catch (e) {
+      await Promise.allSettled(this.subscriptions.map((s) => s.stop()));
+      this.state = 'stopped';
+      throw e;
+    }
+    this.state = 'running';
+  }
+
+  /** Stop taking requests, then wait for those in flight to finish and reply. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return this.limiter.drain();
+    this.state = 'stopping';
+    await Promise.allSettled(this.subscriptions.map((s) => s.stop()));
+    this.subscriptions = [];
+    await this.limiter.drain();
+    this.state = 'stopped';
+  }
+
+  private listen(driver: Driver, patterns: Set<'call' | 'cast' | 'fanout'>): Promise<Subscription> {
+    return driver.listen(this.target, (msg) => void this.limiter.run(() => this.process(msg)), { patterns });
+  }
+
+  private async process(msg: IncomingRpc): Promise<void> {
+    const { serializer, logger } = this.env;
+    const { request } = msg;
+    const isCall = msg.pattern === 'call';
+    const heartbeat =
+      isCall && msg.callMonitorTimeoutMs
+        ? setInterval(() => msg.heartbeat().catch((err: unknown) => logger.warn({ err }, 'call-monitor heartbeat failed')), msg.callMonitorTimeoutMs / 2)
+        : undefined;
+    let endpoint: Endpoint | undefined;
+    try {
+      const ctx = serializer.deserializeContext({ ...request.context });
+      const found = this.dispatcher.resolve(request);
+      endpoint = found.endpoint;
+      const args: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(request.args)) args[k] = serializer.deserializeEntity(ctx, v);
+      const result = await found.fn.call(found.endpoint, ctx, args);
+      if (isCall) await msg.reply({ result: serializer.serializeEntity(ctx, result), failure: null });
+    } catch (err) {
+      const expected =
+        this.dispatcher.isExpected(endpoint, err) || (this.options.expectedExceptions?.some((c) => err instanceof c) ?? false);
+      const log = { err, method: request.method, target: String(this.target), pattern: msg.pattern };
+      if (expected || endpoint === undefined) logger.debug(log, 'expected exception during message handling');
+      else logger.error(log, 'exception during message handling');
+      if (isCall) {
+        await msg.reply({ result: null, failure: serializeFailure(err) }).catch((e: unknown) => logger.error({ ...log, err: e }, 'could not send the failure reply'));
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+}
