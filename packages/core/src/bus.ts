@@ -10,7 +10,6 @@ import { defaultLogger, type Logger } from './logger.js';
 import { NotificationListener, BatchNotificationListener, type BatchNotificationEndpoint, type BatchOptions, type NotificationEndpoint, type NotificationListenerOptions } from './notify/listener.js';
 import { Notifier, type NotifierOptions } from './notify/notifier.js';
 import { RpcClient, type RpcClientOptions } from './rpc/client.js';
-import type { Endpoint } from './rpc/dispatcher.js';
 import { RpcServer, type RpcServerOptions } from './rpc/server.js';
 import { jsonSerializer, type Serializer } from './serializer.js';
 import type { TargetFields } from './target.js';
@@ -94,7 +93,7 @@ export class Bus {
     return new RpcClient(this.env, target, options);
   }
 
-  rpcServer(target: TargetFields, endpoints: readonly Endpoint[], options?: RpcServerOptions): RpcServer {
+  rpcServer(target: TargetFields, endpoints: readonly object[], options?: RpcServerOptions): RpcServer {
     return new RpcServer(this.env, target, endpoints, options);
   }
 

@@ -268,9 +268,16 @@ function flatten(input: Record<string, unknown>, node: SchemaNode, prefix = ''):
   return out;
 }
 
-/** convict says "key: problem: value was X"; we say the same, one problem per line. */
-function convictProblems(e: unknown): string[] {
-  return String((e as Error).message).split('\n').filter(Boolean);
+/** convict says "key: problem: value was X" (but leaves out falsy values); one problem a line. */
+function convictProblems(e: unknown, valueOf: (key: string) => unknown): string[] {
+  return String((e as Error).message)
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      if (line.includes('value was')) return line;
+      const key = /^([\w.]+): /.exec(line)?.[1];
+      return key === undefined ? line : `${line}: value was ${JSON.stringify(valueOf(key))}`;
+    });
 }
 
 /** Cross-key rule: every pattern (and topic override) names a declared transport. */
@@ -328,22 +335,64 @@ export function loadConfig(options: LoadConfigOptions = {}): HybridbusConfig {
   const problems = [...unknownKeys(fileData, schema), ...unknownKeys(options.overrides, schema)];
   if (problems.length) throw new ConfigError(problems, source);
 
-  const env = Object.fromEntries(Object.entries(options.env ?? process.env).filter(([k]) => k.startsWith('HYBRIDBUS_')));
+  // Layers are applied by hand with set(): convict's load() cannot merge into object-valued keys.
+  const layers: Array<[ConfigSource, Array<[string, unknown]>]> = [
+    ['file', isPlainObject(fileData) ? flatten(fileData, schema) : []],
+    ['env', envLeaves(options.env ?? process.env)],
+    ['override', flatten((options.overrides ?? {}) as Record<string, unknown>, schema)],
+  ];
+  const sources = new Map<string, ConfigSource>();
   let conf: convict.Config<unknown>;
   try {
-    conf = convict(schema as convict.Schema<unknown>, { env: env as NodeJS.ProcessEnv, args: [] });
-    if (isPlainObject(fileData)) conf.load(fileData);
-    for (const [key, value] of flatten((options.overrides ?? {}) as Record<string, unknown>, schema)) {
-      conf.set(key as never, value as never);
+    conf = convict(schema as convict.Schema<unknown>, { env: {}, args: [] });
+    for (const [layer, leaves] of layers) {
+      for (const [key, value] of leaves) {
+        conf.set(key as never, value as never);
+        sources.set(key, layer);
+      }
     }
     conf.validate({ allowed: 'strict' });
   } catch (e) {
-    throw new ConfigError(convictProblems(e), source);
+    throw new ConfigError(convictProblems(e, (key) => conf?.has(key as never) ? conf.get(key as never) : undefined), source);
   }
   const cfg = conf.getProperties() as unknown as HybridbusConfig;
   const refs = referenceProblems(cfg);
   if (refs.length) throw new ConfigError(refs, source);
-  return deepFreeze(cfg);
+  deepFreeze(cfg);
+  configSources.set(cfg, sources);
+  return cfg;
+}
+
+export type ConfigSource = 'default' | 'file' | 'env' | 'override';
+const configSources = new WeakMap<HybridbusConfig, ReadonlyMap<string, ConfigSource>>();
+
+/** Where a loaded config's value for `key` (e.g. "rpc.timeout") came from. */
+export function configSource(cfg: HybridbusConfig, key: string): ConfigSource {
+  return configSources.get(cfg)?.get(key) ?? 'default';
+}
+
+/** HYBRIDBUS_* variables named in the schema, as [key, raw string] leaves. */
+function envLeaves(env: NodeJS.ProcessEnv): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = [];
+  const known: string[] = [];
+  const walk = (node: SchemaNode, prefix: string): void => {
+    for (const [k, child] of Object.entries(node)) {
+      const c = child as SchemaNode;
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (!isLeaf(c)) walk(c, key);
+      else {
+        known.push(String(c['env']));
+        if (env[String(c['env'])] !== undefined) out.push([key, env[String(c['env'])]]);
+      }
+    }
+  };
+  walk(schema as unknown as SchemaNode, '');
+  // A misspelt variable would otherwise be ignored without a word.
+  const unknown = Object.keys(env).filter((k) => k.startsWith('HYBRIDBUS_') && !known.includes(k));
+  if (unknown.length) {
+    throw new ConfigError(unknown.map((k) => `${k}: unknown environment variable (value ${JSON.stringify(env[k])}); expected one of: ${known.join(', ')}`), 'environment');
+  }
+  return out;
 }
 
 function deepFreeze<T>(o: T): T {

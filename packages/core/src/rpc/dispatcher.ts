@@ -7,7 +7,10 @@ import { NoSuchMethod, UnsupportedVersion } from '../errors.js';
 import type { Context, RpcRequest } from '../message.js';
 import { validateTarget, versionIsCompatible, type Target, type TargetFields } from '../target.js';
 
-/** An object whose methods `(ctx, args) => result` are callable remotely. */
+/**
+ * Any object whose methods `(ctx, args) => result` are callable remotely; these optional
+ * properties describe it.
+ */
 export interface Endpoint {
   /** Namespace and version this endpoint implements (default: no namespace, "1.0"). */
   readonly target?: TargetFields | undefined;
@@ -28,10 +31,13 @@ export class RpcDispatcher {
   private readonly entries: ReadonlyArray<{ endpoint: Endpoint; target: Target }>;
 
   constructor(
-    endpoints: readonly Endpoint[],
+    endpoints: readonly object[],
     readonly accessPolicy: AccessPolicy,
   ) {
-    this.entries = endpoints.map((endpoint) => ({ endpoint, target: validateTarget(endpoint.target ?? {}, 'endpoint') }));
+    this.entries = endpoints.map((e) => {
+      const endpoint = e as Endpoint;
+      return { endpoint, target: validateTarget(endpoint.target ?? {}, 'endpoint') };
+    });
   }
 
   /** The method `name` of `endpoint` if the access policy lets it be called remotely. */

@@ -28,7 +28,7 @@ export class RpcServer {
   constructor(
     private readonly env: BusEnv,
     target: TargetFields,
-    endpoints: readonly Endpoint[],
+    endpoints: readonly object[],
     private readonly options: RpcServerOptions = {},
   ) {
     this.target = validateTarget(target, 'rpc-server');
@@ -83,6 +83,7 @@ export class RpcServer {
       isCall && msg.callMonitorTimeoutMs
         ? setInterval(() => msg.heartbeat().catch((err: unknown) => logger.warn({ err }, 'call-monitor heartbeat failed')), msg.callMonitorTimeoutMs / 2)
         : undefined;
+    heartbeat?.unref(); // the handler's own work keeps the process alive, not its heartbeats
     let endpoint: Endpoint | undefined;
     try {
       const ctx = serializer.deserializeContext({ ...request.context });

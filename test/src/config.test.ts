@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Bus, ConfigError, configReference, loadConfig, UnknownTransport, type ConfigInput } from '@hybridbus/core';
+
+const dir = mkdtempSync(join(tmpdir(), 'hb-config-'));
+const file = (name: string, text: string): string => {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+};
+
+/** Asserts loading fails with a ConfigError whose message contains every fragment. */
+function rejects(options: Parameters<typeof loadConfig>[0], ...fragments: string[]): void {
+  assert.throws(
+    () => loadConfig({ env: {}, ...options }),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
+      assert.equal(e.code, 'HB_CONFIG');
+      for (const f of fragments) assert.ok(e.message.includes(f), `message lacks ${JSON.stringify(f)}:\n${e.message}`);
+      return true;
+    },
+  );
+}
+const overrides = (o: unknown) => ({ overrides: o as ConfigInput });
+
+test('defaults: the embedded transport carries every pattern', () => {
+  const cfg = loadConfig({ env: {} });
+  assert.deepEqual(cfg.transports, { default: 'memory://' });
+  assert.deepEqual(cfg.patterns, { call: 'default', cast: 'default', fanout: 'default', notify: 'default' });
+  assert.equal(cfg.rpc.timeout, 60_000);
+  assert.deepEqual(cfg.notifications.topics, ['notifications']);
+  assert.ok(Object.isFrozen(cfg.rpc));
+});
+
+test('unknown keys are rejected with the key, the value and the keys expected there', () => {
+  rejects(overrides({ trasnports: {} }), 'trasnports: unknown key', 'expected one of: transports, patterns');
+  rejects(overrides({ rpc: { timout: 5 } }), 'rpc.timout: unknown key (value 5)', 'rpc.timeout');
+  rejects({ file: file('unknown.yaml', 'patterns:\n  call: default\n  rpc: default\n') }, 'patterns.rpc: unknown key (value "default")', 'unknown.yaml');
+});
+
+test('a pattern (or topic override) mapped to an undeclared transport is rejected', () => {
+  rejects(overrides({ patterns: { fanout: 'broker' } }), 'patterns.fanout: "broker" is not a declared transport', 'declared transports: default');
+  rejects(overrides({ topics: { scheduler: { cast: 'nope' } } }), 'topics.scheduler.cast: "nope" is not a declared transport');
+  rejects(overrides({ topics: { scheduler: { rpc: 'default' } } }), 'topics', 'unknown pattern "rpc"', 'call, cast, fanout, notify');
+});
+
+test('a malformed URL and an unknown scheme are rejected, naming the transport', () => {
+  rejects(overrides({ transports: { default: 'not a url' } }), 'transports:', 'transport "default"', '"not a url" is malformed', 'must be a URL');
+  rejects(overrides({ transports: { default: 'kafka://h:9092' } }), 'transport "default" has unknown scheme "kafka:"', 'zmq:', 'rabbit:');
+  rejects(overrides({ transports: {} }), 'transports:', 'non-empty object mapping transport names to URLs');
+});
+
+test('negative or non-integer timeouts and counts are rejected with the expected form', () => {
+  rejects(overrides({ rpc: { timeout: -1 } }), 'rpc.timeout', 'non-negative integer number of milliseconds', 'value was -1');
+  rejects(overrides({ rpc: { callMonitorTimeout: 1.5 } }), 'rpc.callMonitorTimeout', 'value was 1.5');
+  rejects(overrides({ rpc: { maxConcurrency: 0 } }), 'rpc.maxConcurrency: must be a positive integer', 'value was 0');
+  rejects(overrides({ notifications: { retry: -2 } }), 'notifications.retry', '-1 (retry forever)');
+  rejects(overrides({ rpc: { accessPolicy: 'open' } }), 'rpc.accessPolicy', '"default","explicit"', 'value was "open"');
+});
+
+test('environment variables are read and validated like any input', () => {
+  const cfg = loadConfig({
+    env: {
+      HYBRIDBUS_TRANSPORTS: '{"direct":"zmq://","broker":"rabbit://guest:guest@127.0.0.1:5672/"}',
+      HYBRIDBUS_PATTERNS_CALL: 'direct',
+      HYBRIDBUS_PATTERNS_CAST: 'direct',
+      HYBRIDBUS_PATTERNS_FANOUT: 'broker',
+      HYBRIDBUS_PATTERNS_NOTIFY: 'broker',
+      HYBRIDBUS_RPC_TIMEOUT: '1500',
+      HYBRIDBUS_NOTIFICATIONS_TOPICS: 'notifications, audit',
+      OTHER_VAR: 'ignored',
+    },
+  });
+  assert.equal(cfg.patterns.fanout, 'broker');
+  assert.equal(cfg.rpc.timeout, 1500);
+  assert.deepEqual(cfg.notifications.topics, ['notifications', 'audit']);
+  rejects({ env: { HYBRIDBUS_RPC_TIMEOUT: '-20' } }, 'rpc.timeout', 'value was -20');
+  rejects({ env: { HYBRIDBUS_PATTERNS_CALL: 'ghost' } }, 'patterns.call: "ghost" is not a declared transport');
+  rejects({ env: { HYBRIDBUS_RPC_TIMOUT: '5' } }, 'HYBRIDBUS_RPC_TIMOUT: unknown environment variable (value "5")', 'HYBRIDBUS_RPC_TIMEOUT');
+  rejects({ env: { HYBRIDBUS_TRANSPORTS: '{not json' } }, 'transports: must be a non-empty object', 'value was "{not json"');
+});
+
+test('JSON and YAML files; precedence is defaults < file < environment < overrides', () => {
+  const yaml = file(
+    'bus.yaml',
+    `transports:
+  direct: zmq://
+  broker: rabbit://guest:guest@127.0.0.1:5672/
+patterns: { call: direct, cast: direct, fanout: broker, notify: broker }
+topics:
+  scheduler: { cast: broker }
+rpc:
+  timeout: 1000
+  maxConcurrency: 8
+`,
+  );
+  const fromYaml = loadConfig({ file: yaml, env: {} });
+  assert.equal(fromYaml.topics['scheduler']?.cast, 'broker');
+  assert.equal(fromYaml.rpc.timeout, 1000);
+  const json = file('bus.json', JSON.stringify({ rpc: { timeout: 2000, maxConcurrency: 3 } }));
+  const layered = loadConfig({ file: json, env: { HYBRIDBUS_RPC_TIMEOUT: '3000' }, overrides: { rpc: { maxConcurrency: 4 } } });
+  assert.equal(layered.rpc.timeout, 3000, 'environment beats file');
+  assert.equal(layered.rpc.maxConcurrency, 4, 'overrides beat file');
+  assert.equal(loadConfig({ env: { HYBRIDBUS_RPC_TIMEOUT: '3000' }, overrides: { rpc: { timeout: 5 } } }).rpc.timeout, 5, 'overrides beat environment');
+  rejects({ file: file('broken.yaml', 'rpc: [unclosed') }, 'broken.yaml', 'cannot parse YAML');
+  rejects({ file: file('broken.json', '{"rpc": ') }, 'broken.json', 'cannot parse JSON');
+  rejects({ file: join(dir, 'missing.yaml') }, 'cannot read config file');
+  rejects({ file: file('cfg.toml', 'x = 1') }, 'must end in .json, .yml or .yaml');
+  rejects({ file: file('list.yaml', '- a\n- b\n') }, 'top level must be a mapping');
+});
+
+test('Bus creation: a known scheme without a registered driver names the package to import', async () => {
+  await assert.rejects(Bus.create({ transports: { default: 'amqp1://127.0.0.1' } }), (e: unknown) => {
+    assert.ok(e instanceof UnknownTransport);
+    assert.match(e.message, /transport "default": no driver registered for scheme "amqp1:"/);
+    return true;
+  });
+  await assert.rejects(Bus.create({ rpc: { timeout: -1 } }), ConfigError);
+});
+
+test("README's config reference is the one generated from the schema", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  assert.ok(readme.includes(configReference()), 'README.md is stale: paste the output of `npm run -s config-reference`');
+});

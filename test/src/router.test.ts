@@ -1,0 +1,83 @@
+/** The pattern router on memory:// hubs: each pattern travels on the transport it maps to. */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, test } from 'node:test';
+import { Bus, type Context } from '@hybridbus/core';
+import { Collector, freshTopic } from './util.js';
+
+const hubA = `memory://a-${randomUUID().slice(0, 8)}`;
+const hubB = `memory://b-${randomUUID().slice(0, 8)}`;
+const buses: Bus[] = [];
+after(() => Promise.allSettled(buses.map((b) => b.close())));
+const bus = async (config: Parameters<typeof Bus.create>[0]) => {
+  const b = await Bus.create(config);
+  buses.push(b);
+  return b;
+};
+const hybrid = {
+  transports: { direct: hubA, broker: hubB },
+  patterns: { call: 'direct', cast: 'direct', fanout: 'broker', notify: 'broker' },
+  topics: { scheduler: { cast: 'broker' } },
+};
+const onlyB = { transports: { default: hubB } };
+const ctx: Context = {};
+
+test('route(): patterns map, with per-topic overrides', async () => {
+  const b = await bus(hybrid);
+  assert.equal(b.route('compute', 'call'), 'direct');
+  assert.equal(b.route('compute', 'cast'), 'direct');
+  assert.equal(b.route('scheduler', 'cast'), 'broker');
+  assert.equal(b.route('scheduler', 'call'), 'direct');
+  assert.equal(b.route('x', 'fanout'), 'broker');
+  assert.equal(b.route('x', 'notify'), 'broker');
+});
+
+test('a server listens on every transport its topic can arrive on; each pattern uses its own', async () => {
+  const topic = freshTopic();
+  const hybridSeen = new Collector<string>();
+  const probeSeen = new Collector<string>();
+  const endpoint = (seen: Collector<string>) => ({ hit: (_c: Context, a: { via: string }) => (seen.push(a.via), a.via) });
+  const server = (await bus(hybrid)).rpcServer({ topic, server: 'h' }, [endpoint(hybridSeen)]);
+  await server.start();
+  // A probe that sits only on hub B: it must see the fanout, never the call or cast.
+  const probe = (await bus(onlyB)).rpcServer({ topic, server: 'probe' }, [endpoint(probeSeen)]);
+  await probe.start();
+  const client = (await bus(hybrid)).rpcClient({ topic });
+  for (let i = 0; i < 6; i++) assert.equal(await client.call(ctx, 'hit', { via: 'call' }), 'call');
+  await client.cast(ctx, 'hit', { via: 'cast' });
+  await client.prepare({ fanout: true }).cast(ctx, 'hit', { via: 'fanout' });
+  await hybridSeen.until(8);
+  await probeSeen.until(1);
+  // fence on hub B: a call from a B-only client reaches probe or the hybrid server, both after the fanout
+  await (await bus(onlyB)).rpcClient({ topic, server: 'probe' }).call(ctx, 'hit', { via: 'fence' });
+  assert.deepEqual(probeSeen.items, ['fanout', 'fence']);
+  assert.deepEqual([...hybridSeen.items].sort(), ['call', 'call', 'call', 'call', 'call', 'call', 'cast', 'fanout']);
+  await server.stop();
+  await probe.stop();
+});
+
+test('per-topic override: casts to "scheduler" go over the broker transport', async () => {
+  const got = new Collector<string>();
+  const probe = (await bus(onlyB)).rpcServer({ topic: 'scheduler', server: 'p' }, [{ update: () => void got.push('broker') }]);
+  await probe.start();
+  await (await bus(hybrid)).rpcClient({ topic: 'scheduler' }).cast(ctx, 'update');
+  assert.deepEqual(await got.until(1), ['broker']);
+  await probe.stop();
+});
+
+test('notifications travel on the notify transport', async () => {
+  const topic = freshTopic('n');
+  const got = new Collector<string>();
+  const listener = (await bus(onlyB)).notificationListener([{ topic }], [{ info: (_c, _p, e) => void got.push(e) }]);
+  await listener.start();
+  await (await bus(hybrid)).notifier({ publisherId: 'p', topics: [topic] }).info(ctx, 'via.broker', {});
+  assert.deepEqual(await got.until(1), ['via.broker']);
+  await listener.stop();
+});
+
+test('only transports some pattern uses are opened; a closed bus refuses work', async () => {
+  const b = await bus({ transports: { default: hubA, unused: hubB } });
+  assert.throws(() => b.transport('unused'), /not in use by any pattern/);
+  await b.close();
+  await assert.rejects(b.rpcClient({ topic: 't' }).cast(ctx, 'x'), /closed/);
+});
