@@ -1,0 +1,55 @@
+/**
+ * The name service (oslo's "matchmaker"): servers register where they listen, clients look
+ * up the hosts of a key. Keys are "<exchange>/<topic>" and "<exchange>/<topic>.<server>" for RPC,
+ * and "notify:<exchange>/<topic>" for notification listeners.
+ */
+
+/** One place a server listens. */
+export interface HostRecord {
+  /** "host:port" a client connects to (tcp). */
+  readonly address: string;
+  /** The server's CURVE public key (Z85), when CURVE is on. */
+  readonly publicKey?: string | undefined;
+  /** Notification listener pool; listeners without one share the pool "". */
+  readonly pool?: string | undefined;
+}
+
+export interface NameServiceStats {
+  /** lookup() calls answered. */
+  readonly lookups: number;
+  /** Of those, answered from the cache without asking the backend. */
+  readonly cacheHits: number;
+  /** Records this process currently registers (and refreshes). */
+  readonly registered: number;
+  /** Times the backend could not be reached and the cache answered. */
+  readonly backendErrors: number;
+}
+
+export interface NameService {
+  /** "local", "static" or "redis". */
+  readonly kind: string;
+  /**
+   * Register `record` under each key, kept alive (refreshed) until unregister() or close().
+   * Records of a process that dies expire after the TTL, per record, not per key.
+   */
+  register(keys: readonly string[], record: HostRecord): Promise<void>;
+  unregister(keys: readonly string[], record: HostRecord): Promise<void>;
+  /** The live records of `key`; served from a cache, and from a stale cache while the backend is down. */
+  lookup(key: string): Promise<readonly HostRecord[]>;
+  /** Drop `address` from cached answers until it is registered again (e.g. its connection died). */
+  forget(address: string): void;
+  /** Called (soon) after any key's records change, by anyone. Returns an unsubscribe function. */
+  onChange(listener: (key: string) => void): () => void;
+  /** Every key and its live records (for `hybridbus nameservice ls`). */
+  list(): Promise<ReadonlyMap<string, readonly HostRecord[]>>;
+  readonly stats: NameServiceStats;
+  /** Unregister everything this process registered; stop timers and connections. */
+  close(): Promise<void>;
+}
+
+export interface NameServiceOptions {
+  /** Record lifetime without a refresh, ms. */
+  readonly ttlMs: number;
+  /** How long a lookup answer is reused without asking the backend (change events also clear it), ms. */
+  readonly cacheMs: number;
+}
