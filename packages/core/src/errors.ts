@@ -118,3 +118,13 @@ export class UnsupportedFeature extends HybridbusError {
 export class UnknownTransport extends HybridbusError {
   override readonly code = 'HB_UNKNOWN_TRANSPORT';
 }
+
+/** The connection carrying an in-flight message broke: it may or may not have been processed. */
+export class ConnectionLost extends MessageDeliveryFailure {
+  override readonly code = 'HB_CONNECTION_LOST';
+}
+
+/** The peer refused our credentials (CURVE keys, SASL) or we refused its. */
+export class AuthenticationFailed extends MessageDeliveryFailure {
+  override readonly code = 'HB_AUTH';
+}
