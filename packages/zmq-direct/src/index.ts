@@ -1,1 +1,1 @@
-export {};
+export * from './nameservice/index.js';

@@ -6,6 +6,7 @@
  *
  *   const redis = await startRedis();            // redis://127.0.0.1:PORT
  *   const rabbit = await startRabbitMQ();        // amqp://guest:guest@127.0.0.1:PORT/ (+ AMQP 1.0 on the same port)
+ *   const sentinel = await startRedisSentinel(redis); // redis+sentinel://127.0.0.1:PORT/<masterName>
  *   ...
  *   await rabbit.restart();                      // same port, same node name, same mnesia dir
  *   await redis.kill();                          // SIGKILL ("crash"), data dir kept; restart() brings it back
@@ -25,7 +26,8 @@
  *   exited, no descendant is left (zombies don't count, see below) and the port
  *   can be bound again.
  * - stdout/stderr go to `<dataDir>/server.log`, never to the test output.
- * - Readiness is protocol-level: Redis must answer a RESP PING with +PONG;
+ * - Readiness is protocol-level: Redis must answer a RESP PING with +PONG; a
+ *   Sentinel must answer SENTINEL get-master-addr-by-name with its master's address;
  *   RabbitMQ must answer the AMQP 0-9-1 protocol header with a connection.start
  *   method frame (an open port alone is not enough). RabbitMQ also opens its
  *   AMQP listener *before* its plugins (amqp1_0, ...) are started, so it
@@ -62,6 +64,7 @@ import { after, before } from 'node:test';
 
 import {
   amqpConnectionStart,
+  exchange,
   freePort,
   freePorts,
   isPortBindable,
@@ -76,13 +79,13 @@ export { freePort } from './ports.js';
 // Public types
 // ---------------------------------------------------------------------------
 
-export type ServerKind = 'redis' | 'rabbitmq';
+export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq';
 
 export interface RunningServer {
   readonly kind: ServerKind;
   readonly host: '127.0.0.1';
   readonly port: number;
-  /** redis://127.0.0.1:PORT or amqp://guest:guest@127.0.0.1:PORT/ */
+  /** redis://127.0.0.1:PORT, redis+sentinel://127.0.0.1:PORT/<masterName> or amqp://guest:guest@127.0.0.1:PORT/ */
   readonly url: string;
   /** Private (0700) temporary directory holding all server state and logs. */
   readonly dataDir: string;
@@ -106,6 +109,14 @@ export interface RunningServer {
 
 export interface RedisServer extends RunningServer {
   readonly kind: 'redis';
+}
+
+export interface RedisSentinelServer extends RunningServer {
+  readonly kind: 'redis-sentinel';
+  /** Name of the monitored master (the path of `url`). */
+  readonly masterName: string;
+  /** The Redis server it monitors. */
+  readonly master: RunningServer;
 }
 
 export interface RabbitMQServer extends RunningServer {
@@ -138,6 +149,13 @@ export interface RedisOptions extends StartOptions {
   appendonly?: boolean;
   /** Extra redis-server arguments, e.g. ['--maxmemory', '10mb']. */
   args?: string[];
+}
+
+export interface RedisSentinelOptions extends StartOptions {
+  /** Master name (default 'hbmaster'). */
+  masterName?: string;
+  /** Extra sentinel.conf lines, e.g. ['sentinel down-after-milliseconds hbmaster 1000']. */
+  config?: string[];
 }
 
 export interface RabbitMQOptions extends StartOptions {
@@ -692,6 +710,71 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
       extraLogs: () => [],
     };
     return new ManagedServer('redis', port, `redis://${LOOPBACK}:${port}`, dataDir, spec) as ManagedServer & RedisServer;
+  });
+}
+
+/** The master address a Sentinel reports for `name` ("host:port"), or null if it has none / does not answer. */
+async function sentinelMasterAddr(port: number, name: string, timeoutMs = 1000): Promise<string | null> {
+  const args = ['SENTINEL', 'get-master-addr-by-name', name];
+  const req = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  const reply = /^\*2\r\n\$\d+\r\n([^\r]*)\r\n\$\d+\r\n(\d+)\r\n/;
+  const { data } = await exchange(port, req, (b) => reply.test(b.toString('latin1')) || /^(-|\*-1\r\n|\*0\r\n)/.test(b.toString('latin1')), timeoutMs);
+  const m = reply.exec(data.toString('latin1'));
+  return m ? `${m[1]}:${m[2]}` : null;
+}
+
+class ManagedRedisSentinel extends ManagedServer implements RedisSentinelServer {
+  declare readonly kind: 'redis-sentinel';
+  constructor(
+    port: number,
+    dataDir: string,
+    spec: LaunchSpec,
+    readonly masterName: string,
+    readonly master: RunningServer,
+  ) {
+    super('redis-sentinel', port, `redis+sentinel://${LOOPBACK}:${port}/${masterName}`, dataDir, spec);
+  }
+}
+
+/**
+ * Starts a Redis Sentinel (`redis-server <conf> --sentinel`) on a free 127.0.0.1 port that monitors
+ * `master` under `masterName` with quorum 1; resolves once it reports the master's address. Its
+ * config file lives in its own data dir (Sentinel rewrites it). Stop it before its master.
+ */
+export async function startRedisSentinel(master: RunningServer, opts: RedisSentinelOptions = {}): Promise<RedisSentinelServer> {
+  const binary = opts.binary ?? findExecutable([process.env['REDIS_SERVER_BIN'], '/usr/bin/redis-server'], 'redis-server');
+  const masterName = opts.masterName ?? 'hbmaster';
+  const masterAddr = `${LOOPBACK}:${master.port}`;
+  return startWithRetry('redis-sentinel', opts.port, async (dataDir) => {
+    const port = opts.port ?? (await freePort());
+    const configFile = path.join(dataDir, 'sentinel.conf');
+    await fsp.writeFile(
+      configFile,
+      [
+        '# generated by test/src/harness/launcher.ts (Sentinel rewrites this file)',
+        `port ${port}`,
+        `bind ${LOOPBACK}`,
+        'daemonize no',
+        `dir ${dataDir}`,
+        'logfile ""',
+        `sentinel monitor ${masterName} ${LOOPBACK} ${master.port} 1`,
+        ...(opts.config ?? []),
+        '',
+      ].join('\n'),
+    );
+    const spec: LaunchSpec = {
+      kind: 'redis-sentinel',
+      command: binary,
+      args: [configFile, '--sentinel'],
+      env: { ...process.env, ...opts.env },
+      probe: async (p) => (await sentinelMasterAddr(p, masterName)) === masterAddr,
+      probeName: `SENTINEL get-master-addr-by-name ${masterName} with ${masterAddr}`,
+      probeIntervalMs: 20,
+      startTimeoutMs: opts.startTimeoutMs ?? 15_000,
+      stopGraceMs: opts.stopGraceMs ?? 5_000,
+      extraLogs: () => [],
+    };
+    return new ManagedRedisSentinel(port, dataDir, spec, masterName, master);
   });
 }
 

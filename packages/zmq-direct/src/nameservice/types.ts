@@ -3,6 +3,7 @@
  * up the hosts of a key. Keys are "<exchange>/<topic>" and "<exchange>/<topic>.<server>" for RPC,
  * and "notify:<exchange>/<topic>" for notification listeners.
  */
+import type { Logger } from '@hybridbus/core';
 
 /** One place a server listens. */
 export interface HostRecord {
@@ -19,7 +20,7 @@ export interface NameServiceStats {
   readonly lookups: number;
   /** Of those, answered from the cache without asking the backend. */
   readonly cacheHits: number;
-  /** Records this process currently registers (and refreshes). */
+  /** Records this process currently registers (and refreshes), counted per (key, record) pair. */
   readonly registered: number;
   /** Times the backend could not be reached and the cache answered. */
   readonly backendErrors: number;
@@ -36,15 +37,27 @@ export interface NameService {
   unregister(keys: readonly string[], record: HostRecord): Promise<void>;
   /** The live records of `key`; served from a cache, and from a stale cache while the backend is down. */
   lookup(key: string): Promise<readonly HostRecord[]>;
-  /** Drop `address` from cached answers until it is registered again (e.g. its connection died). */
+  /**
+   * Hide `address` from lookup answers (all keys, cached or fresh) because its connection died.
+   * It shows again once the backend has it registered or refreshed after the forget(), or after
+   * ttlMs at the latest (static records are never refreshed, so for them that is the only way).
+   */
   forget(address: string): void;
   /** Called (soon) after any key's records change, by anyone. Returns an unsubscribe function. */
   onChange(listener: (key: string) => void): () => void;
   /** Every key and its live records (for `hybridbus nameservice ls`). */
   list(): Promise<ReadonlyMap<string, readonly HostRecord[]>>;
   readonly stats: NameServiceStats;
-  /** Unregister everything this process registered; stop timers and connections. */
-  close(): Promise<void>;
+  /**
+   * Unregister everything this process registered; stop timers and connections.
+   * `unregister: false` leaves the records to expire by TTL, as if the process had crashed.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  /** Remove this process's records from the backend (default true). */
+  readonly unregister?: boolean | undefined;
 }
 
 export interface NameServiceOptions {
@@ -52,4 +65,6 @@ export interface NameServiceOptions {
   readonly ttlMs: number;
   /** How long a lookup answer is reused without asking the backend (change events also clear it), ms. */
   readonly cacheMs: number;
+  /** Where warnings (e.g. backend outages) go; defaults to core's defaultLogger(). */
+  readonly logger?: Logger | undefined;
 }

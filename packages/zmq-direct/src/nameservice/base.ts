@@ -1,0 +1,371 @@
+/**
+ * What every name service backend shares: record validation and canonical form, the lookup
+ * cache (which keeps answering, stale, while the backend is down), forget(), change listeners,
+ * stats and the close() sequence. A backend supplies fetch()/fetchAll() and the writes.
+ */
+import {
+  ConfigError,
+  defaultLogger,
+  HybridbusError,
+  MessageDeliveryFailure,
+  TransportClosed,
+  type Logger,
+} from '@hybridbus/core';
+
+import type { CloseOptions, HostRecord, NameService, NameServiceOptions, NameServiceStats } from './types.js';
+
+/** Defaults: a dead server's records linger at most 30 s; a lookup hits the backend at most every 5 s per key. */
+export const NAME_SERVICE_DEFAULTS = { ttlMs: 30_000, cacheMs: 5_000 } as const satisfies NameServiceOptions;
+
+/** A record as a backend returned it, with when its owner last (re)registered or refreshed it (ms epoch). */
+export interface SeenRecord {
+  readonly record: HostRecord;
+  readonly refreshedAt: number;
+}
+
+/** One (key, record) pair this process registers; `member` is the record's canonical JSON. */
+export interface Registration {
+  readonly key: string;
+  readonly record: HostRecord;
+  readonly member: string;
+}
+
+// host:port, host being a name, an IPv4 address or a bracketed IPv6 address.
+const ADDRESS = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/@[\]]+):(\d{1,5})$/;
+
+/** Why `address` is not a usable "host:port", or undefined if it is. */
+export function addressProblem(address: unknown): string | undefined {
+  if (typeof address !== 'string') return `address must be a "host:port" string, got ${JSON.stringify(address) ?? String(address)}`;
+  const m = ADDRESS.exec(address);
+  const port = m ? Number(m[1]) : 0;
+  if (!m || port < 1 || port > 65535) return `address ${JSON.stringify(address)} is not "host:port" (port 1-65535)`;
+  return undefined;
+}
+
+/** Validates and copies a record (dropping unknown fields); returns a problem string instead if it is invalid. */
+export function toHostRecord(value: unknown): HostRecord | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return `a record must be an object like {"address": "host:port"}, got ${JSON.stringify(value)}`;
+  }
+  const v = value as Record<string, unknown>;
+  const problem = addressProblem(v['address']);
+  if (problem) return problem;
+  for (const field of ['publicKey', 'pool'] as const) {
+    if (v[field] !== undefined && typeof v[field] !== 'string') return `${field} must be a string, got ${JSON.stringify(v[field])}`;
+  }
+  const record: { address: string; publicKey?: string; pool?: string } = { address: v['address'] as string };
+  if (v['publicKey'] !== undefined) record.publicKey = v['publicKey'] as string;
+  if (v['pool'] !== undefined) record.pool = v['pool'] as string;
+  return Object.freeze(record);
+}
+
+/** The record as JSON with a fixed field order and no undefined fields: equal records give equal strings. */
+export function canonicalRecord(record: HostRecord): string {
+  return JSON.stringify({ address: record.address, pool: record.pool, publicKey: record.publicKey });
+}
+
+/** Parses a canonical record read back from a backend; undefined if it is not one. */
+export function parseRecord(json: string): HostRecord | undefined {
+  try {
+    const r = toHostRecord(JSON.parse(json));
+    return typeof r === 'string' ? undefined : r;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Checks ttlMs/cacheMs; the problems name the `matchmaker` option they belong to. */
+export function resolveOptions(options: Partial<NameServiceOptions>): { ttlMs: number; cacheMs: number } {
+  const ttlMs = options.ttlMs ?? NAME_SERVICE_DEFAULTS.ttlMs;
+  const cacheMs = options.cacheMs ?? NAME_SERVICE_DEFAULTS.cacheMs;
+  const problems: string[] = [];
+  if (!Number.isFinite(ttlMs) || ttlMs < 30) problems.push(`matchmaker ttlMs: ${ttlMs} is not valid; expected milliseconds >= 30`);
+  if (!Number.isFinite(cacheMs) || cacheMs < 0) problems.push(`matchmaker cacheMs: ${cacheMs} is not valid; expected milliseconds >= 0`);
+  if (problems.length) throw new ConfigError(problems);
+  return { ttlMs, cacheMs };
+}
+
+export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+interface CacheEntry {
+  readonly records: readonly SeenRecord[];
+  /** When the backend read that produced it started; 0 once a change event made it stale. */
+  fetchedAt: number;
+}
+
+export abstract class BaseNameService implements NameService {
+  abstract readonly kind: string;
+  protected readonly ttlMs: number;
+  protected readonly cacheMs: number;
+  protected closed = false;
+  /** key → canonical record → record: what this process registers and keeps refreshing. */
+  protected readonly registrations = new Map<string, Map<string, HostRecord>>();
+
+  private readonly givenLogger: Logger | undefined;
+  private ownLogger: Logger | undefined;
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly inflight = new Map<string, Promise<readonly SeenRecord[]>>();
+  /** address → when forget() was called. */
+  private readonly forgotten = new Map<string, number>();
+  private readonly listeners = new Set<{ readonly fn: (key: string) => void }>();
+  private backendDown = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private counts = { lookups: 0, cacheHits: 0, backendErrors: 0 };
+
+  constructor(options: Partial<NameServiceOptions>) {
+    ({ ttlMs: this.ttlMs, cacheMs: this.cacheMs } = resolveOptions(options));
+    this.givenLogger = options.logger;
+  }
+
+  /** The backend's current records of `key` (expired ones left out). */
+  protected abstract fetch(key: string): Promise<readonly SeenRecord[]>;
+  /** Every key with live records. */
+  protected abstract fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>>;
+  /** Stores the registrations in the backend and tells other instances. */
+  protected abstract write(regs: readonly Registration[]): Promise<void>;
+  /** Removes the registrations from the backend and tells other instances. */
+  protected abstract remove(regs: readonly Registration[]): Promise<void>;
+  /** Stops timers, watchers and connections (registrations are already dealt with). */
+  protected abstract shutdown(): Promise<void>;
+
+  protected get logger(): Logger {
+    this.ownLogger ??= (this.givenLogger ?? defaultLogger()).child({ component: 'nameservice', nameservice: this.kind });
+    return this.ownLogger;
+  }
+
+  get stats(): NameServiceStats {
+    let registered = 0;
+    for (const members of this.registrations.values()) registered += members.size;
+    return { ...this.counts, registered };
+  }
+
+  async register(keys: readonly string[], record: HostRecord): Promise<void> {
+    this.assertOpen('register');
+    const regs = this.registrationsOf(keys, record);
+    for (const r of regs) {
+      let members = this.registrations.get(r.key);
+      if (!members) this.registrations.set(r.key, (members = new Map()));
+      members.set(r.member, r.record);
+    }
+    await this.write(regs);
+  }
+
+  async unregister(keys: readonly string[], record: HostRecord): Promise<void> {
+    this.assertOpen('unregister');
+    const regs = this.registrationsOf(keys, record);
+    for (const r of regs) {
+      const members = this.registrations.get(r.key);
+      members?.delete(r.member);
+      if (members?.size === 0) this.registrations.delete(r.key);
+    }
+    await this.remove(regs);
+  }
+
+  async lookup(key: string): Promise<readonly HostRecord[]> {
+    this.assertOpen('lookup');
+    const cached = this.cache.get(key);
+    if (cached && Date.now() - cached.fetchedAt < this.cacheMs) {
+      this.counts.lookups++;
+      this.counts.cacheHits++;
+      return this.visible(cached.records);
+    }
+    let records: readonly SeenRecord[];
+    try {
+      records = await this.fetchShared(key);
+    } catch (err) {
+      this.noteBackendError(err, `lookup of "${key}"`);
+      const stale = this.cache.get(key);
+      if (!stale) {
+        throw new MessageDeliveryFailure(
+          `name service (${this.kind}) cannot look up "${key}" and has no cached answer: ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+      this.counts.lookups++;
+      this.counts.backendErrors++;
+      return this.visible(stale.records);
+    }
+    this.counts.lookups++;
+    return this.visible(records);
+  }
+
+  forget(address: string): void {
+    this.forgotten.set(address, Date.now());
+  }
+
+  onChange(listener: (key: string) => void): () => void {
+    const entry = { fn: listener };
+    this.listeners.add(entry);
+    return () => void this.listeners.delete(entry);
+  }
+
+  async list(): Promise<ReadonlyMap<string, readonly HostRecord[]>> {
+    this.assertOpen('list');
+    const all = await this.fetchAll();
+    const out = new Map<string, readonly HostRecord[]>();
+    for (const key of [...all.keys()].sort()) {
+      const records = sortRecords(all.get(key) ?? []);
+      if (records.length) out.set(key, records.map((r) => r.record));
+    }
+    return out;
+  }
+
+  async close(options: CloseOptions = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const regs = this.allRegistrations();
+    this.registrations.clear();
+    try {
+      if (options.unregister !== false && regs.length) await this.remove(regs);
+    } catch (err) {
+      // The records expire by TTL anyway; closing must not fail because the backend is away.
+      this.logger.warn({ err: errorMessage(err) }, 'name service: could not unregister on close; records will expire by TTL');
+    } finally {
+      this.listeners.clear();
+      await this.shutdown();
+    }
+  }
+
+  // -- for backends --------------------------------------------------------
+
+  /** A key's records changed (here or elsewhere): drop its cached answer and tell the listeners. */
+  protected changed(key: string): void {
+    if (this.closed) return;
+    const entry = this.cache.get(key);
+    if (entry) entry.fetchedAt = 0; // stale, but still good enough to answer while the backend is down
+    this.inflight.delete(key); // an answer read before the change must not be cached
+    for (const { fn } of [...this.listeners]) {
+      try {
+        fn(key);
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err), key }, 'name service: onChange listener threw');
+      }
+    }
+  }
+
+  /** Changes may have been missed (reconnect, unknown file event): treat every key we know of as changed. */
+  protected changedAll(): void {
+    for (const key of this.knownKeys()) this.changed(key);
+  }
+
+  /** Keys this instance has looked up or registers. */
+  protected knownKeys(): Set<string> {
+    return new Set([...this.cache.keys(), ...this.registrations.keys()]);
+  }
+
+  /** Every (key, record) this process registers. */
+  protected allRegistrations(): Registration[] {
+    const regs: Registration[] = [];
+    for (const [key, members] of this.registrations) {
+      for (const [member, record] of members) regs.push({ key, record, member });
+    }
+    return regs;
+  }
+
+  protected isRegistered(reg: Registration): boolean {
+    return this.registrations.get(reg.key)?.has(reg.member) ?? false;
+  }
+
+  /** Logs the first failure of an outage (warn) instead of every one. */
+  protected noteBackendError(err: unknown, what: string): void {
+    if (this.backendDown) return;
+    this.backendDown = true;
+    this.logger.warn({ err: errorMessage(err) }, `name service (${this.kind}) unavailable (${what}); lookups answer from the cache meanwhile`);
+  }
+
+  protected noteBackendOk(): void {
+    if (!this.backendDown) return;
+    this.backendDown = false;
+    this.logger.info({}, `name service (${this.kind}) available again`);
+  }
+
+  /**
+   * Runs backend writes one at a time, in call order, so that a refresh that started before an
+   * unregister() cannot write the record back after it was removed.
+   */
+  protected serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn, fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Resolves once the writes queued so far are done. */
+  protected drained(): Promise<unknown> {
+    return this.queue;
+  }
+
+  // -- internals -----------------------------------------------------------
+
+  private assertOpen(op: string): void {
+    if (this.closed) throw new TransportClosed(`name service (${this.kind}) is closed: cannot ${op}`);
+  }
+
+  private registrationsOf(keys: readonly string[], record: HostRecord): Registration[] {
+    const checked = toHostRecord(record);
+    if (typeof checked === 'string') throw new HybridbusError(`name service: invalid record: ${checked}`);
+    if (!Array.isArray(keys)) throw new HybridbusError('name service: keys must be an array of strings');
+    const member = canonicalRecord(checked);
+    return [...new Set(keys)].map((key) => {
+      if (typeof key !== 'string' || key === '') throw new HybridbusError(`name service: invalid key ${JSON.stringify(key)}`);
+      return { key, record: checked, member };
+    });
+  }
+
+  /** One backend read per key at a time; concurrent lookups share it. */
+  private fetchShared(key: string): Promise<readonly SeenRecord[]> {
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const startedAt = Date.now();
+    const p: Promise<readonly SeenRecord[]> = this.fetch(key).then(
+      (fetched) => {
+        const records = sortRecords(fetched);
+        this.noteBackendOk();
+        this.unforgetRefreshed(records);
+        // Only cache it if no change event arrived meanwhile (changed() removes it from inflight).
+        if (this.inflight.get(key) === p) {
+          this.inflight.delete(key);
+          this.cache.set(key, { records, fetchedAt: startedAt });
+        }
+        return records;
+      },
+      (err: unknown) => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+        throw err;
+      },
+    );
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private unforgetRefreshed(records: readonly SeenRecord[]): void {
+    if (this.forgotten.size === 0) return;
+    for (const { record, refreshedAt } of records) {
+      const at = this.forgotten.get(record.address);
+      if (at !== undefined && refreshedAt >= at) this.forgotten.delete(record.address);
+    }
+  }
+
+  private visible(records: readonly SeenRecord[]): HostRecord[] {
+    if (this.forgotten.size === 0) return records.map((r) => r.record);
+    const now = Date.now();
+    const out: HostRecord[] = [];
+    for (const { record } of records) {
+      const at = this.forgotten.get(record.address);
+      if (at !== undefined && now - at < this.ttlMs) continue;
+      if (at !== undefined) this.forgotten.delete(record.address); // forgotten long enough: try it again
+      out.push(record);
+    }
+    return out;
+  }
+}
+
+/** Stable order (round-robin over it stays fair) and one entry per distinct record. */
+function sortRecords(records: readonly SeenRecord[]): SeenRecord[] {
+  const byMember = new Map<string, SeenRecord>();
+  for (const r of records) {
+    const member = canonicalRecord(r.record);
+    const prev = byMember.get(member);
+    if (!prev || r.refreshedAt > prev.refreshedAt) byMember.set(member, r);
+  }
+  return [...byMember.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
+}

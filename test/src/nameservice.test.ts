@@ -1,0 +1,473 @@
+/**
+ * The zmq-direct name service ("matchmaker"): local (in-process and across processes), static,
+ * and Redis (plain and Sentinel) against real redis-server processes from the launcher.
+ */
+import { after, afterEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { ConfigError, MessageDeliveryFailure } from '@hybridbus/core';
+import {
+  createNameService,
+  LocalNameService,
+  NAME_SERVICE_DEFAULTS,
+  RedisNameService,
+  StaticNameService,
+  type HostRecord,
+  type NameService,
+} from '@hybridbus/zmq-direct';
+
+import { sharedServers, startRedis, startRedisSentinel } from './harness/launcher.js';
+import { waitFor } from './harness/ports.js';
+import { freshTopic, recordingLogger } from './util.js';
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+const logger = recordingLogger();
+const quiet = { logger };
+
+const opened: NameService[] = [];
+/** Closes every name service a test opened, even when the test failed. */
+function track<T extends NameService>(ns: T): T {
+  opened.push(ns);
+  return ns;
+}
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((ns) => ns.close()));
+});
+
+const tmpDirs: string[] = [];
+function tmpDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hybridbus-ns-test-'));
+  tmpDirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const addresses = (records: readonly HostRecord[]): string[] => records.map((r) => r.address);
+
+/** Resolves on the first onChange(key) of `ns` (subscribe before acting); rejects after `ms`. */
+function nextChange(ns: NameService, key: string, ms = 5000): Promise<number> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no change event for "${key}" within ${ms} ms`));
+    }, ms);
+    const off = ns.onChange((k) => {
+      if (k !== key) return;
+      clearTimeout(timer);
+      off();
+      resolve(performance.now() - t0);
+    });
+  });
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { value, ms: performance.now() - t0 };
+}
+
+// A child process that registers one record in a local registry, then waits:
+// "unregister" on stdin makes it close (unregistering); SIGKILL simulates a crash.
+const LOCAL_MODULE = new URL('./nameservice/local.js', import.meta.resolve('@hybridbus/zmq-direct')).href;
+const CHILD = `
+const { LocalNameService } = await import(process.env.NS_MODULE);
+const ns = new LocalNameService({ dir: process.env.NS_DIR, ttlMs: Number(process.env.NS_TTL), cacheMs: 0 });
+await ns.register([process.env.NS_KEY], { address: process.env.NS_ADDRESS });
+process.stdout.write('registered\\n');
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', async (d) => {
+  if (!d.includes('unregister')) return;
+  await ns.close();
+  process.stdout.write('closed\\n');
+  process.exit(0);
+});
+`;
+
+interface Child {
+  readonly proc: ChildProcess;
+  /** Resolves when the child printed `line`. */
+  said(line: string, ms?: number): Promise<void>;
+}
+
+const children: ChildProcess[] = [];
+after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+function spawnRegistrant(dir: string, key: string, address: string, ttlMs: number): Child {
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
+    env: { ...process.env, NS_MODULE: LOCAL_MODULE, NS_DIR: dir, NS_KEY: key, NS_ADDRESS: address, NS_TTL: String(ttlMs), HYBRIDBUS_LOG_LEVEL: 'error' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  children.push(proc);
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  return {
+    proc,
+    said: (line, ms = 10_000) =>
+      waitFor(() => out.split('\n').includes(line), {
+        timeoutMs: ms,
+        intervalMs: 10,
+        what: `child to print "${line}"`,
+        abort: () => (proc.exitCode !== null && !out.split('\n').includes(line) ? `child exited ${proc.exitCode}: ${err}` : undefined),
+      }).then(() => undefined),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// local
+// ---------------------------------------------------------------------------
+
+describe('nameservice: local', () => {
+  test('register/lookup/unregister in one process; other instances hear of it before register() returns', async () => {
+    const dir = tmpDir();
+    const a = track(new LocalNameService({ dir, ...quiet }));
+    // polling so slow that only the in-process path can report the change in time
+    const b = track(new LocalNameService({ dir, watch: false, pollMs: 60_000, cacheMs: 60_000, ...quiet }));
+    const key = `nova/${freshTopic()}`;
+    const keyHost = `${key}.host-1`;
+    const seen: string[] = [];
+    b.onChange((k) => seen.push(k));
+
+    assert.deepEqual(await b.lookup(key), []);
+    await a.register([key, keyHost], { address: '127.0.0.1:5001', publicKey: 'k'.repeat(40) });
+    assert.ok(seen.includes(key) && seen.includes(keyHost), `changes seen: ${seen.join(', ')}`);
+    assert.deepEqual(await b.lookup(key), [{ address: '127.0.0.1:5001', publicKey: 'k'.repeat(40) }]);
+    assert.equal(a.stats.registered, 2);
+
+    const hits = b.stats.cacheHits;
+    await b.lookup(key);
+    assert.equal(b.stats.cacheHits, hits + 1);
+
+    const listed = await b.list();
+    assert.deepEqual(addresses(listed.get(key) ?? []), ['127.0.0.1:5001']);
+    assert.deepEqual(addresses(listed.get(keyHost) ?? []), ['127.0.0.1:5001']);
+
+    seen.length = 0;
+    await a.unregister([key], { address: '127.0.0.1:5001', publicKey: 'k'.repeat(40) });
+    assert.deepEqual(seen, [key]);
+    assert.deepEqual(await b.lookup(key), []); // the change event cleared the cached answer
+    assert.deepEqual(addresses(await b.lookup(keyHost)), ['127.0.0.1:5001']);
+    assert.equal(a.stats.registered, 1);
+
+    await a.close();
+    assert.deepEqual(await b.lookup(keyHost), [], 'close() unregisters');
+  });
+
+  test('another process registering and unregistering is seen through fs.watch', async () => {
+    const dir = tmpDir();
+    const parent = track(new LocalNameService({ dir, cacheMs: 60_000, ...quiet }));
+    const key = `neutron/${freshTopic()}`;
+    assert.deepEqual(await parent.lookup(key), []);
+
+    const registered = nextChange(parent, key, 10_000);
+    const child = spawnRegistrant(dir, key, '127.0.0.1:6001', 30_000);
+    await registered;
+    assert.deepEqual(addresses(await parent.lookup(key)), ['127.0.0.1:6001']);
+
+    const unregistered = nextChange(parent, key);
+    child.proc.stdin!.write('unregister\n');
+    await unregistered;
+    assert.deepEqual(await parent.lookup(key), []);
+    await child.said('closed');
+  });
+
+  test('polling fallback sees another process; its records expire after the TTL once it is SIGKILLed', async () => {
+    const dir = tmpDir();
+    const ttlMs = 600;
+    const parent = track(new LocalNameService({ dir, watch: false, pollMs: 50, ttlMs, cacheMs: 0, ...quiet }));
+    const key = `cinder/${freshTopic()}`;
+    await parent.lookup(key);
+
+    const registered = nextChange(parent, key, 10_000);
+    const child = spawnRegistrant(dir, key, '127.0.0.1:6002', ttlMs);
+    await child.said('registered');
+    await registered;
+    assert.deepEqual(addresses(await parent.lookup(key)), ['127.0.0.1:6002']);
+
+    const expired = nextChange(parent, key);
+    child.proc.kill('SIGKILL');
+    const killedAt = performance.now();
+    assert.deepEqual(addresses(await parent.lookup(key)), ['127.0.0.1:6002'], 'a crashed process is only noticed by its TTL');
+    await expired; // the parent's sweep deleted the expired file and said so
+    await waitFor(async () => (await parent.lookup(key)).length === 0, { timeoutMs: 5000, what: 'the record to expire' });
+    assert.ok(performance.now() - killedAt >= ttlMs / 3, 'expired too early');
+  });
+
+  test('forget() hides an address, from cached answers too, until it is registered again', async () => {
+    const dir = tmpDir();
+    const owner = track(new LocalNameService({ dir, ...quiet }));
+    const other = track(new LocalNameService({ dir, ...quiet }));
+    const reader = track(new LocalNameService({ dir, cacheMs: 60_000, ...quiet }));
+    const key = `glance/${freshTopic()}`;
+    const a = { address: '127.0.0.1:7001' };
+    const c = { address: '127.0.0.1:7003' };
+    await owner.register([key], a);
+    await other.register([key], c);
+    assert.deepEqual(addresses(await reader.lookup(key)), [a.address, c.address]);
+
+    reader.forget(a.address);
+    reader.forget(c.address);
+    const hits = reader.stats.cacheHits;
+    assert.deepEqual(await reader.lookup(key), []);
+    assert.equal(reader.stats.cacheHits, hits + 1);
+
+    // a's server comes back: it registers again (after the forget), c's does not
+    await owner.unregister([key], a);
+    const changed = nextChange(reader, key);
+    await owner.register([key], a);
+    await changed;
+    assert.deepEqual(addresses(await reader.lookup(key)), [a.address]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// static
+// ---------------------------------------------------------------------------
+
+describe('nameservice: static', () => {
+  test('lookup and list from the map; register() only warns about unlisted servers', async () => {
+    const ns = track(
+      createNameService(
+        `static:${JSON.stringify({ 'nova/compute': ['10.0.0.1:9501', { address: '10.0.0.2:9501', publicKey: 'pk' }] })}`,
+        quiet,
+      ),
+    );
+    assert.equal(ns.kind, 'static');
+    assert.deepEqual(await ns.lookup('nova/compute'), [{ address: '10.0.0.1:9501' }, { address: '10.0.0.2:9501', publicKey: 'pk' }]);
+    assert.deepEqual(await ns.lookup('nova/unknown'), []);
+    assert.deepEqual([...(await ns.list()).keys()], ['nova/compute']);
+
+    const warnings = logger.records.length;
+    await ns.register(['nova/compute'], { address: '10.0.0.1:9501' });
+    assert.equal(logger.records.length, warnings, 'a listed server is fine');
+    await ns.register(['nova/compute'], { address: '10.0.0.9:9501' });
+    const warning = logger.records.slice(warnings).find((r) => r.level === 'warn');
+    assert.match(warning?.msg ?? '', /does not list 10\.0\.0\.9:9501 under "nova\/compute"/);
+    assert.equal(ns.stats.registered, 2);
+  });
+
+  test('forget() hides a configured host for ttlMs, then it is tried again', async () => {
+    const ns = track(new StaticNameService({ k: ['10.0.0.1:1', '10.0.0.2:1'] }, { ttlMs: 200, ...quiet }));
+    ns.forget('10.0.0.1:1');
+    assert.deepEqual(addresses(await ns.lookup('k')), ['10.0.0.2:1']);
+    await waitFor(async () => (await ns.lookup('k')).length === 2, { timeoutMs: 3000, what: 'the forgotten host to return' });
+  });
+
+  test('maps from JSON and YAML files', async () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'hosts.yaml'), 'nova/compute:\n  - 10.0.0.1:9501\n  - address: "[::1]:9502"\n    pool: p1\n');
+    fs.writeFileSync(path.join(dir, 'hosts.json'), JSON.stringify({ 'nova/compute': ['10.0.0.3:9501'] }));
+    const y = track(createNameService(`static:@${path.join(dir, 'hosts.yaml')}`, quiet));
+    const j = track(createNameService(`static:@${path.join(dir, 'hosts.json')}`, quiet));
+    assert.deepEqual(await y.lookup('nova/compute'), [{ address: '10.0.0.1:9501' }, { address: '[::1]:9502', pool: 'p1' }]);
+    assert.deepEqual(addresses(await j.lookup('nova/compute')), ['10.0.0.3:9501']);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// specs
+// ---------------------------------------------------------------------------
+
+describe('nameservice: createNameService specs', () => {
+  test('defaults', () => {
+    assert.deepEqual(NAME_SERVICE_DEFAULTS, { ttlMs: 30_000, cacheMs: 5_000 });
+  });
+
+  test('local and local:/dir', async () => {
+    const dir = tmpDir();
+    const ns = track(createNameService(`local:${dir}`, quiet));
+    assert.ok(ns instanceof LocalNameService);
+    assert.equal(ns.dir, dir);
+    const dflt = track(createNameService('local', quiet));
+    assert.ok(dflt instanceof LocalNameService);
+    assert.equal(fs.statSync(dflt.dir).mode & 0o077, 0, 'the default registry directory is private');
+  });
+
+  const bad: Array<[spec: string, mentions: RegExp]> = [
+    ['', /is empty/],
+    ['zookeeper://h:2181', /"zookeeper:\/\/h:2181" is not a name service spec; expected one of: local, local:\/absolute\/dir, static:/],
+    ['local:relative/dir', /"local:relative\/dir" needs an absolute directory/],
+    ['static:{"k": [', /static map that is not valid JSON.*expected one of/],
+    ['static:["10.0.0.1:1"]', /static map is \["10\.0\.0\.1:1"\]; expected a map of key/],
+    ['static:{"k": ["no-port"]}', /static key "k", entry 0: address "no-port" is not "host:port"/],
+    ['static:{"k": "10.0.0.1:1"}', /static key "k" has "10\.0\.0\.1:1"; expected a map of key → array/],
+    ['static:@/nonexistent/hosts.yaml', /names a file that cannot be read/],
+    ['static:@/etc/hosts', /not \.json, \.yaml or \.yml/],
+    ['redis://', /"redis:\/\/" has no host; expected redis:\/\/\[\[user\]:password@\]host\[:port\]\[\/db\]/],
+    ['redis://h:1/zero', /has database "zero", not a number/],
+    ['redis+sentinel://h1:26379', /is not a Sentinel URL; expected redis\+sentinel:\/\/host\[:port\]/],
+    ['redis+sentinel://h1:26379/m?pass=x', /has unknown parameter "pass"/],
+  ];
+  for (const [spec, mentions] of bad) {
+    test(`bad spec ${JSON.stringify(spec)} → ConfigError naming matchmaker`, () => {
+      assert.throws(
+        () => createNameService(spec, quiet),
+        (err: unknown) => {
+          assert.ok(err instanceof ConfigError, `not a ConfigError: ${String(err)}`);
+          assert.match(err.message, /matchmaker/);
+          assert.match(err.message, mentions);
+          return true;
+        },
+      );
+    });
+  }
+
+  test('passwords never appear in errors', () => {
+    for (const spec of ['redis://:s3cret@h:1/notadb', 'redis+sentinel://h:1/m?password=s3cret&bogus=1']) {
+      assert.throws(
+        () => createNameService(spec, quiet),
+        (err: unknown) => err instanceof ConfigError && !err.message.includes('s3cret') && err.message.includes('***'),
+      );
+    }
+  });
+
+  test('bad ttlMs/cacheMs → ConfigError', () => {
+    assert.throws(() => createNameService('local', { ttlMs: -1, ...quiet }), /matchmaker ttlMs: -1 is not valid/);
+    assert.throws(() => new StaticNameService({}, { cacheMs: Number.NaN }), /matchmaker cacheMs: NaN is not valid/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// redis
+// ---------------------------------------------------------------------------
+
+describe('nameservice: redis', () => {
+  const servers = sharedServers({ redis: () => startRedis() });
+
+  test('register/lookup/unregister; change events reach other instances promptly; cache hits; list()', async () => {
+    const a = track(createNameService(servers.redis.url, quiet));
+    const b = track(new RedisNameService(servers.redis.url, { cacheMs: 60_000, ...quiet }));
+    assert.equal(a.kind, 'redis');
+    await b.ready();
+    const key = `nova/${freshTopic()}`;
+    const keyHost = `${key}.host-1`;
+    const r1 = { address: '10.1.0.1:9501' };
+    const r2 = { address: '10.1.0.2:9501', pool: 'p' };
+    assert.deepEqual(await b.lookup(key), []);
+
+    let change = nextChange(b, key);
+    await a.register([key, keyHost], r1);
+    assert.ok((await change) < 1000, 'change event took over a second');
+    assert.deepEqual(await b.lookup(key), [r1]);
+    const hits = b.stats.cacheHits;
+    assert.deepEqual(await b.lookup(key), [r1]);
+    assert.equal(b.stats.cacheHits, hits + 1);
+
+    change = nextChange(b, key);
+    await a.register([key], r2);
+    await change;
+    assert.deepEqual(await b.lookup(key), [r1, r2], 'the change event cleared the cached answer');
+    assert.equal(a.stats.registered, 3);
+
+    const listed = await b.list();
+    assert.deepEqual(listed.get(key), [r1, r2]);
+    assert.deepEqual(listed.get(keyHost), [r1]);
+
+    change = nextChange(b, key);
+    await a.unregister([key], r1);
+    await change;
+    assert.deepEqual(await b.lookup(key), [r2]);
+    assert.equal(a.stats.registered, 2);
+
+    await a.close();
+    assert.deepEqual(await b.lookup(keyHost), []);
+    assert.equal((await b.list()).has(keyHost), false, 'a key without records leaves the index');
+  });
+
+  test('records expire per record: a dead registrant\'s record goes, the live one on the same key stays', async () => {
+    const ttlMs = 800;
+    const key = `nova/${freshTopic()}`;
+    const dying = track(createNameService(servers.redis.url, { ttlMs, ...quiet }));
+    const living = track(createNameService(servers.redis.url, { ttlMs, ...quiet }));
+    const reader = track(createNameService(servers.redis.url, { ttlMs, cacheMs: 0, ...quiet }));
+    await dying.register([key], { address: '10.2.0.1:1' });
+    await living.register([key], { address: '10.2.0.2:1' });
+    const livingSince = Date.now();
+    assert.deepEqual(addresses(await reader.lookup(key)), ['10.2.0.1:1', '10.2.0.2:1']);
+
+    await dying.close({ unregister: false }); // stops refreshing, like a killed process
+    await waitFor(async () => (await reader.lookup(key)).length === 1, { timeoutMs: 5000, intervalMs: 50, what: 'the dead record to expire' });
+    // the living record outlives its first TTL several times over, because it is refreshed
+    await waitFor(
+      async () => {
+        assert.deepEqual(addresses(await reader.lookup(key)), ['10.2.0.2:1']);
+        return Date.now() - livingSince > 3 * ttlMs;
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: 'three TTLs to pass' },
+    );
+  });
+
+  test('Redis down: lookups answer from the stale cache without hanging; restarted: records are re-registered', async () => {
+    const redis = await startRedis();
+    try {
+      const key = `nova/${freshTopic()}`;
+      const late = `${key}.late`;
+      const rec = { address: '10.3.0.1:1' };
+      // default TTL: its periodic refresh (every 10 s) is too slow to pass this test, only the re-registration on reconnect is fast enough
+      const owner = track(createNameService(redis.url, quiet));
+      const client = track(createNameService(redis.url, { cacheMs: 0, ...quiet }));
+      await owner.register([key], rec);
+      assert.deepEqual(await client.lookup(key), [rec]);
+
+      await redis.kill();
+      const stale = await timed(() => client.lookup(key));
+      assert.deepEqual(stale.value, [rec]);
+      assert.ok(stale.ms < 1500, `stale lookup took ${Math.round(stale.ms)} ms`);
+      assert.deepEqual(await client.lookup(key), [rec]);
+      assert.ok(client.stats.backendErrors >= 2, `backendErrors ${client.stats.backendErrors}`);
+
+      const t0 = performance.now();
+      await assert.rejects(client.lookup(`${key}.never-looked-up`), (err: unknown) => err instanceof MessageDeliveryFailure && /no cached answer/.test(err.message));
+      assert.ok(performance.now() - t0 < 1500, 'uncached lookup did not fail fast');
+      // registering while Redis is away fails, but the record is kept and written once Redis is back
+      await assert.rejects(owner.register([late], rec), MessageDeliveryFailure);
+
+      await redis.restart(); // no persistence: Redis comes back empty
+      const fresh = track(createNameService(redis.url, { cacheMs: 0, ...quiet }));
+      await waitFor(async () => (await fresh.lookup(key)).length === 1 && (await fresh.lookup(late)).length === 1, {
+        timeoutMs: 5_000,
+        intervalMs: 50,
+        what: 'the owner to re-register after the restart',
+      });
+      await waitFor(async () => {
+        const errors = client.stats.backendErrors;
+        return (await client.lookup(key)).length === 1 && client.stats.backendErrors === errors;
+      }, { timeoutMs: 10_000, intervalMs: 50, what: 'the client to reach Redis again' });
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await redis.stop();
+    }
+  });
+
+  test('Sentinel URL', async () => {
+    const sentinel = await startRedisSentinel(servers.redis);
+    try {
+      assert.match(sentinel.url, /^redis\+sentinel:\/\/127\.0\.0\.1:\d+\/hbmaster$/);
+      const viaSentinel = track(createNameService(sentinel.url, quiet));
+      const direct = track(new RedisNameService(servers.redis.url, { cacheMs: 0, ...quiet }));
+      await direct.ready();
+      const key = `nova/${freshTopic()}`;
+      const change = nextChange(direct, key);
+      await viaSentinel.register([key], { address: '10.4.0.1:1' });
+      await change;
+      assert.deepEqual(addresses(await direct.lookup(key)), ['10.4.0.1:1']);
+      assert.deepEqual(addresses(await viaSentinel.lookup(key)), ['10.4.0.1:1']);
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await sentinel.stop();
+    }
+  });
+});
