@@ -1,0 +1,173 @@
+/**
+ * zmq:// transport options, all from the URL's query string, e.g.
+ * `zmq://?matchmaker=redis://127.0.0.1:6379&acks=true&curve=true`. Every option is checked
+ * here; a bad one is a ConfigError naming the option, the value and the expected form.
+ */
+import { ConfigError } from '@hybridbus/core';
+import { readFileSync } from 'node:fs';
+
+export interface ZmqOptions {
+  /** Name service: "local", "local:/dir", "static:{json}", "static:@file", "redis://...", "redis+sentinel://...". */
+  readonly matchmaker: string;
+  readonly bindHost: string;
+  /** Host clients are told to connect to (default: bindHost). */
+  readonly advertiseHost: string;
+  /** Port range to bind in; [0, 0] = an ephemeral port. */
+  readonly portRange: readonly [number, number];
+  /** ZMTP heartbeats: interval, timeout before a silent peer is dropped, TTL asked of the peer (ms). */
+  readonly heartbeatInterval: number;
+  readonly heartbeatTimeout: number;
+  readonly heartbeatTtl: number;
+  /** A peer that has not completed its handshake in this long is skipped (ms). */
+  readonly connectTimeout: number;
+  /** Idle connections are closed after this long (ms). */
+  readonly idleTtl: number;
+  /** Connections kept at most (an fd budget); the least recently used idle one goes first. */
+  readonly poolMax: number;
+  /** Topics whose connections are never closed for idleness. */
+  readonly hotTopics: ReadonlySet<string>;
+  /** Larger frames are refused when sent and dropped when received (bytes). */
+  readonly maxMessageSize: number;
+  /** Messages waiting for one peer at most; beyond that sends fail with QueueFull. */
+  readonly maxQueued: number;
+  /** Casts, fanouts and notifications wait for the receiver's ack, and are retried without one. */
+  readonly acks: boolean;
+  readonly ackTimeout: number;
+  readonly ackRetries: number;
+  /** How long a receiver remembers message ids to drop duplicates (ms). */
+  readonly dedupTtl: number;
+  /** Name-service record lifetime and lookup cache (ms). */
+  readonly nsTtl: number;
+  readonly nsCache: number;
+  readonly curve: CurveOptions | undefined;
+  /** A notification nobody listens to: "error" (MessageUndeliverable) or "drop" (counted). */
+  readonly notifyUnrouted: 'error' | 'drop';
+}
+
+export interface CurveOptions {
+  readonly publicKey: string;
+  readonly secretKey: string;
+  /** Client public keys a server accepts; undefined = any client holding a keypair. */
+  readonly allowedClients: ReadonlySet<string> | undefined;
+}
+
+const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
+
+type Parser<T> = (raw: string, key: string) => T;
+
+function fail(key: string, raw: string, expected: string): never {
+  throw new ConfigError([`zmq:// option "${key}": ${JSON.stringify(raw)} is invalid; expected ${expected}`]);
+}
+
+const int =
+  (min: number, what = `an integer ≥ ${min}`): Parser<number> =>
+  (raw, key) => {
+    const n = Number(raw);
+    if (!/^-?\d+$/.test(raw) || n < min) fail(key, raw, what);
+    return n;
+  };
+const bool: Parser<boolean> = (raw, key) => (['true', '1', 'yes'].includes(raw) ? true : ['false', '0', 'no'].includes(raw) ? false : fail(key, raw, 'true or false'));
+const text: Parser<string> = (raw, key) => (raw !== '' ? raw : fail(key, raw, 'a non-empty string'));
+
+/**
+ * A value, or "@path" to read it from a file (for keys that should not sit in a URL). A
+ * 40-character Z85 key may itself start with "@", so that is never taken for a path.
+ */
+function fromFile(raw: string, key: string): string {
+  if (!raw.startsWith('@') || Z85_KEY.test(raw)) return raw;
+  try {
+    return readFileSync(raw.slice(1), 'utf8').trim();
+  } catch (e) {
+    return fail(key, raw, `a readable file (${(e as Error & { code?: string }).code ?? 'unreadable'})`);
+  }
+}
+
+const z85: Parser<string> = (raw, key) => {
+  const v = fromFile(raw, key);
+  // Never echo what might be a secret key.
+  return Z85_KEY.test(v) ? v : fail(key, raw.startsWith('@') ? `${raw} (contents)` : `<${raw.length} characters, hidden>`, 'a 40-character Z85 CURVE key (see curveKeyPair())');
+};
+
+const KNOWN = {
+  matchmaker: text,
+  bind_host: text,
+  advertise_host: text,
+  port: int(0, 'a port number 0–65535 (0 = ephemeral)'),
+  port_range: ((raw, key) => {
+    const m = /^(\d+)-(\d+)$/.exec(raw);
+    const [lo, hi] = [Number(m?.[1]), Number(m?.[2])];
+    if (!m || lo < 1 || hi > 65535 || lo > hi) fail(key, raw, 'LOW-HIGH with 1 ≤ LOW ≤ HIGH ≤ 65535');
+    return [lo, hi] as const;
+  }) as Parser<readonly [number, number]>,
+  heartbeat_interval: int(0),
+  heartbeat_timeout: int(0),
+  heartbeat_ttl: int(0),
+  connect_timeout: int(1),
+  idle_ttl: int(1),
+  pool_max: int(1),
+  hot_topics: ((raw) => new Set(raw.split(',').filter(Boolean))) as Parser<ReadonlySet<string>>,
+  max_message_size: int(64),
+  max_queued: int(1),
+  acks: bool,
+  ack_timeout: int(1),
+  ack_retries: int(0),
+  dedup_ttl: int(1),
+  ns_ttl: int(100),
+  ns_cache: int(0),
+  curve: bool,
+  curve_public_key: z85,
+  curve_secret_key: z85,
+  curve_allowed_clients: ((raw, key) => new Set(fromFile(raw, key).split(/[\s,]+/).filter(Boolean).map((k) => z85(k, key)))) as Parser<ReadonlySet<string>>,
+  notify_unrouted: ((raw, key) => (raw === 'error' || raw === 'drop' ? raw : fail(key, raw, '"error" or "drop"'))) as Parser<'error' | 'drop'>,
+} satisfies Record<string, Parser<unknown>>;
+
+type Known = typeof KNOWN;
+type Parsed = { [K in keyof Known]?: ReturnType<Known[K]> };
+
+export function parseOptions(url: URL): ZmqOptions {
+  if (url.host !== '' || (url.pathname !== '' && url.pathname !== '/')) {
+    throw new ConfigError([`zmq:// URL ${JSON.stringify(url.href)}: put everything in the query string, e.g. zmq://?bind_host=10.0.0.5&matchmaker=redis://ns:6379`]);
+  }
+  const p: Parsed = {};
+  for (const [key, raw] of url.searchParams) {
+    const parse = (KNOWN as Record<string, Parser<unknown>>)[key];
+    if (!parse) throw new ConfigError([`zmq:// option "${key}" is unknown; expected one of: ${Object.keys(KNOWN).join(', ')}`]);
+    (p as Record<string, unknown>)[key] = parse(raw, key);
+  }
+  const bindHost = p.bind_host ?? '127.0.0.1';
+  const portRange: readonly [number, number] = p.port_range ?? [p.port ?? 0, p.port ?? 0];
+  if (p.port !== undefined && p.port > 65535) fail('port', String(p.port), 'a port number 0–65535');
+  const heartbeatInterval = p.heartbeat_interval ?? 1000;
+  let curve: CurveOptions | undefined;
+  if (p.curve) {
+    if (!p.curve_public_key || !p.curve_secret_key) {
+      throw new ConfigError(['zmq:// option "curve=true" needs "curve_public_key" and "curve_secret_key" (Z85, or @file)']);
+    }
+    curve = { publicKey: p.curve_public_key, secretKey: p.curve_secret_key, allowedClients: p.curve_allowed_clients };
+  } else if (p.curve_public_key || p.curve_secret_key || p.curve_allowed_clients) {
+    throw new ConfigError(['zmq:// CURVE keys are set but "curve" is not true: add curve=true or remove the keys']);
+  }
+  return {
+    matchmaker: p.matchmaker ?? 'local',
+    bindHost,
+    advertiseHost: p.advertise_host ?? (bindHost === '0.0.0.0' || bindHost === '*' ? '127.0.0.1' : bindHost),
+    portRange,
+    heartbeatInterval,
+    heartbeatTimeout: p.heartbeat_timeout ?? heartbeatInterval * 3,
+    heartbeatTtl: p.heartbeat_ttl ?? heartbeatInterval * 3,
+    connectTimeout: p.connect_timeout ?? 2000,
+    idleTtl: p.idle_ttl ?? 60_000,
+    poolMax: p.pool_max ?? 1024,
+    hotTopics: p.hot_topics ?? new Set(),
+    maxMessageSize: p.max_message_size ?? 16 * 1024 * 1024,
+    maxQueued: p.max_queued ?? 10_000,
+    acks: p.acks ?? false,
+    ackTimeout: p.ack_timeout ?? 1000,
+    ackRetries: p.ack_retries ?? 5,
+    dedupTtl: p.dedup_ttl ?? 60_000,
+    nsTtl: p.ns_ttl ?? 30_000,
+    nsCache: p.ns_cache ?? 5_000,
+    curve,
+    notifyUnrouted: p.notify_unrouted ?? 'error',
+  };
+}
