@@ -1,0 +1,155 @@
+/**
+ * The server side of zmq-direct: one ROUTER bound per transport, shared by every server and
+ * listener of the process on it. Frames that do not parse are dropped and counted, and the
+ * socket keeps serving; replies to one client leave together, like the client's requests.
+ */
+import { MalformedMessage, MessageTooLarge, type Logger } from '@hybridbus/core';
+import * as zmq from 'zeromq';
+import { decode, encode, unpack, VERSION, type Body, type Kind } from './frames.js';
+import type { ZmqOptions } from './options.js';
+import { releaseZapHandler, zapDomainFor, zapHandlerReady } from './curve.js';
+
+export interface InboundStats {
+  received: number;
+  dropped: number;
+  oversize: number;
+}
+
+export type RecordHandler = (client: Buffer, kind: Kind, body: Body) => void;
+
+export class Inbound {
+  private readonly socket: zmq.Router;
+  private readonly outboxes = new Map<string, { client: Buffer; frames: Buffer[] }>();
+  private flushScheduled = false;
+  private closed = false;
+  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0 };
+  /** "host:port" clients connect to. */
+  address = '';
+
+  private constructor(
+    private readonly options: ZmqOptions,
+    private readonly handler: RecordHandler,
+    private readonly logger: Logger,
+  ) {
+    this.socket = new zmq.Router({
+      linger: 0,
+      heartbeatInterval: options.heartbeatInterval,
+      heartbeatTimeout: options.heartbeatTimeout,
+      heartbeatTimeToLive: options.heartbeatTtl,
+      // A peer sending a larger message is disconnected by ZeroMQ before we buffer it.
+      maxMessageSize: options.maxMessageSize + 1024,
+      ...(options.curve
+        ? { curveServer: true, curvePublicKey: options.curve.publicKey, curveSecretKey: options.curve.secretKey, zapDomain: zapDomainFor(options.curve) }
+        : {}),
+    });
+  }
+
+  static async bind(options: ZmqOptions, handler: RecordHandler, logger: Logger): Promise<Inbound> {
+    if (options.curve) await zapHandlerReady();
+    const inbound = new Inbound(options, handler, logger);
+    await inbound.bindInRange();
+    void inbound.receive();
+    return inbound;
+  }
+
+  private async bindInRange(): Promise<void> {
+    const [lo, hi] = this.options.portRange;
+    if (lo === 0) {
+      await this.socket.bind(`tcp://${this.options.bindHost}:*`);
+    } else {
+      let bound = false;
+      // Start at a random port of the range so processes starting together rarely collide.
+      const span = hi - lo + 1;
+      const start = Math.floor(Math.random() * span);
+      for (let k = 0; k < span && !bound; k++) {
+        try {
+          await this.socket.bind(`tcp://${this.options.bindHost}:${lo + ((start + k) % span)}`);
+          bound = true;
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'EADDRINUSE') throw e;
+        }
+      }
+      if (!bound) throw new Error(`zmq-direct: no free port in ${lo}-${hi} on ${this.options.bindHost}`);
+    }
+    const port = /:(\d+)$/.exec(this.socket.lastEndpoint ?? '')?.[1];
+    this.address = `${this.options.advertiseHost}:${port}`;
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const [client, ...frames] of this.socket) {
+        if (!client) continue;
+        let records: Buffer[];
+        try {
+          records = unpack(frames);
+        } catch (err) {
+          this.dropped(err);
+          continue;
+        }
+        for (const record of records) {
+          this.stats.received++;
+          if (record.length > this.options.maxMessageSize) {
+            this.stats.oversize++;
+            this.dropped(new MessageTooLarge(`record of ${record.length} bytes exceeds max_message_size=${this.options.maxMessageSize}`));
+            continue;
+          }
+          let decoded: ReturnType<typeof decode>;
+          try {
+            decoded = decode(record);
+          } catch (err) {
+            this.dropped(err);
+            continue;
+          }
+          try {
+            this.handler(client, decoded.kind, decoded.body);
+          } catch (err) {
+            this.dropped(err);
+          }
+        }
+      }
+    } catch (e) {
+      if (!this.closed) this.logger.error({ err: e }, 'zmq-direct: server socket receive failed');
+    }
+  }
+
+  /** Count (and log at debug) a frame we could not use. */
+  dropped(err: unknown): void {
+    this.stats.dropped++;
+    // Counted always; logged at debug so a flood of garbage cannot flood the log.
+    this.logger.debug({ err }, err instanceof MalformedMessage ? 'zmq-direct: dropped a malformed frame' : 'zmq-direct: dropped a frame');
+  }
+
+  /** Queue a record for `client`; everything queued in this tick leaves together. */
+  send(client: Buffer, kind: Kind, body: Body): void {
+    if (this.closed) return;
+    const key = client.toString('latin1');
+    let box = this.outboxes.get(key);
+    if (!box) this.outboxes.set(key, (box = { client, frames: [] }));
+    box.frames.push(encode(kind, body));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => void this.flush());
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    const boxes = [...this.outboxes.values()];
+    this.outboxes.clear();
+    for (const { client, frames } of boxes) {
+      try {
+        // A ROUTER never blocks: a reply to a client that left is dropped by ZeroMQ.
+        await this.socket.send([client, VERSION, ...frames]);
+      } catch (err) {
+        this.logger.warn({ err }, 'zmq-direct: could not send a reply');
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.close();
+    if (this.options.curve) releaseZapHandler();
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The client side of zmq-direct: ONE ROUTER socket connected to every peer in use, each
+ * connection addressed by the peer's "host:port" as its routing id. That gives one fd per
+ * peer (like a raw DEALER), lets us address a peer exactly, and with `mandatory` tells us when
+ * a peer is not connected, so a message is known not to have been delivered and can fail over.
+ *
+ * Messages for a peer wait in its outbox until its handshake completes; everything queued
+ * for one peer in the same tick leaves in one multipart message.
+ */
+import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, type Logger } from '@hybridbus/core';
+import * as zmq from 'zeromq';
+import { unpack, VERSION } from './frames.js';
+import type { CurveOptions, ZmqOptions } from './options.js';
+
+/** Settled once: undefined when handed to ZeroMQ, an error when it never left. */
+export type Settle = (err?: Error) => void;
+
+interface Outgoing {
+  readonly frame: Buffer;
+  readonly settle: Settle;
+  /** Tracked as in flight at this peer once it has left. */
+  readonly id: string | undefined;
+}
+
+interface Peer {
+  readonly address: string;
+  readonly endpoint: string;
+  state: 'connecting' | 'ready' | 'failed';
+  outbox: Outgoing[];
+  lastUsed: number;
+  hot: boolean;
+  /** Ids of messages sent to this peer that still expect an answer. */
+  readonly inflight: Set<string>;
+  connectTimer: NodeJS.Timeout | undefined;
+}
+
+export interface OutboundEvents {
+  /** A record (reply, ack, nack) from a peer. */
+  onFrames(address: string, records: Buffer[]): void;
+  /** The connection to a peer broke (or was refused): messages in flight there are lost. */
+  onPeerLost(address: string, inflight: ReadonlySet<string>, error: Error): void;
+}
+
+/** Frames per multipart message at most, so one busy peer cannot hold the socket for long. */
+const MAX_BATCH = 512;
+
+export class Outbound {
+  private readonly socket: zmq.Router;
+  private readonly peers = new Map<string, Peer>();
+  private flushScheduled = false;
+  private flushing = false;
+  private closed = false;
+  private readonly sweeper: NodeJS.Timeout;
+  readonly stats = { batches: 0, records: 0, connects: 0, evictions: 0, idleClosed: 0 };
+
+  constructor(
+    private readonly options: ZmqOptions,
+    private readonly events: OutboundEvents,
+    private readonly logger: Logger,
+  ) {
+    this.socket = new zmq.Router({
+      mandatory: true,
+      sendTimeout: 0,
+      linger: 0,
+      heartbeatInterval: options.heartbeatInterval,
+      heartbeatTimeout: options.heartbeatTimeout,
+      heartbeatTimeToLive: options.heartbeatTtl,
+      maxMessageSize: options.maxMessageSize + 1024,
+      reconnectInterval: 100,
+      reconnectMaxInterval: 2000,
+      ...curveClient(options.curve),
+    });
+    this.watch();
+    void this.receive();
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(options.idleTtl / 2, 10_000)));
+    this.sweeper.unref();
+  }
+
+  /** Peers with a connection (or a connection attempt). */
+  get size(): number {
+    return this.peers.size;
+  }
+
+  /** Queue `frame` for `address`. `settle` says whether it left; `id` is tracked until untrack(). */
+  send(address: string, frame: Buffer, settle: Settle, opts: { id?: string | undefined; hot?: boolean; serverKey?: string | undefined } = {}): void {
+    const peer = this.peer(address, opts.serverKey);
+    if (peer instanceof Error) return settle(peer);
+    if (peer.outbox.length >= this.options.maxQueued) {
+      return settle(new QueueFull(`${peer.outbox.length} messages already wait for ${address} (max_queued=${this.options.maxQueued}); slow down or raise max_queued`));
+    }
+    peer.lastUsed = Date.now();
+    if (opts.hot) peer.hot = true;
+    peer.outbox.push({ frame, settle, id: opts.id });
+    this.schedule();
+  }
+
+  untrack(address: string, id: string): void {
+    this.peers.get(address)?.inflight.delete(id);
+  }
+
+  private peer(address: string, serverKey: string | undefined): Peer | Error {
+    const known = this.peers.get(address);
+    if (known) {
+      // Map order is our LRU order: most recently used last.
+      this.peers.delete(address);
+      this.peers.set(address, known);
+      return known;
+    }
+    if (this.options.curve && !serverKey) {
+      return new AuthenticationFailed(`CURVE is on but ${address} registered no public key: refusing an unauthenticated connection`);
+    }
+    if (this.peers.size >= this.options.poolMax && !this.evictOne()) {
+      return new QueueFull(`connection pool is full: ${this.peers.size} peers busy (pool_max=${this.options.poolMax})`);
+    }
+    const peer: Peer = { address, endpoint: `tcp://${address}`, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined };
+    if (serverKey) this.socket.curveServerKey = serverKey;
+    this.socket.connect(peer.endpoint, { routingId: address });
+    this.stats.connects++;
+    peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+    this.peers.set(address, peer);
+    return peer;
+  }
+
+  /** Close the least recently used peer with nothing pending. */
+  private evictOne(): boolean {
+    for (const peer of this.peers.values()) {
+      if (!peer.hot && peer.inflight.size === 0 && peer.outbox.length === 0) {
+        this.drop(peer);
+        this.stats.evictions++;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private sweep(): void {
+    const cutoff = Date.now() - this.options.idleTtl;
+    for (const peer of [...this.peers.values()]) {
+      if (peer.lastUsed < cutoff && !peer.hot && peer.inflight.size === 0 && peer.outbox.length === 0) {
+        this.drop(peer);
+        this.stats.idleClosed++;
+      }
+    }
+  }
+
+  private drop(peer: Peer): void {
+    clearTimeout(peer.connectTimer);
+    this.peers.delete(peer.address);
+    try {
+      this.socket.disconnect(peer.endpoint);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** The peer cannot be reached: nothing queued for it left, everything in flight is lost. */
+  private fail(peer: Peer, error: Error): void {
+    if (this.peers.get(peer.address) !== peer) return;
+    peer.state = 'failed';
+    this.drop(peer);
+    const outbox = peer.outbox;
+    peer.outbox = [];
+    for (const o of outbox) o.settle(error);
+    if (peer.inflight.size > 0) this.events.onPeerLost(peer.address, new Set(peer.inflight), error);
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.closed) return;
+    this.flushing = true;
+    let blocked = false;
+    try {
+      for (const peer of this.peers.values()) {
+        while (peer.state === 'ready' && peer.outbox.length > 0) {
+          const batch = peer.outbox.slice(0, MAX_BATCH);
+          try {
+            await this.socket.send([peer.address, VERSION, ...batch.map((o) => o.frame)]);
+          } catch (e) {
+            const code = (e as { code?: string }).code;
+            if (code === 'EAGAIN') {
+              blocked = true; // high-water mark: leave it queued, retry shortly
+              break;
+            }
+            if (code === 'EHOSTUNREACH') {
+              // Not connected (any more): nothing left; wait for the reconnect or the deadline.
+              this.reconnecting(peer);
+              break;
+            }
+            throw e;
+          }
+          peer.outbox.splice(0, batch.length);
+          this.stats.batches++;
+          this.stats.records += batch.length;
+          for (const o of batch) {
+            if (o.id !== undefined) peer.inflight.add(o.id);
+            o.settle();
+          }
+        }
+      }
+    } catch (e) {
+      this.logger.error({ err: e }, 'zmq-direct: send failed');
+    } finally {
+      this.flushing = false;
+    }
+    if (blocked) setTimeout(() => this.schedule(), 1).unref();
+    else if ([...this.peers.values()].some((p) => p.state === 'ready' && p.outbox.length > 0)) this.schedule();
+  }
+
+  private reconnecting(peer: Peer): void {
+    if (peer.state !== 'ready') return;
+    peer.state = 'connecting';
+    clearTimeout(peer.connectTimer);
+    peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${peer.address} did not reconnect in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+  }
+
+  private byEndpoint(endpoint: string): Peer | undefined {
+    return endpoint.startsWith('tcp://') ? this.peers.get(endpoint.slice(6)) : undefined;
+  }
+
+  private watch(): void {
+    const ev = this.socket.events;
+    ev.on('handshake', ({ address }) => {
+      const peer = this.byEndpoint(address);
+      if (!peer) return;
+      clearTimeout(peer.connectTimer);
+      peer.state = 'ready';
+      this.schedule();
+    });
+    ev.on('disconnect', ({ address }) => {
+      const peer = this.byEndpoint(address);
+      if (!peer) return;
+      // In-flight messages may or may not have arrived: report them now, not at their timeout.
+      if (peer.inflight.size > 0) {
+        const lost = new Set(peer.inflight);
+        peer.inflight.clear();
+        this.events.onPeerLost(peer.address, lost, new ConnectionLost(`connection to ${peer.address} lost while a message was in flight; it may or may not have been processed`));
+      }
+      if (peer.state === 'ready') this.reconnecting(peer);
+    });
+    const authFailed = ({ address, error }: { address: string; error: Error }): void => {
+      const peer = this.byEndpoint(address);
+      if (peer) this.fail(peer, new AuthenticationFailed(`CURVE handshake with ${peer.address} failed: ${error.message}`));
+    };
+    ev.on('handshake:error:auth', authFailed);
+    ev.on('handshake:error:protocol', authFailed);
+    ev.on('handshake:error:other', authFailed);
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const [from, ...frames] of this.socket) {
+        if (!from) continue;
+        const address = from.toString();
+        let records: Buffer[];
+        try {
+          records = unpack(frames);
+        } catch (err) {
+          this.logger.warn({ err, address }, 'zmq-direct: dropping a message with a bad version frame');
+          continue;
+        }
+        this.events.onFrames(address, records);
+      }
+    } catch (e) {
+      if (!this.closed) this.logger.error({ err: e }, 'zmq-direct: client socket receive failed');
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const peer of this.peers.values()) clearTimeout(peer.connectTimer);
+    this.peers.clear();
+    this.socket.close();
+  }
+}
+
+function curveClient(curve: CurveOptions | undefined): Partial<zmq.SocketOptions<zmq.Router>> {
+  return curve ? { curvePublicKey: curve.publicKey, curveSecretKey: curve.secretKey } : {};
+}
