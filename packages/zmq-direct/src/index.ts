@@ -1,1 +1,22 @@
+import { registerDriver, type DriverFactory } from '@hybridbus/core';
+import * as zmq from 'zeromq';
+import { ZmqDriver } from './driver.js';
+import { parseOptions } from './options.js';
+
+export { ZmqDriver, zmqCapabilities } from './driver.js';
+export { parseOptions, type ZmqOptions, type CurveOptions } from './options.js';
+export { VERSION as FRAME_VERSION } from './frames.js';
 export * from './nameservice/index.js';
+
+/** Generate a CURVE keypair (Z85) for `curve_public_key` / `curve_secret_key`. */
+export const curveKeyPair = zmq.curveKeyPair;
+
+// A pool of hundreds of peers and a process hosting many servers need more than the default.
+if (zmq.context.maxSockets < 8192) zmq.context.maxSockets = Math.min(8192, zmq.context.maxSocketsLimit);
+
+export const zmqDriverFactory: DriverFactory = {
+  schemes: ['zmq'],
+  create: (url, context) => new ZmqDriver(parseOptions(url), context),
+};
+
+registerDriver(zmqDriverFactory);

@@ -1,0 +1,511 @@
+/**
+ * zmq:// — brokerless RPC over ZeroMQ. A server binds one ROUTER per transport and registers
+ * "topic" and "topic.server" in the name service; a client looks the key up, picks a host
+ * round-robin and sends over its pooled connection (outbound.ts). A message known not to have
+ * left (peer never connected, server no longer serving the key) fails over to another host;
+ * one in flight when its connection breaks fails with ConnectionLost, long before its timeout.
+ */
+import {
+  ConnectionLost,
+  MalformedMessage,
+  MessageDeliveryFailure,
+  MessageTooLarge,
+  MessageUndeliverable,
+  notificationFromOslo,
+  notificationToOslo,
+  replyFromOslo,
+  replyToOslo,
+  requestFromOslo,
+  requestToOslo,
+  TransportClosed,
+  type CallOptions,
+  type Driver,
+  type DriverCapabilities,
+  type DriverContext,
+  type IncomingNotification,
+  type IncomingRpc,
+  type ListenOptions,
+  type Logger,
+  type Notification,
+  type NotificationListenOptions,
+  type RpcReply,
+  type RpcRequest,
+  type SendOptions,
+  type Subscription,
+  type Target,
+} from '@hybridbus/core';
+import { randomBytes } from 'node:crypto';
+import { ACK, CALL, CAST, decode, encode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
+import { Inbound } from './inbound.js';
+import { createNameService, type HostRecord, type NameService } from './nameservice/index.js';
+import type { ZmqOptions } from './options.js';
+import { Outbound } from './outbound.js';
+
+export const zmqCapabilities: DriverCapabilities = {
+  durable: false,
+  brokerless: true,
+  pools: true,
+  requeue: false,
+  callMonitor: true,
+};
+
+interface PendingCall {
+  readonly resolve: (r: RpcReply) => void;
+  readonly reject: (e: Error) => void;
+  readonly onHeartbeat: () => void;
+  /** Send again to another host: the last one answered that it does not serve the key. */
+  readonly failover: () => void;
+  address: string | undefined;
+}
+
+interface PendingAck {
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+  readonly resend: (reason: string) => void;
+  address: string | undefined;
+}
+
+type RpcHandler = (msg: IncomingRpc) => void;
+type NotificationHandler = (msg: IncomingNotification) => void;
+
+/** Picks handlers round-robin, and keeps the count per key. */
+class Handlers<H> {
+  private readonly byKey = new Map<string, H[]>();
+  private turn = 0;
+  add(key: string, h: H): void {
+    this.byKey.set(key, [...(this.byKey.get(key) ?? []), h]);
+  }
+  remove(key: string, h: H): number {
+    const left = (this.byKey.get(key) ?? []).filter((x) => x !== h);
+    if (left.length) this.byKey.set(key, left);
+    else this.byKey.delete(key);
+    return left.length;
+  }
+  one(key: string): H | undefined {
+    const hs = this.byKey.get(key);
+    return hs?.[this.turn++ % hs.length];
+  }
+  all(key: string): readonly H[] {
+    return this.byKey.get(key) ?? [];
+  }
+}
+
+export class ZmqDriver implements Driver {
+  readonly capabilities = zmqCapabilities;
+  readonly nameService: NameService;
+  private outbound: Outbound | undefined;
+  private inbound: Promise<Inbound> | undefined;
+  private readonly idPrefix = randomBytes(4).toString('hex');
+  private nextId = 0;
+  private readonly calls = new Map<string, PendingCall>();
+  private readonly acks = new Map<string, PendingAck>();
+  private readonly turns = new Map<string, number>();
+  private readonly rpc = new Handlers<RpcHandler>();
+  private readonly fanouts = new Handlers<RpcHandler>();
+  private readonly notifications = new Handlers<NotificationHandler>();
+  private readonly seen = new Map<string, number>();
+  private closed = false;
+  private readonly logger: Logger;
+  readonly stats = { duplicatesDropped: 0, unroutedNotifications: 0, failovers: 0, retries: 0 };
+
+  constructor(
+    readonly options: ZmqOptions,
+    private readonly context: DriverContext,
+  ) {
+    this.logger = context.logger;
+    this.nameService = createNameService(options.matchmaker, { ttlMs: options.nsTtl, cacheMs: options.nsCache, logger: context.logger });
+  }
+
+  // ---- keys and ids ----------------------------------------------------------------------
+
+  private exchange(t: Target): string {
+    return t.exchange ?? this.context.controlExchange;
+  }
+  private topicKey(t: Target): string {
+    return `${this.exchange(t)}/${t.topic}`;
+  }
+  private rpcKey(t: Target): string {
+    return t.server !== undefined ? `${this.topicKey(t)}.${t.server}` : this.topicKey(t);
+  }
+  private notifyKey(t: Target): string {
+    return `notify:${this.topicKey(t)}`;
+  }
+  private id(): string {
+    return `${this.idPrefix}${(this.nextId++).toString(36)}`;
+  }
+
+  private frame(kind: Kind, body: Body): Buffer {
+    const f = encode(kind, body);
+    if (f.length > this.options.maxMessageSize) {
+      throw new MessageTooLarge(`message of ${f.length} bytes exceeds max_message_size=${this.options.maxMessageSize}`);
+    }
+    return f;
+  }
+
+  private out(): Outbound {
+    if (this.closed) throw new TransportClosed(`zmq transport "${this.context.name}" is closed`);
+    this.outbound ??= new Outbound(this.options, { onFrames: (a, r) => this.onFrames(a, r), onPeerLost: (a, ids, e) => this.onPeerLost(a, ids, e) }, this.logger);
+    return this.outbound;
+  }
+
+  // ---- client side -----------------------------------------------------------------------
+
+  /** The next live host for `key` (round-robin), skipping those already tried. */
+  private async pick(key: string, tried: ReadonlySet<string>, pool?: string): Promise<HostRecord | undefined> {
+    const all = await this.nameService.lookup(key);
+    const candidates = all.filter((r) => !tried.has(r.address) && (pool === undefined || (r.pool ?? '') === pool));
+    if (candidates.length === 0) return undefined;
+    const turnKey = pool === undefined ? key : `${key}#${pool}`;
+    const turn = this.turns.get(turnKey) ?? 0;
+    this.turns.set(turnKey, turn + 1);
+    return candidates[turn % candidates.length];
+  }
+
+  /**
+   * Hand `frame` to a host of `key`. A host that the message never reached is skipped and the
+   * next one tried; `done` gets the host it left for, or why it could not leave.
+   */
+  private route(key: string, frame: Buffer, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
+    this.pick(key, tried, opts.pool).then(
+      (record) => {
+        if (!record) {
+          const where = tried.size ? ` (tried ${[...tried].join(', ')})` : '';
+          return done(new MessageUndeliverable(`no live server for "${key}"${opts.pool !== undefined ? ` in pool "${opts.pool}"` : ''}${where}`));
+        }
+        tried.add(record.address);
+        this.out().send(
+          record.address,
+          frame,
+          (err) => {
+            if (!err) return done(undefined, record.address);
+            if (err instanceof MessageUndeliverable) {
+              this.nameService.forget(record.address);
+              this.stats.failovers++;
+              return this.route(key, frame, tried, done, opts);
+            }
+            done(err);
+          },
+          { id: opts.id, serverKey: record.publicKey, hot: this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '') },
+        );
+      },
+      (err: Error) => done(err),
+    );
+  }
+
+  async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
+    const key = this.rpcKey(target);
+    const id = this.id();
+    const frame = this.frame(CALL, { i: id, k: key, m: requestToOslo(request), t: options.callMonitorTimeoutMs });
+    return new Promise<RpcReply>((resolve, reject) => {
+      const tried = new Set<string>();
+      const cleanup = (): void => {
+        this.calls.delete(id);
+        if (pending.address) this.outbound?.untrack(pending.address, id);
+        options.signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(options.signal.reason);
+      };
+      const send = (): void =>
+        this.route(key, frame, tried, (err, address) => {
+          if (err) {
+            cleanup();
+            reject(err);
+          } else pending.address = address;
+        }, { id });
+      const pending: PendingCall = {
+        resolve: (r) => (cleanup(), resolve(r)),
+        reject: (e) => (cleanup(), reject(e)),
+        onHeartbeat: options.onHeartbeat,
+        failover: send,
+        address: undefined,
+      };
+      if (options.signal.aborted) return reject(options.signal.reason);
+      options.signal.addEventListener('abort', onAbort, { once: true });
+      this.calls.set(id, pending);
+      send();
+    });
+  }
+
+  /** Send a one-way record to one host of `key` (with acks: retried until a host acks it). */
+  private oneWay(kind: Kind, key: string, m: Record<string, unknown>, opts: { pool?: string; address?: string } = {}): Promise<void> {
+    if (!this.options.acks) {
+      const frame = this.frame(kind, { k: key, m, pool: opts.pool });
+      return new Promise((resolve, reject) => {
+        const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
+        if (opts.address !== undefined) this.out().send(opts.address, frame, done);
+        else this.route(key, frame, new Set(), done, { pool: opts.pool });
+      });
+    }
+    const id = this.id();
+    const frame = this.frame(kind, { i: id, k: key, m, pool: opts.pool });
+    return new Promise((resolve, reject) => {
+      let attempt = 0;
+      let timer: NodeJS.Timeout | undefined;
+      let tried = new Set<string>();
+      const finish = (err?: Error): void => {
+        clearTimeout(timer);
+        this.acks.delete(id);
+        if (pending.address) this.outbound?.untrack(pending.address, id);
+        if (err) reject(err);
+        else resolve();
+      };
+      const resend = (reason: string): void => {
+        clearTimeout(timer);
+        if (pending.address) this.outbound?.untrack(pending.address, id);
+        if (attempt > this.options.ackRetries) {
+          return finish(new MessageDeliveryFailure(`no ack for a message to "${key}" after ${attempt} attempts (last: ${reason})`));
+        }
+        if (attempt > 0) this.stats.retries++;
+        const wait = this.options.ackTimeout * 2 ** Math.min(attempt, 6);
+        attempt++;
+        const sent = (err: Error | undefined, address?: string): void => {
+          if (err) {
+            // Every host refused before the message left: start over after a pause.
+            if (err instanceof MessageUndeliverable && attempt <= this.options.ackRetries) {
+              tried = new Set();
+              timer = setTimeout(() => resend(err.message), wait);
+              return;
+            }
+            return finish(err);
+          }
+          pending.address = address;
+          timer = setTimeout(() => resend(`no ack in ${wait} ms`), wait);
+        };
+        if (opts.address !== undefined) this.out().send(opts.address, frame, (err) => sent(err, opts.address), { id });
+        else this.route(key, frame, tried, sent, { id, pool: opts.pool });
+      };
+      const pending: PendingAck = { resolve: () => finish(), reject: finish, resend, address: undefined };
+      this.acks.set(id, pending);
+      resend('first attempt');
+    });
+  }
+
+  async cast(target: Target, request: RpcRequest, _options: SendOptions): Promise<void> {
+    await this.oneWay(CAST, this.rpcKey(target), requestToOslo(request));
+  }
+
+  async fanout(target: Target, request: RpcRequest, _options: SendOptions): Promise<void> {
+    const key = this.topicKey(target);
+    const hosts = [...new Set((await this.nameService.lookup(key)).map((r) => r.address))];
+    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
+    const m = requestToOslo(request);
+    await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address })));
+  }
+
+  async notify(target: Target, notification: Notification, _options: SendOptions): Promise<void> {
+    const key = this.notifyKey(target);
+    const pools = [...new Set((await this.nameService.lookup(key)).map((r) => r.pool ?? ''))];
+    if (pools.length === 0) {
+      this.stats.unroutedNotifications++;
+      if (this.options.notifyUnrouted === 'drop') return;
+      throw new MessageUndeliverable(`no listener for notifications on "${key}" (brokerless: nothing stores them; set notify_unrouted=drop to drop them)`);
+    }
+    const m = notificationToOslo(notification);
+    await Promise.all(pools.map((pool) => this.oneWay(NOTIFY, key, m, { pool })));
+  }
+
+  /** Replies, acks and refusals from servers. */
+  private onFrames(address: string, records: Buffer[]): void {
+    for (const record of records) {
+      let kind: Kind;
+      let body: Body;
+      try {
+        ({ kind, body } = decode(record));
+      } catch (err) {
+        this.logger.warn({ err, address }, 'zmq-direct: dropping a malformed reply');
+        continue;
+      }
+      const id = body.i ?? '';
+      if (kind === REPLY) {
+        const call = this.calls.get(id);
+        if (!call) continue;
+        let reply: RpcReply;
+        try {
+          reply = replyFromOslo(body.m);
+        } catch (err) {
+          call.reject(err as Error);
+          continue;
+        }
+        if (reply.ending) call.resolve(reply);
+        else call.onHeartbeat();
+      } else if (kind === ACK) {
+        this.acks.get(id)?.resolve();
+      } else if (kind === NACK) {
+        this.refused(address, id, body);
+      }
+    }
+  }
+
+  private refused(address: string, id: string, body: Body): void {
+    const call = this.calls.get(id);
+    const ack = this.acks.get(id);
+    if (body.code === 'HB_UNDELIVERABLE') {
+      // That server no longer serves the key (a stale record): it did not run it, try another.
+      this.outbound?.untrack(address, id);
+      this.stats.failovers++;
+      call?.failover();
+      ack?.resend(body.error ?? 'refused');
+      return;
+    }
+    const err =
+      body.code === 'HB_TOO_LARGE' ? new MessageTooLarge(body.error ?? '') : body.code === 'HB_MALFORMED' ? new MalformedMessage(body.error ?? '') : new MessageDeliveryFailure(`${address} refused the message: ${body.error}`);
+    call?.reject(err);
+    ack?.reject(err);
+  }
+
+  private onPeerLost(address: string, ids: ReadonlySet<string>, error: Error): void {
+    this.nameService.forget(address);
+    for (const id of ids) {
+      this.calls.get(id)?.reject(error instanceof ConnectionLost ? error : new ConnectionLost(error.message, { cause: error }));
+      // Acked one-way messages are safe to send again: receivers drop duplicates.
+      this.acks.get(id)?.resend(error.message);
+    }
+  }
+
+  // ---- server side -----------------------------------------------------------------------
+
+  private server(): Promise<Inbound> {
+    if (this.closed) throw new TransportClosed(`zmq transport "${this.context.name}" is closed`);
+    this.inbound ??= Inbound.bind(this.options, (c, k, b) => this.onRecord(c, k, b), this.logger);
+    return this.inbound;
+  }
+
+  /** A duplicate (a retry of something already delivered) is acked again but not dispatched. */
+  private duplicate(key: string, m: Record<string, unknown> | undefined): boolean {
+    const id = m?.['_unique_id'];
+    if (typeof id !== 'string' || id === '') return false;
+    // One notification may go to several topics (keys) of this process: each is delivered.
+    const uid = `${key} ${id}`;
+    const now = Date.now();
+    if ((this.seen.get(uid) ?? 0) > now) {
+      this.stats.duplicatesDropped++;
+      return true;
+    }
+    this.seen.set(uid, now + this.options.dedupTtl);
+    // Insertion order is expiry order: trim expired entries from the front.
+    for (const [k, exp] of this.seen) {
+      if (exp > now) break;
+      this.seen.delete(k);
+    }
+    return false;
+  }
+
+  private onRecord(client: Buffer, kind: Kind, body: Body): void {
+    const inbound = this.inbound;
+    void inbound?.then((ib) => this.dispatch(ib, client, kind, body));
+  }
+
+  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): void {
+    const key = body.k ?? '';
+    const nack = (code: string, error: string): void => {
+      if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
+      if (body.i !== undefined) ib.send(client, NACK, { i: body.i, code, error });
+    };
+    if (kind === NOTIFY) {
+      const handler = this.notifications.one(`${key}#${body.pool ?? ''}`);
+      if (!handler) return nack('HB_UNDELIVERABLE', `no listener for "${key}" pool "${body.pool ?? ''}" here`);
+      let notification: Notification;
+      try {
+        notification = notificationFromOslo(body.m);
+      } catch (e) {
+        return nack('HB_MALFORMED', (e as Error).message);
+      }
+      if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
+      if (this.duplicate(key, body.m)) return;
+      const settled = async (): Promise<void> => undefined;
+      return handler({ notification, ack: settled, requeue: settled });
+    }
+    if (kind !== CALL && kind !== CAST && kind !== FANOUT) return nack('HB_MALFORMED', `unexpected record kind ${kind}`);
+    const handlers = kind === FANOUT ? this.fanouts.all(key) : [];
+    const handler = kind === FANOUT ? handlers[0] : this.rpc.one(key);
+    if (!handler) return nack('HB_UNDELIVERABLE', `no server for "${key}" here`);
+    let request: RpcRequest;
+    try {
+      request = requestFromOslo(body.m);
+    } catch (e) {
+      return nack('HB_MALFORMED', (e as Error).message);
+    }
+    if (kind === CALL) {
+      const i = body.i ?? '';
+      const reply = (r: RpcReply): void => ib.send(client, REPLY, { i, m: replyToOslo(r) });
+      return handler({
+        pattern: 'call',
+        request,
+        callMonitorTimeoutMs: typeof body.t === 'number' && body.t > 0 ? body.t : undefined,
+        reply: async (r) => reply({ ...r, ending: true }),
+        heartbeat: async () => reply({ result: null, failure: null, ending: false }),
+      });
+    }
+    if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
+    if (this.duplicate(key, body.m)) return;
+    const none = async (): Promise<void> => undefined;
+    for (const h of kind === FANOUT ? handlers : [handler]) {
+      h({ pattern: kind === FANOUT ? 'fanout' : 'cast', request, reply: none, heartbeat: none });
+    }
+  }
+
+  async listen(target: Target, handler: RpcHandler, _options: ListenOptions): Promise<Subscription> {
+    const ib = await this.server();
+    const keys = [this.topicKey(target), this.rpcKey(target)];
+    for (const k of keys) this.rpc.add(k, handler);
+    this.fanouts.add(keys[0] as string, handler);
+    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey };
+    await this.nameService.register(keys, record);
+    return {
+      stop: async () => {
+        // Leave the name service first, so new requests go elsewhere while these finish.
+        const gone = keys.filter((k) => this.rpc.remove(k, handler) === 0);
+        this.fanouts.remove(keys[0] as string, handler);
+        if (gone.length && !this.closed) await this.nameService.unregister(gone, record);
+      },
+    };
+  }
+
+  async listenForNotifications(targets: readonly Target[], handler: NotificationHandler, options: NotificationListenOptions): Promise<Subscription> {
+    const ib = await this.server();
+    const pool = options.pool ?? '';
+    const keys = [...new Set(targets.map((t) => this.notifyKey(t)))];
+    for (const k of keys) this.notifications.add(`${k}#${pool}`, handler);
+    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey, pool };
+    await this.nameService.register(keys, record);
+    return {
+      stop: async () => {
+        const gone = keys.filter((k) => this.notifications.remove(`${k}#${pool}`, handler) === 0);
+        if (gone.length && !this.closed) await this.nameService.unregister(gone, record);
+      },
+    };
+  }
+
+  /** The bound address, once a server or listener started ("host:port"). */
+  async address(): Promise<string | undefined> {
+    return this.inbound ? (await this.inbound).address : undefined;
+  }
+
+  /** Counters for tests, benchmarks and `hybridbus` status. */
+  async counters(): Promise<Record<string, number>> {
+    const ib = this.inbound ? await this.inbound : undefined;
+    return {
+      ...this.stats,
+      ...(this.outbound?.stats ?? {}),
+      peers: this.outbound?.size ?? 0,
+      received: ib?.stats.received ?? 0,
+      dropped: ib?.stats.dropped ?? 0,
+      oversize: ib?.stats.oversize ?? 0,
+      pendingCalls: this.calls.size,
+      pendingAcks: this.acks.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.nameService.close().catch((err: unknown) => this.logger.warn({ err }, 'zmq-direct: name service close failed'));
+    const err = new TransportClosed(`zmq transport "${this.context.name}" closed`);
+    for (const c of [...this.calls.values()]) c.reject(err);
+    for (const a of [...this.acks.values()]) a.reject(err);
+    this.outbound?.close();
+    if (this.inbound) (await this.inbound.catch(() => undefined))?.close();
+  }
+}
