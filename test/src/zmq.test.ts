@@ -1,0 +1,315 @@
+/** zmq-direct beyond the conformance suite: real sockets, servers in child processes. */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import * as zmq from 'zeromq';
+import {
+  AuthenticationFailed,
+  Bus,
+  ConfigError,
+  ConnectionLost,
+  MessageTooLarge,
+  MessageUndeliverable,
+  QueueFull,
+  type ConfigInput,
+} from '@hybridbus/core';
+import '@hybridbus/zmq-direct';
+import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybridbus/zmq-direct';
+import { Collector, freshTopic } from './util.js';
+import { startChild, type ChildServer } from './zmq/children.js';
+import { connectionsTo } from './zmq/tcp.js';
+
+const buses: Bus[] = [];
+const kids: ChildServer[] = [];
+after(async () => {
+  await Promise.allSettled(buses.map((b) => b.close()));
+  await Promise.allSettled(kids.map((k) => k.kill()));
+});
+
+/** A fresh name-service directory: tests never see each other's servers. */
+const nsDir = (): string => mkdtempSync(join(tmpdir(), 'hb-zmq-ns-'));
+const url = (dir: string, extra = ''): string => `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0${extra}`;
+const cfg = (u: string): ConfigInput => ({ transports: { default: u } });
+const bus = async (u: string): Promise<Bus> => {
+  const b = await Bus.create(cfg(u));
+  buses.push(b);
+  return b;
+};
+const driver = (b: Bus): ZmqDriver => b.transport('default') as ZmqDriver;
+const child = async (u: string, servers: Array<{ topic: string; server: string }>, onRecord?: (r: { server: string; i: number }) => void) => {
+  const c = await startChild(cfg(u), servers, onRecord);
+  kids.push(c);
+  return c;
+};
+const waitFor = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('options', () => {
+  test('bad options are ConfigErrors naming the option, the value and the expected form', () => {
+    const bad = (q: string, ...parts: string[]) =>
+      assert.throws(() => parseOptions(new URL(`zmq://?${q}`)), (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        for (const p of parts) assert.ok(e.message.includes(p), `${e.message} lacks ${p}`);
+        return true;
+      });
+    bad('heartbeat_interval=-5', 'heartbeat_interval', '"-5"', 'integer');
+    bad('acks=maybe', 'acks', 'true or false');
+    bad('port_range=9000-8000', 'port_range', 'LOW-HIGH');
+    bad('nosuch=1', '"nosuch" is unknown', 'matchmaker');
+    bad('curve=true', 'curve_public_key');
+    bad('curve=true&curve_public_key=short&curve_secret_key=short', 'curve_public_key', '40-character Z85');
+    assert.throws(() => parseOptions(new URL('zmq://somehost:5555')), /query string/);
+    const o = parseOptions(new URL('zmq://?acks=true&port_range=20000-20010&hot_topics=a,b'));
+    assert.equal(o.acks, true);
+    assert.deepEqual(o.portRange, [20000, 20010]);
+    assert.deepEqual([...o.hotTopics], ['a', 'b']);
+  });
+});
+
+describe('failover and liveness', () => {
+  test('a server killed mid-stream (kill -9): in-flight calls fail fast with ConnectionLost, the rest go to the survivor', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const a = await child(url(dir), [{ topic, server: 'a' }]);
+    await child(url(dir), [{ topic, server: 'b' }]);
+    const client = (await bus(url(dir))).rpcClient({ topic }, { timeout: 30_000 });
+    const results: string[] = [];
+    const failures: unknown[] = [];
+    const t0 = Date.now();
+    let killed = false;
+    // 8 callers in parallel; server a dies after 100 answers.
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (results.length + failures.length < 400) {
+          try {
+            results.push(await client.call<string>({}, 'whoami'));
+          } catch (e) {
+            failures.push(e);
+          }
+          if (!killed && results.length >= 100) {
+            killed = true;
+            await a.kill('SIGKILL');
+          }
+        }
+      }),
+    );
+    assert.ok(Date.now() - t0 < 15_000, 'nobody waited for the 30 s timeout');
+    assert.ok(failures.length <= 8, `${failures.length} failures, at most the 8 in flight`);
+    for (const f of failures) assert.ok(f instanceof ConnectionLost || f instanceof MessageUndeliverable, String(f));
+    const afterKill = results.slice(120);
+    assert.ok(afterKill.length > 200);
+    assert.deepEqual(new Set(afterKill), new Set(['b']));
+  });
+
+  test("a dead server's record expires from the name service after its TTL", async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const a = await child(url(dir, '&ns_ttl=600'), [{ topic, server: 'a' }]);
+    const ns = driver(await bus(url(dir, '&ns_ttl=600'))).nameService;
+    const key = `openstack/${topic}`;
+    assert.deepEqual((await ns.lookup(key)).map((r) => r.address), [a.address]);
+    await a.kill('SIGKILL');
+    const killedAt = Date.now();
+    await waitFor('the record to expire', async () => (await ns.lookup(key)).length === 0, 5_000);
+    assert.ok(Date.now() - killedAt >= 300, 'not before its TTL ran out');
+  });
+});
+
+describe('connection pool', () => {
+  test('the pool is capped with LRU eviction, idle connections close, hot topics keep theirs', async () => {
+    const dir = nsDir();
+    const topics = Array.from({ length: 6 }, (_, i) => `pool${i}-${freshTopic()}`);
+    const servers = await child(url(dir), topics.map((topic) => ({ topic, server: 's' })));
+    // One child hosts all six servers on one port; use six children for six ports.
+    void servers;
+    const hosts = [servers];
+    for (let i = 1; i < 6; i++) hosts.push(await child(url(dir), [{ topic: topics[i] as string, server: `s${i}` }]));
+    const ports = new Set(hosts.map((h) => h.port));
+    const hot = topics[0] as string;
+    const b = await bus(url(dir, `&pool_max=4&idle_ttl=400&hot_topics=${hot}`));
+    // topic i is served by host i only: route each call to that host's server name
+    const call = (i: number) => b.rpcClient({ topic: topics[i] as string, server: i === 0 ? 's' : `s${i}` }).call({}, 'whoami');
+    for (let i = 0; i < 6; i++) {
+      await call(i);
+      assert.ok(connectionsTo(ports) <= 4, `${connectionsTo(ports)} connections with pool_max=4`);
+    }
+    const counters = await driver(b).counters();
+    assert.ok((counters['evictions'] ?? 0) >= 2, `evictions: ${counters['evictions']}`);
+    // Reused, not reopened: the three most recent peers and the hot one are still pooled.
+    const connects = counters['connects'];
+    for (let i = 3; i < 6; i++) await call(i);
+    assert.equal((await driver(b).counters())['connects'], connects);
+    await call(0); // the hot topic's host, evicting one idle peer
+    await waitFor('idle connections to close', () => connectionsTo(ports) === 1, 5_000);
+    assert.equal(connectionsTo(new Set([hosts[0]?.port as number])), 1, 'the hot topic keeps its connection');
+  });
+
+  test('a fanout to N servers opens N connections once and reuses them', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const got = new Collector<string>();
+    const hosts = [];
+    for (let i = 0; i < 5; i++) hosts.push(await child(url(dir), [{ topic, server: `s${i}` }], (r) => got.push(`${r.server}:${r.i}`)));
+    const b = await bus(url(dir));
+    const fan = b.rpcClient({ topic, fanout: true });
+    for (let i = 0; i < 20; i++) await fan.cast({}, 'record', { i });
+    await got.until(100);
+    assert.equal(connectionsTo(new Set(hosts.map((h) => h.port))), 5);
+    assert.equal((await driver(b).counters())['connects'], 5);
+  });
+});
+
+describe('no silent loss', () => {
+  test('acked casts survive a server kill: zero loss, no duplicate dispatch', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const opts = '&acks=true&ack_timeout=150&connect_timeout=500';
+    const seen = new Collector<string>();
+    const a = await child(url(dir, opts), [{ topic, server: 'a' }], (r) => seen.push(`${r.i}`));
+    const bChild = await child(url(dir, opts), [{ topic, server: 'b' }], (r) => seen.push(`${r.i}`));
+    const client = (await bus(url(dir, opts))).rpcClient({ topic });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => client.cast({}, 'record', { i })));
+    await seen.until(200); // every acked cast so far was handled and reported
+    assert.ok(a.records.length > 0 && bChild.records.length > 0, 'both servers took casts');
+    a.proc.kill('SIGSTOP'); // frozen: whatever reaches it now is never handled
+    const more = Promise.all(Array.from({ length: 200 }, (_, k) => client.cast({}, 'record', { i: 200 + k })));
+    await new Promise((r) => setTimeout(r, 300)); // let some casts reach the frozen server
+    await a.kill('SIGKILL');
+    await more; // every one acked, by b
+    await seen.until(400);
+    await client.prepare({ server: 'b' }).call({}, 'whoami'); // anything still on its way has arrived
+    const ids = seen.items.map(Number).sort((x, y) => x - y);
+    assert.deepEqual(ids, Array.from({ length: 400 }, (_, i) => i), 'each cast handled exactly once');
+  });
+
+  test('bounded send queue: past max_queued a send fails with QueueFull, the queued ones fail over or fail clearly', async () => {
+    // A peer that accepts TCP but never speaks ZMTP: messages wait for its handshake.
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    const dir = nsDir();
+    const topic = freshTopic();
+    const b = await bus(url(dir, '&max_queued=10&connect_timeout=400'));
+    await driver(b).nameService.register([`openstack/${topic}`], { address: `127.0.0.1:${port}` });
+    const client = b.rpcClient({ topic });
+    const casts = Array.from({ length: 12 }, (_, i) => client.cast({}, 'x', { i }).then(() => 'ok', (e: unknown) => e));
+    const outcomes = await Promise.all(casts);
+    assert.equal(outcomes.filter((o) => o instanceof QueueFull).length, 2);
+    const undeliverable = outcomes.filter((o) => o instanceof MessageUndeliverable);
+    assert.equal(undeliverable.length, 10, 'the queued ten fail once the peer misses its connect deadline');
+    assert.match(String((outcomes[11] as Error).message), /max_queued=10/);
+    silent.close();
+  });
+
+  test('a message over max_message_size is refused locally with MessageTooLarge', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const srv = (await bus(url(dir))).rpcServer({ topic, server: 's' }, [{ echo: (_c: unknown, a: unknown) => a }]);
+    await srv.start();
+    const client = (await bus(url(dir, '&max_message_size=1000'))).rpcClient({ topic });
+    await assert.rejects(client.call({}, 'echo', { blob: 'x'.repeat(2000) }), MessageTooLarge);
+    assert.deepEqual(await client.call({}, 'echo', { blob: 'small' }), { blob: 'small' });
+    await srv.stop();
+  });
+});
+
+describe('robust framing', () => {
+  test('garbage from a raw socket is dropped and counted; the server keeps serving', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const sb = await bus(url(dir, '&max_message_size=4096'));
+    const srv = sb.rpcServer({ topic, server: 's' }, [{ ping: () => 'pong' }]);
+    await srv.start();
+    const address = (await driver(sb).address()) as string;
+    const raw = new zmq.Dealer({ linger: 0 });
+    raw.connect(`tcp://${address}`);
+    const garbage: Buffer[][] = [
+      [Buffer.from('HB9'), Buffer.from('c{}')], // unknown version
+      [FRAME_VERSION, Buffer.from('Z{}')], // unknown kind
+      [FRAME_VERSION, Buffer.from('c{not json')],
+      [FRAME_VERSION, Buffer.from('c[1,2]')],
+      [FRAME_VERSION, Buffer.from(`c${JSON.stringify({ i: 'x1', k: `openstack/${topic}`, m: { args: {} } })}`)], // no method: told why
+      [FRAME_VERSION, Buffer.concat([Buffer.from('s'), Buffer.alloc(4500, 0x61)])], // oversize record
+      [Buffer.alloc(0)],
+      [FRAME_VERSION, Buffer.from('r{"i":"nobody"}')], // a reply sent to a server
+    ];
+    for (const g of garbage) await raw.send(g);
+    const [version, nack] = await raw.receive();
+    assert.ok(version?.equals(FRAME_VERSION));
+    assert.equal(nack?.[0], 'x'.charCodeAt(0));
+    const body = JSON.parse(nack?.subarray(1).toString() ?? '{}') as { i: string; code: string; error: string };
+    assert.equal(body.i, 'x1');
+    assert.equal(body.code, 'HB_MALFORMED');
+    assert.match(body.error, /method/);
+    const client = (await bus(url(dir))).rpcClient({ topic });
+    assert.equal(await client.call({}, 'ping'), 'pong');
+    await waitFor('drops to be counted', async () => ((await driver(sb).counters())['dropped'] ?? 0) >= 7);
+    const c = await driver(sb).counters();
+    assert.equal(c['oversize'], 1);
+    raw.close();
+    await srv.stop();
+  });
+});
+
+describe('CURVE', () => {
+  const serverKeys = curveKeyPair();
+  const good = curveKeyPair();
+  const intruder = curveKeyPair();
+  const curveUrl = (dir: string, keys: { publicKey: string; secretKey: string }, allowed?: string) =>
+    url(dir, `&curve=true&curve_public_key=${encodeURIComponent(keys.publicKey)}&curve_secret_key=${encodeURIComponent(keys.secretKey)}&connect_timeout=3000${allowed ? `&curve_allowed_clients=${encodeURIComponent(allowed)}` : ''}`);
+
+  test('an allowed client gets through; a wrong key or no CURVE is refused quickly and told why', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const srv = (await bus(curveUrl(dir, serverKeys, good.publicKey))).rpcServer({ topic, server: 's' }, [{ secret: () => 'classified' }]);
+    await srv.start();
+    const ok = (await bus(curveUrl(dir, good))).rpcClient({ topic }, { timeout: 10_000 });
+    assert.equal(await ok.call({}, 'secret'), 'classified');
+    assert.equal(driver(buses.at(-1) as Bus).options.curve?.publicKey, good.publicKey);
+
+    const t0 = Date.now();
+    const bad = (await bus(curveUrl(dir, intruder))).rpcClient({ topic }, { timeout: 10_000 });
+    await assert.rejects(bad.call({}, 'secret'), (e: unknown) => e instanceof AuthenticationFailed && /CURVE handshake/.test(e.message));
+    const plain = (await bus(url(dir))).rpcClient({ topic }, { timeout: 10_000 });
+    await assert.rejects(plain.call({}, 'secret'), AuthenticationFailed);
+    assert.ok(Date.now() - t0 < 8_000, 'refused well before the timeout');
+    await srv.stop();
+  });
+
+  test('traffic is encrypted: the payload does not appear on the wire', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const srv = (await bus(curveUrl(dir, serverKeys))).rpcServer({ topic, server: 's' }, [{ echo: (_c: unknown, a: unknown) => a }]);
+    await srv.start();
+    const address = (await driver(buses.at(-1) as Bus).address()) as string;
+    // A TCP proxy in the middle records every byte both ways.
+    const captured: Buffer[] = [];
+    const { createConnection } = await import('node:net');
+    const proxy = createServer((down) => {
+      const up = createConnection(Number(address.split(':')[1]), '127.0.0.1');
+      down.on('data', (d) => (captured.push(d), up.write(d)));
+      up.on('data', (d) => (captured.push(d), down.write(d)));
+      down.on('close', () => up.destroy());
+      up.on('close', () => down.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxyPort = (proxy.address() as { port: number }).port;
+    const client = await bus(curveUrl(nsDir(), good));
+    await driver(client).nameService.register([`openstack/${topic}`], { address: `127.0.0.1:${proxyPort}`, publicKey: serverKeys.publicKey });
+    const secret = 'TOP-SECRET-PAYLOAD-0123456789';
+    assert.deepEqual(await client.rpcClient({ topic }).call({}, 'echo', { secret }), { secret });
+    const wire = Buffer.concat(captured);
+    assert.ok(wire.length > 100);
+    assert.equal(wire.includes(secret), false, 'plaintext found on the wire');
+    proxy.close();
+    await srv.stop();
+  });
+});
