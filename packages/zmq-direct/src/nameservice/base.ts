@@ -111,6 +111,8 @@ export abstract class BaseNameService implements NameService {
   private backendDown = false;
   private queue: Promise<unknown> = Promise.resolve();
   private counts = { lookups: 0, cacheHits: 0, backendErrors: 0 };
+  /** When the backend last came back after an outage (ms epoch). */
+  private recoveredAt = 0;
 
   constructor(options: Partial<NameServiceOptions>) {
     ({ ttlMs: this.ttlMs, cacheMs: this.cacheMs } = resolveOptions(options));
@@ -276,6 +278,7 @@ export abstract class BaseNameService implements NameService {
   protected noteBackendOk(): void {
     if (!this.backendDown) return;
     this.backendDown = false;
+    this.recoveredAt = Date.now();
     this.logger.info({}, `name service (${this.kind}) available again`);
   }
 
@@ -318,8 +321,8 @@ export abstract class BaseNameService implements NameService {
     const startedAt = Date.now();
     const p: Promise<readonly SeenRecord[]> = this.fetch(key).then(
       (fetched) => {
-        const records = sortRecords(fetched);
         this.noteBackendOk();
+        const records = sortRecords(this.withUnrefreshed(key, fetched));
         this.unforgetRefreshed(records);
         // Only cache it if no change event arrived meanwhile (changed() removes it from inflight).
         if (this.inflight.get(key) === p) {
@@ -335,6 +338,18 @@ export abstract class BaseNameService implements NameService {
     );
     this.inflight.set(key, p);
     return p;
+  }
+
+  /**
+   * A backend that comes back may have lost its data (a Redis restart without persistence)
+   * and gets it back as owners re-register, within a TTL. Until then, records we knew before
+   * the outage still count, or every server would vanish for a moment.
+   */
+  private withUnrefreshed(key: string, fetched: readonly SeenRecord[]): readonly SeenRecord[] {
+    const before = this.cache.get(key);
+    if (!before || Date.now() - this.recoveredAt >= this.ttlMs) return fetched;
+    const have = new Set(fetched.map((r) => canonicalRecord(r.record)));
+    return [...fetched, ...before.records.filter((r) => !have.has(canonicalRecord(r.record)))];
   }
 
   private unforgetRefreshed(records: readonly SeenRecord[]): void {
