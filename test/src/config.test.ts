@@ -28,7 +28,7 @@ const overrides = (o: unknown) => ({ overrides: o as ConfigInput });
 
 test('defaults: the embedded transport carries every pattern', () => {
   const cfg = loadConfig({ env: {} });
-  assert.deepEqual(cfg.transports, { default: 'memory://' });
+  assert.deepEqual(cfg.transports, { default: 'zmq://' });
   assert.deepEqual(cfg.patterns, { call: 'default', cast: 'default', fanout: 'default', notify: 'default' });
   assert.equal(cfg.rpc.timeout, 60_000);
   assert.deepEqual(cfg.notifications.topics, ['notifications']);

@@ -5,6 +5,7 @@
  * A config file (first argument, or HYBRIDBUS_* variables) runs the same demo on real transports.
  */
 import { Bus, type Context } from '@hybridbus/core';
+import '@hybridbus/zmq-direct'; // the embedded default transport
 import { performance } from 'node:perf_hooks';
 
 const ctx: Context = { user_id: 'demo', request_id: 'req-demo-1' };

@@ -36,8 +36,8 @@ export type ConfigInput = {
       : Partial<HybridbusConfig[K]>;
 };
 
-/** The embedded default: runs anywhere, no server needed. */
-export const DEFAULT_TRANSPORT_URL = 'memory://';
+/** The embedded default: zmq-direct with the local name service; runs anywhere, no server needed. */
+export const DEFAULT_TRANSPORT_URL = 'zmq://';
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
