@@ -21,6 +21,7 @@ import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybr
 import { Collector, freshTopic } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
+import { freePort } from './harness/launcher.js';
 
 const buses: Bus[] = [];
 const kids: ChildServer[] = [];
@@ -120,6 +121,30 @@ describe('failover and liveness', () => {
     const killedAt = Date.now();
     await waitFor('the record to expire', async () => (await ns.lookup(key)).length === 0, 5_000);
     assert.ok(Date.now() - killedAt >= 300, 'not before its TTL ran out');
+  });
+});
+
+describe('static name service', () => {
+  test('servers at fixed ports, hosts from config: calls, targeting and fanout work', async () => {
+    const topic = freshTopic();
+    const [p1, p2] = [await freePort(), await freePort()];
+    const hosts = {
+      [`openstack/${topic}`]: [`127.0.0.1:${p1}`, `127.0.0.1:${p2}`],
+      [`openstack/${topic}.s1`]: [`127.0.0.1:${p1}`],
+      [`openstack/${topic}.s2`]: [`127.0.0.1:${p2}`],
+    };
+    const u = (port: number) => `zmq://?matchmaker=${encodeURIComponent(`static:${JSON.stringify(hosts)}`)}&port=${port}&heartbeat_interval=200`;
+    const got = new Collector<string>();
+    for (const [name, port] of [['s1', p1], ['s2', p2]] as const) {
+      const s = (await bus(u(port))).rpcServer({ topic, server: name }, [{ who: () => name, hit: () => void got.push(name) }]);
+      await s.start();
+      assert.equal(await driver(buses.at(-1) as Bus).address(), `127.0.0.1:${port}`);
+    }
+    const client = (await bus(u(0))).rpcClient({ topic });
+    assert.deepEqual(new Set(await Promise.all([1, 2, 3, 4].map(() => client.call({}, 'who')))), new Set(['s1', 's2']));
+    assert.equal(await client.prepare({ server: 's2' }).call({}, 'who'), 's2');
+    await client.prepare({ fanout: true }).cast({}, 'hit');
+    assert.deepEqual([...(await got.until(2))].sort(), ['s1', 's2']);
   });
 });
 
