@@ -368,7 +368,7 @@ export class ZmqDriver implements Driver {
 
   private server(): Promise<Inbound> {
     if (this.closed) throw new TransportClosed(`zmq transport "${this.context.name}" is closed`);
-    this.inbound ??= Inbound.bind(this.options, (c, k, b) => this.onRecord(c, k, b), this.logger);
+    this.inbound ??= Inbound.bind(this.options, (ib, c, k, b) => this.dispatch(ib, c, k, b), this.logger);
     return this.inbound;
   }
 
@@ -390,11 +390,6 @@ export class ZmqDriver implements Driver {
       this.seen.delete(k);
     }
     return false;
-  }
-
-  private onRecord(client: Buffer, kind: Kind, body: Body): void {
-    const inbound = this.inbound;
-    void inbound?.then((ib) => this.dispatch(ib, client, kind, body));
   }
 
   private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): void {

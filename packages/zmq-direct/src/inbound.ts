@@ -15,7 +15,8 @@ export interface InboundStats {
   oversize: number;
 }
 
-export type RecordHandler = (client: Buffer, kind: Kind, body: Body) => void;
+/** Gets the socket too, so it can answer before bind() has resolved to its caller. */
+export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body: Body) => void;
 
 export class Inbound {
   private readonly socket: zmq.Router;
@@ -101,7 +102,7 @@ export class Inbound {
             continue;
           }
           try {
-            this.handler(client, decoded.kind, decoded.body);
+            this.handler(this, client, decoded.kind, decoded.body);
           } catch (err) {
             this.dropped(err);
           }
