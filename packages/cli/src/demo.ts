@@ -1,11 +1,9 @@
-#!/usr/bin/env node
 /**
  * The main job on the embedded default: one server process's worth of endpoints, a client,
  * three fanout members and a notification pool, each pattern's round trip printed.
- * A config file (first argument, or HYBRIDBUS_* variables) runs the same demo on real transports.
+ * A config file (or HYBRIDBUS_* variables) runs the same demo on real transports.
  */
 import { Bus, type Context } from '@hybridbus/core';
-import '@hybridbus/zmq-direct'; // the embedded default transport
 import { performance } from 'node:perf_hooks';
 
 const ctx: Context = { user_id: 'demo', request_id: 'req-demo-1' };
@@ -14,8 +12,8 @@ function row(pattern: string, transport: string, what: string, ms: number): void
   console.log(`${pattern.padEnd(8)} ${transport.padEnd(26)} ${what.padEnd(44)} ${ms.toFixed(2).padStart(8)} ms`);
 }
 
-async function main(): Promise<void> {
-  const file = process.argv[2];
+/** Run the demo on the config `file` (or the embedded default) and print each round trip. */
+export async function runDemo(file?: string): Promise<void> {
   const bus = await Bus.fromConfig(file);
   const url = (p: 'call' | 'cast' | 'fanout' | 'notify'): string => `${bus.route('scheduler', p)} (${bus.config.transports[bus.route('scheduler', p)]})`;
   let castDone: () => void = () => undefined;
@@ -79,8 +77,3 @@ async function main(): Promise<void> {
   for (const srv of servers) await srv.stop();
   await bus.close();
 }
-
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? `${e.name}: ${e.message}` : e);
-  process.exit(1);
-});

@@ -1,0 +1,89 @@
+/** The `hybridbus` command, run as a user would: separate processes, real sockets. */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { freshTopic } from './util.js';
+
+const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
+const nsDir = mkdtempSync(join(tmpdir(), 'hb-cli-ns-'));
+// Every process of this file shares a private name-service directory, nothing else.
+const env = { ...process.env, HYBRIDBUS_TRANSPORTS: JSON.stringify({ default: `zmq://?matchmaker=local:${nsDir}` }) };
+
+function run(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...env, ...extraEnv }, timeout: 20_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('hybridbus CLI', () => {
+  const servers: Array<ReturnType<typeof spawn>> = [];
+  after(() => servers.forEach((s) => s.kill('SIGTERM')));
+
+  test('serve, then call, cast and a remote error from another process', async () => {
+    const topic = freshTopic();
+    const server = spawn(process.execPath, [bin, 'serve', '--topic', topic, '--server', 's1'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    servers.push(server);
+    await new Promise<void>((resolve, reject) => {
+      server.stderr.on('data', (d: Buffer) => d.toString().includes('serving topic') && resolve());
+      server.once('exit', (c) => reject(new Error(`serve exited with ${c}`)));
+    });
+    const call = await run(['--context', '{"user_id":"u1"}', 'call', topic, 'echo', '{"x": 1}']);
+    assert.equal(call.code, 0, call.stderr);
+    assert.deepEqual(JSON.parse(call.stdout), { x: 1 });
+    const fail = await run(['call', topic, 'fail', '{"message": "no capacity"}']);
+    assert.equal(fail.code, 1);
+    assert.match(fail.stderr, /remote Error: no capacity/);
+    const none = await run(['call', topic, 'nosuch']);
+    assert.match(none.stderr, /remote NoSuchMethod/);
+    const cast = await run(['cast', '--fanout', topic, 'echo', '{"fan": true}']);
+    assert.equal(cast.code, 0, cast.stderr);
+    const ls = await run(['nameservice', 'ls']);
+    assert.match(ls.stdout, new RegExp(`openstack/${topic}\\.s1 +127\\.0\\.0\\.1:\\d+`));
+    server.kill('SIGTERM');
+    assert.equal(await new Promise((r) => server.once('exit', r)), 0, 'serve stops cleanly on SIGTERM');
+  });
+
+  test('bad input: exit 1 with one clear line, never a stack trace', async () => {
+    const cases: Array<[string[], RegExp, Record<string, string>?]> = [
+      [['call', 't', 'm', '{bad'], /args must be JSON/],
+      [['call'], /missing required argument 'topic'/],
+      [['--context', '[1]', 'call', 't', 'm'], /--context must be a JSON object/],
+      [['notify', '-p', 'loud', 'e'], /one of audit, debug, info/],
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['call', '--timeout', '-5', 't', 'm'], /non-negative integer/],
+      [['check-config'], /rpc\.timeout: must be a non-negative integer number of milliseconds: value was -1/, { HYBRIDBUS_RPC_TIMEOUT: '-1' }],
+      [['-c', '/nonexistent.yaml', 'check-config'], /cannot read config file/],
+      [['call', '--timeout', '300', freshTopic('nobody'), 'x'], /HB_UNDELIVERABLE|HB_TIMEOUT/],
+    ];
+    for (const [args, message, extra] of cases) {
+      const r = await run(args, extra);
+      assert.notEqual(r.code, 0, `${args.join(' ')} should fail`);
+      assert.match(r.stderr, message, args.join(' '));
+      assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+/, `no stack trace for ${args.join(' ')}`);
+    }
+  });
+
+  test('check-config prints each effective value with its source', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'hb-cli-')), 'bus.yaml');
+    writeFileSync(file, 'rpc:\n  timeout: 1234\n');
+    const r = await run(['-c', file, 'check-config'], { HYBRIDBUS_RPC_MAX_CONCURRENCY: '7' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /rpc\.timeout +1234 +\(file\)/);
+    assert.match(r.stdout, /rpc\.maxConcurrency +7 +\(env\)/);
+    assert.match(r.stdout, /controlExchange +"openstack" +\(default\)/);
+  });
+
+  test('--help for every command', async () => {
+    for (const cmd of [[], ['call'], ['serve'], ['notify'], ['listen'], ['check-config'], ['nameservice', 'ls'], ['demo']]) {
+      const r = await run([...cmd, '--help']);
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /Usage: hybridbus/);
+    }
+  });
+});
