@@ -140,6 +140,16 @@ export class RabbitDriver implements Driver {
     return this.link.isUp;
   }
 
+  /** The `connection_name` this driver's connection announces (find it in `list_connections`). */
+  get connectionName(): string {
+    return this.link.connectionName;
+  }
+
+  /** Publishes waiting for the broker's confirm (bounded by `confirm_window`). */
+  get unconfirmed(): number {
+    return this.link.window.inUse;
+  }
+
   private get logger() {
     return this.context.logger;
   }

@@ -222,7 +222,8 @@ export class Link {
   private readonly loopDone: Promise<void>;
   private readonly firstPass = deferred();
   private sleeper: AbortController | undefined;
-  private readonly connectionName: string;
+  /** The `connection_name` client property ("<prog>:<pid>:<transport>:<uuid>"), as oslo sets it. */
+  readonly connectionName: string;
 
   constructor(
     private readonly options: RabbitOptions,
