@@ -481,6 +481,35 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     }
   });
 
+  test('connection.blocked: sends wait while the broker blocks publishing, with a log, and go on after', async () => {
+    const logger = recordingLogger();
+    const bus = await newBus({}, logger);
+    const topic = freshTopic('blocked');
+    const seen = new Collector<number>();
+    const s = bus.rpcServer({ topic, server: 's' }, [{ tick: (_c: Context, a: { i: number }) => void seen.push(a.i) }]);
+    await s.start();
+    const client = bus.rpcClient({ topic });
+    await client.cast(ctx, 'tick', { i: 0 });
+    await servers.rabbit.ctl(['set_vm_memory_high_watermark', '0.000001']); // a memory alarm
+    try {
+      let done = false;
+      const cast = client.cast(ctx, 'tick', { i: 1 }).then(() => (done = true));
+      const deadline = Date.now() + 10_000;
+      while (!logger.records.some((r) => /blocked publishing/.test(r.msg ?? '')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(logger.records.some((r) => r.level === 'warn' && /blocked publishing/.test(r.msg ?? '')), 'connection.blocked is logged');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(done, false, 'the send waits while blocked');
+      await assert.rejects(client.prepare({ retry: 0 }).cast(ctx, 'tick', { i: 2 }), /blocks publishing/);
+      await servers.rabbit.ctl(['set_vm_memory_high_watermark', '0.4']);
+      await cast;
+      assert.deepEqual(await seen.until(2), [0, 1]);
+      assert.ok(logger.records.some((r) => /unblocked/.test(r.msg ?? '')));
+    } finally {
+      await servers.rabbit.ctl(['set_vm_memory_high_watermark', '0.4']);
+    }
+    await s.stop();
+  });
+
   describe('broker restart (runs last: it restarts the shared broker)', () => {
     test('confirmed notifications are delivered exactly once; a call in flight fails with ConnectionLost; the next call works', async () => {
       const N = 10_000;
