@@ -28,13 +28,14 @@ type Row = Record<string, unknown>;
 type Dict = Record<string, unknown>;
 
 describe('rabbit-brokered on a real RabbitMQ', () => {
-  const servers = sharedServers({ rabbit: () => startRabbitMQ({ plugins: [] }) });
   const buses: Bus[] = [];
   const raws: ChannelModel[] = [];
+  // Registered before sharedServers' hooks, so it runs before the broker stops.
   after(async () => {
     await Promise.allSettled(buses.map((b) => b.close()));
     await Promise.allSettled(raws.map((r) => r.close()));
   });
+  const servers = sharedServers({ rabbit: () => startRabbitMQ({ plugins: [] }) });
 
   const url = (query = ''): string => servers.rabbit.url.replace(/^amqp:/, 'rabbit:') + query;
   const newBus = async (config: ConfigInput = {}, logger?: RecordingLogger): Promise<Bus> => {
@@ -276,7 +277,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
 
   test('server side: _timeout seconds become callMonitorTimeoutMs; replies and heartbeats as captured', async () => {
     const topic = freshTopic('srv');
-    const bus = await newBus();
+    const bus = await newBus({}, recordingLogger()); // core logs the endpoint's exception below
     const seen = new Collector<IncomingRpc>();
     const sub = await driverOf(bus).listen(new Target({ topic, server: 's' }), (m) => seen.push(m), { patterns: new Set(['call']) });
     const ch = await raw();
@@ -513,6 +514,8 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
   describe('broker restart (runs last: it restarts the shared broker)', () => {
     test('confirmed notifications are delivered exactly once; a call in flight fails with ConnectionLost; the next call works', async () => {
       const N = 10_000;
+      // Buses of earlier tests would only log their reconnects: close them first.
+      await Promise.allSettled(buses.splice(0).map((b) => b.close()));
       // Durable queues: transient ones (oslo's default) do not survive a broker restart.
       const config: ConfigInput = {
         transports: { default: url('?amqp_durable_queues=true&rabbit_retry_interval=0.2&rabbit_retry_backoff=0.2&rabbit_interval_max=1') },
