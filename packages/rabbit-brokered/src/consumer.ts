@@ -42,7 +42,10 @@ const refusalCode = (err: unknown): number | undefined => {
 
 export class Consumer implements Restorable {
   private ch: Channel | undefined;
+  /** The channel being set up: its deliveries are ours too (consume() before the last one). */
+  private opening: Channel | undefined;
   private gen: Generation | undefined;
+  private restoring: { gen: Generation; done: Promise<void> } | undefined;
   private tags: string[] = [];
   private stopped = false;
   /** Deliveries handed out and not settled yet: the channel must stay open for their acks. */
@@ -60,18 +63,30 @@ export class Consumer implements Restorable {
   }
 
   /** Open a channel on `gen`, declare and consume. Idempotent per connection. */
-  async restore(gen: Generation): Promise<void> {
-    if (this.stopped || !gen.alive || (this.gen === gen && this.ch)) return;
-    // A fanout exchange can auto-delete between our declare and bind (404): try again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.open(gen);
-        return;
-      } catch (err) {
-        if (refusalCode(err) === 404 && attempt < 3 && gen.alive) continue;
-        throw err;
+  restore(gen: Generation): Promise<void> {
+    if (this.stopped || !gen.alive || (this.gen === gen && this.ch)) return Promise.resolve();
+    // One setup at a time: the link and a retry timer may both ask.
+    if (this.restoring?.gen === gen) return this.restoring.done;
+    const done = (async () => {
+      // A fanout exchange can auto-delete between our declare and bind (404): try again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.open(gen);
+          return;
+        } catch (err) {
+          if (refusalCode(err) === 404 && attempt < 3 && gen.alive) continue;
+          throw err;
+        }
       }
-    }
+    })().finally(() => {
+      if (this.restoring?.done === done) this.restoring = undefined;
+    });
+    this.restoring = { gen, done };
+    return done;
+  }
+
+  retryLater(gen: Generation): void {
+    this.scheduleRestore(gen);
   }
 
   private async open(gen: Generation): Promise<void> {
@@ -81,6 +96,7 @@ export class Consumer implements Restorable {
       this.closedChannels.add(ch);
       this.channelClosed(gen, ch);
     });
+    this.opening = ch;
     try {
       if (this.env.prefetch > 0) await ch.prefetch(this.env.prefetch);
       const queues = await this.spec.declare(ch);
@@ -93,8 +109,10 @@ export class Consumer implements Restorable {
       }
       this.gen = gen;
       this.ch = ch;
+      this.opening = undefined;
       this.tags = tags;
     } catch (err) {
+      this.opening = undefined;
       await ch.close().catch(() => undefined);
       if (refusalCode(err) !== undefined && gen.alive) {
         throw new TopologyError(`${this.label}: the broker refused a declaration: ${errorMessage(err)}`, { cause: err });
@@ -105,7 +123,7 @@ export class Consumer implements Restorable {
   }
 
   private onMessage(ch: Channel, msg: ConsumeMessage, queue: string): void {
-    if (this.stopped || ch !== this.ch) {
+    if (this.stopped || (ch !== this.ch && ch !== this.opening)) {
       // Arrived between basic.cancel and its ok: hand it back for another consumer.
       this.settleOn(ch, msg, 'requeue');
       return;

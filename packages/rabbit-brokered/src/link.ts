@@ -202,6 +202,8 @@ export interface SendControl {
 export interface Restorable {
   readonly label: string;
   restore(gen: Generation): Promise<void>;
+  /** Try `restore` again after a delay, for as long as `gen` lives. */
+  retryLater(gen: Generation): void;
 }
 
 const MAX_CONNECT_LOG_INTERVAL_MS = 30_000;
@@ -314,16 +316,28 @@ export class Link {
       model.on('unblocked', () => this.setBlocked(undefined));
       this.setBlocked(undefined);
 
-      // Consumers first: "up" means the topology of this process exists again.
-      for (const c of [...this.consumers]) {
-        if (!gen.alive) break;
-        try {
-          await c.restore(gen);
-        } catch (err) {
-          this.logger.error({ err, consumer: c.label }, 'could not restore a consumer; it retries while connected');
+      // Consumers first: "up" means the topology of this process exists again. Consumers
+      // added meanwhile are picked up too (the link is not "up" yet, so they wait for us).
+      const restored = new Set<Restorable>();
+      for (let todo = [...this.consumers]; todo.length > 0 && gen.alive; todo = [...this.consumers].filter((c) => !restored.has(c))) {
+        for (const c of todo) {
+          restored.add(c);
+          if (!gen.alive) break;
+          try {
+            await c.restore(gen);
+          } catch (err) {
+            this.logger.error({ err, consumer: c.label }, 'could not restore a consumer; retrying while connected');
+            c.retryLater(gen);
+          }
         }
       }
-      if (!gen.alive) continue;
+      if (!gen.alive) {
+        // Lost while setting up: back off as after a failed attempt, not in a tight loop.
+        failures++;
+        await gen.model.close().catch(() => undefined);
+        await this.pause(this.backoffMs(0));
+        continue;
+      }
       this.gen = gen;
       if (failures > 0 || gen.id > 1) this.logger.info({ broker: ep.label, attempts: failures }, 'connected to the broker');
       failures = 0;
