@@ -17,7 +17,7 @@ import {
   type IncomingRpc,
 } from '@hybridbus/core';
 import { ConnectionLost, RabbitDriver, parseRabbitUrl } from '@hybridbus/rabbit-brokered';
-import { sharedServers, startRabbitMQ } from './harness/launcher.js';
+import { processTree, sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { Collector, deferred, freshTopic, recordingLogger, type RecordingLogger } from './util.js';
 
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -509,6 +509,39 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
       await servers.rabbit.ctl(['set_vm_memory_high_watermark', '0.4']);
     }
     await s.stop();
+  });
+
+  test('heartbeats: a frozen broker is noticed in seconds; the call waiting fails with ConnectionLost, the next works', async () => {
+    const config: ConfigInput = {
+      transports: { default: url('?heartbeat_timeout_threshold=2&rabbit_retry_interval=0.2&rabbit_retry_backoff=0.2&rabbit_interval_max=1') },
+    };
+    const logger = recordingLogger();
+    const [sbus, cbus] = [await newBus(config, logger), await newBus(config, logger)];
+    const topic = freshTopic('frozen');
+    const started = deferred();
+    const release = deferred();
+    const server = sbus.rpcServer({ topic, server: 's' }, [{ slow: async () => (started.resolve(), await release.promise, 'late'), ping: () => 'pong' }]);
+    await server.start();
+    const client = cbus.rpcClient({ topic }, { timeout: 60_000 });
+    const call = client.call(ctx, 'slow');
+    call.catch(() => undefined);
+    await started.promise;
+    // SIGSTOP the broker (our own child): its sockets stay open, it just stops talking.
+    const pids = processTree(servers.rabbit.pid as number);
+    const t0 = Date.now();
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    try {
+      await assert.rejects(call, ConnectionLost);
+      assert.ok(Date.now() - t0 < 15_000, `noticed after ${Date.now() - t0} ms`);
+      assert.ok(logger.records.some((r) => /Heartbeat timeout/.test(String((r.obj as { err?: Error }).err?.message))), 'amqplib saw the heartbeats stop');
+    } finally {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+    }
+    release.resolve();
+    await driverOf(sbus).whenConnected();
+    await driverOf(cbus).whenConnected();
+    assert.equal(await client.call(ctx, 'ping'), 'pong');
+    await server.stop();
   });
 
   describe('broker restart (runs last: it restarts the shared broker)', () => {
