@@ -10,6 +10,7 @@ import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Con
 import {
   Bus,
   ConfigError,
+  MessageDeliveryFailure,
   MessageUndeliverable,
   Target,
   type ConfigInput,
@@ -391,6 +392,22 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await s.start();
     assert.equal(await bus.rpcClient({ topic }).call(ctx, 'ping'), 'pong');
     await s.stop();
+  });
+
+  test('confirms: a broker nack is a MessageDeliveryFailure (not "undeliverable")', async () => {
+    const topic = freshTopic('nack');
+    const ch = await raw();
+    // A full queue that rejects new messages: RabbitMQ nacks the publish.
+    await ch.assertExchange('openstack', 'topic', { durable: false, autoDelete: false });
+    await ch.assertQueue(topic, { arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await ch.bindQueue(topic, 'openstack', topic);
+    const client = (await newBus()).rpcClient({ topic });
+    await assert.rejects(client.cast(ctx, 'x'), (e: unknown) => {
+      assert.ok(e instanceof MessageDeliveryFailure && !(e instanceof MessageUndeliverable), String(e));
+      assert.match(e.message, /nack/);
+      return true;
+    });
+    await ch.deleteQueue(topic);
   });
 
   test('confirms: the unconfirmed window bounds sends (backpressure), all complete', async () => {
