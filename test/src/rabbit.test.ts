@@ -4,6 +4,7 @@
  * delivery, options, confirms, and a broker restart under load (last: it restarts the broker).
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
@@ -333,6 +334,35 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.equal(failure['class'], 'ValueError');
     assert.equal(failure['module'], 'builtins');
     assert.equal(failure['message'], 'boom');
+    await server.stop();
+  });
+
+  test('a returned reply is retried for kombu_missing_consumer_retry_timeout, then dropped with a log', async () => {
+    const logger = recordingLogger();
+    const bus = await newBus({ transports: { default: url('?kombu_missing_consumer_retry_timeout=2') } }, logger);
+    const topic = freshTopic('late');
+    const server = bus.rpcServer({ topic, server: 's' }, [{ ping: () => 'pong' }]);
+    await server.start();
+    const ch = await raw();
+    const request = (replyQ: string, n: number) =>
+      ch.publish('openstack', topic, env({ method: 'ping', args: {}, _msg_id: String(n).repeat(32), _reply_q: replyQ, _timeout: null, _unique_id: String(n).repeat(32) }), JSON_PROPS);
+    // The caller's reply queue shows up only after the reply was first sent: it still arrives.
+    const lateQ = `reply_${randomUUID().replaceAll('-', '')}`;
+    request(lateQ, 1);
+    await new Promise((r) => setTimeout(r, 500));
+    await ch.assertQueue(lateQ, { exclusive: true });
+    const replies = new Collector<ConsumeMessage>();
+    await ch.consume(lateQ, (m) => m && replies.push(m), { noAck: true });
+    const [late] = await replies.until(1, 5_000);
+    assert.ok(late);
+    assert.equal(inner(late)['result'], 'pong');
+    // Nobody ever listens on this one: dropped after the retry timeout, with a warning.
+    const t0 = Date.now();
+    request(`reply_${'0'.repeat(32)}`, 2);
+    const deadline = Date.now() + 10_000;
+    while (!logger.records.some((r) => /reply dropped/.test(r.msg ?? '')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(logger.records.some((r) => r.level === 'warn' && /reply dropped/.test(r.msg ?? '')));
+    assert.ok(Date.now() - t0 >= 1_800, 'retried for about the timeout first');
     await server.stop();
   });
 
