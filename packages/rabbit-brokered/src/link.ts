@@ -308,8 +308,9 @@ export class Link {
         break;
       }
       const gen = new Generation(++this.genCounter, model, ep, this.logger);
+      // The same reason comes with 'close', logged once there.
       model.on('error', (err: Error) => {
-        if (!this.crashed) this.logger.warn({ err, broker: ep.label }, 'broker connection error');
+        if (!this.crashed) this.logger.debug({ err, broker: ep.label }, 'broker connection error');
       });
       model.on('close', (err?: Error) => gen.markLost(err ?? new TransportClosed('connection closed')));
       model.on('blocked', (reason: string) => this.setBlocked(reason));
@@ -334,6 +335,9 @@ export class Link {
       if (!gen.alive) {
         // Lost while setting up: back off as after a failed attempt, not in a tight loop.
         failures++;
+        this.failedAttempts++;
+        this.notify();
+        if (failures >= eps.length) this.firstPass.resolve();
         await gen.model.close().catch(() => undefined);
         await this.pause(this.backoffMs(0));
         continue;
