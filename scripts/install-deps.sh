@@ -14,6 +14,8 @@ set -euo pipefail
 APT_PACKAGES=(
   rabbitmq-server
   redis-server
+  python3-oslo.messaging # interop tests of the rabbit driver against real Python oslo.messaging
+  openssl                # certificates for the rabbit driver's TLS test
 )
 read -r -a _extra_apt_packages <<<"${EXTRA_APT_PACKAGES:-}"
 APT_PACKAGES+=("${_extra_apt_packages[@]}")

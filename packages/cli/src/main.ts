@@ -16,6 +16,7 @@ import {
   type Priority,
 } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
+import '@hybridbus/rabbit-brokered';
 import { ZmqDriver } from '@hybridbus/zmq-direct';
 import { runDemo } from './demo.js';
 

@@ -1,0 +1,214 @@
+/**
+ * One subscription's consumer: its own channel (so a broker refusal or a slow subscription
+ * affects nobody else), declared and consuming again on every new connection, and again on
+ * the same connection when the broker cancels it (e.g. its queue was deleted).
+ */
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Logger } from '@hybridbus/core';
+import { TopologyError } from './errors.js';
+import type { Generation, Link, Restorable } from './link.js';
+import { errorMessage } from './util.js';
+
+export interface Delivery {
+  readonly consumer: Consumer;
+  readonly ch: Channel;
+  readonly msg: ConsumeMessage;
+  readonly queue: string;
+}
+
+export interface ConsumerSpec {
+  readonly label: string;
+  /** Declare what this consumer needs on its channel; return the queues to consume. */
+  declare(ch: Channel): Promise<readonly string[]>;
+  /** Handle one delivery; settle it with `consumer.settle` now or later. */
+  deliver(d: Delivery): void;
+  /** Queues only this consumer uses (uuid-named): deleted when it stops. */
+  readonly ownQueues?: readonly string[] | undefined;
+}
+
+export interface ConsumerEnv {
+  readonly link: Link;
+  readonly logger: Logger;
+  /** basic.qos prefetch per channel; 0: none. */
+  readonly prefetch: number;
+  /** Delay before consuming again after the broker cancelled us, ms. */
+  readonly retryMs: number;
+}
+
+const refusalCode = (err: unknown): number | undefined => {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'number' && code >= 300 ? code : undefined;
+};
+
+export class Consumer implements Restorable {
+  private ch: Channel | undefined;
+  /** The channel being set up: its deliveries are ours too (consume() before the last one). */
+  private opening: Channel | undefined;
+  private gen: Generation | undefined;
+  private restoring: { gen: Generation; done: Promise<void> } | undefined;
+  private tags: string[] = [];
+  private stopped = false;
+  /** Deliveries handed out and not settled yet: the channel must stay open for their acks. */
+  private unsettled = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly closedChannels = new WeakSet<Channel>();
+
+  constructor(
+    private readonly env: ConsumerEnv,
+    readonly spec: ConsumerSpec,
+  ) {}
+
+  get label(): string {
+    return this.spec.label;
+  }
+
+  /** Open a channel on `gen`, declare and consume. Idempotent per connection. */
+  restore(gen: Generation): Promise<void> {
+    if (this.stopped || !gen.alive || (this.gen === gen && this.ch)) return Promise.resolve();
+    // One setup at a time: the link and a retry timer may both ask.
+    if (this.restoring?.gen === gen) return this.restoring.done;
+    const done = (async () => {
+      // A fanout exchange can auto-delete between our declare and bind (404): try again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.open(gen);
+          return;
+        } catch (err) {
+          if (refusalCode(err) === 404 && attempt < 3 && gen.alive) continue;
+          throw err;
+        }
+      }
+    })().finally(() => {
+      if (this.restoring?.done === done) this.restoring = undefined;
+    });
+    this.restoring = { gen, done };
+    return done;
+  }
+
+  retryLater(gen: Generation): void {
+    this.scheduleRestore(gen);
+  }
+
+  private async open(gen: Generation): Promise<void> {
+    const ch = await gen.model.createChannel();
+    ch.on('error', (err: Error) => this.env.logger.warn({ err, consumer: this.label }, 'consumer channel closed by the broker'));
+    ch.on('close', () => {
+      this.closedChannels.add(ch);
+      this.channelClosed(gen, ch);
+    });
+    this.opening = ch;
+    try {
+      if (this.env.prefetch > 0) await ch.prefetch(this.env.prefetch);
+      const queues = await this.spec.declare(ch);
+      const tags: string[] = [];
+      for (const queue of queues) {
+        const { consumerTag } = await ch.consume(queue, (msg) => (msg ? this.onMessage(ch, msg, queue) : this.onCancelled(ch)), {
+          noAck: false,
+        });
+        tags.push(consumerTag);
+      }
+      this.gen = gen;
+      this.ch = ch;
+      this.opening = undefined;
+      this.tags = tags;
+    } catch (err) {
+      this.opening = undefined;
+      await ch.close().catch(() => undefined);
+      if (refusalCode(err) !== undefined && gen.alive) {
+        throw new TopologyError(`${this.label}: the broker refused a declaration: ${errorMessage(err)}`, { cause: err });
+      }
+      throw err;
+    }
+    if (this.stopped) await this.closeChannel(ch);
+  }
+
+  private onMessage(ch: Channel, msg: ConsumeMessage, queue: string): void {
+    if (this.stopped || (ch !== this.ch && ch !== this.opening)) {
+      // Arrived between basic.cancel and its ok: hand it back for another consumer.
+      this.settleOn(ch, msg, 'requeue');
+      return;
+    }
+    try {
+      this.spec.deliver({ consumer: this, ch, msg, queue });
+    } catch (err) {
+      this.env.logger.error({ err, consumer: this.label }, 'delivery handler failed');
+    }
+  }
+
+  /** The broker cancelled our consumer (queue deleted, node down): consume again shortly. */
+  private onCancelled(ch: Channel): void {
+    if (this.stopped || ch !== this.ch) return;
+    this.env.logger.warn({ consumer: this.label }, 'the broker cancelled the consumer; declaring and consuming again');
+    void this.closeChannel(ch);
+  }
+
+  private channelClosed(gen: Generation, ch: Channel): void {
+    if (this.ch !== ch) return;
+    this.ch = undefined;
+    this.tags = [];
+    if (!this.stopped && gen.alive) this.scheduleRestore(gen);
+  }
+
+  private scheduleRestore(gen: Generation): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (this.stopped || !gen.alive || this.ch) return;
+      this.restore(gen).catch((err: unknown) => {
+        this.env.logger.error({ err, consumer: this.label }, 'could not consume again; retrying');
+        this.scheduleRestore(gen);
+      });
+    }, this.env.retryMs);
+  }
+
+  /** Count a delivery whose settlement comes later (keeps the channel open for it). */
+  hold(): void {
+    this.unsettled++;
+  }
+
+  /**
+   * Ack, requeue or drop a delivery. False when its channel is gone (the broker will deliver it
+   * again, so the caller knows its ack did not land).
+   */
+  settle(d: Delivery, how: 'ack' | 'requeue', held: boolean): boolean {
+    const ok = this.settleOn(d.ch, d.msg, how);
+    if (held) {
+      this.unsettled--;
+      if (this.stopped && this.unsettled === 0 && this.ch) void this.closeChannel(this.ch);
+    }
+    return ok;
+  }
+
+  private settleOn(ch: Channel, msg: ConsumeMessage, how: 'ack' | 'requeue'): boolean {
+    if (this.closedChannels.has(ch)) return false;
+    try {
+      if (how === 'ack') ch.ack(msg);
+      else ch.nack(msg, false, true);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async closeChannel(ch: Channel): Promise<void> {
+    if (this.closedChannels.has(ch)) return;
+    await ch.close().catch(() => undefined);
+  }
+
+  /**
+   * Stop consuming. Deliveries already handed out can still be settled: the channel closes
+   * once they are. Queues only we use are deleted rather than left to x-expires.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.env.link.consumers.delete(this);
+    const ch = this.ch;
+    if (!ch || this.closedChannels.has(ch)) return;
+    for (const tag of this.tags) await ch.cancel(tag).catch(() => undefined);
+    for (const q of this.spec.ownQueues ?? []) {
+      await ch.deleteQueue(q).catch((err: unknown) => this.env.logger.debug({ err, queue: q }, 'could not delete our queue'));
+    }
+    if (this.unsettled === 0) await this.closeChannel(ch);
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * @hybridbus/rabbit-brokered: importing this package registers the `rabbit:`, `amqp:` and
+ * `amqps:` schemes with core.
+ */
+import { registerDriver, type DriverFactory } from '@hybridbus/core';
+import { RabbitDriver } from './driver.js';
+import { parseRabbitUrl } from './options.js';
+
+export { RabbitDriver } from './driver.js';
+export { TopologyError } from './errors.js';
+export { parseRabbitUrl, OPTION_NAMES, type RabbitOptions, type Endpoint } from './options.js';
+
+export const rabbitDriverFactory: DriverFactory = {
+  schemes: ['rabbit', 'amqp', 'amqps'],
+  async create(url, context) {
+    const driver = new RabbitDriver(parseRabbitUrl(url), context);
+    await driver.started();
+    return driver;
+  },
+};
+
+registerDriver(rabbitDriverFactory);

@@ -1,0 +1,504 @@
+/**
+ * The broker connection of one driver instance ("process"): connects to the failover list with
+ * backoff and jitter, restores every consumer on each new connection before it is used, and
+ * publishes through one confirm channel with a bounded window of unconfirmed messages.
+ *
+ * amqplib 2.x has a recovering connection of its own, but it is bound to a single URL; oslo's
+ * failover list (and re-running our topology per connection) needs the loop to be ours.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Message, type Options } from 'amqplib';
+import {
+  HybridbusError,
+  MessageDeliveryFailure,
+  MessageUndeliverable,
+  TransportClosed,
+  type Logger,
+} from '@hybridbus/core';
+import type { Endpoint, RabbitOptions } from './options.js';
+import { TopologyError } from './errors.js';
+import { deferred, errorMessage, raceSignal, sleep, Window, type Deferred } from './util.js';
+
+/** One connection's lifetime: channels, declared entities and consumers belong to it. */
+export class Generation {
+  alive = true;
+  private readonly lostSignal = deferred<Error>();
+  private declareCh: Promise<Channel> | undefined;
+  private publisher: Promise<Publisher> | undefined;
+  /** Entities declared on this connection (a broker restart forgets transient ones). */
+  private readonly declared = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly id: number,
+    readonly model: ChannelModel,
+    readonly endpoint: Endpoint,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Resolves with the reason once this connection is gone. */
+  get lost(): Promise<Error> {
+    return this.lostSignal.promise;
+  }
+
+  markLost(err: Error): void {
+    if (!this.alive) return;
+    this.alive = false;
+    this.lostSignal.resolve(err);
+  }
+
+  /** Declare something once per connection, on a channel of its own (a 406 closes only that). */
+  declareOnce(key: string, declare: (ch: Channel) => Promise<unknown>): Promise<void> {
+    let p = this.declared.get(key);
+    if (!p) {
+      p = this.declareChannel()
+        .then((ch) => declare(ch))
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.declared.delete(key);
+            throw err;
+          },
+        );
+      this.declared.set(key, p);
+    }
+    return p;
+  }
+
+  private declareChannel(): Promise<Channel> {
+    if (!this.declareCh) {
+      const p = this.model.createChannel();
+      this.declareCh = p;
+      p.then(
+        (ch) => {
+          ch.on('error', (err: Error) => this.logger.warn({ err }, 'declaration channel closed by the broker'));
+          ch.on('close', () => {
+            if (this.declareCh === p) this.declareCh = undefined;
+          });
+        },
+        () => {
+          if (this.declareCh === p) this.declareCh = undefined;
+        },
+      );
+    }
+    return this.declareCh;
+  }
+
+  confirmChannel(): Promise<Publisher> {
+    if (!this.publisher) {
+      const p = this.model.createConfirmChannel().then((ch) => new Publisher(ch, this.logger));
+      this.publisher = p;
+      p.then(
+        (pub) =>
+          pub.closed.then(() => {
+            if (this.publisher !== p) return;
+            this.publisher = undefined;
+            // A channel error (e.g. 404 on an exchange that auto-deleted) may mean that what
+            // we declared is gone: declare again before the next publish.
+            this.declared.clear();
+          }),
+        () => {
+          if (this.publisher === p) this.publisher = undefined;
+        },
+      );
+    }
+    return this.publisher;
+  }
+
+  /** Abrupt end, as when the process dies: no connection.close, the socket just goes. */
+  destroySocket(): void {
+    // With an error, so amqplib tears its side down too (heartbeat timers included).
+    const stream = (this.model.connection as unknown as { stream?: { destroy(err?: Error): void } }).stream;
+    stream?.destroy(new Error('simulated crash'));
+  }
+}
+
+type Outcome = 'ack' | 'returned';
+
+/** A confirm channel: settles each publish on the broker's ack/nack, noting basic.return. */
+class Publisher {
+  open = true;
+  readonly closed: Promise<void>;
+  /** Mandatory publishes awaiting their confirm, by body (bodies carry a unique id). */
+  private readonly returnable = new Map<string, { returned: boolean }>();
+  private drained: Deferred<void> | undefined;
+
+  constructor(
+    readonly ch: ConfirmChannel,
+    logger: Logger,
+  ) {
+    const closed = deferred();
+    this.closed = closed.promise;
+    ch.on('error', (err: Error) => logger.warn({ err }, 'publish channel closed by the broker'));
+    ch.on('close', () => {
+      this.open = false;
+      this.drained?.resolve();
+      closed.resolve();
+    });
+    // The broker sends basic.return before the ack of the same message (same channel, in order).
+    ch.on('return', (msg: Message) => {
+      const entry = this.returnable.get(msg.content.toString('latin1'));
+      if (entry) entry.returned = true;
+    });
+    ch.on('drain', () => {
+      const d = this.drained;
+      this.drained = undefined;
+      d?.resolve();
+    });
+  }
+
+  /** Wait while amqplib's write buffer is above its high-water mark. */
+  writable(signal?: AbortSignal): Promise<void> {
+    return this.drained ? raceSignal(this.drained.promise, signal) : Promise.resolve();
+  }
+
+  publish(exchange: string, routingKey: string, body: Buffer, options: Options.Publish): Promise<Outcome> {
+    const key = options.mandatory ? body.toString('latin1') : undefined;
+    const entry = { returned: false };
+    if (key !== undefined) this.returnable.set(key, entry);
+    return new Promise<Outcome>((resolve, reject) => {
+      const done = (err: unknown): void => {
+        if (key !== undefined) this.returnable.delete(key);
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else resolve(entry.returned ? 'returned' : 'ack');
+      };
+      try {
+        const ok = this.ch.publish(exchange, routingKey, body, options, done);
+        if (!ok && !this.drained) this.drained = deferred();
+      } catch (err) {
+        done(err);
+      }
+    });
+  }
+}
+
+/** amqplib reports a broker nack with this message (lib/channel.js), a lost channel otherwise. */
+const isNack = (err: unknown): boolean => err instanceof Error && err.message === 'message nacked';
+
+/** A channel-level refusal from the broker (404, 406, 403...), as opposed to a lost connection. */
+function brokerRefusal(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'number' && code >= 300 ? code : undefined;
+}
+
+export interface Outgoing {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly body: Buffer;
+  readonly properties: Options.Publish;
+  /** Declarations this message needs, run (once per connection) before publishing. */
+  readonly declare?: ((gen: Generation) => Promise<void>) | undefined;
+  /** For messages: "cast to topic x". */
+  readonly what: string;
+}
+
+export interface SendControl {
+  /** Retries after a lost connection/channel: -1 until the signal, 0 none, n at most n. */
+  readonly retry: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A consumer the link restores on every new connection. */
+export interface Restorable {
+  readonly label: string;
+  restore(gen: Generation): Promise<void>;
+  /** Try `restore` again after a delay, for as long as `gen` lives. */
+  retryLater(gen: Generation): void;
+}
+
+const MAX_CONNECT_LOG_INTERVAL_MS = 30_000;
+
+export class Link {
+  private gen: Generation | undefined;
+  private closed = false;
+  private crashed = false;
+  private genCounter = 0;
+  /** Failed connection attempts so far (sends count them against their retry budget). */
+  private failedAttempts = 0;
+  private wake = deferred();
+  private blockedReason: string | undefined;
+  private unblocked = deferred();
+  private readonly downListeners = new Set<(err: Error) => void>();
+  readonly consumers = new Set<Restorable>();
+  readonly window: Window;
+  private readonly loopDone: Promise<void>;
+  private readonly firstPass = deferred();
+  private sleeper: AbortController | undefined;
+  /** The `connection_name` client property ("<prog>:<pid>:<transport>:<uuid>"), as oslo sets it. */
+  readonly connectionName: string;
+
+  constructor(
+    private readonly options: RabbitOptions,
+    private readonly logger: Logger,
+    transportName: string,
+  ) {
+    this.window = new Window(options.confirmWindow);
+    const prog = path.basename(process.argv[1] ?? 'node');
+    this.connectionName = `${prog}:${process.pid}:${transportName}:${randomUUID()}`;
+    this.loopDone = this.run().catch((err: unknown) => this.logger.error({ err }, 'connection loop failed'));
+  }
+
+  /** Resolves after the first connection, or after every broker of the list failed once. */
+  started(): Promise<void> {
+    return this.firstPass.promise;
+  }
+
+  get isUp(): boolean {
+    return this.gen !== undefined && this.gen.alive;
+  }
+
+  get current(): Generation | undefined {
+    return this.isUp ? this.gen : undefined;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Called with the reason whenever an established connection is lost. */
+  onDown(listener: (err: Error) => void): () => void {
+    this.downListeners.add(listener);
+    return () => this.downListeners.delete(listener);
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = deferred();
+    w.resolve();
+  }
+
+  private backoffMs(attempt: number): number {
+    const { retryIntervalS, retryBackoffS, intervalMaxS } = this.options;
+    const base = Math.min(retryIntervalS + retryBackoffS * attempt, intervalMaxS) * 1000;
+    return Math.round(base * (0.8 + Math.random() * 0.4)); // ±20 % so a fleet does not reconnect in step
+  }
+
+  private async run(): Promise<void> {
+    const eps = this.options.endpoints;
+    let next = 0;
+    let failures = 0;
+    let lastLogged = 0;
+    while (!this.closed) {
+      const ep = eps[next++ % eps.length] as Endpoint;
+      let model: ChannelModel;
+      try {
+        model = await connect(ep.connect, {
+          ...ep.socket,
+          timeout: this.options.connectTimeoutS * 1000,
+          clientProperties: { connection_name: this.connectionName },
+        });
+      } catch (err) {
+        this.failedAttempts++;
+        failures++;
+        this.notify();
+        if (failures >= eps.length) this.firstPass.resolve();
+        const now = Date.now();
+        const log = { err, broker: ep.label, attempt: failures };
+        // Loud on the first failure, then at most every 30 s: a long outage should not flood logs.
+        if (failures === 1 || now - lastLogged > MAX_CONNECT_LOG_INTERVAL_MS) {
+          lastLogged = now;
+          this.logger.error(log, 'cannot connect to the broker; retrying');
+        } else this.logger.debug(log, 'cannot connect to the broker; retrying');
+        // Try the next broker of the list at once; back off after a full round.
+        if (failures % eps.length === 0) await this.pause(this.backoffMs(failures / eps.length - 1));
+        continue;
+      }
+      if (this.closed) {
+        await model.close().catch(() => undefined);
+        break;
+      }
+      const gen = new Generation(++this.genCounter, model, ep, this.logger);
+      // The same reason comes with 'close', logged once there.
+      model.on('error', (err: Error) => {
+        if (!this.crashed) this.logger.debug({ err, broker: ep.label }, 'broker connection error');
+      });
+      model.on('close', (err?: Error) => gen.markLost(err ?? new TransportClosed('connection closed')));
+      model.on('blocked', (reason: string) => this.setBlocked(reason));
+      model.on('unblocked', () => this.setBlocked(undefined));
+      this.setBlocked(undefined);
+
+      // Consumers first: "up" means the topology of this process exists again. Consumers
+      // added meanwhile are picked up too (the link is not "up" yet, so they wait for us).
+      const restored = new Set<Restorable>();
+      for (let todo = [...this.consumers]; todo.length > 0 && gen.alive; todo = [...this.consumers].filter((c) => !restored.has(c))) {
+        for (const c of todo) {
+          restored.add(c);
+          if (!gen.alive) break;
+          try {
+            await c.restore(gen);
+          } catch (err) {
+            this.logger.error({ err, consumer: c.label }, 'could not restore a consumer; retrying while connected');
+            c.retryLater(gen);
+          }
+        }
+      }
+      if (!gen.alive) {
+        // Lost while setting up: back off as after a failed attempt, not in a tight loop.
+        failures++;
+        this.failedAttempts++;
+        this.notify();
+        if (failures >= eps.length) this.firstPass.resolve();
+        await gen.model.close().catch(() => undefined);
+        await this.pause(this.backoffMs(0));
+        continue;
+      }
+      this.gen = gen;
+      if (failures > 0 || gen.id > 1) this.logger.info({ broker: ep.label, attempts: failures }, 'connected to the broker');
+      failures = 0;
+      this.firstPass.resolve();
+      this.notify();
+
+      const reason = await gen.lost;
+      this.gen = undefined;
+      this.notify();
+      if (this.closed) break;
+      this.logger.warn({ err: reason, broker: ep.label }, 'broker connection lost; reconnecting');
+      for (const l of [...this.downListeners]) {
+        try {
+          l(reason);
+        } catch (err) {
+          this.logger.error({ err }, 'connection-loss listener failed');
+        }
+      }
+      next--; // the same broker first: it is most likely just restarting
+    }
+    this.firstPass.resolve();
+  }
+
+  private async pause(ms: number): Promise<void> {
+    this.sleeper = new AbortController();
+    await sleep(ms, this.sleeper.signal).catch(() => undefined);
+    this.sleeper = undefined;
+  }
+
+  private setBlocked(reason: string | undefined): void {
+    if (reason !== undefined && this.blockedReason === undefined) {
+      this.logger.warn({ reason }, 'the broker blocked publishing on this connection (resource alarm); sends wait');
+    } else if (reason === undefined && this.blockedReason !== undefined) {
+      this.logger.info({}, 'the broker unblocked this connection');
+      this.unblocked.resolve();
+      this.unblocked = deferred();
+    }
+    this.blockedReason = reason;
+  }
+
+  /** Whether the broker currently blocks publishing (connection.blocked). */
+  get blocked(): string | undefined {
+    return this.blockedReason;
+  }
+
+  private closedError(): HybridbusError {
+    return new TransportClosed(this.crashed ? 'the transport crashed (test hook)' : 'the transport is closed');
+  }
+
+  /**
+   * The live connection; waits for one while reconnecting. `budget.left` counts failed
+   * connection attempts seen while waiting (Infinity: wait until the signal or close).
+   */
+  async whenUp(budget: { left: number }, signal?: AbortSignal): Promise<Generation> {
+    for (;;) {
+      if (this.closed) throw this.closedError();
+      if (signal?.aborted) throw signal.reason;
+      const gen = this.current;
+      if (gen) return gen;
+      if (budget.left <= 0) throw new MessageDeliveryFailure('not connected to the broker and no retries left');
+      const seen = this.failedAttempts;
+      await raceSignal(this.wake.promise, signal);
+      budget.left -= this.failedAttempts - seen;
+    }
+  }
+
+  /**
+   * Publish with a broker confirm. Resolves once the broker has taken responsibility for the
+   * message; rejects with MessageUndeliverable when a mandatory message was returned,
+   * MessageDeliveryFailure on a nack or when the retries for a lost connection ran out.
+   */
+  async publish(msg: Outgoing, control: SendControl): Promise<void> {
+    const { signal } = control;
+    const budget = { left: control.retry < 0 ? Infinity : control.retry };
+    for (;;) {
+      const gen = await this.whenUp(budget, signal);
+      if (this.blockedReason !== undefined) {
+        if (budget.left <= 0) throw new MessageDeliveryFailure(`the broker blocks publishing (${this.blockedReason}); ${msg.what} not sent`);
+        await raceSignal(this.unblocked.promise, signal);
+      }
+      let outcome: Outcome;
+      await this.window.acquire(signal);
+      let released = false;
+      const release = (): void => {
+        if (!released) this.window.release();
+        released = true;
+      };
+      let confirmed: Promise<Outcome> | undefined;
+      try {
+        if (msg.declare) {
+          try {
+            await msg.declare(gen);
+          } catch (err) {
+            const refusal = brokerRefusal(err);
+            if (refusal !== undefined && gen.alive) {
+              throw new TopologyError(`declaring what ${msg.what} needs failed: ${errorMessage(err)}`, { cause: err });
+            }
+            throw err;
+          }
+        }
+        const pub = await gen.confirmChannel();
+        await pub.writable(signal);
+        confirmed = pub.publish(msg.exchange, msg.routingKey, msg.body, msg.properties);
+        // The slot is held until the broker answers, even if the caller stops waiting.
+        confirmed.then(release, release);
+        outcome = await raceSignal(confirmed, signal);
+      } catch (err) {
+        if (!confirmed) release();
+        if (signal?.aborted) throw signal.reason;
+        if (this.closed) throw this.closedError();
+        if (err instanceof HybridbusError) throw err;
+        if (isNack(err)) throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}`, { cause: err });
+        if (budget.left <= 0) throw new MessageDeliveryFailure(`${msg.what} was not confirmed by the broker: ${errorMessage(err)}`, { cause: err });
+        budget.left--;
+        this.logger.debug({ err, what: msg.what }, 'publish not confirmed (channel or connection lost); sending again');
+        if (gen.alive) await sleep(50, signal); // a channel error: let the next channel open
+        continue;
+      }
+      if (outcome === 'returned') {
+        throw new MessageUndeliverable(`nobody can receive ${msg.what}: no queue is bound to exchange "${msg.exchange}" with routing key "${msg.routingKey}"`);
+      }
+      return;
+    }
+  }
+
+  /** Wait until no publish awaits a confirm, at most `ms`. */
+  async drain(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.window.inUse > 0 && Date.now() < deadline) await sleep(10);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sleeper?.abort();
+    this.notify();
+    this.unblocked.resolve();
+    const gen = this.gen;
+    this.gen = undefined;
+    if (gen) {
+      gen.markLost(new TransportClosed('closed'));
+      await gen.model.close().catch(() => undefined);
+    }
+    await this.loopDone;
+  }
+
+  /** Test hook: die like a killed process (socket destroyed, nothing more sent, no reconnect). */
+  crash(): void {
+    this.crashed = true;
+    this.closed = true;
+    this.sleeper?.abort();
+    const gen = this.gen;
+    this.gen = undefined;
+    this.notify();
+    if (gen) {
+      gen.destroySocket();
+      gen.markLost(new TransportClosed('crashed'));
+    }
+  }
+}

@@ -1,0 +1,144 @@
+"""A real Python oslo.messaging peer for hybridbus's rabbit interop tests.
+
+    /usr/bin/python3 oslo_peer.py MODE TRANSPORT_URL TOPIC [ARG]
+
+MODE is one of
+  server NAME    an RPC server for TOPIC (server NAME) until stdin closes
+  client         calls/casts a hybridbus server on TOPIC, one result line each, then exits
+  notify         sends an info and an error notification to TOPIC, then exits
+  listen [POOL]  a notification listener on TOPIC (in POOL) until stdin closes
+
+Every event is one JSON line on stdout ({"event": ...}); logs go to stderr.
+"""
+import json
+import logging
+import sys
+import time
+
+from oslo_config import cfg
+import oslo_messaging as om
+
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+
+
+def out(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+class Api(object):
+    target = om.Target(namespace='test', version='1.2')
+
+    def echo(self, ctxt, arg):
+        return {'arg': arg, 'ctxt': ctxt}
+
+    def add(self, ctxt, a, b):
+        return a + b
+
+    def fail(self, ctxt):
+        raise ValueError('boom')
+
+    def slow(self, ctxt, seconds):
+        time.sleep(seconds)
+        return 'slept %s' % seconds
+
+    def tick(self, ctxt, n):
+        out(event='cast', n=n, ctxt=ctxt)
+
+
+class Notifications(object):
+    def _record(self, priority, ctxt, publisher_id, event_type, payload, metadata):
+        out(event='notification', priority=priority, ctxt=ctxt, publisher_id=publisher_id,
+            event_type=event_type, payload=payload, metadata=metadata)
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('info', ctxt, publisher_id, event_type, payload, metadata)
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('error', ctxt, publisher_id, event_type, payload, metadata)
+
+
+def conf():
+    # The global CONF: oslo registers some options only there (e.g. oslo_messaging_metrics,
+    # which the RPC client reads).
+    cfg.CONF([], project='interop')
+    return cfg.CONF
+
+
+def run_server(url, topic, name):
+    transport = om.get_rpc_transport(conf(), url=url)
+    server = om.get_rpc_server(transport, om.Target(topic=topic, server=name), [Api()],
+                               executor='threading')
+    server.start()
+    out(event='ready')
+    sys.stdin.read()
+    server.stop()
+    server.wait()
+    transport.cleanup()
+
+
+def attempt(op, fn):
+    try:
+        out(event='result', op=op, result=fn())
+    except om.RemoteError as e:
+        out(event='result', op=op, error='RemoteError', exc_type=e.exc_type, value=e.value)
+    except Exception as e:  # a rebuilt builtin exception, or a local one
+        out(event='result', op=op, error=type(e).__name__, module=type(e).__module__,
+            message=str(e).split('\n')[0])
+
+
+def run_client(url, topic):
+    transport = om.get_rpc_transport(conf(), url=url)
+    client = om.get_rpc_client(transport, om.Target(topic=topic, namespace='test', version='1.2'),
+                               timeout=15)
+    ctxt = {'user_id': 'u-py', 'request_id': 'req-py-1'}
+    attempt('echo', lambda: client.call(ctxt, 'echo', arg={'s': 'h\u00e9llo \u2603', 'n': [1, 2.5, None, True]}))
+    attempt('add', lambda: client.call(ctxt, 'add', a=2, b=40))
+    attempt('fail', lambda: client.call(ctxt, 'fail'))
+    attempt('quota', lambda: client.call(ctxt, 'quota'))
+    attempt('nosuch', lambda: client.call(ctxt, 'nosuch'))
+    attempt('monitored', lambda: client.prepare(call_monitor_timeout=2).call(ctxt, 'slow', seconds=3))
+    attempt('direct', lambda: client.prepare(server='ts1').call(ctxt, 'add', a=1, b=1))
+    attempt('cast', lambda: client.cast(ctxt, 'tick', n=1))
+    attempt('fanout', lambda: client.prepare(fanout=True).cast(ctxt, 'tick', n=2))
+    transport.cleanup()
+
+
+def run_notify(url, topic):
+    transport = om.get_notification_transport(conf(), url=url)
+    notifier = om.Notifier(transport, publisher_id='py.node1', driver='messagingv2', topics=[topic])
+    ctxt = {'user_id': 'u-py'}
+    notifier.info(ctxt, 'compute.instance.create.end', {'seq': 1, 'state': 'active'})
+    notifier.error(ctxt, 'compute.instance.create.error', {'seq': 2})
+    out(event='sent')
+    transport.cleanup()
+
+
+def run_listen(url, topic, pool):
+    transport = om.get_notification_transport(conf(), url=url)
+    listener = om.get_notification_listener(transport, [om.Target(topic=topic)], [Notifications()],
+                                            executor='threading', pool=pool)
+    listener.start()
+    out(event='ready')
+    sys.stdin.read()
+    listener.stop()
+    listener.wait()
+    transport.cleanup()
+
+
+def main(argv):
+    mode, url, topic = argv[1], argv[2], argv[3]
+    extra = argv[4] if len(argv) > 4 else None
+    if mode == 'server':
+        run_server(url, topic, extra)
+    elif mode == 'client':
+        run_client(url, topic)
+    elif mode == 'notify':
+        run_notify(url, topic)
+    elif mode == 'listen':
+        run_listen(url, topic, extra)
+    else:
+        raise SystemExit('unknown mode %r' % mode)
+
+
+if __name__ == '__main__':
+    main(sys.argv)
