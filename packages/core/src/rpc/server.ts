@@ -81,7 +81,15 @@ export class RpcServer {
     const isCall = msg.pattern === 'call';
     const heartbeat =
       isCall && msg.callMonitorTimeoutMs
-        ? setInterval(() => msg.heartbeat().catch((err: unknown) => logger.warn({ err }, 'call-monitor heartbeat failed')), msg.callMonitorTimeoutMs / 2)
+        ? setInterval(
+            () =>
+              msg.heartbeat().catch((err: unknown) => {
+                // A closed transport will not come back for this call: stop, don't log every beat.
+                if (err instanceof TransportClosed) clearInterval(heartbeat);
+                else logger.warn({ err }, 'call-monitor heartbeat failed');
+              }),
+            msg.callMonitorTimeoutMs / 2,
+          )
         : undefined;
     heartbeat?.unref(); // the handler's own work keeps the process alive, not its heartbeats
     let endpoint: Endpoint | undefined;
