@@ -372,9 +372,13 @@ export class ZmqDriver implements Driver {
     return this.inbound;
   }
 
-  /** A duplicate (a retry of something already delivered) is acked again but not dispatched. */
-  private duplicate(key: string, m: Record<string, unknown> | undefined): boolean {
-    const id = m?.['_unique_id'];
+  /**
+   * A duplicate (a retry of something already delivered) is acked again but not dispatched.
+   * Only acked records are ever retried, so only their ids are remembered.
+   */
+  private duplicate(key: string, body: Body): boolean {
+    if (body.i === undefined) return false;
+    const id = body.m?.['_unique_id'];
     if (typeof id !== 'string' || id === '') return false;
     // One notification may go to several topics (keys) of this process: each is delivered.
     const uid = `${key} ${id}`;
@@ -408,7 +412,7 @@ export class ZmqDriver implements Driver {
         return nack('HB_MALFORMED', (e as Error).message);
       }
       if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
-      if (this.duplicate(key, body.m)) return;
+      if (this.duplicate(key, body)) return;
       const settled = async (): Promise<void> => undefined;
       return handler({ notification, ack: settled, requeue: settled });
     }
@@ -434,7 +438,7 @@ export class ZmqDriver implements Driver {
       });
     }
     if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
-    if (this.duplicate(key, body.m)) return;
+    if (this.duplicate(key, body)) return;
     const none = async (): Promise<void> => undefined;
     for (const h of kind === FANOUT ? handlers : [handler]) {
       h({ pattern: kind === FANOUT ? 'fanout' : 'cast', request, reply: none, heartbeat: none });

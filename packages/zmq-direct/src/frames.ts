@@ -34,11 +34,8 @@ export interface Body {
 }
 
 export function encode(kind: Kind, body: Body): Buffer {
-  const json = Buffer.from(JSON.stringify(body));
-  const out = Buffer.allocUnsafe(json.length + 1);
-  out[0] = kind;
-  json.copy(out, 1);
-  return out;
+  // Kind bytes are ASCII, so one UTF-8 encode of the whole string does it without a copy.
+  return Buffer.from(String.fromCharCode(kind) + JSON.stringify(body));
 }
 
 const KINDS = new Set<number>([CALL, CAST, FANOUT, NOTIFY, REPLY, ACK, NACK]);

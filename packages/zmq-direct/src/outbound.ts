@@ -47,6 +47,8 @@ const MAX_BATCH = 512;
 export class Outbound {
   private readonly socket: zmq.Router;
   private readonly peers = new Map<string, Peer>();
+  /** Peers with something in their outbox: a flush looks at these, not at every peer. */
+  private readonly dirty = new Set<Peer>();
   private flushScheduled = false;
   private flushing = false;
   private closed = false;
@@ -91,6 +93,7 @@ export class Outbound {
     peer.lastUsed = Date.now();
     if (opts.hot) peer.hot = true;
     peer.outbox.push({ frame, settle, id: opts.id });
+    this.dirty.add(peer);
     this.schedule();
   }
 
@@ -113,8 +116,10 @@ export class Outbound {
       return new QueueFull(`connection pool is full: ${this.peers.size} peers busy (pool_max=${this.options.poolMax})`);
     }
     const peer: Peer = { address, endpoint: `tcp://${address}`, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined };
-    if (serverKey) this.socket.curveServerKey = serverKey;
-    this.socket.connect(peer.endpoint, { routingId: address });
+    quietly(() => {
+      if (serverKey) this.socket.curveServerKey = serverKey;
+      this.socket.connect(peer.endpoint, { routingId: address });
+    });
     this.stats.connects++;
     peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
     this.peers.set(address, peer);
@@ -146,6 +151,7 @@ export class Outbound {
   private drop(peer: Peer): void {
     clearTimeout(peer.connectTimer);
     this.peers.delete(peer.address);
+    this.dirty.delete(peer);
     try {
       this.socket.disconnect(peer.endpoint);
     } catch {
@@ -178,12 +184,15 @@ export class Outbound {
     this.flushing = true;
     let blocked = false;
     try {
-      for (const peer of this.peers.values()) {
+      for (const peer of [...this.dirty]) {
         while (peer.state === 'ready' && peer.outbox.length > 0) {
-          const batch = peer.outbox.slice(0, MAX_BATCH);
+          // Detach the batch first: sends made while this one awaits go into a fresh outbox.
+          const batch = peer.outbox.length <= MAX_BATCH ? peer.outbox : peer.outbox.slice(0, MAX_BATCH);
+          peer.outbox = batch === peer.outbox ? [] : peer.outbox.slice(MAX_BATCH);
           try {
             await this.socket.send([peer.address, VERSION, ...batch.map((o) => o.frame)]);
           } catch (e) {
+            peer.outbox = batch.concat(peer.outbox);
             const code = (e as { code?: string }).code;
             if (code === 'EAGAIN') {
               blocked = true; // high-water mark: leave it queued, retry shortly
@@ -196,7 +205,6 @@ export class Outbound {
             }
             throw e;
           }
-          peer.outbox.splice(0, batch.length);
           this.stats.batches++;
           this.stats.records += batch.length;
           for (const o of batch) {
@@ -204,6 +212,7 @@ export class Outbound {
             o.settle();
           }
         }
+        if (peer.outbox.length === 0) this.dirty.delete(peer);
       }
     } catch (e) {
       this.logger.error({ err: e }, 'zmq-direct: send failed');
@@ -211,7 +220,7 @@ export class Outbound {
       this.flushing = false;
     }
     if (blocked) setTimeout(() => this.schedule(), 1).unref();
-    else if ([...this.peers.values()].some((p) => p.state === 'ready' && p.outbox.length > 0)) this.schedule();
+    else if ([...this.dirty].some((p) => p.state === 'ready')) this.schedule();
   }
 
   private reconnecting(peer: Peer): void {
@@ -279,6 +288,24 @@ export class Outbound {
     for (const peer of this.peers.values()) clearTimeout(peer.connectTimer);
     this.peers.clear();
     this.socket.close();
+  }
+}
+
+/**
+ * Run `fn` without zeromq.js's "Socket option will not take effect until next connect/bind"
+ * warning: the options set there (the peer's routing id, its CURVE key) are meant for exactly
+ * the connect that follows, and the warning would print once per peer.
+ */
+function quietly(fn: () => void): void {
+  const emit = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    if (String(warning).includes('will not take effect until next connect')) return;
+    (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    fn();
+  } finally {
+    process.emitWarning = emit;
   }
 }
 
