@@ -24,6 +24,7 @@ if (!file) {
   process.exit(2);
 }
 const prof = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+process.stdout.on('error', () => undefined); // e.g. piped into `head`
 const byId = new Map(prof.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
 for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);

@@ -48,7 +48,7 @@ const counter = {
   target: -1,
   reset: false,
   answer(): void {
-    toParent({ kind: 'reached', count: this.count, seconds: Number(this.last - this.first) / 1e9, lastAt: Number(this.last) / 1e6 + wallOffsetMs });
+    toParent({ kind: 'reached', count: this.count, seconds: Number(this.last - this.first) / 1e9, lastAt: Number(this.last) / 1e6 + wallOffsetMs, ...memory() });
     this.target = -1;
     if (this.reset) this.count = 0;
   },
@@ -61,6 +61,14 @@ async function expectLoop(): Promise<void> {
     counter.target = m['n'] as number;
     if (counter.count >= counter.target) counter.answer();
   }
+}
+
+/** This process's memory, MB: what a backlog of received-but-unhandled messages costs. */
+function memory(): { rssMB: number; heapUsedMB: number } {
+  // With --expose-gc, heapUsed is what is still retained, not garbage not yet collected.
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rssMB: Math.round(m.rss / 2 ** 20), heapUsedMB: Math.round(m.heapUsed / 2 ** 20) };
 }
 
 const wantMaxSockets = (n: number): void => {

@@ -26,13 +26,13 @@ const HELP = `Usage: npm run bench:zmq -- [options]
   --scenarios LIST     latency,throughput,cast,fds                        (default all)
   --payload BYTES      payload size                                       (default 100)
   --latency-count N    sequential calls measured per round                (default 5000)
-  --latency-warmup N   sequential calls before measuring                  (default 1000)
+  --latency-warmup N   sequential calls before measuring (JIT still compiles after 1000) (default 10000)
   --inflight LIST      in-flight levels for call throughput               (default 16,256)
-  --warmup-ms MS       throughput/cast warm-up per measurement            (default 500)
+  --warmup-ms MS       call throughput warm-up per measurement            (default 1000)
   --duration-ms MS     call throughput measured time per measurement      (default 2000)
   --cast-ms MS         time the cast sender sends (the server may take longer to receive it all) (default 1000)
   --cast-window N      hybridbus casts kept in flight (raw PUSH: 1 send at a time) (default 256)
-  --cast-warmup N      casts sent (and received) before measuring         (default 5000)
+  --cast-warmup N      casts sent (and received) before measuring         (default 20000)
   --peers N            peers for the fd scenario                          (default 500)
   --peer-procs N       processes hosting those peers                      (default 5)
   --fd-concurrency N   hybridbus calls in flight while reaching the peers (default 50)
@@ -47,13 +47,13 @@ const { values: flags } = parseArgs({
     scenarios: { type: 'string', default: 'latency,throughput,cast,fds' },
     payload: { type: 'string', default: '100' },
     'latency-count': { type: 'string', default: '5000' },
-    'latency-warmup': { type: 'string', default: '1000' },
+    'latency-warmup': { type: 'string', default: '10000' },
     inflight: { type: 'string', default: '16,256' },
-    'warmup-ms': { type: 'string', default: '500' },
+    'warmup-ms': { type: 'string', default: '1000' },
     'duration-ms': { type: 'string', default: '2000' },
     'cast-ms': { type: 'string', default: '1000' },
     'cast-window': { type: 'string', default: '256' },
-    'cast-warmup': { type: 'string', default: '5000' },
+    'cast-warmup': { type: 'string', default: '20000' },
     peers: { type: 'string', default: '500' },
     'peer-procs': { type: 'string', default: '5' },
     'fd-concurrency': { type: 'string', default: '50' },
@@ -182,7 +182,9 @@ const stealNote = (pct: number | undefined): string => (pct !== undefined && pct
 async function withServer<T>(backend: Backend, role: 'echo' | 'sink', name: string, body: (server: Child, target: Record<string, unknown>) => Promise<T>): Promise<T> {
   const topic = freshTopic();
   cellStart();
-  const server = start(SERVER, backend === 'hb' ? { role: 'hb', url: hbUrl, topic } : { role: role === 'echo' ? 'raw-echo' : 'raw-pull' }, `${name}-server`);
+  // A counting server reports the memory it still holds after a full GC.
+  const flags = role === 'sink' ? ['--expose-gc'] : [];
+  const server = start(SERVER, backend === 'hb' ? { role: 'hb', url: hbUrl, topic } : { role: role === 'echo' ? 'raw-echo' : 'raw-pull' }, `${name}-server`, undefined, flags);
   try {
     const ready = await server.next('ready', 30_000);
     const target = backend === 'hb' ? { backend, url: hbUrl, topic } : { backend, endpoint: ready['endpoint'] };
@@ -241,16 +243,16 @@ async function castCell(round: number, backend: Backend): Promise<void> {
       client.send({ kind: 'done' });
       // How long after the sender finished the last message arrived (both wall clocks, one host).
       const drainLagMs = (reached['lastAt'] as number) - (sent['endedAt'] as number);
-      return { received: reached['count'], receiveSeconds: reached['seconds'], drainLagMs };
+      return { received: reached['count'], receiveSeconds: reached['seconds'], drainLagMs, serverRssMB: reached['rssMB'], serverHeapUsedMB: reached['heapUsedMB'] };
     }),
   );
   // n arrivals span n-1 intervals from the first to the last.
   const rate = ((r['received'] as number) - 1) / (r['receiveSeconds'] as number);
   const stealPct = cellSteal();
   const drainLagMs = r['drainLagMs'] as number;
-  cells.push({ round, scenario: 'cast', backend, value: rate, stealPct, data: { received: r['received'], receiveSeconds: r['receiveSeconds'], sendRate: r['sendRate'], drainLagMs, counters: r['counters'] } });
+  cells.push({ round, scenario: 'cast', backend, value: rate, stealPct, data: { received: r['received'], receiveSeconds: r['receiveSeconds'], sendRate: r['sendRate'], drainLagMs, serverRssMB: r['serverRssMB'], serverHeapUsedMB: r['serverHeapUsedMB'], counters: r['counters'] } });
   log(
-    `  cast tput   ${backend.padEnd(3)} ${Math.round(rate)} msgs/s received; sender handed over ${Math.round(r['sendRate'] as number)}/s, the last arrived ${(drainLagMs / 1000).toFixed(2)} s after it stopped${batching(r)}${stealNote(stealPct)}`,
+    `  cast tput   ${backend.padEnd(3)} ${Math.round(rate)} msgs/s received; sender handed over ${Math.round(r['sendRate'] as number)}/s, the last arrived ${(drainLagMs / 1000).toFixed(2)} s after it stopped; server rss ${String(r['serverRssMB'])} MB, heap retained ${String(r['serverHeapUsedMB'])} MB${batching(r)}${stealNote(stealPct)}`,
   );
 }
 
@@ -272,9 +274,11 @@ async function fdsCell(backend: Backend): Promise<void> {
       ready.push(await host.next('ready', 120_000));
     }
     log(`  fds         ${backend.padEnd(3)} ${cfg.peers} peers up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const servers = ready.flatMap((m) => (m['addresses'] as string[] | undefined) ?? []).length ? Array.from({ length: cfg.peers }, (_, i) => `s${i}`) : [];
-    const endpoints = ready.flatMap((m) => (m['endpoints'] as string[] | undefined) ?? []);
-    const spec = backend === 'hb' ? { backend, url: hbUrl, topic, servers, endpoints: [] } : { backend, endpoint: '', servers: [], endpoints };
+    // hybridbus: reach each server by name (prepare({server})); raw: one DEALER to every endpoint.
+    const spec =
+      backend === 'hb'
+        ? { backend, url: hbUrl, topic, servers: Array.from({ length: cfg.peers }, (_, i) => `s${i}`), endpoints: [] }
+        : { backend, endpoint: '', servers: [], endpoints: ready.flatMap((m) => m['endpoints'] as string[]) };
     const client = start(CLIENT, { ...spec, scenario: 'fds', payload: cfg.payload, concurrency: cfg.fdConcurrency }, `${name}-client`, fdsFor(cfg.peers), [
       // Counted (and reported) by the client rather than printed once per connection.
       '--no-warnings',
@@ -359,6 +363,10 @@ const summary = rows.map((row) => {
   return { ...row, hb, raw, ratio, pass, rounds: { hb: of('hb'), raw: of('raw') } };
 });
 
+const stealOf = (b: Backend): string => {
+  const xs = cells.filter((c) => c.backend === b && c.stealPct !== undefined && !c.scenario.startsWith('latency.p9') && c.scenario !== 'latency.max');
+  return xs.length ? median(xs.map((c) => c.stealPct as number)).toFixed(1) : 'n/a';
+};
 const fmt = (x: number, digits: number): string => (Number.isFinite(x) ? x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a');
 const table: string[][] = [
   ['metric', 'unit', LABEL.hb, LABEL.raw, 'hb/raw', 'target', 'verdict'],
@@ -385,6 +393,7 @@ const out: string[] = [
   'per round (hb | raw):',
   ...summary.map((s) => `  ${s.metric.padEnd(widths[0]!)}  ${s.rounds.hb.map((x) => fmt(x, s.digits)).join(', ')} | ${s.rounds.raw.map((x) => fmt(x, s.digits)).join(', ')}`),
   '',
+  `cpu steal by the hypervisor during the measurements (median of cells): hybridbus ${stealOf('hb')}%, raw ${stealOf('raw')}% — tails (p99, max) are sensitive to it`,
   `${summary.filter((s) => s.pass === true).length} of ${summary.filter((s) => s.pass !== undefined).length} targets met; run took ${elapsed.toFixed(0)} s; results in ${path.relative(process.cwd(), cfg.out)}`,
 ];
 process.stdout.write(`${out.join('\n')}\n`);
