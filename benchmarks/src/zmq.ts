@@ -252,7 +252,7 @@ async function castCell(round: number, backend: Backend): Promise<void> {
   const drainLagMs = r['drainLagMs'] as number;
   cells.push({ round, scenario: 'cast', backend, value: rate, stealPct, data: { received: r['received'], receiveSeconds: r['receiveSeconds'], sendRate: r['sendRate'], drainLagMs, serverRssMB: r['serverRssMB'], serverHeapUsedMB: r['serverHeapUsedMB'], counters: r['counters'] } });
   log(
-    `  cast tput   ${backend.padEnd(3)} ${Math.round(rate)} msgs/s received; sender handed over ${Math.round(r['sendRate'] as number)}/s, the last arrived ${(drainLagMs / 1000).toFixed(2)} s after it stopped; server rss ${String(r['serverRssMB'])} MB, heap retained ${String(r['serverHeapUsedMB'])} MB${batching(r)}${stealNote(stealPct)}`,
+    `  cast tput   ${backend.padEnd(3)} ${Math.round(rate)} msgs/s received; sender handed over ${Math.round(r['sendRate'] as number)}/s, the last arrived ${(Math.max(0, drainLagMs) / 1000).toFixed(2)} s after it stopped; server rss ${String(r['serverRssMB'])} MB, heap retained ${String(r['serverHeapUsedMB'])} MB${batching(r)}${stealNote(stealPct)}`,
   );
 }
 
