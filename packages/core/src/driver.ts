@@ -31,7 +31,10 @@ export interface CallOptions {
   readonly timeoutMs: number;
   /** When set, the server should heartbeat at least this often (ms). */
   readonly callMonitorTimeoutMs?: number | undefined;
-  /** Aborted by core on timeout, heartbeat loss or the caller's signal: stop waiting, clean up. */
+  /**
+   * Aborted by core on timeout, heartbeat loss or the caller's signal: reject with its reason
+   * and clean up. Core does not abort it after a reply, so remove any listener when the call settles.
+   */
   readonly signal: AbortSignal;
   /** The driver calls this for every heartbeat (`ending: false`) of this call. */
   readonly onHeartbeat: () => void;
