@@ -4,7 +4,7 @@
  * Core builds and checks messages here once; a driver only moves the encoded bytes.
  */
 import { randomUUID } from 'node:crypto';
-import { HybridbusError, MalformedMessage, NoSuchMethod, RemoteError, UnsupportedVersion } from './errors.js';
+import { MalformedMessage, RemoteError } from './errors.js';
 
 export type Context = Readonly<Record<string, unknown>>;
 
@@ -233,12 +233,4 @@ export function deserializeFailure(data: string): RemoteError {
     Array.isArray(f['args']) ? f['args'] : [],
     isDict(f['kwargs']) ? f['kwargs'] : {},
   );
-}
-
-export function isDispatcherError(e: unknown): e is NoSuchMethod | UnsupportedVersion {
-  return e instanceof NoSuchMethod || e instanceof UnsupportedVersion;
-}
-
-export function errorCode(e: unknown): string | undefined {
-  return e instanceof HybridbusError ? e.code : undefined;
 }
