@@ -1,0 +1,116 @@
+/**
+ * The results of one `hybridbus bench` run, as written to JSON and rendered to HTML. Every
+ * figure is kept per round (rounds are interleaved, so machine drift hits every contender
+ * alike) and summarised as the median; a ratio compares a contender with its raw baseline
+ * measured in the same round.
+ */
+
+export type ScenarioName = 'latency' | 'throughput' | 'cast' | 'fanout' | 'notify' | 'scale';
+
+export interface Machine {
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly memGiB: number;
+  readonly os: string;
+  readonly node: string;
+}
+
+/** One thing being measured: a hybridbus transport, the router, a raw client or oslo.messaging. */
+export interface ContenderInfo {
+  /** Stable id: 'zmq', 'rabbit', 'hybrid', 'raw-zeromq', 'raw-amqplib', 'oslo', ... */
+  readonly id: string;
+  /** For people: 'hybridbus zmq-direct', 'raw amqplib', 'oslo.messaging (rabbit)'. */
+  readonly label: string;
+  readonly kind: 'hybridbus' | 'raw' | 'oslo';
+  /** The transport URL it ran on, when it has one (credentials removed). */
+  readonly url?: string;
+  /** Set when the contender did not run: one line saying why (e.g. "rabbit: ECONNREFUSED 127.0.0.1:5672"). */
+  readonly skipped?: string;
+}
+
+/** A figure a scenario produces, e.g. { id: 'latency.p99', unit: 'µs', better: 'lower' }. */
+export interface MetricInfo {
+  readonly id: string;
+  readonly scenario: ScenarioName;
+  /** 'call latency p99', 'call throughput, 16 in flight', 'fanout to 10 servers'. */
+  readonly label: string;
+  readonly unit: string;
+  readonly better: 'lower' | 'higher';
+  /** A stated target for hb/raw, when an issue sets one, e.g. { op: '<=', ratio: 1.05 }. */
+  readonly target?: { readonly op: '<=' | '>='; readonly ratio: number };
+}
+
+/** One measurement: a metric for a contender in a round. */
+export interface Cell {
+  readonly metric: string;
+  readonly contender: string;
+  readonly round: number;
+  readonly value: number;
+  /** CPU time per message, per process role, in µs (user + system). */
+  readonly cpuUsPerMsg?: { readonly client?: number; readonly server?: number };
+}
+
+/** The median of a metric's cells for one contender, and its ratio to the baseline. */
+export interface Summary {
+  readonly metric: string;
+  readonly contender: string;
+  readonly median: number;
+  readonly rounds: readonly number[];
+  /** Id of the raw contender this one is compared with, if any. */
+  readonly baseline?: string;
+  /** Median over rounds of (this round's value / the baseline's value in the same round). */
+  readonly ratio?: number;
+  readonly cpuUsPerMsg?: { readonly client?: number; readonly server?: number };
+}
+
+/** A latency distribution for charting: [percentile (0–100), µs] pairs, percentile ascending. */
+export interface LatencyDistribution {
+  readonly contender: string;
+  readonly percentiles: ReadonlyArray<readonly [number, number]>;
+}
+
+/** The scale scenario: how costs grow with the number of servers. */
+export interface ScalePoint {
+  /** Servers (peers) running. */
+  readonly n: number;
+  /** Processes hosting them. */
+  readonly procs: number;
+  /** From spawning the server processes to every server listening and registered. */
+  readonly startupMs: number;
+  /** Until a client's name-service lookup sees all n. */
+  readonly registerMs: number;
+  /** One fanout: from send until all n servers have it. */
+  readonly fanoutCompleteMs: number;
+  readonly clientFds: number;
+  readonly clientFdsPerPeer: number;
+  readonly clientRssKiB: number;
+  readonly clientRssPerPeerKiB: number;
+  /** Records the name service holds, and lookups the client made, for this point. */
+  readonly nsRecords: number;
+  readonly nsLookups: number;
+}
+
+export interface ScaleReport {
+  readonly contender: string;
+  readonly points: readonly ScalePoint[];
+  /** What would be needed for 10,000 nodes, and other observations, one per line. */
+  readonly notes: readonly string[];
+}
+
+export interface BenchReport {
+  readonly version: 1;
+  readonly title: string;
+  /** The exact command line that produced it. */
+  readonly command: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly machine: Machine;
+  /** The knobs: rounds, payload, durations, in-flight levels, server counts, ... */
+  readonly settings: Readonly<Record<string, unknown>>;
+  readonly contenders: readonly ContenderInfo[];
+  readonly metrics: readonly MetricInfo[];
+  readonly cells: readonly Cell[];
+  readonly summaries: readonly Summary[];
+  readonly latency?: readonly LatencyDistribution[];
+  readonly scale?: ScaleReport;
+}
