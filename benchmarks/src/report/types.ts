@@ -36,8 +36,11 @@ export interface MetricInfo {
   readonly label: string;
   readonly unit: string;
   readonly better: 'lower' | 'higher';
-  /** A stated target for hb/raw, when an issue sets one, e.g. { op: '<=', ratio: 1.05 }. */
-  readonly target?: { readonly op: '<=' | '>='; readonly ratio: number };
+  /**
+   * Stated targets for the ratio to the baseline, by contender id, where an issue sets one,
+   * e.g. { zmq: { op: '<=', ratio: 1.05 }, rabbit: { op: '<=', ratio: 1.1 } }.
+   */
+  readonly targets?: Readonly<Record<string, { readonly op: '<=' | '>='; readonly ratio: number }>>;
 }
 
 /** One measurement: a metric for a contender in a round. */
