@@ -16,6 +16,7 @@ APT_PACKAGES=(
   redis-server
   python3-oslo.messaging # interop tests of the rabbit driver against real Python oslo.messaging
   openssl                # certificates for the rabbit driver's TLS test
+  chromium               # renders the bench HTML report headless (test/src/bench-report.test.ts)
 )
 read -r -a _extra_apt_packages <<<"${EXTRA_APT_PACKAGES:-}"
 APT_PACKAGES+=("${_extra_apt_packages[@]}")
