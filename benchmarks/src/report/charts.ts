@@ -146,7 +146,7 @@ export function scenarioCharts(report: BenchReport, scenario: ScenarioName, colo
     const pad = (hi - lo) * 0.12;
     charts.push({
       kind: 'ratio',
-      title: `${scenario}: ratio to the raw baseline (1.0 = the raw client; black ticks = targets)`,
+      title: `${scenario}: ratio to raw baseline (dashed 1.0 = raw client, black tick = target)`,
       labels: metrics.map((m) => m.label),
       series: ser,
       // Whole tenths (twentieths when zoomed in) make round tick labels.

@@ -25,7 +25,7 @@ export const CLIENT_JS = String.raw`
   function fmt(v) {
     if (v === null || v === undefined || !isFinite(v)) return '–';
     var a = Math.abs(v);
-    if (a >= 1000) return Math.round(v).toLocaleString('en-US');
+    if (a >= 1000 || Number.isInteger(v)) return Math.round(v).toLocaleString('en-US');
     if (a >= 100) return v.toFixed(0);
     if (a >= 10) return v.toFixed(1);
     if (a >= 1) return v.toFixed(2);
@@ -35,6 +35,16 @@ export const CLIENT_JS = String.raw`
   function logTick(v) {
     var m = v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9));
     return (Math.abs(m - 1) < 1e-6 || Math.abs(m - 2) < 1e-6 || Math.abs(m - 5) < 1e-6) ? fmt(v) : '';
+  }
+  // Category labels broken into lines of ~18 characters, so neighbouring groups don't overlap.
+  function wrap(label) {
+    var lines = [], line = '';
+    String(label).split(' ').forEach(function (word) {
+      if (line && (line + ' ' + word).length > 18) { lines.push(line); line = word; }
+      else line = line ? line + ' ' + word : word;
+    });
+    if (line) lines.push(line);
+    return lines;
   }
   function yAxis(log, title) {
     var axis = { type: log ? 'logarithmic' : 'linear', title: { display: !!title, text: title || '' } };
@@ -91,7 +101,7 @@ export const CLIENT_JS = String.raw`
           ctx.translate(bar.x + 4, v > y.max ? area.top + 6 : area.bottom - 6);
           ctx.rotate(-Math.PI / 2);
           ctx.textAlign = v > y.max ? 'right' : 'left';
-          ctx.fillText('×' + fmt(v) + (v > y.max ? ' ↑' : ' ↓'), 0, 0);
+          ctx.fillText('×' + fmt(v) + ' (off scale)', 0, 0);
           ctx.restore();
         });
       });
@@ -106,7 +116,7 @@ export const CLIENT_JS = String.raw`
       return {
         type: 'bar',
         data: {
-          labels: spec.labels,
+          labels: spec.labels.map(wrap),
           datasets: spec.series.map(function (s) {
             return { label: s.name, data: s.values, backgroundColor: s.color, borderColor: s.raw ? s.color : '#00000033',
                      borderWidth: 1, rawBaseline: s.raw };
@@ -122,7 +132,7 @@ export const CLIENT_JS = String.raw`
       return {
         type: 'bar',
         data: {
-          labels: spec.labels,
+          labels: spec.labels.map(wrap),
           datasets: spec.series.map(function (s) {
             return {
               label: s.name,

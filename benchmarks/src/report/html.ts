@@ -56,7 +56,7 @@ function chartJs(): string {
 export function formatNumber(v: number): string {
   if (!Number.isFinite(v)) return '–';
   const a = Math.abs(v);
-  if (a >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (a >= 1000 || Number.isInteger(v)) return Math.round(v).toLocaleString('en-US');
   if (a >= 100) return v.toFixed(0);
   if (a >= 10) return v.toFixed(1);
   if (a >= 1) return v.toFixed(2);
@@ -217,7 +217,7 @@ function scaleHtml(scale: ScaleReport, report: BenchReport, charts: Charts, colo
     .join('');
   const notes = scale.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('');
   return `<section id="scale"><h2>Scale: ${escapeHtml(label)}</h2>
-<div class="grid">${specs.map((s) => charts.html(s)).join('')}</div>
+<div class="grid">${specs.map((s, i) => charts.html(s, specs.length % 2 === 1 && i === specs.length - 1)).join('')}</div>
 <table class="results"><thead><tr><th>servers n</th><th>procs</th><th>startup ms</th><th>registration ms</th><th>fanout complete ms</th>
 <th>client fds</th><th>fds / peer</th><th>client RSS KiB</th><th>RSS KiB / peer</th><th>NS records</th><th>NS lookups</th></tr></thead><tbody>${rows}</tbody></table>
 ${notes === '' ? '' : `<h3>Notes</h3><ul class="notes">${notes}</ul>`}
