@@ -160,6 +160,14 @@ export const CLIENT_JS = String.raw`
           },
           plugins: {
             hbTargets: spec,
+            // The legend shows each contender's colour, not its first bar's pass/fail border.
+            legend: { labels: { generateLabels: function (chart) {
+              return Chart.defaults.plugins.legend.labels.generateLabels(chart).map(function (l) {
+                var s = spec.series[l.datasetIndex];
+                l.fillStyle = s.color; l.strokeStyle = s.color; l.lineWidth = 0;
+                return l;
+              });
+            } } },
             tooltip: { callbacks: { label: function (c) {
               var v = spec.series[c.datasetIndex].values[c.dataIndex];
               var t = spec.series[c.datasetIndex].targets[c.dataIndex];
