@@ -282,6 +282,21 @@ describe('robust framing', () => {
     raw.close();
     await srv.stop();
   });
+  test('records queued together are packed into frames that each fit max_message_size, both ways', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    // Each call and each reply is ~3 kB: 40 of them only fit the 4 kB frame limit one by one.
+    // A frame over the limit would make ZeroMQ drop the connection, and the calls would fail.
+    const u = url(dir, '&max_message_size=4096');
+    const srv = (await bus(u)).rpcServer({ topic, server: 's' }, [{ echo: (_c: unknown, a: { p: string }) => a.p }]);
+    await srv.start();
+    const client = (await bus(u)).rpcClient({ topic }, { timeout: 10_000 });
+    const p = 'é'.repeat(1400); // 2 bytes each in UTF-8: sized by bytes, not characters
+    const replies = await Promise.all(Array.from({ length: 40 }, () => client.call<string>({}, 'echo', { p })));
+    assert.equal(replies.length, 40);
+    assert.ok(replies.every((r) => r === p));
+    await srv.stop();
+  });
 });
 
 describe('CURVE', () => {

@@ -35,7 +35,7 @@ import {
   type Target,
 } from '@hybridbus/core';
 import { randomBytes } from 'node:crypto';
-import { ACK, CALL, CAST, decode, encode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
+import { ACK, CALL, CAST, decode, encode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Encoded, type Kind } from './frames.js';
 import { Inbound } from './inbound.js';
 import { createNameService, type HostRecord, type NameService } from './nameservice/index.js';
 import type { ZmqOptions } from './options.js';
@@ -134,10 +134,10 @@ export class ZmqDriver implements Driver {
     return `${this.idPrefix}${(this.nextId++).toString(36)}`;
   }
 
-  private frame(kind: Kind, body: Body): Buffer {
+  private frame(kind: Kind, body: Body): Encoded {
     const f = encode(kind, body);
-    if (f.length > this.options.maxMessageSize) {
-      throw new MessageTooLarge(`message of ${f.length} bytes exceeds max_message_size=${this.options.maxMessageSize}`);
+    if (f.bytes > this.options.maxMessageSize) {
+      throw new MessageTooLarge(`message of ${f.bytes} bytes exceeds max_message_size=${this.options.maxMessageSize}`);
     }
     return f;
   }
@@ -150,10 +150,9 @@ export class ZmqDriver implements Driver {
 
   // ---- client side -----------------------------------------------------------------------
 
-  /** The next live host for `key` (round-robin), skipping those already tried. */
-  private async pick(key: string, tried: ReadonlySet<string>, pool?: string): Promise<HostRecord | undefined> {
-    const all = await this.nameService.lookup(key);
-    const candidates = all.filter((r) => !tried.has(r.address) && (pool === undefined || (r.pool ?? '') === pool));
+  /** The next live host among `all` (round-robin), skipping those already tried. */
+  private pick(key: string, all: readonly HostRecord[], tried: ReadonlySet<string>, pool?: string): HostRecord | undefined {
+    const candidates = tried.size === 0 && pool === undefined ? all : all.filter((r) => !tried.has(r.address) && (pool === undefined || (r.pool ?? '') === pool));
     if (candidates.length === 0) return undefined;
     const turnKey = pool === undefined ? key : `${key}#${pool}`;
     const turn = this.turns.get(turnKey) ?? 0;
@@ -165,30 +164,36 @@ export class ZmqDriver implements Driver {
    * Hand `frame` to a host of `key`. A host that the message never reached is skipped and the
    * next one tried; `done` gets the host it left for, or why it could not leave.
    */
-  private route(key: string, frame: Buffer, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
-    this.pick(key, tried, opts.pool).then(
-      (record) => {
-        if (!record) {
-          const where = tried.size ? ` (tried ${[...tried].join(', ')})` : '';
-          return done(new MessageUndeliverable(`no live server for "${key}"${opts.pool !== undefined ? ` in pool "${opts.pool}"` : ''}${where}`));
-        }
-        tried.add(record.address);
-        this.out().send(
-          record.address,
-          frame,
-          (err) => {
-            if (!err) return done(undefined, record.address);
-            if (err instanceof MessageUndeliverable) {
-              this.nameService.forget(record.address);
-              this.stats.failovers++;
-              return this.route(key, frame, tried, done, opts);
-            }
-            done(err);
-          },
-          { id: opts.id, serverKey: record.publicKey, hot: this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '') },
-        );
-      },
+  private route(key: string, frame: Encoded, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
+    // A cached answer is used at once: waiting a turn for it per message was measurable.
+    const hit = this.nameService.cached(key);
+    if (hit) return this.routeTo(key, hit, frame, tried, done, opts);
+    this.nameService.lookup(key).then(
+      (all) => this.routeTo(key, all, frame, tried, done, opts),
       (err: Error) => done(err),
+    );
+  }
+
+  private routeTo(key: string, all: readonly HostRecord[], frame: Encoded, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string }): void {
+    const record = this.pick(key, all, tried, opts.pool);
+    if (!record) {
+      const where = tried.size ? ` (tried ${[...tried].join(', ')})` : '';
+      return done(new MessageUndeliverable(`no live server for "${key}"${opts.pool !== undefined ? ` in pool "${opts.pool}"` : ''}${where}`));
+    }
+    tried.add(record.address);
+    this.out().send(
+      record.address,
+      frame,
+      (err) => {
+        if (!err) return done(undefined, record.address);
+        if (err instanceof MessageUndeliverable) {
+          this.nameService.forget(record.address);
+          this.stats.failovers++;
+          return this.route(key, frame, tried, done, opts);
+        }
+        done(err);
+      },
+      { id: opts.id, serverKey: record.publicKey, hot: this.options.hotTopics.size > 0 && this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '') },
     );
   }
 
@@ -201,11 +206,6 @@ export class ZmqDriver implements Driver {
       const cleanup = (): void => {
         this.calls.delete(id);
         if (pending.address) this.outbound?.untrack(pending.address, id);
-        options.signal.removeEventListener('abort', onAbort);
-      };
-      const onAbort = (): void => {
-        cleanup();
-        reject(options.signal.reason);
       };
       const send = (): void =>
         this.route(key, frame, tried, (err, address) => {
@@ -221,8 +221,11 @@ export class ZmqDriver implements Driver {
         failover: send,
         address: undefined,
       };
-      if (options.signal.aborted) return reject(options.signal.reason);
-      options.signal.addEventListener('abort', onAbort, { once: true });
+      options.cancel.onCancel((reason) => {
+        cleanup();
+        reject(reason);
+      });
+      if (options.cancel.reason) return;
       this.calls.set(id, pending);
       send();
     });
@@ -307,7 +310,7 @@ export class ZmqDriver implements Driver {
   }
 
   /** Replies, acks and refusals from servers. */
-  private onFrames(address: string, records: Buffer[]): void {
+  private onFrames(address: string, records: string[]): void {
     for (const record of records) {
       let kind: Kind;
       let body: Body;

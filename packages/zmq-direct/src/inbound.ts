@@ -5,7 +5,7 @@
  */
 import { MalformedMessage, MessageTooLarge, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
-import { decode, encode, unpack, VERSION, type Body, type Kind } from './frames.js';
+import { decode, encode, pack, unpack, VERSION, type Body, type Encoded, type Kind } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import { releaseZapHandler, zapDomainFor, zapHandlerReady } from './curve.js';
 
@@ -20,7 +20,7 @@ export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body:
 
 export class Inbound {
   private readonly socket: zmq.Router;
-  private readonly outboxes = new Map<string, { client: Buffer; frames: Buffer[] }>();
+  private readonly outboxes = new Map<string, { client: Buffer; records: Encoded[] }>();
   private flushScheduled = false;
   private closed = false;
   readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0 };
@@ -80,7 +80,7 @@ export class Inbound {
     try {
       for await (const [client, ...frames] of this.socket) {
         if (!client) continue;
-        let records: Buffer[];
+        let records: string[];
         try {
           records = unpack(frames);
         } catch (err) {
@@ -89,9 +89,12 @@ export class Inbound {
         }
         for (const record of records) {
           this.stats.received++;
-          if (record.length > this.options.maxMessageSize) {
+          const max = this.options.maxMessageSize;
+          // A string's length bounds its UTF-8 size from below, and 3× from above.
+          const bytes = record.length * 3 > max ? Buffer.byteLength(record) : record.length;
+          if (bytes > max) {
             this.stats.oversize++;
-            this.dropped(new MessageTooLarge(`record of ${record.length} bytes exceeds max_message_size=${this.options.maxMessageSize}`));
+            this.dropped(new MessageTooLarge(`record of ${bytes} bytes exceeds max_message_size=${max}`));
             continue;
           }
           let decoded: ReturnType<typeof decode>;
@@ -125,8 +128,8 @@ export class Inbound {
     if (this.closed) return;
     const key = client.toString('latin1');
     let box = this.outboxes.get(key);
-    if (!box) this.outboxes.set(key, (box = { client, frames: [] }));
-    box.frames.push(encode(kind, body));
+    if (!box) this.outboxes.set(key, (box = { client, records: [] }));
+    box.records.push(encode(kind, body));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => void this.flush());
@@ -137,10 +140,10 @@ export class Inbound {
     this.flushScheduled = false;
     const boxes = [...this.outboxes.values()];
     this.outboxes.clear();
-    for (const { client, frames } of boxes) {
+    for (const { client, records } of boxes) {
       try {
         // A ROUTER never blocks: a reply to a client that left is dropped by ZeroMQ.
-        await this.socket.send([client, VERSION, ...frames]);
+        await this.socket.send([client, VERSION, ...pack(records, this.options.maxMessageSize)]);
       } catch (err) {
         this.logger.warn({ err }, 'zmq-direct: could not send a reply');
       }

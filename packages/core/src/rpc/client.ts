@@ -1,4 +1,5 @@
 import { CallAborted, CallMonitorTimeout, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
+import { CallCancel } from '../driver.js';
 import type { BusEnv } from '../env.js';
 import { deserializeFailure, uniqueId, type Context, type RpcRequest } from '../message.js';
 import { Target, validateTarget, versionIsCompatible, type TargetFields } from '../target.js';
@@ -67,42 +68,45 @@ export class RpcClient {
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.env.rpc.timeout;
     const monitorMs = this.options.callMonitorTimeout ?? this.env.rpc.callMonitorTimeout;
 
-    const ac = new AbortController();
+    const cancel = new CallCancel();
     const timer = setTimeout(
-      () => ac.abort(new MessagingTimeout(`Timed out waiting for a reply to ${method} on ${target} after ${timeoutMs} ms`)),
+      () => cancel.cancel(new MessagingTimeout(`Timed out waiting for a reply to ${method} on ${target} after ${timeoutMs} ms`)),
       timeoutMs,
     );
     let monitor: NodeJS.Timeout | undefined;
     const armMonitor = (): void => {
       if (!monitorMs) return;
-      clearTimeout(monitor);
-      monitor = setTimeout(
-        () => ac.abort(new CallMonitorTimeout(`No reply or heartbeat for ${method} on ${target} in ${monitorMs} ms: the server is gone`)),
-        monitorMs,
-      );
+      if (monitor) monitor.refresh();
+      else {
+        monitor = setTimeout(
+          () => cancel.cancel(new CallMonitorTimeout(`No reply or heartbeat for ${method} on ${target} in ${monitorMs} ms: the server is gone`)),
+          monitorMs,
+        );
+      }
     };
+    const { signal } = options;
     const onCallerAbort = (): void =>
-      ac.abort(new CallAborted(`call ${method} on ${target} aborted by the caller`, { cause: options.signal?.reason }));
-    if (options.signal?.aborted) onCallerAbort();
-    options.signal?.addEventListener('abort', onCallerAbort, { once: true });
+      cancel.cancel(new CallAborted(`call ${method} on ${target} aborted by the caller`, { cause: signal?.reason }));
+    if (signal?.aborted) onCallerAbort();
+    signal?.addEventListener('abort', onCallerAbort, { once: true });
     armMonitor();
     try {
-      // Drivers reject with signal.reason once it aborts (the conformance suite holds them to it).
+      // Drivers reject with the cancel's reason once it fires (the conformance suite holds them to it).
       const reply = await driver.call(target, request, {
         timeoutMs,
         callMonitorTimeoutMs: monitorMs || undefined,
-        signal: ac.signal,
+        cancel,
         onHeartbeat: armMonitor,
         retry: this.options.retry,
       });
       if (reply.failure !== null) throw deserializeFailure(reply.failure);
       return this.env.serializer.deserializeEntity(ctx, reply.result) as T;
     } catch (e) {
-      throw ac.signal.aborted ? ac.signal.reason : e;
+      throw cancel.reason ?? e;
     } finally {
       clearTimeout(timer);
       clearTimeout(monitor);
-      options.signal?.removeEventListener('abort', onCallerAbort);
+      signal?.removeEventListener('abort', onCallerAbort);
     }
   }
 
