@@ -47,22 +47,24 @@ export function encode(kind: Kind, body: Body): Encoded {
 
 /**
  * Packs records into as few frames as fit `maxFrameBytes` each (a record larger than that,
- * which senders refuse before queueing, would still get a frame of its own).
+ * which senders refuse before queueing, would still get a frame of its own). Frames are
+ * strings: zeromq.js encodes a string into memory ZeroMQ frees itself, where a Buffer over
+ * 128 bytes must be released back on the JS thread.
  */
-export function pack(records: readonly Encoded[], maxFrameBytes: number): Buffer[] {
-  const frames: Buffer[] = [];
+export function pack(records: readonly Encoded[], maxFrameBytes: number): string[] {
+  const frames: string[] = [];
   let texts: string[] = [];
   let size = 0;
   for (const r of records) {
     if (texts.length > 0 && size + 1 + r.bytes > maxFrameBytes) {
-      frames.push(Buffer.from(texts.join('\n')));
+      frames.push(texts.join('\n'));
       texts = [];
       size = 0;
     }
     size += (texts.length > 0 ? 1 : 0) + r.bytes;
     texts.push(r.text);
   }
-  if (texts.length > 0) frames.push(Buffer.from(texts.length === 1 ? (texts[0] as string) : texts.join('\n')));
+  if (texts.length > 0) frames.push(texts.length === 1 ? (texts[0] as string) : texts.join('\n'));
   return frames;
 }
 
