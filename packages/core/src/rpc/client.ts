@@ -1,6 +1,7 @@
 import { CallAborted, CallMonitorTimeout, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
 import { CallCancel } from '../driver.js';
 import type { BusEnv } from '../env.js';
+import { jsonSerializer } from '../serializer.js';
 import { deserializeFailure, uniqueId, type Context, type RpcRequest } from '../message.js';
 import { Target, validateTarget, versionIsCompatible, type TargetFields } from '../target.js';
 
@@ -27,6 +28,8 @@ export type RpcClientOptions = Omit<PrepareOptions, keyof TargetFields>;
 export class RpcClient {
   readonly target: Target;
   readonly options: Readonly<RpcClientOptions>;
+  /** The target checked for calls, once (targets are immutable). */
+  private callTarget: Target | undefined;
 
   constructor(
     private readonly env: BusEnv,
@@ -62,7 +65,7 @@ export class RpcClient {
 
   /** Invoke `method` on one server and resolve with its result. */
   async call<T = unknown>(ctx: Context, method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
-    const target = validateTarget(this.target, 'rpc-call');
+    const target = (this.callTarget ??= validateTarget(this.target, 'rpc-call'));
     const request = this.request(ctx, method, args);
     const driver = this.env.transportFor(target.topic as string, 'call');
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.env.rpc.timeout;
@@ -129,14 +132,19 @@ export class RpcClient {
       throw new VersionCapError(`Requested message version, ${this.target.version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${this.options.versionCap}.`);
     }
     const { serializer } = this.env;
-    const serializedArgs: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(args)) serializedArgs[k] = serializer.serializeEntity(ctx, v);
+    // The default serializer changes nothing, and drivers encode the request before returning.
+    const identity = serializer === jsonSerializer;
+    let serializedArgs = args;
+    if (!identity) {
+      serializedArgs = {};
+      for (const [k, v] of Object.entries(args)) serializedArgs[k] = serializer.serializeEntity(ctx, v);
+    }
     return {
       method,
       args: serializedArgs,
       namespace: this.target.namespace,
       version: this.target.version,
-      context: serializer.serializeContext(ctx),
+      context: identity ? ctx : serializer.serializeContext(ctx),
       uniqueId: uniqueId(),
     };
   }
