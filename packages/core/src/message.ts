@@ -67,14 +67,15 @@ function isDict(v: unknown): v is Dict {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+// for…in over own keys rather than Object.entries: no array of pairs per message.
 function flattenContext(out: Dict, context: Context): Dict {
-  for (const [k, v] of Object.entries(context)) out[CONTEXT_PREFIX + k] = v;
+  for (const k in context) if (Object.hasOwn(context, k)) out[CONTEXT_PREFIX + k] = context[k];
   return out;
 }
 
 function extractContext(d: Dict): Dict {
   const ctx: Dict = {};
-  for (const [k, v] of Object.entries(d)) if (k.startsWith(CONTEXT_PREFIX)) ctx[k.slice(CONTEXT_PREFIX.length)] = v;
+  for (const k in d) if (k.startsWith(CONTEXT_PREFIX) && Object.hasOwn(d, k)) ctx[k.slice(CONTEXT_PREFIX.length)] = d[k];
   return ctx;
 }
 

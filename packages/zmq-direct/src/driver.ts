@@ -90,6 +90,9 @@ class Handlers<H> {
   }
 }
 
+/** reply/heartbeat of a one-way message, ack/requeue of a notification: nothing to do. */
+const nothing = async (): Promise<void> => undefined;
+
 export class ZmqDriver implements Driver {
   readonly capabilities = zmqCapabilities;
   readonly nameService: NameService;
@@ -416,8 +419,7 @@ export class ZmqDriver implements Driver {
       }
       if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
       if (this.duplicate(key, body)) return;
-      const settled = async (): Promise<void> => undefined;
-      return handler({ notification, ack: settled, requeue: settled });
+      return handler({ notification, ack: nothing, requeue: nothing });
     }
     if (kind !== CALL && kind !== CAST && kind !== FANOUT) return nack('HB_MALFORMED', `unexpected record kind ${kind}`);
     const handlers = kind === FANOUT ? this.fanouts.all(key) : [];
@@ -442,10 +444,8 @@ export class ZmqDriver implements Driver {
     }
     if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
     if (this.duplicate(key, body)) return;
-    const none = async (): Promise<void> => undefined;
-    for (const h of kind === FANOUT ? handlers : [handler]) {
-      h({ pattern: kind === FANOUT ? 'fanout' : 'cast', request, reply: none, heartbeat: none });
-    }
+    if (kind === CAST) return handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
+    for (const h of handlers) h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing });
   }
 
   async listen(target: Target, handler: RpcHandler, _options: ListenOptions): Promise<Subscription> {
