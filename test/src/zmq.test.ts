@@ -18,7 +18,7 @@ import {
 } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybridbus/zmq-direct';
-import { Collector, freshTopic } from './util.js';
+import { Collector, deferred, freshTopic } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
@@ -232,6 +232,29 @@ describe('no silent loss', () => {
     assert.equal(undeliverable.length, 10, 'the queued ten fail once the peer misses its connect deadline');
     assert.match(String((outcomes[11] as Error).message), /max_queued=10/);
     silent.close();
+  });
+
+  test('a busy server stops reading at server_backlog unfinished requests, and loses none of them', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const sb = await bus(url(dir, '&server_backlog=200'));
+    const gate = deferred();
+    const got = new Collector<number>();
+    // One at a time, each waiting for the gate: requests pile up unless the server stops reading.
+    const srv = sb.rpcServer({ topic, server: 's' }, [{ sink: async (_c: unknown, a: { i: number }) => (await gate.promise, got.push(a.i)) }], { maxConcurrency: 1 });
+    await srv.start();
+    const client = (await bus(url(dir))).rpcClient({ topic });
+    const n = 5000;
+    for (let i = 0; i < n; i++) await client.cast({}, 'sink', { i });
+    await waitFor('the server to pause reading', async () => ((await driver(sb).counters())['paused'] ?? 0) >= 1);
+    // Taken off the socket: what was unfinished when it paused (≤ the backlog plus one batch).
+    const taken = (await driver(sb).counters())['received'] ?? 0;
+    assert.ok(srv.inFlight <= 200 + 512, `server holds ${srv.inFlight} requests; server_backlog=200 plus one batch at most`);
+    assert.ok(taken < n, `the server read ${taken} of ${n} while blocked: the rest waits in ZeroMQ/TCP buffers`);
+    gate.resolve();
+    const all = await got.until(n, 30_000);
+    assert.deepEqual([...all].sort((x, y) => x - y), Array.from({ length: n }, (_, i) => i), 'every cast handled once');
+    await srv.stop();
   });
 
   test('a message over max_message_size is refused locally with MessageTooLarge', async () => {

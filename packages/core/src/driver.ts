@@ -119,12 +119,16 @@ export interface Driver {
   fanout(target: Target, request: RpcRequest, options: SendOptions): Promise<void>;
   /** Publish a notification on `target.topic` at its priority. */
   notify(target: Target, notification: Notification, options: SendOptions): Promise<void>;
-  /** Consume requests for `target` (topic, topic.server and fanout). */
-  listen(target: Target, handler: (msg: IncomingRpc) => void, options: ListenOptions): Promise<Subscription>;
-  /** Consume notifications of the targets' topics at the given priorities. */
+  /**
+   * Consume requests for `target` (topic, topic.server and fanout). The handler returns the
+   * promise of the message's processing (it never rejects), so a driver can stop reading
+   * while too many are unfinished and let its transport push back on senders.
+   */
+  listen(target: Target, handler: (msg: IncomingRpc) => Promise<void> | void, options: ListenOptions): Promise<Subscription>;
+  /** Consume notifications of the targets' topics at the given priorities (handler: as listen's). */
   listenForNotifications(
     targets: readonly Target[],
-    handler: (msg: IncomingNotification) => void,
+    handler: (msg: IncomingNotification) => Promise<void> | void,
     options: NotificationListenOptions,
   ): Promise<Subscription>;
   /** Release every connection; pending calls reject with TransportClosed. */

@@ -65,8 +65,8 @@ interface PendingAck {
   address: string | undefined;
 }
 
-type RpcHandler = (msg: IncomingRpc) => void;
-type NotificationHandler = (msg: IncomingNotification) => void;
+type RpcHandler = (msg: IncomingRpc) => Promise<void> | void;
+type NotificationHandler = (msg: IncomingNotification) => Promise<void> | void;
 
 /** Picks handlers round-robin, and keeps the count per key. */
 class Handlers<H> {
@@ -402,7 +402,7 @@ export class ZmqDriver implements Driver {
     return false;
   }
 
-  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): void {
+  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
     const key = body.k ?? '';
     const nack = (code: string, error: string): void => {
       if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
@@ -445,7 +445,9 @@ export class ZmqDriver implements Driver {
     if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
     if (this.duplicate(key, body)) return;
     if (kind === CAST) return handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
-    for (const h of handlers) h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing });
+    const done: Array<Promise<unknown> | void> = [];
+    for (const h of handlers) done.push(h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing }));
+    return Promise.all(done);
   }
 
   async listen(target: Target, handler: RpcHandler, _options: ListenOptions): Promise<Subscription> {
@@ -495,6 +497,7 @@ export class ZmqDriver implements Driver {
       received: ib?.stats.received ?? 0,
       dropped: ib?.stats.dropped ?? 0,
       oversize: ib?.stats.oversize ?? 0,
+      paused: ib?.stats.paused ?? 0,
       pendingCalls: this.calls.size,
       pendingAcks: this.acks.size,
     };

@@ -64,9 +64,10 @@ export class Outbound {
       mandatory: true,
       sendTimeout: 0,
       linger: 0,
+      // A client drops a server that is silent for heartbeat_timeout; it asks no TTL of the
+      // server, which must not drop a client it has stopped reading from (see inbound.ts).
       heartbeatInterval: options.heartbeatInterval,
       heartbeatTimeout: options.heartbeatTimeout,
-      heartbeatTimeToLive: options.heartbeatTtl,
       maxMessageSize: options.maxMessageSize + 1024,
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,

@@ -73,7 +73,7 @@ export class RpcServer {
   }
 
   private listen(driver: Driver, patterns: Set<'call' | 'cast' | 'fanout'>): Promise<Subscription> {
-    return driver.listen(this.target, (msg) => void this.limiter.run(() => this.process(msg)), { patterns });
+    return driver.listen(this.target, (msg) => this.limiter.run(() => this.process(msg)), { patterns });
   }
 
   private async process(msg: IncomingRpc): Promise<void> {
