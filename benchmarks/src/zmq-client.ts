@@ -88,7 +88,8 @@ class Window {
   private t0 = 0;
   private d0 = 0;
   done = 0;
-  result: { ops: number; seconds: number } | undefined;
+  private cpu0: NodeJS.CpuUsage | undefined;
+  result: { ops: number; seconds: number; clientCpuUsPerOp: number } | undefined;
   private resolve: (() => void) | undefined;
   readonly finished = new Promise<void>((r) => (this.resolve = r));
 
@@ -110,12 +111,15 @@ class Window {
     const t = nowNs();
     if (this.phase === 'warm' && t >= this.warmEnd) {
       this.phase = 'measure';
+      this.cpu0 = process.cpuUsage();
       this.t0 = t;
       this.d0 = this.done;
       this.end = t + this.durationMs * 1e6;
     } else if (this.phase === 'measure' && t >= this.end) {
       this.phase = 'done';
-      this.result = { ops: this.done - this.d0, seconds: (t - this.t0) / 1e9 };
+      const cpu = process.cpuUsage(this.cpu0);
+      const ops = this.done - this.d0;
+      this.result = { ops, seconds: (t - this.t0) / 1e9, clientCpuUsPerOp: (cpu.user + cpu.system) / ops };
       this.resolve?.();
     }
   }

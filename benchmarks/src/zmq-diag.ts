@@ -14,7 +14,7 @@
  * Both reach into private fields of @hybridbus/core and zmq-direct on purpose (read-only, except
  * the swapped queue in `backlog`); they are diagnostics, not API users.
  */
-import { Bus, type RpcClient } from '@hybridbus/core';
+import { Bus, CallCancel, type RpcClient } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import { randomUUID } from 'node:crypto';
@@ -39,11 +39,11 @@ async function layers(inflight: number, seconds: number): Promise<void> {
   const client: RpcClient = bus.rpcClient({ topic: 'diag' });
   const driver = bus.transport('default') as ZmqDriver;
   const viaClient = (): Promise<unknown> => client.call({}, 'echo', payload);
-  // What the driver needs per call, without core's per-call AbortController, timer and race.
+  // What the driver needs per call, without core's timers and serialization.
   const viaDriver = (): Promise<unknown> => {
-    const signal = new AbortController().signal;
+    const cancel = new CallCancel();
     const request = { method: 'echo', args: payload, context: {}, uniqueId: randomUUID().replaceAll('-', '') };
-    return driver.call(client.target, request, { timeoutMs: 60_000, signal, onHeartbeat: () => undefined, callMonitorTimeoutMs: undefined });
+    return driver.call(client.target, request, { timeoutMs: 60_000, cancel, onHeartbeat: () => undefined, callMonitorTimeoutMs: undefined });
   };
   const rate = async (call: () => Promise<unknown>): Promise<number> => {
     let done = 0;

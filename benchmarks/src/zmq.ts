@@ -225,7 +225,7 @@ async function throughputCell(round: number, backend: Backend, inflight: number)
   const rate = r['rate'] as number;
   const stealPct = cellSteal();
   cells.push({ round, scenario: `throughput.${inflight}`, backend, value: rate, stealPct, data: { ops: r['ops'], seconds: r['seconds'], counters: r['counters'] } });
-  log(`  call tput   ${backend.padEnd(3)} ${String(inflight).padStart(3)} in flight: ${Math.round(rate)} calls/s${batching(r)}${stealNote(stealPct)}`);
+  log(`  call tput   ${backend.padEnd(3)} ${String(inflight).padStart(3)} in flight: ${Math.round(rate)} calls/s, client cpu ${Number(r['clientCpuUsPerOp']).toFixed(1)} µs/call${batching(r)}${stealNote(stealPct)}`);
 }
 
 async function castCell(round: number, backend: Backend): Promise<void> {

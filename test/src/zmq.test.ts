@@ -18,7 +18,7 @@ import {
 } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybridbus/zmq-direct';
-import { Collector, freshTopic } from './util.js';
+import { Collector, deferred, freshTopic } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
@@ -234,6 +234,29 @@ describe('no silent loss', () => {
     silent.close();
   });
 
+  test('a busy server stops reading at server_backlog unfinished requests, and loses none of them', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const sb = await bus(url(dir, '&server_backlog=200'));
+    const gate = deferred();
+    const got = new Collector<number>();
+    // One at a time, each waiting for the gate: requests pile up unless the server stops reading.
+    const srv = sb.rpcServer({ topic, server: 's' }, [{ sink: async (_c: unknown, a: { i: number }) => (await gate.promise, got.push(a.i)) }], { maxConcurrency: 1 });
+    await srv.start();
+    const client = (await bus(url(dir))).rpcClient({ topic });
+    const n = 5000;
+    for (let i = 0; i < n; i++) await client.cast({}, 'sink', { i });
+    await waitFor('the server to pause reading', async () => ((await driver(sb).counters())['paused'] ?? 0) >= 1);
+    // Taken off the socket: what was unfinished when it paused (≤ the backlog plus one batch).
+    const taken = (await driver(sb).counters())['received'] ?? 0;
+    assert.ok(srv.inFlight <= 200 + 512, `server holds ${srv.inFlight} requests; server_backlog=200 plus one batch at most`);
+    assert.ok(taken < n, `the server read ${taken} of ${n} while blocked: the rest waits in ZeroMQ/TCP buffers`);
+    gate.resolve();
+    const all = await got.until(n, 30_000);
+    assert.deepEqual([...all].sort((x, y) => x - y), Array.from({ length: n }, (_, i) => i), 'every cast handled once');
+    await srv.stop();
+  });
+
   test('a message over max_message_size is refused locally with MessageTooLarge', async () => {
     const dir = nsDir();
     const topic = freshTopic();
@@ -280,6 +303,21 @@ describe('robust framing', () => {
     const c = await driver(sb).counters();
     assert.equal(c['oversize'], 1);
     raw.close();
+    await srv.stop();
+  });
+  test('records queued together are packed into frames that each fit max_message_size, both ways', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    // Each call and each reply is ~3 kB: 40 of them only fit the 4 kB frame limit one by one.
+    // A frame over the limit would make ZeroMQ drop the connection, and the calls would fail.
+    const u = url(dir, '&max_message_size=4096');
+    const srv = (await bus(u)).rpcServer({ topic, server: 's' }, [{ echo: (_c: unknown, a: { p: string }) => a.p }]);
+    await srv.start();
+    const client = (await bus(u)).rpcClient({ topic }, { timeout: 10_000 });
+    const p = 'é'.repeat(1400); // 2 bytes each in UTF-8: sized by bytes, not characters
+    const replies = await Promise.all(Array.from({ length: 40 }, () => client.call<string>({}, 'echo', { p })));
+    assert.equal(replies.length, 40);
+    assert.ok(replies.every((r) => r === p));
     await srv.stop();
   });
 });

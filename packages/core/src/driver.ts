@@ -32,14 +32,39 @@ export interface CallOptions {
   /** When set, the server should heartbeat at least this often (ms). */
   readonly callMonitorTimeoutMs?: number | undefined;
   /**
-   * Aborted by core on timeout, heartbeat loss or the caller's signal: reject with its reason
-   * and clean up. Core does not abort it after a reply, so remove any listener when the call settles.
+   * Fired by core on timeout, heartbeat loss or the caller's abort: reject with its reason and
+   * clean up. Core never fires it once the call has settled.
    */
-  readonly signal: AbortSignal;
+  readonly cancel: CallCancel;
   /** The driver calls this for every heartbeat (`ending: false`) of this call. */
   readonly onHeartbeat: () => void;
   /** Connection retries: -1 forever (until the signal), 0 none, n at most n. */
   readonly retry?: number | undefined;
+}
+
+/**
+ * Cancels one call. An AbortSignal would do, but building one (an EventTarget) per call was
+ * about a sixth of a zmq client's CPU; this holds a single handler and costs nothing until fired.
+ */
+export class CallCancel {
+  private handler: ((reason: Error) => void) | undefined;
+  /** Why the call was cancelled, once it has been. */
+  reason: Error | undefined;
+
+  /** Set the handler (replacing any earlier one); it runs at once if already cancelled. */
+  onCancel(handler: (reason: Error) => void): void {
+    if (this.reason) handler(this.reason);
+    else this.handler = handler;
+  }
+
+  /** Cancel (the first reason wins) and run the handler. */
+  cancel(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    const h = this.handler;
+    this.handler = undefined;
+    h?.(reason);
+  }
 }
 
 export interface SendOptions {
@@ -86,7 +111,7 @@ export interface NotificationListenOptions {
 
 export interface Driver {
   readonly capabilities: DriverCapabilities;
-  /** Send a request and resolve with the final reply; reject with `signal.reason` once aborted. */
+  /** Send a request and resolve with the final reply; reject with the cancel's reason once cancelled. */
   call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply>;
   /** One-way to one server of the topic (or `target.server`). */
   cast(target: Target, request: RpcRequest, options: SendOptions): Promise<void>;
@@ -94,12 +119,16 @@ export interface Driver {
   fanout(target: Target, request: RpcRequest, options: SendOptions): Promise<void>;
   /** Publish a notification on `target.topic` at its priority. */
   notify(target: Target, notification: Notification, options: SendOptions): Promise<void>;
-  /** Consume requests for `target` (topic, topic.server and fanout). */
-  listen(target: Target, handler: (msg: IncomingRpc) => void, options: ListenOptions): Promise<Subscription>;
-  /** Consume notifications of the targets' topics at the given priorities. */
+  /**
+   * Consume requests for `target` (topic, topic.server and fanout). The handler returns the
+   * promise of the message's processing (it never rejects), so a driver can stop reading
+   * while too many are unfinished and let its transport push back on senders.
+   */
+  listen(target: Target, handler: (msg: IncomingRpc) => Promise<void> | void, options: ListenOptions): Promise<Subscription>;
+  /** Consume notifications of the targets' topics at the given priorities (handler: as listen's). */
   listenForNotifications(
     targets: readonly Target[],
-    handler: (msg: IncomingNotification) => void,
+    handler: (msg: IncomingNotification) => Promise<void> | void,
     options: NotificationListenOptions,
   ): Promise<Subscription>;
   /** Release every connection; pending calls reject with TransportClosed. */

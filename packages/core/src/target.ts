@@ -116,9 +116,18 @@ export function validateTarget(fields: TargetFields | Target, role: TargetRole):
   return target;
 }
 
-function parseVersion(v: string): [number, number, number] {
-  const [major = 0, minor = 0, rev = 0] = v.split('.').map(Number);
-  return [major, minor, rev];
+// A server sees the same few versions on every request: parse each once (bounded, as
+// versions come from the wire).
+const parsedVersions = new Map<string, readonly [number, number, number]>();
+function parseVersion(v: string): readonly [number, number, number] {
+  let parsed = parsedVersions.get(v);
+  if (!parsed) {
+    const [major = 0, minor = 0, rev = 0] = v.split('.').map(Number);
+    parsed = [major, minor, rev];
+    if (parsedVersions.size >= 1000) parsedVersions.clear();
+    parsedVersions.set(v, parsed);
+  }
+  return parsed;
 }
 
 /**

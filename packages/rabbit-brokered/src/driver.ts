@@ -289,7 +289,10 @@ export class RabbitDriver implements Driver {
 
   async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
     this.checkOpen();
-    const { signal } = options;
+    // The send and the wait for the reply queue stop when the call settles, whatever settled it.
+    const local = new AbortController();
+    options.cancel.onCancel((reason) => local.abort(reason));
+    const { signal } = local;
     await raceSignal(this.ensureReplyConsumer(), signal);
     const msgId = uniqueId();
     const exchange = this.exchangeOf(target);
@@ -302,9 +305,6 @@ export class RabbitDriver implements Driver {
         _timeout: options.callMonitorTimeoutMs ? options.callMonitorTimeoutMs / 1000 : null,
       }),
     );
-    // Our own controller: the send stops when the call settles, whatever settled it.
-    const local = new AbortController();
-    const sendSignal = AbortSignal.any([signal, local.signal]);
     return new Promise<RpcReply>((resolve, reject) => {
       const settle = (): void => {
         this.pending.delete(msgId);
@@ -332,7 +332,7 @@ export class RabbitDriver implements Driver {
         declare: (gen) => this.declareExchange(gen, exchange),
         what,
       };
-      this.link.publish(out, { retry: options.retry ?? -1, signal: sendSignal }).catch((err: unknown) => {
+      this.link.publish(out, { retry: options.retry ?? -1, signal }).catch((err: unknown) => {
         this.pending.get(msgId)?.reject(err);
       });
     });

@@ -35,7 +35,7 @@ import {
   type Target,
 } from '@hybridbus/core';
 import { randomBytes } from 'node:crypto';
-import { ACK, CALL, CAST, decode, encode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
+import { ACK, CALL, CAST, decode, encode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Encoded, type Kind } from './frames.js';
 import { Inbound } from './inbound.js';
 import { createNameService, type HostRecord, type NameService } from './nameservice/index.js';
 import type { ZmqOptions } from './options.js';
@@ -65,8 +65,8 @@ interface PendingAck {
   address: string | undefined;
 }
 
-type RpcHandler = (msg: IncomingRpc) => void;
-type NotificationHandler = (msg: IncomingNotification) => void;
+type RpcHandler = (msg: IncomingRpc) => Promise<void> | void;
+type NotificationHandler = (msg: IncomingNotification) => Promise<void> | void;
 
 /** Picks handlers round-robin, and keeps the count per key. */
 class Handlers<H> {
@@ -89,6 +89,9 @@ class Handlers<H> {
     return this.byKey.get(key) ?? [];
   }
 }
+
+/** reply/heartbeat of a one-way message, ack/requeue of a notification: nothing to do. */
+const nothing = async (): Promise<void> => undefined;
 
 export class ZmqDriver implements Driver {
   readonly capabilities = zmqCapabilities;
@@ -134,10 +137,10 @@ export class ZmqDriver implements Driver {
     return `${this.idPrefix}${(this.nextId++).toString(36)}`;
   }
 
-  private frame(kind: Kind, body: Body): Buffer {
+  private frame(kind: Kind, body: Body): Encoded {
     const f = encode(kind, body);
-    if (f.length > this.options.maxMessageSize) {
-      throw new MessageTooLarge(`message of ${f.length} bytes exceeds max_message_size=${this.options.maxMessageSize}`);
+    if (f.bytes > this.options.maxMessageSize) {
+      throw new MessageTooLarge(`message of ${f.bytes} bytes exceeds max_message_size=${this.options.maxMessageSize}`);
     }
     return f;
   }
@@ -150,10 +153,9 @@ export class ZmqDriver implements Driver {
 
   // ---- client side -----------------------------------------------------------------------
 
-  /** The next live host for `key` (round-robin), skipping those already tried. */
-  private async pick(key: string, tried: ReadonlySet<string>, pool?: string): Promise<HostRecord | undefined> {
-    const all = await this.nameService.lookup(key);
-    const candidates = all.filter((r) => !tried.has(r.address) && (pool === undefined || (r.pool ?? '') === pool));
+  /** The next live host among `all` (round-robin), skipping those already tried. */
+  private pick(key: string, all: readonly HostRecord[], tried: ReadonlySet<string>, pool?: string): HostRecord | undefined {
+    const candidates = tried.size === 0 && pool === undefined ? all : all.filter((r) => !tried.has(r.address) && (pool === undefined || (r.pool ?? '') === pool));
     if (candidates.length === 0) return undefined;
     const turnKey = pool === undefined ? key : `${key}#${pool}`;
     const turn = this.turns.get(turnKey) ?? 0;
@@ -165,30 +167,36 @@ export class ZmqDriver implements Driver {
    * Hand `frame` to a host of `key`. A host that the message never reached is skipped and the
    * next one tried; `done` gets the host it left for, or why it could not leave.
    */
-  private route(key: string, frame: Buffer, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
-    this.pick(key, tried, opts.pool).then(
-      (record) => {
-        if (!record) {
-          const where = tried.size ? ` (tried ${[...tried].join(', ')})` : '';
-          return done(new MessageUndeliverable(`no live server for "${key}"${opts.pool !== undefined ? ` in pool "${opts.pool}"` : ''}${where}`));
-        }
-        tried.add(record.address);
-        this.out().send(
-          record.address,
-          frame,
-          (err) => {
-            if (!err) return done(undefined, record.address);
-            if (err instanceof MessageUndeliverable) {
-              this.nameService.forget(record.address);
-              this.stats.failovers++;
-              return this.route(key, frame, tried, done, opts);
-            }
-            done(err);
-          },
-          { id: opts.id, serverKey: record.publicKey, hot: this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '') },
-        );
-      },
+  private route(key: string, frame: Encoded, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
+    // A cached answer is used at once: waiting a turn for it per message was measurable.
+    const hit = this.nameService.cached(key);
+    if (hit) return this.routeTo(key, hit, frame, tried, done, opts);
+    this.nameService.lookup(key).then(
+      (all) => this.routeTo(key, all, frame, tried, done, opts),
       (err: Error) => done(err),
+    );
+  }
+
+  private routeTo(key: string, all: readonly HostRecord[], frame: Encoded, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string }): void {
+    const record = this.pick(key, all, tried, opts.pool);
+    if (!record) {
+      const where = tried.size ? ` (tried ${[...tried].join(', ')})` : '';
+      return done(new MessageUndeliverable(`no live server for "${key}"${opts.pool !== undefined ? ` in pool "${opts.pool}"` : ''}${where}`));
+    }
+    tried.add(record.address);
+    this.out().send(
+      record.address,
+      frame,
+      (err) => {
+        if (!err) return done(undefined, record.address);
+        if (err instanceof MessageUndeliverable) {
+          this.nameService.forget(record.address);
+          this.stats.failovers++;
+          return this.route(key, frame, tried, done, opts);
+        }
+        done(err);
+      },
+      { id: opts.id, serverKey: record.publicKey, hot: this.options.hotTopics.size > 0 && this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '') },
     );
   }
 
@@ -201,11 +209,6 @@ export class ZmqDriver implements Driver {
       const cleanup = (): void => {
         this.calls.delete(id);
         if (pending.address) this.outbound?.untrack(pending.address, id);
-        options.signal.removeEventListener('abort', onAbort);
-      };
-      const onAbort = (): void => {
-        cleanup();
-        reject(options.signal.reason);
       };
       const send = (): void =>
         this.route(key, frame, tried, (err, address) => {
@@ -221,8 +224,11 @@ export class ZmqDriver implements Driver {
         failover: send,
         address: undefined,
       };
-      if (options.signal.aborted) return reject(options.signal.reason);
-      options.signal.addEventListener('abort', onAbort, { once: true });
+      options.cancel.onCancel((reason) => {
+        cleanup();
+        reject(reason);
+      });
+      if (options.cancel.reason) return;
       this.calls.set(id, pending);
       send();
     });
@@ -307,7 +313,7 @@ export class ZmqDriver implements Driver {
   }
 
   /** Replies, acks and refusals from servers. */
-  private onFrames(address: string, records: Buffer[]): void {
+  private onFrames(address: string, records: string[]): void {
     for (const record of records) {
       let kind: Kind;
       let body: Body;
@@ -396,7 +402,7 @@ export class ZmqDriver implements Driver {
     return false;
   }
 
-  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): void {
+  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
     const key = body.k ?? '';
     const nack = (code: string, error: string): void => {
       if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
@@ -413,8 +419,7 @@ export class ZmqDriver implements Driver {
       }
       if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
       if (this.duplicate(key, body)) return;
-      const settled = async (): Promise<void> => undefined;
-      return handler({ notification, ack: settled, requeue: settled });
+      return handler({ notification, ack: nothing, requeue: nothing });
     }
     if (kind !== CALL && kind !== CAST && kind !== FANOUT) return nack('HB_MALFORMED', `unexpected record kind ${kind}`);
     const handlers = kind === FANOUT ? this.fanouts.all(key) : [];
@@ -439,10 +444,10 @@ export class ZmqDriver implements Driver {
     }
     if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
     if (this.duplicate(key, body)) return;
-    const none = async (): Promise<void> => undefined;
-    for (const h of kind === FANOUT ? handlers : [handler]) {
-      h({ pattern: kind === FANOUT ? 'fanout' : 'cast', request, reply: none, heartbeat: none });
-    }
+    if (kind === CAST) return handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
+    const done: Array<Promise<unknown> | void> = [];
+    for (const h of handlers) done.push(h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing }));
+    return Promise.all(done);
   }
 
   async listen(target: Target, handler: RpcHandler, _options: ListenOptions): Promise<Subscription> {
@@ -492,6 +497,7 @@ export class ZmqDriver implements Driver {
       received: ib?.stats.received ?? 0,
       dropped: ib?.stats.dropped ?? 0,
       oversize: ib?.stats.oversize ?? 0,
+      paused: ib?.stats.paused ?? 0,
       pendingCalls: this.calls.size,
       pendingAcks: this.acks.size,
     };

@@ -5,7 +5,7 @@
  */
 import { MalformedMessage, MessageTooLarge, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
-import { decode, encode, unpack, VERSION, type Body, type Kind } from './frames.js';
+import { decode, encode, pack, unpack, VERSION, type Body, type Encoded, type Kind } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import { releaseZapHandler, zapDomainFor, zapHandlerReady } from './curve.js';
 
@@ -13,17 +13,36 @@ export interface InboundStats {
   received: number;
   dropped: number;
   oversize: number;
+  /** Times reading paused because serverBacklog requests were unfinished. */
+  paused: number;
 }
 
-/** Gets the socket too, so it can answer before bind() has resolved to its caller. */
-export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body: Body) => void;
+/**
+ * Gets the socket too, so it can answer before bind() has resolved to its caller. Returns the
+ * promise of the record's processing, if it has one, for backpressure.
+ */
+export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body: Body) => Promise<unknown> | void;
+
+/** A day: in effect, never (see the socket options below). */
+const SERVER_HEARTBEAT_TIMEOUT = 86_400_000;
 
 export class Inbound {
   private readonly socket: zmq.Router;
-  private readonly outboxes = new Map<string, { client: Buffer; frames: Buffer[] }>();
+  private readonly outboxes = new Map<string, { client: Buffer; records: Encoded[] }>();
   private flushScheduled = false;
   private closed = false;
-  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0 };
+  /** Records handed to handlers and not finished; reading pauses at options.serverBacklog. */
+  private unfinished = 0;
+  private resume: (() => void) | undefined;
+  private readonly finished = (): void => {
+    this.unfinished--;
+    if (this.resume && this.unfinished <= this.options.serverBacklog / 2) {
+      const go = this.resume;
+      this.resume = undefined;
+      go();
+    }
+  };
+  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0 };
   /** "host:port" clients connect to. */
   address = '';
 
@@ -34,9 +53,16 @@ export class Inbound {
   ) {
     this.socket = new zmq.Router({
       linger: 0,
+      // A server pings its clients (so they see it alive even while it is too busy to read) but
+      // never drops one for silence: when it pauses reading at server_backlog, ZeroMQ stops
+      // decoding that client's traffic, and a heartbeat timeout would cut the connection and
+      // lose what is queued on it. Dead client hosts are found by TCP keepalive instead.
       heartbeatInterval: options.heartbeatInterval,
-      heartbeatTimeout: options.heartbeatTimeout,
-      heartbeatTimeToLive: options.heartbeatTtl,
+      heartbeatTimeout: SERVER_HEARTBEAT_TIMEOUT,
+      tcpKeepalive: 1,
+      tcpKeepaliveIdle: 60,
+      tcpKeepaliveInterval: 10,
+      tcpKeepaliveCount: 6,
       // A peer sending a larger message is disconnected by ZeroMQ before we buffer it.
       maxMessageSize: options.maxMessageSize + 1024,
       ...(options.curve
@@ -80,7 +106,7 @@ export class Inbound {
     try {
       for await (const [client, ...frames] of this.socket) {
         if (!client) continue;
-        let records: Buffer[];
+        let records: string[];
         try {
           records = unpack(frames);
         } catch (err) {
@@ -89,9 +115,12 @@ export class Inbound {
         }
         for (const record of records) {
           this.stats.received++;
-          if (record.length > this.options.maxMessageSize) {
+          const max = this.options.maxMessageSize;
+          // A string's length bounds its UTF-8 size from below, and 3× from above.
+          const bytes = record.length * 3 > max ? Buffer.byteLength(record) : record.length;
+          if (bytes > max) {
             this.stats.oversize++;
-            this.dropped(new MessageTooLarge(`record of ${record.length} bytes exceeds max_message_size=${this.options.maxMessageSize}`));
+            this.dropped(new MessageTooLarge(`record of ${bytes} bytes exceeds max_message_size=${max}`));
             continue;
           }
           let decoded: ReturnType<typeof decode>;
@@ -102,10 +131,20 @@ export class Inbound {
             continue;
           }
           try {
-            this.handler(this, client, decoded.kind, decoded.body);
+            const done = this.handler(this, client, decoded.kind, decoded.body);
+            if (done) {
+              this.unfinished++;
+              done.then(this.finished, this.finished);
+            }
           } catch (err) {
             this.dropped(err);
           }
+        }
+        if (this.unfinished >= this.options.serverBacklog && !this.closed) {
+          // Stop taking work until half of it is done: what is not read stays in ZeroMQ's
+          // bounded queues and TCP's windows, which push back on the senders.
+          this.stats.paused++;
+          await new Promise<void>((resolve) => (this.resume = resolve));
         }
       }
     } catch (e) {
@@ -125,8 +164,8 @@ export class Inbound {
     if (this.closed) return;
     const key = client.toString('latin1');
     let box = this.outboxes.get(key);
-    if (!box) this.outboxes.set(key, (box = { client, frames: [] }));
-    box.frames.push(encode(kind, body));
+    if (!box) this.outboxes.set(key, (box = { client, records: [] }));
+    box.records.push(encode(kind, body));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => void this.flush());
@@ -137,10 +176,10 @@ export class Inbound {
     this.flushScheduled = false;
     const boxes = [...this.outboxes.values()];
     this.outboxes.clear();
-    for (const { client, frames } of boxes) {
+    for (const { client, records } of boxes) {
       try {
         // A ROUTER never blocks: a reply to a client that left is dropped by ZeroMQ.
-        await this.socket.send([client, VERSION, ...frames]);
+        await this.socket.send([client, VERSION, ...pack(records, this.options.maxMessageSize)]);
       } catch (err) {
         this.logger.warn({ err }, 'zmq-direct: could not send a reply');
       }
@@ -150,6 +189,7 @@ export class Inbound {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.resume?.();
     this.socket.close();
     if (this.options.curve) releaseZapHandler();
   }

@@ -14,10 +14,9 @@ export interface ZmqOptions {
   readonly advertiseHost: string;
   /** Port range to bind in; [0, 0] = an ephemeral port. */
   readonly portRange: readonly [number, number];
-  /** ZMTP heartbeats: interval, timeout before a silent peer is dropped, TTL asked of the peer (ms). */
+  /** ZMTP heartbeats: interval, and how long a client waits for a silent server before dropping it (ms). */
   readonly heartbeatInterval: number;
   readonly heartbeatTimeout: number;
-  readonly heartbeatTtl: number;
   /** A peer that has not completed its handshake in this long is skipped (ms). */
   readonly connectTimeout: number;
   /** Idle connections are closed after this long (ms). */
@@ -30,6 +29,11 @@ export interface ZmqOptions {
   readonly maxMessageSize: number;
   /** Messages waiting for one peer at most; beyond that sends fail with QueueFull. */
   readonly maxQueued: number;
+  /**
+   * Requests a server has taken off its socket and not finished, at most: beyond that it stops
+   * reading, ZeroMQ's and TCP's buffers fill, and senders' queues push back (QueueFull).
+   */
+  readonly serverBacklog: number;
   /** Casts, fanouts and notifications wait for the receiver's ack, and are retried without one. */
   readonly acks: boolean;
   readonly ackTimeout: number;
@@ -101,13 +105,13 @@ const KNOWN = {
   }) as Parser<readonly [number, number]>,
   heartbeat_interval: int(0),
   heartbeat_timeout: int(0),
-  heartbeat_ttl: int(0),
   connect_timeout: int(1),
   idle_ttl: int(1),
   pool_max: int(1),
   hot_topics: ((raw) => new Set(raw.split(',').filter(Boolean))) as Parser<ReadonlySet<string>>,
   max_message_size: int(64),
   max_queued: int(1),
+  server_backlog: int(1),
   acks: bool,
   ack_timeout: int(1),
   ack_retries: int(0),
@@ -154,13 +158,13 @@ export function parseOptions(url: URL): ZmqOptions {
     portRange,
     heartbeatInterval,
     heartbeatTimeout: p.heartbeat_timeout ?? heartbeatInterval * 3,
-    heartbeatTtl: p.heartbeat_ttl ?? heartbeatInterval * 3,
     connectTimeout: p.connect_timeout ?? 2000,
     idleTtl: p.idle_ttl ?? 60_000,
     poolMax: p.pool_max ?? 1024,
     hotTopics: p.hot_topics ?? new Set(),
     maxMessageSize: p.max_message_size ?? 16 * 1024 * 1024,
     maxQueued: p.max_queued ?? 10_000,
+    serverBacklog: p.server_backlog ?? 10_000,
     acks: p.acks ?? false,
     ackTimeout: p.ack_timeout ?? 1000,
     ackRetries: p.ack_retries ?? 5,

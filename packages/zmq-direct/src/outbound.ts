@@ -9,14 +9,14 @@
  */
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
-import { unpack, VERSION } from './frames.js';
+import { pack, unpack, VERSION, type Encoded } from './frames.js';
 import type { CurveOptions, ZmqOptions } from './options.js';
 
 /** Settled once: undefined when handed to ZeroMQ, an error when it never left. */
 export type Settle = (err?: Error) => void;
 
 interface Outgoing {
-  readonly frame: Buffer;
+  readonly record: Encoded;
   readonly settle: Settle;
   /** Tracked as in flight at this peer once it has left. */
   readonly id: string | undefined;
@@ -36,12 +36,12 @@ interface Peer {
 
 export interface OutboundEvents {
   /** A record (reply, ack, nack) from a peer. */
-  onFrames(address: string, records: Buffer[]): void;
+  onFrames(address: string, records: string[]): void;
   /** The connection to a peer broke (or was refused): messages in flight there are lost. */
   onPeerLost(address: string, inflight: ReadonlySet<string>, error: Error): void;
 }
 
-/** Frames per multipart message at most, so one busy peer cannot hold the socket for long. */
+/** Records per send at most, so one busy peer cannot hold the socket for long. */
 const MAX_BATCH = 512;
 
 export class Outbound {
@@ -64,9 +64,10 @@ export class Outbound {
       mandatory: true,
       sendTimeout: 0,
       linger: 0,
+      // A client drops a server that is silent for heartbeat_timeout; it asks no TTL of the
+      // server, which must not drop a client it has stopped reading from (see inbound.ts).
       heartbeatInterval: options.heartbeatInterval,
       heartbeatTimeout: options.heartbeatTimeout,
-      heartbeatTimeToLive: options.heartbeatTtl,
       maxMessageSize: options.maxMessageSize + 1024,
       reconnectInterval: 100,
       reconnectMaxInterval: 2000,
@@ -84,7 +85,7 @@ export class Outbound {
   }
 
   /** Queue `frame` for `address`. `settle` says whether it left; `id` is tracked until untrack(). */
-  send(address: string, frame: Buffer, settle: Settle, opts: { id?: string | undefined; hot?: boolean; serverKey?: string | undefined } = {}): void {
+  send(address: string, record: Encoded, settle: Settle, opts: { id?: string | undefined; hot?: boolean; serverKey?: string | undefined } = {}): void {
     const peer = this.peer(address, opts.serverKey);
     if (peer instanceof Error) return settle(peer);
     if (peer.outbox.length >= this.options.maxQueued) {
@@ -92,7 +93,7 @@ export class Outbound {
     }
     peer.lastUsed = Date.now();
     if (opts.hot) peer.hot = true;
-    peer.outbox.push({ frame, settle, id: opts.id });
+    peer.outbox.push({ record, settle, id: opts.id });
     this.dirty.add(peer);
     this.schedule();
   }
@@ -190,7 +191,7 @@ export class Outbound {
           const batch = peer.outbox.length <= MAX_BATCH ? peer.outbox : peer.outbox.slice(0, MAX_BATCH);
           peer.outbox = batch === peer.outbox ? [] : peer.outbox.slice(MAX_BATCH);
           try {
-            await this.socket.send([peer.address, VERSION, ...batch.map((o) => o.frame)]);
+            await this.socket.send([peer.address, VERSION, ...pack(batch.map((o) => o.record), this.options.maxMessageSize)]);
           } catch (e) {
             peer.outbox = batch.concat(peer.outbox);
             const code = (e as { code?: string }).code;
@@ -268,7 +269,7 @@ export class Outbound {
       for await (const [from, ...frames] of this.socket) {
         if (!from) continue;
         const address = from.toString();
-        let records: Buffer[];
+        let records: string[];
         try {
           records = unpack(frames);
         } catch (err) {

@@ -141,28 +141,20 @@ export class MemoryDriver implements Driver {
       _timeout: options.callMonitorTimeoutMs ?? null,
     });
     return new Promise<RpcReply>((resolve, reject) => {
-      const onAbort = (): void => {
+      options.cancel.onCancel((reason) => {
         this.pending.delete(msgId);
-        reject(options.signal.reason);
-      };
-      if (options.signal.aborted) return onAbort();
-      options.signal.addEventListener('abort', onAbort, { once: true });
+        reject(reason);
+      });
+      if (options.cancel.reason) return;
       this.pending.set(msgId, {
-        resolve: (r) => {
-          options.signal.removeEventListener('abort', onAbort);
-          resolve(r);
-        },
-        reject: (e) => {
-          options.signal.removeEventListener('abort', onAbort);
-          reject(e);
-        },
+        resolve,
+        reject,
         onHeartbeat: options.onHeartbeat,
       });
       try {
         this.route(target, body);
       } catch (e) {
         this.pending.delete(msgId);
-        options.signal.removeEventListener('abort', onAbort);
         reject(e);
       }
     });

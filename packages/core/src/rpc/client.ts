@@ -1,5 +1,7 @@
 import { CallAborted, CallMonitorTimeout, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
+import { CallCancel } from '../driver.js';
 import type { BusEnv } from '../env.js';
+import { jsonSerializer } from '../serializer.js';
 import { deserializeFailure, uniqueId, type Context, type RpcRequest } from '../message.js';
 import { Target, validateTarget, versionIsCompatible, type TargetFields } from '../target.js';
 
@@ -26,6 +28,8 @@ export type RpcClientOptions = Omit<PrepareOptions, keyof TargetFields>;
 export class RpcClient {
   readonly target: Target;
   readonly options: Readonly<RpcClientOptions>;
+  /** The target checked for calls, once (targets are immutable). */
+  private callTarget: Target | undefined;
 
   constructor(
     private readonly env: BusEnv,
@@ -61,48 +65,51 @@ export class RpcClient {
 
   /** Invoke `method` on one server and resolve with its result. */
   async call<T = unknown>(ctx: Context, method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
-    const target = validateTarget(this.target, 'rpc-call');
+    const target = (this.callTarget ??= validateTarget(this.target, 'rpc-call'));
     const request = this.request(ctx, method, args);
     const driver = this.env.transportFor(target.topic as string, 'call');
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.env.rpc.timeout;
     const monitorMs = this.options.callMonitorTimeout ?? this.env.rpc.callMonitorTimeout;
 
-    const ac = new AbortController();
+    const cancel = new CallCancel();
     const timer = setTimeout(
-      () => ac.abort(new MessagingTimeout(`Timed out waiting for a reply to ${method} on ${target} after ${timeoutMs} ms`)),
+      () => cancel.cancel(new MessagingTimeout(`Timed out waiting for a reply to ${method} on ${target} after ${timeoutMs} ms`)),
       timeoutMs,
     );
     let monitor: NodeJS.Timeout | undefined;
     const armMonitor = (): void => {
       if (!monitorMs) return;
-      clearTimeout(monitor);
-      monitor = setTimeout(
-        () => ac.abort(new CallMonitorTimeout(`No reply or heartbeat for ${method} on ${target} in ${monitorMs} ms: the server is gone`)),
-        monitorMs,
-      );
+      if (monitor) monitor.refresh();
+      else {
+        monitor = setTimeout(
+          () => cancel.cancel(new CallMonitorTimeout(`No reply or heartbeat for ${method} on ${target} in ${monitorMs} ms: the server is gone`)),
+          monitorMs,
+        );
+      }
     };
+    const { signal } = options;
     const onCallerAbort = (): void =>
-      ac.abort(new CallAborted(`call ${method} on ${target} aborted by the caller`, { cause: options.signal?.reason }));
-    if (options.signal?.aborted) onCallerAbort();
-    options.signal?.addEventListener('abort', onCallerAbort, { once: true });
+      cancel.cancel(new CallAborted(`call ${method} on ${target} aborted by the caller`, { cause: signal?.reason }));
+    if (signal?.aborted) onCallerAbort();
+    signal?.addEventListener('abort', onCallerAbort, { once: true });
     armMonitor();
     try {
-      // Drivers reject with signal.reason once it aborts (the conformance suite holds them to it).
+      // Drivers reject with the cancel's reason once it fires (the conformance suite holds them to it).
       const reply = await driver.call(target, request, {
         timeoutMs,
         callMonitorTimeoutMs: monitorMs || undefined,
-        signal: ac.signal,
+        cancel,
         onHeartbeat: armMonitor,
         retry: this.options.retry,
       });
       if (reply.failure !== null) throw deserializeFailure(reply.failure);
       return this.env.serializer.deserializeEntity(ctx, reply.result) as T;
     } catch (e) {
-      throw ac.signal.aborted ? ac.signal.reason : e;
+      throw cancel.reason ?? e;
     } finally {
       clearTimeout(timer);
       clearTimeout(monitor);
-      options.signal?.removeEventListener('abort', onCallerAbort);
+      signal?.removeEventListener('abort', onCallerAbort);
     }
   }
 
@@ -125,14 +132,19 @@ export class RpcClient {
       throw new VersionCapError(`Requested message version, ${this.target.version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${this.options.versionCap}.`);
     }
     const { serializer } = this.env;
-    const serializedArgs: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(args)) serializedArgs[k] = serializer.serializeEntity(ctx, v);
+    // The default serializer changes nothing, and drivers encode the request before returning.
+    const identity = serializer === jsonSerializer;
+    let serializedArgs = args;
+    if (!identity) {
+      serializedArgs = {};
+      for (const [k, v] of Object.entries(args)) serializedArgs[k] = serializer.serializeEntity(ctx, v);
+    }
     return {
       method,
       args: serializedArgs,
       namespace: this.target.namespace,
       version: this.target.version,
-      context: serializer.serializeContext(ctx),
+      context: identity ? ctx : serializer.serializeContext(ctx),
       uniqueId: uniqueId(),
     };
   }

@@ -1,5 +1,6 @@
 import type { Driver, IncomingRpc, Subscription } from '../driver.js';
 import type { BusEnv } from '../env.js';
+import { jsonSerializer } from '../serializer.js';
 import { TransportClosed } from '../errors.js';
 import { Limiter } from '../limiter.js';
 import { serializeFailure } from '../message.js';
@@ -72,7 +73,7 @@ export class RpcServer {
   }
 
   private listen(driver: Driver, patterns: Set<'call' | 'cast' | 'fanout'>): Promise<Subscription> {
-    return driver.listen(this.target, (msg) => void this.limiter.run(() => this.process(msg)), { patterns });
+    return driver.listen(this.target, (msg) => this.limiter.run(() => this.process(msg)), { patterns });
   }
 
   private async process(msg: IncomingRpc): Promise<void> {
@@ -94,11 +95,16 @@ export class RpcServer {
     heartbeat?.unref(); // the handler's own work keeps the process alive, not its heartbeats
     let endpoint: Endpoint | undefined;
     try {
-      const ctx = serializer.deserializeContext({ ...request.context });
+      // A driver hands over freshly decoded objects: the default serializer can use them as they are.
+      const identity = serializer === jsonSerializer;
+      const ctx = identity ? request.context : serializer.deserializeContext({ ...request.context });
       const found = this.dispatcher.resolve(request);
       endpoint = found.endpoint;
-      const args: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(request.args)) args[k] = serializer.deserializeEntity(ctx, v);
+      let args = request.args as Record<string, unknown>;
+      if (!identity) {
+        args = {};
+        for (const [k, v] of Object.entries(request.args)) args[k] = serializer.deserializeEntity(ctx, v);
+      }
       const result = await found.fn.call(found.endpoint, ctx, args);
       if (isCall) await msg.reply({ result: serializer.serializeEntity(ctx, result), failure: null });
     } catch (err) {

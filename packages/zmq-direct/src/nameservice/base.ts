@@ -163,14 +163,18 @@ export abstract class BaseNameService implements NameService {
     await this.remove(regs);
   }
 
+  cached(key: string): readonly HostRecord[] | undefined {
+    const cached = this.cache.get(key);
+    if (this.closed || !cached || Date.now() - cached.fetchedAt >= this.cacheMs) return undefined;
+    this.counts.lookups++;
+    this.counts.cacheHits++;
+    return this.visible(cached.records);
+  }
+
   async lookup(key: string): Promise<readonly HostRecord[]> {
     this.assertOpen('lookup');
-    const cached = this.cache.get(key);
-    if (cached && Date.now() - cached.fetchedAt < this.cacheMs) {
-      this.counts.lookups++;
-      this.counts.cacheHits++;
-      return this.visible(cached.records);
-    }
+    const hit = this.cached(key);
+    if (hit) return hit;
     let records: readonly SeenRecord[];
     try {
       records = await this.fetchShared(key);
@@ -360,8 +364,14 @@ export abstract class BaseNameService implements NameService {
     }
   }
 
-  private visible(records: readonly SeenRecord[]): HostRecord[] {
-    if (this.forgotten.size === 0) return records.map((r) => r.record);
+  private readonly plain = new WeakMap<readonly SeenRecord[], HostRecord[]>();
+  private visible(records: readonly SeenRecord[]): readonly HostRecord[] {
+    if (this.forgotten.size === 0) {
+      // The common case, once per send: the same answer object until the records change.
+      let out = this.plain.get(records);
+      if (!out) this.plain.set(records, (out = records.map((r) => r.record)));
+      return out;
+    }
     const now = Date.now();
     const out: HostRecord[] = [];
     for (const { record } of records) {

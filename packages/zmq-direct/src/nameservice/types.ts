@@ -37,6 +37,8 @@ export interface NameService {
   unregister(keys: readonly string[], record: HostRecord): Promise<void>;
   /** The live records of `key`; served from a cache, and from a stale cache while the backend is down. */
   lookup(key: string): Promise<readonly HostRecord[]>;
+  /** lookup()'s answer when the cache has a fresh one, without waiting: the per-message path. */
+  cached(key: string): readonly HostRecord[] | undefined;
   /**
    * Hide `address` from lookup answers (all keys, cached or fresh) because its connection died.
    * It shows again once the backend has it registered or refreshed after the forget(), or after
