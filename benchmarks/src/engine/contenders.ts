@@ -4,6 +4,7 @@
  * contenders (raw amqplib, oslo.messaging) register through `registerContender`.
  */
 import net from 'node:net';
+import { connect as amqpConnect } from 'amqplib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigInput, HybridbusConfig } from '@hybridbus/core';
@@ -48,6 +49,31 @@ export function tcpProbe(what: string, host: string, port: number, timeoutMs = 2
   });
 }
 
+/**
+ * A full AMQP handshake: a broker that answers TCP may still refuse the login or the vhost, and
+ * the driver retries those as if they were transient, so the bench would wait for nothing.
+ */
+async function amqpProbe(u: URL, host: string, port: number): Promise<string | undefined> {
+  try {
+    const conn = await amqpConnect(
+      {
+        protocol: u.protocol === 'amqps:' ? 'amqps' : 'amqp',
+        hostname: host,
+        port,
+        username: decodeURIComponent(u.username) || 'guest',
+        password: decodeURIComponent(u.password) || 'guest',
+        vhost: decodeURIComponent(u.pathname.slice(1)) || '/',
+      },
+      { timeout: 5_000 },
+    );
+    await conn.close();
+    return undefined;
+  } catch (e) {
+    // amqplib's messages carry the broker's reason, e.g. "... 403 (ACCESS-REFUSED) with message ...".
+    return `rabbit: ${host}:${port}: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
 /** Why a transport URL cannot be benchmarked here, or undefined. */
 export async function probeUrl(url: string): Promise<string | undefined> {
   const u = new URL(url);
@@ -56,7 +82,12 @@ export async function probeUrl(url: string): Promise<string | undefined> {
   if (id === 'rabbit' || id === 'amqp1') {
     // Several hosts may be listed ("h1:5672,h2:5672"): the first one is enough to run.
     const first = (u.host.split(',')[0] ?? '').split(':');
-    return tcpProbe(id, first[0] || '127.0.0.1', Number(first[1]) || (u.protocol === 'amqps:' ? 5671 : 5672));
+    const host = first[0] || '127.0.0.1';
+    const port = Number(first[1]) || (u.protocol === 'amqps:' ? 5671 : 5672);
+    const tcp = await tcpProbe(id, host, port);
+    // TLS settings live in the driver's query options; the handshake probe is for plain AMQP.
+    if (tcp || id !== 'rabbit' || u.protocol === 'amqps:') return tcp;
+    return amqpProbe(u, host, port);
   }
   if (id === 'zmq') {
     const mm = u.searchParams.get('matchmaker') ?? 'local';
