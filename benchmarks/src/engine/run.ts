@@ -179,7 +179,9 @@ class Measurement {
     const cpu = role === 'client' ? this.cpus.client : this.cpus.server;
     // taskset execs the command, which inherits the IPC channel's fd.
     const [command, args] = cpu ? ['taskset', ['-c', cpu, cmd.command, ...cmd.args]] : [cmd.command, cmd.args];
-    return Child.spawnCommand(command, args, spec, { name, env: cmd.env });
+    // A few sockets and fds per server hosted or reached (a Bus each), with room to spare.
+    const peers = spec.role === 'server' ? spec.servers.length : spec.serverCount;
+    return Child.spawnCommand(command, args, spec, { name, env: cmd.env, minFds: 16 * peers + 512 });
   }
 
   /** Start `procs` server processes hosting `names` between them, then the clients. */
