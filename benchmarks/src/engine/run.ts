@@ -168,7 +168,6 @@ class Measurement {
   private readonly serverHosts: number[] = [];
 
   constructor(
-    private readonly o: BenchOptions,
     private readonly c: Contender,
     private readonly scenario: Scenario,
     private readonly payload: ClientSpec['payload'],
@@ -240,7 +239,7 @@ async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payloa
   const out: Raw[] = [];
   const deliverTimeout = o.durationMs * 20 + 30_000;
   const run = async (names: readonly string[], procs: number, clients: number, body: (m: Measurement) => Promise<void>): Promise<void> => {
-    const m = new Measurement(o, c, scenario, payload, cpus);
+    const m = new Measurement(c, scenario, payload, cpus);
     try {
       await m.start(names, procs, clients);
       await body(m);
