@@ -1,18 +1,18 @@
 /** `hybridbus bench` as a user runs it: bad input, a quick run on the embedded default, and one with RabbitMQ. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { BenchReport } from '@hybridbus/benchmarks';
+import { DEFAULTS, QUICK, registerContender, runBench, type BenchReport } from '@hybridbus/benchmarks';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 
 const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'hb-bench-test-'));
 /** Tiny settings: this checks the plumbing, not the figures. */
-const TINY = ['--quick', '--duration-ms', '150', '--warmup-ms', '50', '--warmup-calls', '100', '--latency-calls', '200', '--fanout-servers', '1,3', '--fanout-probes', '2', '--inflight', '4'];
+const TINY = ['--quick', '--duration-ms', '150', '--warmup-ms', '50', '--warmup-calls', '100', '--latency-calls', '200', '--fanout-servers', '3', '--fanout-probes', '2', '--inflight', '4'];
 
 function bench(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   // Without HYBRIDBUS_* from the caller's environment, so the embedded default is what runs.
@@ -23,6 +23,50 @@ function bench(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdo
     );
   });
 }
+
+/**
+ * A contender written in Python, speaking the child protocol over NODE_CHANNEL_FD (JSON lines):
+ * a TCP line echo, latency only. It shows the protocol works for a non-Node child.
+ */
+const PY_CHILD = `
+import json, os, socket, sys, threading, time
+spec = json.loads(sys.argv[-1])
+ipc = socket.socket(fileno=int(os.environ['NODE_CHANNEL_FD']))
+commands = ipc.makefile('r')
+def send(m): ipc.sendall((json.dumps(m) + '\\n').encode())
+if spec['role'] == 'server':
+    lsn = socket.create_server(('127.0.0.1', 0))
+    def echo(conn):
+        f = conn.makefile('rb')
+        for line in f: conn.sendall(line)
+    def accept():
+        while True: threading.Thread(target=echo, args=(lsn.accept()[0],), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    send({'kind': 'ready', 'endpoints': ['127.0.0.1:%d' % lsn.getsockname()[1]]})
+    for line in commands:
+        m = json.loads(line)
+        if m['kind'] == 'cpu': send({'kind': 'cpu', 'us': time.process_time() * 1e6})
+        if m['kind'] == 'exit': sys.exit(0)
+else:
+    host, port = spec['endpoints'][0].split(':')
+    conn = socket.create_connection((host, int(port)))
+    replies = conn.makefile('rb')
+    body = b'x' * spec['payload']['sizes'][0] + b'\\n'
+    send({'kind': 'ready'})
+    for line in commands:
+        m = json.loads(line)
+        if m['kind'] == 'exit': sys.exit(0)
+        c0, t0, times = time.process_time(), time.perf_counter(), []
+        for _ in range(m['count']):
+            t = time.perf_counter()
+            conn.sendall(body)
+            replies.readline()
+            times.append((time.perf_counter() - t) * 1e6)
+        times.sort()
+        at = lambda p: times[min(len(times) - 1, int(len(times) * p / 100))]
+        send({'kind': 'done', 'ops': m['count'], 'seconds': time.perf_counter() - t0, 'cpuUs': (time.process_time() - c0) * 1e6,
+              'histogram': [[p, at(p)] for p in (50, 90, 99, 99.9)] + [[100, times[-1]]]})
+`;
 
 const noStack = (s: string): void => assert.doesNotMatch(s, /^\s+at /m, 'no stack trace');
 
@@ -63,7 +107,7 @@ describe('hybridbus bench', () => {
     assert.match(r.stdout, /latency\.p50\s+zmq\s+[\d,.]+\s+µs\s+[\d.]+× raw-zeromq/);
     const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
     assert.equal(report.errors, undefined);
-    const metrics = ['latency.p50', 'latency.p99', 'throughput.4', 'cast', 'fanout.1.rate', 'fanout.3.rate', 'fanout.3.complete', 'notify'];
+    const metrics = ['latency.p50', 'latency.p99', 'throughput.4', 'cast', 'fanout.3.rate', 'fanout.3.complete', 'notify'];
     for (const m of metrics) {
       const zmq = report.summaries.find((s) => s.metric === m && s.contender === 'zmq');
       const raw = report.summaries.find((s) => s.metric === m && s.contender === 'raw-zeromq');
@@ -77,13 +121,48 @@ describe('hybridbus bench', () => {
     assert.deepEqual(new Set(report.latency?.map((l) => l.contender)), new Set(['zmq', 'raw-zeromq']));
   });
 
+  test('a contender in Python speaks the child protocol', async () => {
+    const script = join(dir, 'py-child.py');
+    writeFileSync(script, PY_CHILD);
+    const cmd = { command: 'python3', args: [script] };
+    registerContender('py-echo', () => ({
+      info: { id: 'py-echo', label: 'python TCP echo', kind: 'raw' },
+      scenarios: ['latency'],
+      data: {},
+      probe: async () => undefined,
+      server: () => cmd,
+      client: () => cmd,
+      baseline: () => undefined,
+    }));
+    const lines: string[] = [];
+    const report = await runBench({
+      ...DEFAULTS,
+      ...QUICK,
+      warmupCalls: 100,
+      latencyCalls: 300,
+      contenders: ['py-echo'],
+      scenarios: ['latency'],
+      rabbitUrl: 'rabbit://guest:guest@127.0.0.1:1/',
+      pin: false,
+      json: join(dir, 'py.json'),
+      html: join(dir, 'py.html'),
+      command: 'test',
+      out: (l) => void lines.push(l),
+      note: (l) => void lines.push(l),
+    });
+    assert.equal(report.errors, undefined, lines.join('\n'));
+    const p50 = report.summaries.find((s) => s.metric === 'latency.p50' && s.contender === 'py-echo');
+    assert.ok(p50 && p50.median > 0 && Number.isFinite(p50.median), lines.join('\n'));
+    assert.ok(p50.cpuUsPerMsg?.client !== undefined && p50.cpuUsPerMsg.server !== undefined);
+  });
+
   describe('with RabbitMQ', () => {
     const servers = sharedServers({ rabbit: () => startRabbitMQ({ plugins: [] }) });
 
     test('rabbit and hybrid figures, hybrid compared per pattern', async () => {
       const json = join(dir, 'rabbit.json');
       const url = servers.rabbit.url.replace(/^amqp:/, 'rabbit:');
-      const r = await bench([...TINY, '--rabbit-url', url, '--contenders', 'rabbit,hybrid,raw-zeromq', '--scenarios', 'latency,fanout,notify', '--fanout-servers', '3', '--json', json]);
+      const r = await bench([...TINY, '--rabbit-url', url, '--contenders', 'rabbit,hybrid,raw-zeromq', '--scenarios', 'latency,fanout,notify', '--json', json]);
       assert.equal(r.code, 0, r.stderr);
       const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
       assert.equal(report.errors, undefined);
