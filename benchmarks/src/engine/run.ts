@@ -222,7 +222,17 @@ class Measurement {
     try {
       return await Promise.all(this.servers.map((s) => s.next('reached', timeoutMs)));
     } catch (e) {
-      throw new Error(`${(e as Error).message} (expected ${perServer} messages per server: some were lost or are stuck)`);
+      // `expect 0` answers at once with the count so far: say how far delivery got.
+      let got = '';
+      try {
+        this.servers.forEach((s) => s.send({ kind: 'expect', n: 0, reset: false }));
+        const now = await Promise.all(this.servers.map((s) => s.next('reached', 5_000)));
+        got = `; ${now.reduce((a, m) => a + Number(m['count']), 0)} arrived`;
+      } catch {
+        // the servers are gone: the first error says why
+      }
+      const want = this.serverHosts.reduce((a, k) => a + perServer * k, 0);
+      throw new Error(`${(e as Error).message} (expected ${want} deliveries${got}: some were lost or are stuck)`);
     }
   }
 
