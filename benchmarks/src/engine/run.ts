@@ -354,7 +354,11 @@ export function renderTable(report: BenchReport): string {
     }
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+  const table = rows.map((r) => r.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+  const verdicts = rows.slice(1).map((r) => r[5] ?? '').filter(Boolean);
+  if (verdicts.length === 0) return table;
+  const count = (suffix: string): number => verdicts.filter((v) => v.endsWith(suffix)).length;
+  return `${table}\n\ntargets: ${count(' ok')} met, ${count(' MISS')} missed, ${count(' ?')} without their baseline in this run`;
 }
 
 /** Run the benchmark; writes the JSON (and HTML when the renderer is there) and returns the report. */
