@@ -353,6 +353,7 @@ export function renderTable(report: BenchReport): string {
       rows.push([m.id, s.contender, fmt(s.median), m.unit, ratio, target, cpu]);
     }
   }
+  if (rows.length === 1) return '(no figures)';
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   const table = rows.map((r) => r.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
   const verdicts = rows.slice(1).map((r) => r[5] ?? '').filter(Boolean);
@@ -381,7 +382,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
     const infos: ContenderInfo[] = [];
     const running: Contender[] = [];
-    for (const c of chosen) {
+    // Nothing to measure (e.g. only `scale`): no need to reach any server.
+    for (const c of scenarios.length ? chosen : []) {
       const why = await c.probe();
       infos.push(why ? { ...c.info, skipped: why } : c.info);
       if (why) note(`skipped ${c.info.id} — ${why}`);

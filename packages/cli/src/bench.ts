@@ -54,6 +54,7 @@ interface Flags {
   rabbitUrl: string;
   contenders?: string[];
   scenarios?: Array<Scenario | 'scale'>;
+  scenario?: Array<Scenario | 'scale'>;
   rounds?: number;
   payload?: PayloadOption;
   durationMs?: number;
@@ -88,6 +89,8 @@ Scenarios: ${ALL_SCENARIOS.join(', ')} (scale is not available yet).`,
     .addOption(new Option('--rabbit-url <url>', 'RabbitMQ for the default config (used only if reachable)').env('HYBRIDBUS_BENCH_RABBIT_URL').default(DEFAULT_RABBIT_URL).argParser(rabbitUrl))
     .option('--contenders <ids>', 'contenders to run, e.g. zmq,raw-zeromq (default all)', idList)
     .option('--scenarios <list>', `scenarios to run ${d(SCENARIOS.join(','))}`, scenarioList)
+    // The singular, as people type it (and as the issue spells `--scenario scale`).
+    .addOption(new Option('--scenario <list>').argParser(scenarioList).hideHelp())
     .option('--rounds <n>', `interleaved rounds; medians are reported ${d(DEFAULTS.rounds, QUICK.rounds)}`, int(1))
     .option('--payload <bytes|oslo>', `payload size, or oslo: real OpenStack message sizes ${d(DEFAULTS.payload)}`, payload)
     .option('--duration-ms <ms>', `measured time per throughput/cast/fanout/notify figure ${d(DEFAULTS.durationMs, QUICK.durationMs)}`, int(1))
@@ -110,7 +113,7 @@ Scenarios: ${ALL_SCENARIOS.join(', ')} (scale is not available yet).`,
         config: config(),
         rabbitUrl: f.rabbitUrl,
         contenders: f.contenders,
-        scenarios: f.scenarios ?? SCENARIOS,
+        scenarios: f.scenarios ?? f.scenario ?? SCENARIOS,
         rounds: f.rounds ?? (q ? QUICK.rounds : DEFAULTS.rounds),
         payload: f.payload ?? DEFAULTS.payload,
         durationMs: f.durationMs ?? (q ? QUICK.durationMs : DEFAULTS.durationMs),
