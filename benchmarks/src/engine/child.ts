@@ -163,7 +163,9 @@ export async function runClient(setup: (spec: ClientSpec) => Promise<ClientSide>
       // Looking at the clock per completed call costs little next to a call.
       const stop = (): boolean => nowNs() >= end;
       const inflight = Number(m['inflight']);
-      const ops = side.pipeline ? await side.pipeline(inflight, stop) : await pipelineOf(side.call?.bind(side) ?? Promise.resolve.bind(Promise), inflight, stop);
+      const call = side.call?.bind(side);
+      if (!side.pipeline && !call) throw new Error(`${spec.contender} has no calls`);
+      const ops = side.pipeline ? await side.pipeline(inflight, stop) : await pipelineOf(call as () => Promise<void>, inflight, stop);
       send({ kind: 'done', ops, seconds: (nowNs() - t0) / 1e9, cpuUs: cpuUs() - c0 });
     } else if (m.kind === 'send') {
       const count = m['count'] === undefined ? Infinity : Number(m['count']);
