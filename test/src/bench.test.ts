@@ -14,7 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), 'hb-bench-test-'));
 /** Tiny settings: this checks the plumbing, not the figures. */
 const TINY = ['--quick', '--duration-ms', '150', '--warmup-ms', '50', '--warmup-calls', '100', '--latency-calls', '200', '--fanout-servers', '3', '--fanout-probes', '2', '--inflight', '4'];
 
-function bench(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+function bench(args: string[], timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
   // Without HYBRIDBUS_* from the caller's environment, so the embedded default is what runs.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HYBRIDBUS_')));
   return new Promise((resolve) => {
@@ -70,7 +70,8 @@ else:
 
 const noStack = (s: string): void => assert.doesNotMatch(s, /^\s+at /m, 'no stack trace');
 
-describe('hybridbus bench', () => {
+// Concurrent: these check plumbing, not figures, and RabbitMQ boots while the quick run runs.
+describe('hybridbus bench', { concurrency: true }, () => {
   test('bad input: non-zero exit and one line naming the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['--rounds', '0'], /--rounds.*integer ≥ 1/],
