@@ -75,6 +75,28 @@ export class Child {
     return new Child(proc, options.name);
   }
 
+  /**
+   * Any program speaking the bench protocol (see ../engine/contender.ts): `command args...
+   * <spec-json>`, with Node's IPC channel in JSON mode, which a non-Node child reads and
+   * writes as JSON lines on the fd in NODE_CHANNEL_FD.
+   */
+  static spawnCommand(command: string, args: readonly string[], spec: unknown, options: { name: string; env?: Readonly<Record<string, string>> | undefined; minFds?: number | undefined }): Child {
+    let argv = [command, ...args, JSON.stringify(spec)];
+    if (options.minFds !== undefined && softFdLimit() < options.minFds) {
+      // As in start(): the IPC fd survives bash's exec.
+      argv = ['bash', '-c', `ulimit -n ${options.minFds} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`, ...argv];
+    }
+    const proc = spawn(argv[0] as string, argv.slice(1), {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json',
+      env: { ...process.env, ...options.env },
+    });
+    const child = new Child(proc, options.name);
+    // A command that cannot start (ENOENT) emits 'error', not always 'exit'.
+    proc.on('error', (e) => child.failAll(new Error(`${options.name}: ${e.message}`)));
+    return child;
+  }
+
   /** The next message of `kind` from the child (queued ones first). */
   next(kind: string, timeoutMs = 60_000): Promise<Message> {
     const i = this.inbox.findIndex((m) => m.kind === kind);

@@ -31,6 +31,11 @@ export class LatencyRecorder {
     };
   }
 
+  /** A percentile (0–100) in microseconds. */
+  percentileUs(p: number): number {
+    return Math.round((p >= 100 ? this.h.maxValue : this.h.getValueAtPercentile(p)) / 100) / 10;
+  }
+
   /** The whole histogram, compressed (HdrHistogram's base64 form), for the JSON results. */
   encoded(): string {
     return hdr.encodeIntoCompressedBase64(this.h);

@@ -116,4 +116,6 @@ export interface BenchReport {
   readonly summaries: readonly Summary[];
   readonly latency?: readonly LatencyDistribution[];
   readonly scale?: ScaleReport;
+  /** Measurements that failed, one line each ("rabbit fanout round 2: ..."); their cells are missing. */
+  readonly errors?: readonly string[];
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `hybridbus` command: a demo, a server and client for trying a config, notifications,
- * config checking and the name service. It reads config exactly as the library does.
+ * config checking, the name service and the benchmark. It reads config exactly as the library does.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
@@ -18,6 +18,7 @@ import {
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import { ZmqDriver } from '@hybridbus/zmq-direct';
+import { addBenchCommand } from './bench.js';
 import { runDemo } from './demo.js';
 
 /** Bad input found after parsing (commander reports its own parse errors itself). */
@@ -209,6 +210,8 @@ program
       await bus.close();
     }
   });
+
+addBenchCommand(program, () => common().config);
 
 try {
   await program.parseAsync(process.argv);

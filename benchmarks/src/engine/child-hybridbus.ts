@@ -1,0 +1,84 @@
+/**
+ * A hybridbus contender's child, server or client (spec.role), for any bus config: the
+ * public Bus API only, so every transport and the hybrid router are measured alike.
+ * spec.data.config is the bus config (ConfigInput).
+ */
+import { Bus, type ConfigInput, type Context } from '@hybridbus/core';
+import '@hybridbus/zmq-direct';
+import '@hybridbus/rabbit-brokered';
+import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import type { ClientSpec, ServerSpec } from './contender.js';
+
+/** Casts and notifications kept in flight: a caller that awaits each one serially would measure its own round trips. */
+const SEND_WINDOW = 64;
+const ctx: Context = {};
+
+const busOf = (spec: ServerSpec | ClientSpec): Promise<Bus> => Bus.create(spec.data['config'] as ConfigInput);
+
+const role = readSpec<ServerSpec | ClientSpec>().role;
+if (role === 'server') {
+  await runServer(async (spec, arrivals) => {
+    const buses: Bus[] = [];
+    const stops: Array<() => Promise<void>> = [];
+    if (spec.scenario === 'notify') {
+      const bus = await busOf(spec);
+      buses.push(bus);
+      // A pool: the listeners of one service sharing the work, as oslo's notification pools do.
+      const listener = bus.notificationListener([{ topic: spec.topic }], [{ info: () => void arrivals.hit() }], { pool: 'bench' });
+      await listener.start();
+      stops.push(() => listener.stop());
+    } else {
+      // One bus per server: each is its own peer (socket, connection), as separate nodes would be.
+      for (const server of spec.servers) {
+        const bus = await busOf(spec);
+        buses.push(bus);
+        const rpc = bus.rpcServer({ topic: spec.topic, server }, [
+          {
+            echo: (_c: Context, args: Record<string, unknown>) => args,
+            sink: () => void arrivals.hit(),
+          },
+        ]);
+        await rpc.start();
+        stops.push(() => rpc.stop());
+      }
+    }
+    return {
+      close: async () => {
+        await Promise.allSettled(stops.map((s) => s()));
+        await Promise.allSettled(buses.map((b) => b.close()));
+      },
+    };
+  });
+} else {
+  await runClient(async (spec): Promise<ClientSide> => {
+    const bus = await busOf(spec);
+    const payloads = new Payloads(spec.payload.sizes);
+    const client = bus.rpcClient({ topic: spec.topic });
+    const fanout = client.prepare({ fanout: true });
+    const notifier = bus.notifier({ publisherId: `bench.${process.pid}`, topics: [spec.topic] });
+    const one: () => Promise<void> =
+      spec.scenario === 'fanout'
+        ? () => fanout.cast(ctx, 'sink', { p: payloads.nextText() })
+        : spec.scenario === 'notify'
+          ? () => notifier.info(ctx, 'bench.event', { p: payloads.nextText() })
+          : () => client.cast(ctx, 'sink', { p: payloads.nextText() });
+    return {
+      call: async () => {
+        await client.call(ctx, 'echo', { p: payloads.nextText() });
+      },
+      sendMany: async (more) => {
+        let sent = 0;
+        await Promise.all(
+          Array.from({ length: SEND_WINDOW }, async () => {
+            while (more()) {
+              await one();
+              sent++;
+            }
+          }),
+        );
+        return sent;
+      },
+      close: () => bus.close(),
+    };
+  });
+}

@@ -1,0 +1,173 @@
+/**
+ * The contenders this package ships: one hybridbus contender per transport of the bus config
+ * (id by scheme), `hybrid` (the router as configured) and the raw zeromq.js baseline. Other
+ * contenders (raw amqplib, oslo.messaging) register through `registerContender`.
+ */
+import net from 'node:net';
+import { connect as amqpConnect } from 'amqplib';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ConfigInput, HybridbusConfig } from '@hybridbus/core';
+import { PATTERN_OF, SCENARIOS, type Contender, type ProcessCommand, type Scenario } from './contender.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const node = (script: string): ProcessCommand => ({ command: process.execPath, args: [path.join(here, script)] });
+
+/** Contender id for a transport URL's scheme. */
+export function schemeId(url: string): string {
+  const scheme = new URL(url).protocol.replace(/:$/, '');
+  return scheme === 'amqp' || scheme === 'amqps' ? 'rabbit' : scheme;
+}
+
+/** The raw baseline of each transport id. */
+export const BASELINE_OF: Readonly<Record<string, string>> = { zmq: 'raw-zeromq', rabbit: 'raw-amqplib' };
+
+const LABELS: Readonly<Record<string, string>> = { zmq: 'hybridbus zmq-direct', rabbit: 'hybridbus rabbit-brokered', amqp1: 'hybridbus amqp1' };
+
+/** The URL without credentials, for the report. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return url;
+  }
+}
+
+/** Can a TCP connection be opened? One line saying why not, or undefined. */
+export function tcpProbe(what: string, host: string, port: number, timeoutMs = 2_000): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (why: string | undefined): void => {
+      s.destroy();
+      resolve(why);
+    };
+    s.setTimeout(timeoutMs, () => done(`${what}: no answer from ${host}:${port} in ${timeoutMs} ms`));
+    s.once('connect', () => done(undefined));
+    s.once('error', (e: NodeJS.ErrnoException) => done(`${what}: ${e.code ?? e.message} ${host}:${port}`));
+  });
+}
+
+/**
+ * A full AMQP handshake: a broker that answers TCP may still refuse the login or the vhost, and
+ * the driver retries those as if they were transient, so the bench would wait for nothing.
+ */
+async function amqpProbe(u: URL, host: string, port: number): Promise<string | undefined> {
+  try {
+    const conn = await amqpConnect(
+      {
+        protocol: u.protocol === 'amqps:' ? 'amqps' : 'amqp',
+        hostname: host,
+        port,
+        username: decodeURIComponent(u.username) || 'guest',
+        password: decodeURIComponent(u.password) || 'guest',
+        vhost: decodeURIComponent(u.pathname.slice(1)) || '/',
+      },
+      { timeout: 5_000 },
+    );
+    await conn.close();
+    return undefined;
+  } catch (e) {
+    // amqplib's messages carry the broker's reason, e.g. "... 403 (ACCESS-REFUSED) with message ...".
+    return `rabbit: ${host}:${port}: ${(e as Error).message.split('\n')[0]}`;
+  }
+}
+
+/** Why a transport URL cannot be benchmarked here, or undefined. */
+export async function probeUrl(url: string): Promise<string | undefined> {
+  const u = new URL(url);
+  const id = schemeId(url);
+  if (id === 'memory') return 'memory: in-process only; it cannot carry messages between processes';
+  if (id === 'rabbit' || id === 'amqp1') {
+    // Several hosts may be listed ("h1:5672,h2:5672"): the first one is enough to run.
+    const first = (u.host.split(',')[0] ?? '').split(':');
+    const host = first[0] || '127.0.0.1';
+    const port = Number(first[1]) || (u.protocol === 'amqps:' ? 5671 : 5672);
+    const tcp = await tcpProbe(id, host, port);
+    // TLS settings live in the driver's query options; the handshake probe is for plain AMQP.
+    if (tcp || id !== 'rabbit' || u.protocol === 'amqps:') return tcp;
+    return amqpProbe(u, host, port);
+  }
+  if (id === 'zmq') {
+    const mm = u.searchParams.get('matchmaker') ?? 'local';
+    if (/^redis(\+sentinel)?:/.test(mm)) {
+      const r = new URL(mm);
+      return tcpProbe('zmq name service (redis)', r.hostname || '127.0.0.1', Number(r.port) || 6379);
+    }
+  }
+  return undefined;
+}
+
+/** A hybridbus contender driving the public Bus API with `config`. */
+function hybridbusContender(id: string, label: string, url: string | undefined, config: ConfigInput, baseline: (s: Scenario) => string | undefined, urls: readonly string[]): Contender {
+  return {
+    info: { id, label, kind: 'hybridbus', ...(url ? { url: redactUrl(url) } : {}) },
+    scenarios: SCENARIOS,
+    data: { config: { ...config, log: { level: 'error' } } },
+    probe: async () => {
+      for (const u of urls) {
+        const why = await probeUrl(u);
+        if (why) return why;
+      }
+      return undefined;
+    },
+    server: () => node('child-hybridbus.js'),
+    client: () => node('child-hybridbus.js'),
+    baseline,
+  };
+}
+
+/**
+ * The hybridbus contenders of a loaded config: one per transport (the first of each scheme),
+ * each carrying every pattern, plus `hybrid` when the config routes patterns to more than one
+ * transport.
+ */
+export function hybridbusContenders(config: HybridbusConfig): Contender[] {
+  const out: Contender[] = [];
+  const seen = new Set<string>();
+  for (const url of Object.values(config.transports)) {
+    const id = schemeId(url);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const cfg: ConfigInput = { transports: { default: url }, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
+    out.push(hybridbusContender(id, LABELS[id] ?? `hybridbus ${id}`, url, cfg, () => BASELINE_OF[id], [url]));
+  }
+  const used = [...new Set(Object.values(config.patterns))];
+  if (used.length > 1) {
+    const routes = Object.entries(config.patterns)
+      .map(([p, t]) => `${p}→${schemeId(config.transports[t] as string)}`)
+      .join(' ');
+    const cfg: ConfigInput = { transports: config.transports, patterns: config.patterns, topics: config.topics, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
+    // Each pattern is compared with the raw baseline of the transport that carries it.
+    const baseline = (s: Scenario): string | undefined => BASELINE_OF[schemeId(config.transports[config.patterns[PATTERN_OF[s]]] as string)];
+    out.push(hybridbusContender('hybrid', `hybridbus router (${routes})`, undefined, cfg, baseline, used.map((t) => config.transports[t] as string)));
+  }
+  return out;
+}
+
+/** Raw zeromq.js: DEALER/ROUTER, PUSH/PULL; fanout as one PUSH per server. */
+export const rawZeromq: Contender = {
+  info: { id: 'raw-zeromq', label: 'raw zeromq.js', kind: 'raw' },
+  scenarios: SCENARIOS,
+  data: {},
+  probe: async () => undefined,
+  server: () => node('child-raw-zeromq.js'),
+  client: () => node('child-raw-zeromq.js'),
+  baseline: () => undefined,
+};
+
+/** Contenders added by other modules (raw amqplib, oslo.messaging), by id. */
+const registered = new Map<string, (opts: { rabbitUrl: string | undefined }) => Contender>();
+
+/**
+ * Add a contender. `make` gets the RabbitMQ URL the bench uses (undefined when none is
+ * configured), so a raw amqplib or an oslo.messaging contender can reach the same broker.
+ */
+export function registerContender(id: string, make: (opts: { rabbitUrl: string | undefined }) => Contender): void {
+  registered.set(id, make);
+}
+
+export function registeredContenders(opts: { rabbitUrl: string | undefined }): Contender[] {
+  return [...registered.values()].map((make) => make(opts));
+}

@@ -1,0 +1,134 @@
+/**
+ * `hybridbus bench`: every configured backend, the router and the raw-client baselines side by
+ * side (the engine is @hybridbus/benchmarks). Bad input fails with one line naming the flag.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_RABBIT_URL, DEFAULTS, parsePayload, QUICK, runBench, SCENARIOS, type PayloadOption, type Scenario } from '@hybridbus/benchmarks';
+
+const ALL_SCENARIOS: readonly string[] = [...SCENARIOS, 'scale'];
+
+function int(min: number) {
+  return (text: string): number => {
+    if (!/^\d+$/.test(text) || Number(text) < min) throw new InvalidArgumentError(`expected an integer ≥ ${min}`);
+    return Number(text);
+  };
+}
+
+function intList(text: string): number[] {
+  const xs = text.split(',');
+  if (xs.some((x) => !/^\d+$/.test(x) || Number(x) < 1)) throw new InvalidArgumentError('expected a comma-separated list of positive integers, e.g. 16,256');
+  return xs.map(Number);
+}
+
+function scenarioList(text: string): Array<Scenario | 'scale'> {
+  const xs = text.split(',').filter(Boolean);
+  const bad = xs.filter((x) => !ALL_SCENARIOS.includes(x));
+  if (bad.length || xs.length === 0) throw new InvalidArgumentError(`unknown scenario ${bad.map((b) => `"${b}"`).join(', ')}; expected some of ${ALL_SCENARIOS.join(',')}`);
+  return xs as Array<Scenario | 'scale'>;
+}
+
+function idList(text: string): string[] {
+  const xs = text.split(',').filter(Boolean);
+  if (xs.length === 0 || xs.some((x) => !/^[a-z0-9][a-z0-9-]*$/.test(x))) throw new InvalidArgumentError('expected a comma-separated list of contender ids, e.g. zmq,raw-zeromq');
+  return xs;
+}
+
+function payload(text: string): PayloadOption {
+  const p = parsePayload(text);
+  if (p === undefined) throw new InvalidArgumentError('expected a size in bytes (≥ 1) or "oslo" (the sizes of real OpenStack messages)');
+  return p;
+}
+
+function rabbitUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new InvalidArgumentError('expected a URL such as rabbit://guest:guest@127.0.0.1:5672/');
+  }
+  if (!['rabbit:', 'amqp:', 'amqps:'].includes(u.protocol)) throw new InvalidArgumentError('expected a rabbit://, amqp:// or amqps:// URL');
+  return text;
+}
+
+interface Flags {
+  rabbitUrl: string;
+  contenders?: string[];
+  scenarios?: Array<Scenario | 'scale'>;
+  scenario?: Array<Scenario | 'scale'>;
+  rounds?: number;
+  payload?: PayloadOption;
+  durationMs?: number;
+  warmupMs?: number;
+  warmupCalls?: number;
+  latencyCalls?: number;
+  inflight?: number[];
+  clients?: number;
+  servers?: number;
+  fanoutServers?: number[];
+  fanoutProbes?: number;
+  pin?: boolean;
+  json: string;
+  html: string;
+  quick?: boolean;
+}
+
+/** Add `bench` to the program; `config()` is the global --config. */
+export function addBenchCommand(program: Command, config: () => string | undefined): void {
+  const d = (full: unknown, quick?: unknown): string => `(default ${String(full)}${quick === undefined ? '' : `; --quick: ${String(quick)}`})`;
+  program
+    .command('bench')
+    .description('benchmark every configured transport, the router and raw-client baselines side by side; a table, JSON and HTML')
+    .addHelpText(
+      'after',
+      `
+Without --config it runs on the embedded default (zmq:// with a private name service) and adds
+RabbitMQ at --rabbit-url when it answers: contenders zmq, rabbit, hybrid (call/cast on zmq,
+fanout/notify on rabbit) and raw-zeromq. Contenders that cannot run are skipped with a reason.
+Scenarios: ${ALL_SCENARIOS.join(', ')} (scale is not available yet).`,
+    )
+    .addOption(new Option('--rabbit-url <url>', 'RabbitMQ for the default config (used only if reachable)').env('HYBRIDBUS_BENCH_RABBIT_URL').default(DEFAULT_RABBIT_URL).argParser(rabbitUrl))
+    .option('--contenders <ids>', 'contenders to run, e.g. zmq,raw-zeromq (default all)', idList)
+    .option('--scenarios <list>', `scenarios to run ${d(SCENARIOS.join(','))}`, scenarioList)
+    // The singular, as people type it (and as the issue spells `--scenario scale`).
+    .addOption(new Option('--scenario <list>').argParser(scenarioList).hideHelp())
+    .option('--rounds <n>', `interleaved rounds; medians are reported ${d(DEFAULTS.rounds, QUICK.rounds)}`, int(1))
+    .option('--payload <bytes|oslo>', `payload size, or oslo: real OpenStack message sizes ${d(DEFAULTS.payload)}`, payload)
+    .option('--duration-ms <ms>', `measured time per throughput/cast/fanout/notify figure ${d(DEFAULTS.durationMs, QUICK.durationMs)}`, int(1))
+    .option('--warmup-ms <ms>', `warm-up time before each of those ${d(DEFAULTS.warmupMs, QUICK.warmupMs)}`, int(0))
+    .option('--warmup-calls <n>', `sequential calls before measuring latency (the JIT needs ~10,000) ${d(DEFAULTS.warmupCalls, QUICK.warmupCalls)}`, int(0))
+    .option('--latency-calls <n>', `sequential calls measured for latency ${d(DEFAULTS.latencyCalls, QUICK.latencyCalls)}`, int(1))
+    .option('--inflight <list>', `calls in flight for throughput ${d(DEFAULTS.inflight.join(','))}`, intList)
+    .option('--clients <n>', `client processes for throughput, cast and notify ${d(DEFAULTS.clients)}`, int(1))
+    .option('--servers <n>', `server processes for latency and throughput ${d(DEFAULTS.servers)}`, int(1))
+    .option('--fanout-servers <list>', `fanout to this many servers (over up to 4 processes) ${d(DEFAULTS.fanoutServers.join(','), QUICK.fanoutServers.join(','))}`, intList)
+    .option('--fanout-probes <n>', `single fanouts timed for fanout.N.complete ${d(DEFAULTS.fanoutProbes, QUICK.fanoutProbes)}`, int(1))
+    .option('--pin', 'pin clients and servers to different CPUs (taskset)')
+    .option('--json <file>', 'JSON results', 'bench-results/bench.json')
+    .option('--html <file>', 'HTML report', 'bench-results/bench.html')
+    .option('--quick', 'short settings (a smoke run, not figures to quote)')
+    .showHelpAfterError(false)
+    .action(async (f: Flags) => {
+      const q = f.quick === true;
+      await runBench({
+        config: config(),
+        rabbitUrl: f.rabbitUrl,
+        contenders: f.contenders,
+        scenarios: f.scenarios ?? f.scenario ?? SCENARIOS,
+        rounds: f.rounds ?? (q ? QUICK.rounds : DEFAULTS.rounds),
+        payload: f.payload ?? DEFAULTS.payload,
+        durationMs: f.durationMs ?? (q ? QUICK.durationMs : DEFAULTS.durationMs),
+        warmupMs: f.warmupMs ?? (q ? QUICK.warmupMs : DEFAULTS.warmupMs),
+        warmupCalls: f.warmupCalls ?? (q ? QUICK.warmupCalls : DEFAULTS.warmupCalls),
+        latencyCalls: f.latencyCalls ?? (q ? QUICK.latencyCalls : DEFAULTS.latencyCalls),
+        inflight: f.inflight ?? DEFAULTS.inflight,
+        clients: f.clients ?? DEFAULTS.clients,
+        servers: f.servers ?? DEFAULTS.servers,
+        fanoutServers: f.fanoutServers ?? (q ? QUICK.fanoutServers : DEFAULTS.fanoutServers),
+        fanoutProbes: f.fanoutProbes ?? (q ? QUICK.fanoutProbes : DEFAULTS.fanoutProbes),
+        pin: f.pin === true,
+        json: f.json,
+        html: f.html,
+        command: ['hybridbus', ...process.argv.slice(2)].join(' '),
+      });
+    });
+}

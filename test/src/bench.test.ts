@@ -1,0 +1,183 @@
+/** `hybridbus bench` as a user runs it: bad input, a quick run on the embedded default, and one with RabbitMQ. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { DEFAULTS, QUICK, registerContender, runBench, type BenchReport } from '@hybridbus/benchmarks';
+import { sharedServers, startRabbitMQ } from './harness/launcher.js';
+
+const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
+const dir = mkdtempSync(join(tmpdir(), 'hb-bench-test-'));
+/** Tiny settings: this checks the plumbing, not the figures. */
+const TINY = ['--quick', '--duration-ms', '150', '--warmup-ms', '50', '--warmup-calls', '100', '--latency-calls', '200', '--fanout-servers', '3', '--fanout-probes', '2', '--inflight', '4'];
+
+function bench(args: string[], timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  // Without HYBRIDBUS_* from the caller's environment, so the embedded default is what runs.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HYBRIDBUS_')));
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, 'bench', ...args], { env, timeout: timeoutMs }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/**
+ * A contender written in Python, speaking the child protocol over NODE_CHANNEL_FD (JSON lines):
+ * a TCP line echo, latency only. It shows the protocol works for a non-Node child.
+ */
+const PY_CHILD = `
+import json, os, socket, sys, threading, time
+spec = json.loads(sys.argv[-1])
+ipc = socket.socket(fileno=int(os.environ['NODE_CHANNEL_FD']))
+commands = ipc.makefile('r')
+def send(m): ipc.sendall((json.dumps(m) + '\\n').encode())
+if spec['role'] == 'server':
+    lsn = socket.create_server(('127.0.0.1', 0))
+    def echo(conn):
+        f = conn.makefile('rb')
+        for line in f: conn.sendall(line)
+    def accept():
+        while True: threading.Thread(target=echo, args=(lsn.accept()[0],), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    send({'kind': 'ready', 'endpoints': ['127.0.0.1:%d' % lsn.getsockname()[1]]})
+    for line in commands:
+        m = json.loads(line)
+        if m['kind'] == 'cpu': send({'kind': 'cpu', 'us': time.process_time() * 1e6})
+        if m['kind'] == 'exit': sys.exit(0)
+else:
+    host, port = spec['endpoints'][0].split(':')
+    conn = socket.create_connection((host, int(port)))
+    replies = conn.makefile('rb')
+    body = b'x' * spec['payload']['sizes'][0] + b'\\n'
+    send({'kind': 'ready'})
+    for line in commands:
+        m = json.loads(line)
+        if m['kind'] == 'exit': sys.exit(0)
+        c0, t0, times = time.process_time(), time.perf_counter(), []
+        for _ in range(m['count']):
+            t = time.perf_counter()
+            conn.sendall(body)
+            replies.readline()
+            times.append((time.perf_counter() - t) * 1e6)
+        times.sort()
+        at = lambda p: times[min(len(times) - 1, int(len(times) * p / 100))]
+        send({'kind': 'done', 'ops': m['count'], 'seconds': time.perf_counter() - t0, 'cpuUs': (time.process_time() - c0) * 1e6,
+              'histogram': [[p, at(p)] for p in (50, 90, 99, 99.9)] + [[100, times[-1]]]})
+`;
+
+const noStack = (s: string): void => assert.doesNotMatch(s, /^\s+at /m, 'no stack trace');
+
+// Concurrent: these check plumbing, not figures, and RabbitMQ boots while the quick run runs.
+describe('hybridbus bench', { concurrency: true }, () => {
+  test('bad input: non-zero exit and one line naming the flag', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--rounds', '0'], /--rounds.*integer ≥ 1/],
+      [['--rounds', 'three'], /--rounds.*integer ≥ 1/],
+      [['--scenarios', 'latency,speed'], /--scenarios.*"speed".*latency,throughput,cast,fanout,notify/],
+      [['--payload', 'big'], /--payload.*oslo/],
+      [['--contenders', 'zmq,nope', '--scenarios', 'latency'], /--contenders: unknown "nope"; expected some of .*raw-zeromq/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => bench(args)));
+    runs.forEach((r, i) => {
+      const [args, want] = cases[i] as [string[], RegExp];
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr, want);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      noStack(r.stderr);
+    });
+  });
+
+  test('an unreachable --rabbit-url skips rabbit with one line and exits 0', async () => {
+    const json = join(dir, 'skip.json');
+    const r = await bench(['--rabbit-url', 'rabbit://guest:guest@127.0.0.1:1/', '--contenders', 'rabbit,hybrid', '--scenarios', 'latency', '--json', json]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^skipped rabbit — rabbit: ECONNREFUSED 127\.0\.0\.1:1$/m);
+    assert.match(r.stderr, /^skipped hybrid — /m);
+    noStack(r.stderr);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
+    assert.equal(report.contenders.find((c) => c.id === 'rabbit')?.skipped, 'rabbit: ECONNREFUSED 127.0.0.1:1');
+  });
+
+  test('--quick on the embedded default: every scenario for zmq and raw-zeromq, with ratios', async () => {
+    const json = join(dir, 'quick.json');
+    const r = await bench([...TINY, '--contenders', 'zmq,raw-zeromq', '--json', json, '--html', join(dir, 'quick.html')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /latency\.p50\s+zmq\s+[\d,.]+\s+µs\s+[\d.]+× raw-zeromq/);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
+    assert.equal(report.errors, undefined);
+    const metrics = ['latency.p50', 'latency.p99', 'throughput.4', 'cast', 'fanout.3.rate', 'fanout.3.complete', 'notify'];
+    for (const m of metrics) {
+      const zmq = report.summaries.find((s) => s.metric === m && s.contender === 'zmq');
+      const raw = report.summaries.find((s) => s.metric === m && s.contender === 'raw-zeromq');
+      assert.ok(raw && Number.isFinite(raw.median) && raw.median > 0, `raw-zeromq ${m}`);
+      assert.ok(zmq && Number.isFinite(zmq.median) && zmq.median > 0, `zmq ${m}`);
+      assert.equal(zmq.baseline, 'raw-zeromq');
+      assert.ok(Number.isFinite(zmq.ratio), `zmq ${m} ratio`);
+    }
+    assert.ok(report.summaries.find((s) => s.metric === 'cast' && s.contender === 'zmq')?.cpuUsPerMsg?.server);
+    assert.deepEqual(report.metrics.find((m) => m.id === 'latency.p50')?.targets?.['zmq'], { op: '<=', ratio: 1.05 });
+    assert.deepEqual(new Set(report.latency?.map((l) => l.contender)), new Set(['zmq', 'raw-zeromq']));
+  });
+
+  test('a contender in Python speaks the child protocol', async () => {
+    const script = join(dir, 'py-child.py');
+    writeFileSync(script, PY_CHILD);
+    const cmd = { command: 'python3', args: [script] };
+    registerContender('py-echo', () => ({
+      info: { id: 'py-echo', label: 'python TCP echo', kind: 'raw' },
+      scenarios: ['latency'],
+      data: {},
+      probe: async () => undefined,
+      server: () => cmd,
+      client: () => cmd,
+      baseline: () => undefined,
+    }));
+    const lines: string[] = [];
+    const report = await runBench({
+      ...DEFAULTS,
+      ...QUICK,
+      warmupCalls: 100,
+      latencyCalls: 300,
+      contenders: ['py-echo'],
+      scenarios: ['latency'],
+      rabbitUrl: 'rabbit://guest:guest@127.0.0.1:1/',
+      pin: false,
+      json: join(dir, 'py.json'),
+      html: join(dir, 'py.html'),
+      command: 'test',
+      out: (l) => void lines.push(l),
+      note: (l) => void lines.push(l),
+    });
+    assert.equal(report.errors, undefined, lines.join('\n'));
+    const p50 = report.summaries.find((s) => s.metric === 'latency.p50' && s.contender === 'py-echo');
+    assert.ok(p50 && p50.median > 0 && Number.isFinite(p50.median), lines.join('\n'));
+    assert.ok(p50.cpuUsPerMsg?.client !== undefined && p50.cpuUsPerMsg.server !== undefined);
+  });
+
+  describe('with RabbitMQ', () => {
+    const servers = sharedServers({ rabbit: () => startRabbitMQ({ plugins: [] }) });
+
+    test('rabbit and hybrid figures, hybrid compared per pattern', async () => {
+      const json = join(dir, 'rabbit.json');
+      const url = servers.rabbit.url.replace(/^amqp:/, 'rabbit:');
+      const r = await bench([...TINY, '--rabbit-url', url, '--contenders', 'rabbit,hybrid,raw-zeromq', '--scenarios', 'latency,fanout,notify', '--json', json]);
+      assert.equal(r.code, 0, r.stderr);
+      const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
+      assert.equal(report.errors, undefined);
+      for (const c of ['rabbit', 'hybrid']) {
+        for (const m of ['latency.p50', 'fanout.3.rate', 'fanout.3.complete', 'notify']) {
+          const s = report.summaries.find((x) => x.metric === m && x.contender === c);
+          assert.ok(s && Number.isFinite(s.median) && s.median > 0, `${c} ${m}`);
+        }
+      }
+      // The router carries calls on zmq: compared with raw zeromq; fanout rides rabbit: raw amqplib.
+      assert.equal(report.summaries.find((s) => s.metric === 'latency.p50' && s.contender === 'hybrid')?.baseline, 'raw-zeromq');
+      assert.ok(Number.isFinite(report.summaries.find((s) => s.metric === 'latency.p50' && s.contender === 'hybrid')?.ratio));
+      assert.equal(report.summaries.find((s) => s.metric === 'fanout.3.rate' && s.contender === 'hybrid')?.baseline, 'raw-amqplib');
+      assert.equal(report.summaries.find((s) => s.metric === 'notify' && s.contender === 'rabbit')?.baseline, 'raw-amqplib');
+    });
+  });
+});
