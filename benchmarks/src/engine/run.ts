@@ -8,7 +8,7 @@
  * this file does all the timing arithmetic, so every contender is measured the same way.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type HybridbusConfig } from '@hybridbus/core';
@@ -16,6 +16,7 @@ import cliProgress from 'cli-progress';
 import { Child, type Message } from '../lib/proc.js';
 import { median } from '../lib/stats.js';
 import type { BenchReport, Cell, ContenderInfo, LatencyDistribution, MetricInfo, Summary } from '../report/types.js';
+import { writeReportFiles } from '../report/html.js';
 import { SCENARIOS, type ClientSpec, type Contender, type Scenario, type ServerSpec } from './contender.js';
 import { hybridbusContenders, rawZeromq, registeredContenders, schemeId } from './contenders.js';
 import { meanSize, payloadSpec, type PayloadOption } from './payload.js';
@@ -490,32 +491,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       ...(errors.length ? { errors } : {}),
     };
 
-    mkdirSync(path.dirname(path.resolve(o.json)), { recursive: true });
-    writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+    await writeReportFiles(report, { json: o.json, html: o.html });
     out(renderTable(report));
     out('');
     out(`JSON: ${o.json}`);
-    const html = await writeHtml(report, o.html);
-    out(html ? `HTML: ${o.html}` : 'HTML: not written (the report renderer, benchmarks/src/report/html.ts, is not in this build)');
+    out(`HTML: ${o.html}`);
     return report;
   } finally {
     rmSync(nsDir, { recursive: true, force: true });
   }
-}
-
-/** The HTML report, when the renderer module exists (it is built separately). */
-async function writeHtml(report: BenchReport, file: string): Promise<boolean> {
-  // A variable specifier: the module may be absent from this build, and that is fine.
-  const spec = '../report/html.js';
-  let mod: { renderHtml?: unknown };
-  try {
-    mod = (await import(spec)) as { renderHtml?: unknown };
-  } catch {
-    return false;
-  }
-  if (typeof mod.renderHtml !== 'function') return false;
-  const render = mod.renderHtml as (r: BenchReport) => string;
-  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  writeFileSync(file, render(report));
-  return true;
 }
