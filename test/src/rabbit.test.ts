@@ -18,7 +18,7 @@ import {
   type Context,
   type IncomingRpc,
 } from '@hybridbus/core';
-import { ConnectionLost } from '@hybridbus/core';
+import { AuthenticationFailed, ConnectionLost } from '@hybridbus/core';
 import { RabbitDriver, parseRabbitUrl } from '@hybridbus/rabbit-brokered';
 import { processTree, sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { Collector, deferred, freshTopic, recordingLogger, type RecordingLogger } from './util.js';
@@ -527,6 +527,24 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
       await s.start();
       assert.equal(await bus.rpcClient({ topic }).call(ctx, 'ping'), 'pong');
       await s.stop();
+    }
+  });
+
+  test('a refused login or an unknown vhost fails calls and server start-up at once with AuthenticationFailed', async () => {
+    const port = servers.rabbit.port;
+    for (const [u, why] of [
+      [`rabbit://guest:wrong@127.0.0.1:${port}/`, /ACCESS.REFUSED/],
+      [`rabbit://guest:guest@127.0.0.1:${port}/no-such-vhost`, /NOT.ALLOWED|vhost/],
+    ] as const) {
+      const bus = await Bus.create({ transports: { default: u }, rpc: { timeout: 60_000 } }, { logger: recordingLogger() });
+      buses.push(bus);
+      const topic = freshTopic('refused');
+      const started = Date.now();
+      const err = await bus.rpcClient({ topic }).call(ctx, 'ping').then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof AuthenticationFailed, `${u}: got ${String(err)}`);
+      assert.match(err.message, why);
+      assert.ok(Date.now() - started < 15_000, 'told at the first refusal, not at the 60 s call timeout');
+      await assert.rejects(bus.rpcServer({ topic, server: 's' }, [{ ping: () => 'pong' }]).start(), AuthenticationFailed);
     }
   });
 

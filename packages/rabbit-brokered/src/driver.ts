@@ -193,6 +193,10 @@ export class RabbitDriver implements Driver {
   }
 
   private async attach(consumer: Consumer): Promise<void> {
+    // A server may start during an outage (it is restored on reconnect), but not with a login
+    // the broker refuses: that needs fixing, not waiting.
+    const refused = this.link.refusal;
+    if (refused) throw refused;
     this.link.consumers.add(consumer);
     this.consumers.add(consumer);
     const gen = this.link.current;

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Message, type Options } from 'amqplib';
 import {
+  AuthenticationFailed,
   HybridbusError,
   MessageDeliveryFailure,
   MessageUndeliverable,
@@ -215,6 +216,8 @@ export class Link {
   private genCounter = 0;
   /** Failed connection attempts so far (sends count them against their retry budget). */
   private failedAttempts = 0;
+  /** Set while the latest attempt was refused (credentials, vhost): callers fail at once. */
+  private refused: AuthenticationFailed | undefined;
   private wake = deferred();
   private blockedReason: string | undefined;
   private unblocked = deferred();
@@ -241,6 +244,11 @@ export class Link {
   /** Resolves after the first connection, or after every broker of the list failed once. */
   started(): Promise<void> {
     return this.firstPass.promise;
+  }
+
+  /** Why the broker refused the latest connection attempt (credentials, vhost), if it did. */
+  get refusal(): AuthenticationFailed | undefined {
+    return this.gen ? undefined : this.refused;
   }
 
   get isUp(): boolean {
@@ -290,6 +298,10 @@ export class Link {
       } catch (err) {
         this.failedAttempts++;
         failures++;
+        // A refused login or vhost will not fix itself in a call's lifetime: say so now rather
+        // than at the call's timeout (attempts go on, for when the broker's config is fixed).
+        const why = refusal(err);
+        this.refused = why ? new AuthenticationFailed(`${ep.label} refused the connection: ${why}`, { cause: err }) : undefined;
         this.notify();
         if (failures >= eps.length) this.firstPass.resolve();
         const now = Date.now();
@@ -343,6 +355,7 @@ export class Link {
         continue;
       }
       this.gen = gen;
+      this.refused = undefined;
       if (failures > 0 || gen.id > 1) this.logger.info({ broker: ep.label, attempts: failures }, 'connected to the broker');
       failures = 0;
       this.firstPass.resolve();
@@ -401,6 +414,7 @@ export class Link {
       if (signal?.aborted) throw signal.reason;
       const gen = this.current;
       if (gen) return gen;
+      if (this.refused) throw this.refused;
       if (budget.left <= 0) throw new MessageDeliveryFailure('not connected to the broker and no retries left');
       const seen = this.failedAttempts;
       await raceSignal(this.wake.promise, signal);
@@ -501,4 +515,14 @@ export class Link {
       gen.markLost(new TransportClosed('crashed'));
     }
   }
+}
+
+/** Why a failed connection attempt was the broker refusing us, or undefined when it was not. */
+function refusal(err: unknown): string | undefined {
+  const msg = errorMessage(err);
+  if (/ACCESS.REFUSED|NOT.ALLOWED|\b(403|530)\b/.test(msg)) return msg;
+  // amqplib reports a close in answer to connection.open without its code: the vhost does not
+  // exist or the user may not use it.
+  if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(msg)) return `the vhost does not exist or this user may not use it (${msg})`;
+  return undefined;
 }
