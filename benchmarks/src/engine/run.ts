@@ -19,6 +19,7 @@ import type { BenchReport, Cell, ContenderInfo, LatencyDistribution, MetricInfo,
 import { SCENARIOS, type ClientSpec, type Contender, type Scenario, type ServerSpec } from './contender.js';
 import { hybridbusContenders, rawZeromq, registeredContenders, schemeId } from './contenders.js';
 import { meanSize, payloadSpec, type PayloadOption } from './payload.js';
+import { benchScale, renderScaleTable, SCALE_DEFAULTS } from '../scale/run.js';
 
 export const DEFAULT_RABBIT_URL = 'rabbit://guest:guest@127.0.0.1:5672/';
 
@@ -57,6 +58,10 @@ export interface BenchOptions {
   /** Where the table and notes go (default stdout / stderr). */
   readonly out?: (line: string) => void;
   readonly note?: (line: string) => void;
+  /** The scale scenario (../scale/run.ts): server counts, server processes, timed fanouts per step. */
+  readonly scaleSteps?: readonly number[] | undefined;
+  readonly scaleProcs?: number | undefined;
+  readonly scaleProbes?: number | undefined;
 }
 
 export const DEFAULTS = {
@@ -377,7 +382,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       if (unknown.length) throw new Error(`--contenders: unknown ${unknown.map((u) => `"${u}"`).join(', ')}; expected some of ${all.map((c) => c.info.id).join(',')}`);
     }
     const chosen = o.contenders ? all.filter((c) => o.contenders?.includes(c.info.id)) : all;
-    if (o.scenarios.includes('scale')) note('scale: not available yet');
     const scenarios = SCENARIOS.filter((s) => o.scenarios.includes(s));
 
     const infos: ContenderInfo[] = [];
@@ -420,6 +424,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
     bar?.stop();
+    const scale = o.scenarios.includes('scale') ? await benchScale(config.transports, o, note) : undefined;
+    errors.push(...(scale?.errors ?? []));
     for (const e of errors) note(`failed: ${e}`);
 
     const metrics = withHybridTargets(metricsOf(o, scenarios), config);
@@ -481,12 +487,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         fanoutProcesses: FANOUT_PROCS,
         pinned: pin,
         config: o.config ?? 'embedded default',
+        ...(scale?.report ? { scaleSteps: o.scaleSteps ?? SCALE_DEFAULTS.steps, scaleProcs: o.scaleProcs ?? SCALE_DEFAULTS.procs, scaleProbes: o.scaleProbes ?? SCALE_DEFAULTS.probes } : {}),
       },
       contenders: infos,
       metrics,
       cells,
       summaries,
       ...(latency.length ? { latency } : {}),
+      ...(scale?.report ? { scale: scale.report } : {}),
       ...(errors.length ? { errors } : {}),
     };
 
@@ -494,6 +502,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
     out(renderTable(report));
     out('');
+    if (scale?.report) out(`${renderScaleTable(scale.report)}\n\n${scale.report.notes.map((l) => `- ${l}`).join('\n')}\n`);
     out(`JSON: ${o.json}`);
     const html = await writeHtml(report, o.html);
     out(html ? `HTML: ${o.html}` : 'HTML: not written (the report renderer, benchmarks/src/report/html.ts, is not in this build)');
