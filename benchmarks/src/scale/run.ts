@@ -53,8 +53,12 @@ export interface ScalePointPlus extends ScalePoint {
   /** Fastest and slowest timed fanout. */
   readonly fanoutMinMs: number;
   readonly fanoutMaxMs: number;
-  /** RSS of the server processes, summed (KiB). */
+  /** RSS of the server processes, summed (KiB), once every server listens. */
   readonly serverRssKiB: number;
+  /** Open fds of the server processes, summed, once every server listens (before any client). */
+  readonly serverFds: number;
+  /** Median of the timed fanouts' send time: from the cast until it resolved in the client. */
+  readonly fanoutSendMs: number;
 }
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -103,10 +107,12 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
     const startupMs = Math.max(...readies.map((r) => Number(r['at']))) - t0;
     const registerMs = Number(seen['at']) - t0;
 
+    const sends: number[] = [];
     const fanout = async (): Promise<number> => {
       const s = seq++;
       client.send({ kind: 'fanout', seq: s });
       const sent = await client.next('sent', timeout);
+      sends.push(Number(sent['resolvedAt']) - Number(sent['startedAt']));
       servers.forEach((x) => x.send({ kind: 'expect', seq: s }));
       const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n)));
       return Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']);
@@ -115,6 +121,7 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
     client.send({ kind: 'measure' });
     const after = await client.next('measured', 60_000);
     const times: number[] = [];
+    sends.length = 0;
     for (let i = 0; i < o.probes; i++) times.push(await fanout());
     client.send({ kind: 'measure' });
     const end = await client.next('measured', 60_000);
@@ -140,6 +147,8 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
       fanoutMinMs: round(Math.min(...times)),
       fanoutMaxMs: round(Math.max(...times)),
       serverRssKiB: readies.reduce((a, r) => a + Number(r['rssKiB']), 0),
+      serverFds: readies.reduce((a, r) => a + Number(r['fds']), 0),
+      fanoutSendMs: round(median(sends)),
     };
   } finally {
     await stopAll(children);
@@ -219,6 +228,10 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
   const start = fit(ns, points.map((p) => p.startupMs));
   const reg = fit(ns, points.map((p) => p.registerMs));
   const srv = fit(ns, points.map((p) => p.serverRssKiB));
+  const srvFds = fit(ns, points.map((p) => p.serverFds));
+  const prev = points.length >= 2 ? (points[points.length - 2] as ScalePointPlus) : undefined;
+  /** Growth exponent between the last two steps: y ∝ n^k. */
+  const expo = (y: (p: ScalePointPlus) => number): number => (prev && y(prev) > 0 && y(last) > 0 ? Math.log(y(last) / y(prev)) / Math.log(last.n / prev.n) : NaN);
   const recordsPerServer = last.nsRecords / last.n;
   const raw500 = points.find((p) => p.n === 500) ?? last;
   const lines: string[] = [];
@@ -236,7 +249,7 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
   const flat = (what: string, slope: number, unit: string): string => `${what}: no growth measurable over n=${ns.join(',')} (fit ${f(slope, 3)} ${unit}); noise dominates at these sizes: run larger steps to extrapolate.`;
   if (srv.slope <= 0) lines.push(flat('server RSS', srv.slope, 'KiB per server'));
   else lines.push(
-    `servers: ${f(srv.slope, 0)} KiB RSS per in-process server (fit; a Bus each; ${f(last.serverRssKiB / 1024, 0)} MiB for ${last.n} over ${last.procs} processes) → ~${f((srv.slope * big) / 1024 / 1024, 1)} GiB to host 10,000 on one box; each server is its own ROUTER, so a process hosting k servers needs zeromq context.maxSockets ≥ k (default 1023) and ~3 fds each.`,
+    `servers: ${f(srv.slope, 0)} KiB RSS per in-process server (fit; a Bus each; ${f(last.serverRssKiB / 1024, 0)} MiB for ${last.n} over ${last.procs} processes) → ~${f((srv.slope * big) / 1024 / 1024, 1)} GiB to host 10,000 on one box; each server is its own ROUTER, so a process hosting k servers needs zeromq context.maxSockets ≥ k (default 1023, the bench raises it) and ${f(srvFds.slope, 2)} fds per server (fit over the server processes' fds) → ulimit -n ≥ ~${f(Math.ceil((srvFds.slope * big * 1.25) / 1024) * 1024, 0)} if one process hosted 10,000.`,
   );
   lines.push(
     `name service: ${f(recordsPerServer, 2)} records per server (${last.nsRecords} at ${last.n}) → ${f(recordsPerServer * big, 0)} records at 10,000; refreshed every TTL/3 = ${f(ttl / 3000, 1)} s → ~${f((recordsPerServer * big) / (ttl / 3000), 0)} refresh writes/s (${mm.split(':')[0]}), and a fanout lookup that misses the cache reads all ${f(big, 0)} records of the topic key.`,
@@ -246,7 +259,7 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
   );
   if (fan.slope <= 0) lines.push(flat('fanout completion', fan.slope, 'ms per peer'));
   else lines.push(
-    `fanout: ${f(fan.slope * 1000, 1)} µs per peer (fit; ${f(last.fanoutCompleteMs, 1)} ms median to all ${last.n}, first fanout with connects ${f(last.firstFanoutMs, 1)} ms) → ~${f(fan.at(big), 0)} ms for one fanout to 10,000 as N sequential sends from one client; a broker (one publish, the broker copies) or a PUB/SUB or multicast tree (log fan-out, e.g. 100 relays × 100) keeps the sender's cost constant.`,
+    `fanout: ${f(fan.slope * 1000, 1)} µs per peer (fit; ${f(last.fanoutCompleteMs, 1)} ms median to all ${last.n}, of which ${f(last.fanoutSendMs, 1)} ms until the client's cast resolved; first fanout with connects ${f(last.firstFanoutMs, 1)} ms) → ~${f(fan.at(big), 0)} ms for one fanout to 10,000 as N sequential sends from one client if linear${Number.isFinite(expo((p) => p.fanoutCompleteMs)) ? `, but it grew as n^${f(expo((p) => p.fanoutCompleteMs), 2)} from ${prev?.n} to ${last.n} (receivers share ${os.cpus().length} CPUs) → ~${f((last.fanoutCompleteMs * (big / last.n) ** expo((p) => p.fanoutCompleteMs)) / 1000, 1)} s if that held` : ''}; a broker (one publish, the broker copies) or a PUB/SUB or multicast tree (log fan-out, e.g. 100 relays × 100) keeps the sender's cost constant.`,
   );
   if (start.slope <= 0) lines.push(flat('start-up', start.slope, 'ms per server'));
   else lines.push(

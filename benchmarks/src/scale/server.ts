@@ -4,10 +4,11 @@
  *        with an RpcServer on spec.topic whose `sink` method records the fanout's `seq`;
  * - raw: spec.count raw zeromq.js ROUTERs, each answering [id, "ok"] to whatever arrives.
  *
- * Messages (lib/proc.ts): → ready { at, endpoints?, registered, rssKiB } once every server
+ * Messages (lib/proc.ts): → ready { at, endpoints?, registered, rssKiB, fds } once every server
  * listens (and, for hb, is registered); ← expect { seq } → reached { seq, firstAt, lastAt } once
  * every server here has had fanout `seq` (wall-clock ms, comparable across processes); ← exit.
  */
+import { readdirSync } from 'node:fs';
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
@@ -60,6 +61,7 @@ void (async () => {
 })();
 
 const rssKiB = (): number => Math.round(process.memoryUsage().rss / 1024);
+const openFds = (): number => readdirSync('/proc/self/fd').length - 1;
 
 if (spec.role === 'hb') {
   let registered = 0;
@@ -75,7 +77,7 @@ if (spec.role === 'hb') {
       .start();
     registered += (bus.transport('default') as ZmqDriver).nameService.stats.registered;
   }
-  toParent({ kind: 'ready', at: wallMs(), registered, rssKiB: rssKiB() });
+  toParent({ kind: 'ready', at: wallMs(), registered, rssKiB: rssKiB(), fds: openFds() });
 } else {
   const endpoints: string[] = [];
   const ok = Buffer.from('ok');
@@ -88,7 +90,7 @@ if (spec.role === 'hb') {
     })().catch(() => undefined);
     endpoints.push(router.lastEndpoint as string);
   }
-  toParent({ kind: 'ready', at: wallMs(), endpoints, registered: 0, rssKiB: rssKiB() });
+  toParent({ kind: 'ready', at: wallMs(), endpoints, registered: 0, rssKiB: rssKiB(), fds: openFds() });
 }
 
 await fromParent('exit');
