@@ -225,6 +225,7 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
   const fds = fit(ns, points.map((p) => p.clientFds));
   const rss = fit(ns, points.map((p) => p.clientRssKiB));
   const fan = fit(ns, points.map((p) => p.fanoutCompleteMs));
+  const send = fit(ns, points.map((p) => p.fanoutSendMs));
   const start = fit(ns, points.map((p) => p.startupMs));
   const reg = fit(ns, points.map((p) => p.registerMs));
   const srv = fit(ns, points.map((p) => p.serverRssKiB));
@@ -249,7 +250,7 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
   const flat = (what: string, slope: number, unit: string): string => `${what}: no growth measurable over n=${ns.join(',')} (fit ${f(slope, 3)} ${unit}); noise dominates at these sizes: run larger steps to extrapolate.`;
   if (srv.slope <= 0) lines.push(flat('server RSS', srv.slope, 'KiB per server'));
   else lines.push(
-    `servers: ${f(srv.slope, 0)} KiB RSS per in-process server (fit; a Bus each; ${f(last.serverRssKiB / 1024, 0)} MiB for ${last.n} over ${last.procs} processes) → ~${f((srv.slope * big) / 1024 / 1024, 1)} GiB to host 10,000 on one box; each server is its own ROUTER, so a process hosting k servers needs zeromq context.maxSockets ≥ k (default 1023, the bench raises it) and ${f(srvFds.slope, 2)} fds per server (fit over the server processes' fds) → ulimit -n ≥ ~${f(Math.ceil((srvFds.slope * big * 1.25) / 1024) * 1024, 0)} if one process hosted 10,000.`,
+    `servers: ${f(srv.slope, 0)} KiB RSS per in-process server (fit; a Bus each; ${f(last.serverRssKiB / 1024, 0)} MiB for ${last.n} over ${last.procs} processes) → ~${f((srv.slope * big) / 1024 / 1024, 1)} GiB to host 10,000 on one box; each server is its own ROUTER, so a process hosting k servers needs zeromq context.maxSockets ≥ k (default 1023, the bench raises it) and ${f(srvFds.slope, 2)} fds per server (fit over the server processes' fds, before any client; +1 per client connected) → ulimit -n ≥ ~${f(Math.ceil((srvFds.slope * big * 1.25) / 1024) * 1024, 0)} if one process hosted 10,000.`,
   );
   lines.push(
     `name service: ${f(recordsPerServer, 2)} records per server (${last.nsRecords} at ${last.n}) → ${f(recordsPerServer * big, 0)} records at 10,000; refreshed every TTL/3 = ${f(ttl / 3000, 1)} s → ~${f((recordsPerServer * big) / (ttl / 3000), 0)} refresh writes/s (${mm.split(':')[0]}), and a fanout lookup that misses the cache reads all ${f(big, 0)} records of the topic key.`,
@@ -259,7 +260,7 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
   );
   if (fan.slope <= 0) lines.push(flat('fanout completion', fan.slope, 'ms per peer'));
   else lines.push(
-    `fanout: ${f(fan.slope * 1000, 1)} µs per peer (fit; ${f(last.fanoutCompleteMs, 1)} ms median to all ${last.n}, of which ${f(last.fanoutSendMs, 1)} ms until the client's cast resolved; first fanout with connects ${f(last.firstFanoutMs, 1)} ms) → ~${f(fan.at(big), 0)} ms for one fanout to 10,000 as N sequential sends from one client if linear${Number.isFinite(expo((p) => p.fanoutCompleteMs)) ? `, but it grew as n^${f(expo((p) => p.fanoutCompleteMs), 2)} from ${prev?.n} to ${last.n} (receivers share ${os.cpus().length} CPUs) → ~${f((last.fanoutCompleteMs * (big / last.n) ** expo((p) => p.fanoutCompleteMs)) / 1000, 1)} s if that held` : ''}; a broker (one publish, the broker copies) or a PUB/SUB or multicast tree (log fan-out, e.g. 100 relays × 100) keeps the sender's cost constant.`,
+    `fanout: ${f(fan.slope * 1000, 1)} µs per peer (fit; ${f(last.fanoutCompleteMs, 1)} ms median to all ${last.n}, of which ${f(last.fanoutSendMs, 1)} ms until the client's cast resolved — the sender alone: ${f(send.slope * 1000, 1)} µs per peer, ~${f(send.at(big), 0)} ms at 10,000; first fanout with connects ${f(last.firstFanoutMs, 1)} ms) → ~${f(fan.at(big), 0)} ms for one fanout to 10,000 as N sequential sends from one client if linear${Number.isFinite(expo((p) => p.fanoutCompleteMs)) ? `, but it grew as n^${f(expo((p) => p.fanoutCompleteMs), 2)} from ${prev?.n} to ${last.n} (receivers share ${os.cpus().length} CPUs) → ~${f((last.fanoutCompleteMs * (big / last.n) ** expo((p) => p.fanoutCompleteMs)) / 1000, 1)} s if that held` : ''}; a broker (one publish, the broker copies) or a PUB/SUB or multicast tree (log fan-out, e.g. 100 relays × 100) keeps the sender's cost constant.`,
   );
   if (start.slope <= 0) lines.push(flat('start-up', start.slope, 'ms per server'));
   else lines.push(
