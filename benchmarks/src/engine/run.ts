@@ -20,6 +20,7 @@ import { writeReportFiles } from '../report/html.js';
 import { SCENARIOS, type ClientSpec, type Contender, type Scenario, type ServerSpec } from './contender.js';
 import { hybridbusContenders, rawZeromq, registeredContenders, schemeId } from './contenders.js';
 import { meanSize, payloadSpec, type PayloadOption } from './payload.js';
+import { benchScale, renderScaleTable, SCALE_DEFAULTS } from '../scale/run.js';
 
 export const DEFAULT_RABBIT_URL = 'rabbit://guest:guest@127.0.0.1:5672/';
 
@@ -58,6 +59,10 @@ export interface BenchOptions {
   /** Where the table and notes go (default stdout / stderr). */
   readonly out?: (line: string) => void;
   readonly note?: (line: string) => void;
+  /** The scale scenario (../scale/run.ts): server counts, server processes, timed fanouts per step. */
+  readonly scaleSteps?: readonly number[] | undefined;
+  readonly scaleProcs?: number | undefined;
+  readonly scaleProbes?: number | undefined;
 }
 
 export const DEFAULTS = {
@@ -378,7 +383,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       if (unknown.length) throw new Error(`--contenders: unknown ${unknown.map((u) => `"${u}"`).join(', ')}; expected some of ${all.map((c) => c.info.id).join(',')}`);
     }
     const chosen = o.contenders ? all.filter((c) => o.contenders?.includes(c.info.id)) : all;
-    if (o.scenarios.includes('scale')) note('scale: not available yet');
     const scenarios = SCENARIOS.filter((s) => o.scenarios.includes(s));
 
     const infos: ContenderInfo[] = [];
@@ -421,6 +425,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
     bar?.stop();
+    const scale = o.scenarios.includes('scale') ? await benchScale(config.transports, o, note) : undefined;
+    errors.push(...(scale?.errors ?? []));
     for (const e of errors) note(`failed: ${e}`);
 
     const metrics = withHybridTargets(metricsOf(o, scenarios), config);
@@ -482,18 +488,21 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         fanoutProcesses: FANOUT_PROCS,
         pinned: pin,
         config: o.config ?? 'embedded default',
+        ...(scale?.report ? { scaleSteps: o.scaleSteps ?? SCALE_DEFAULTS.steps, scaleProcs: o.scaleProcs ?? SCALE_DEFAULTS.procs, scaleProbes: o.scaleProbes ?? SCALE_DEFAULTS.probes } : {}),
       },
       contenders: infos,
       metrics,
       cells,
       summaries,
       ...(latency.length ? { latency } : {}),
+      ...(scale?.report ? { scale: scale.report } : {}),
       ...(errors.length ? { errors } : {}),
     };
 
     await writeReportFiles(report, { json: o.json, html: o.html });
     out(renderTable(report));
     out('');
+    if (scale?.report) out(`${renderScaleTable(scale.report)}\n\n${scale.report.notes.map((l) => `- ${l}`).join('\n')}\n`);
     out(`JSON: ${o.json}`);
     out(`HTML: ${o.html}`);
     return report;

@@ -3,7 +3,7 @@
  * side (the engine is @hybridbus/benchmarks). Bad input fails with one line naming the flag.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_RABBIT_URL, DEFAULTS, parsePayload, QUICK, runBench, SCENARIOS, type PayloadOption, type Scenario } from '@hybridbus/benchmarks';
+import { DEFAULT_RABBIT_URL, DEFAULTS, parsePayload, QUICK, runBench, SCALE_DEFAULTS, SCENARIOS, type PayloadOption, type Scenario } from '@hybridbus/benchmarks';
 
 const ALL_SCENARIOS: readonly string[] = [...SCENARIOS, 'scale'];
 
@@ -67,6 +67,9 @@ interface Flags {
   fanoutServers?: number[];
   fanoutProbes?: number;
   pin?: boolean;
+  scaleSteps?: number[];
+  scaleProcs?: number;
+  scaleProbes?: number;
   json: string;
   html: string;
   quick?: boolean;
@@ -84,7 +87,7 @@ export function addBenchCommand(program: Command, config: () => string | undefin
 Without --config it runs on the embedded default (zmq:// with a private name service) and adds
 RabbitMQ at --rabbit-url when it answers: contenders zmq, rabbit, hybrid (call/cast on zmq,
 fanout/notify on rabbit) and raw-zeromq. Contenders that cannot run are skipped with a reason.
-Scenarios: ${ALL_SCENARIOS.join(', ')} (scale is not available yet).`,
+Scenarios: ${ALL_SCENARIOS.join(', ')} (scale runs only when asked: --scenario scale).`,
     )
     .addOption(new Option('--rabbit-url <url>', 'RabbitMQ for the default config (used only if reachable)').env('HYBRIDBUS_BENCH_RABBIT_URL').default(DEFAULT_RABBIT_URL).argParser(rabbitUrl))
     .option('--contenders <ids>', 'contenders to run, e.g. zmq,raw-zeromq (default all)', idList)
@@ -102,6 +105,9 @@ Scenarios: ${ALL_SCENARIOS.join(', ')} (scale is not available yet).`,
     .option('--servers <n>', `server processes for latency and throughput ${d(DEFAULTS.servers)}`, int(1))
     .option('--fanout-servers <list>', `fanout to this many servers (over up to 4 processes) ${d(DEFAULTS.fanoutServers.join(','), QUICK.fanoutServers.join(','))}`, intList)
     .option('--fanout-probes <n>', `single fanouts timed for fanout.N.complete ${d(DEFAULTS.fanoutProbes, QUICK.fanoutProbes)}`, int(1))
+    .option('--scale-steps <list>', `scale: server counts, one step each ${d(SCALE_DEFAULTS.steps.join(','))}`, intList)
+    .option('--scale-procs <n>', `scale: server processes the servers are spread over ${d(SCALE_DEFAULTS.procs)}`, int(1))
+    .option('--scale-probes <n>', `scale: timed fanouts per step, after one warm-up ${d(SCALE_DEFAULTS.probes)}`, int(1))
     .option('--pin', 'pin clients and servers to different CPUs (taskset)')
     .option('--json <file>', 'JSON results', 'bench-results/bench.json')
     .option('--html <file>', 'HTML report', 'bench-results/bench.html')
@@ -126,6 +132,9 @@ Scenarios: ${ALL_SCENARIOS.join(', ')} (scale is not available yet).`,
         fanoutServers: f.fanoutServers ?? (q ? QUICK.fanoutServers : DEFAULTS.fanoutServers),
         fanoutProbes: f.fanoutProbes ?? (q ? QUICK.fanoutProbes : DEFAULTS.fanoutProbes),
         pin: f.pin === true,
+        scaleSteps: f.scaleSteps,
+        scaleProcs: f.scaleProcs,
+        scaleProbes: f.scaleProbes,
         json: f.json,
         html: f.html,
         command: ['hybridbus', ...process.argv.slice(2)].join(' '),

@@ -1,0 +1,98 @@
+/**
+ * A server process of the scale scenario, hosting many servers (spec.role):
+ * - hb:  one Bus per server name (so its own ROUTER, port and name-service registration), each
+ *        with an RpcServer on spec.topic whose `sink` method records the fanout's `seq`;
+ * - raw: spec.count raw zeromq.js ROUTERs, each answering [id, "ok"] to whatever arrives.
+ *
+ * Messages (lib/proc.ts): → ready { at, endpoints?, registered, rssKiB, fds } once every server
+ * listens (and, for hb, is registered); ← expect { seq } → reached { seq, firstAt, lastAt } once
+ * every server here has had fanout `seq` (wall-clock ms, comparable across processes); ← exit.
+ */
+import { readdirSync } from 'node:fs';
+import { Bus, type Context } from '@hybridbus/core';
+import '@hybridbus/zmq-direct';
+import type { ZmqDriver } from '@hybridbus/zmq-direct';
+import * as zmq from 'zeromq';
+import { fromParent, reportErrors, toParent } from '../lib/proc.js';
+
+export type ScaleServerSpec = { readonly role: 'hb'; readonly url: string; readonly topic: string; readonly servers: readonly string[] } | { readonly role: 'raw'; readonly count: number };
+
+reportErrors();
+// The parent is gone: nothing left to serve.
+process.on('disconnect', () => process.exit(0));
+const spec = JSON.parse(process.argv[process.argv.length - 1] as string) as ScaleServerSpec;
+const wallMs = (): number => performance.timeOrigin + performance.now();
+const closers: Array<() => Promise<void> | void> = [];
+
+// zeromq.js's global context allows 1023 sockets by default: one per server here, and a few more.
+const sockets = (spec.role === 'hb' ? spec.servers.length : spec.count) + 64;
+if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
+
+/** seq → arrivals so far, across this process's servers. */
+const arrivals = new Map<number, { count: number; firstAt: number; lastAt: number }>();
+const waiting = new Map<number, true>();
+const hosted = spec.role === 'hb' ? spec.servers.length : spec.count;
+
+function arrived(seq: number): void {
+  const t = wallMs();
+  const a = arrivals.get(seq);
+  if (a) {
+    a.count++;
+    a.lastAt = t;
+  } else arrivals.set(seq, { count: 1, firstAt: t, lastAt: t });
+  answer(seq);
+}
+
+function answer(seq: number): void {
+  const a = arrivals.get(seq);
+  if (!waiting.has(seq) || !a || a.count < hosted) return;
+  waiting.delete(seq);
+  arrivals.delete(seq);
+  toParent({ kind: 'reached', seq, firstAt: a.firstAt, lastAt: a.lastAt, count: a.count });
+}
+
+void (async () => {
+  for (;;) {
+    const m = await fromParent('expect');
+    const seq = Number(m['seq']);
+    waiting.set(seq, true);
+    answer(seq);
+  }
+})();
+
+const rssKiB = (): number => Math.round(process.memoryUsage().rss / 1024);
+const openFds = (): number => readdirSync('/proc/self/fd').length - 1;
+
+if (spec.role === 'hb') {
+  let registered = 0;
+  for (const server of spec.servers) {
+    const bus = await Bus.create({ transports: { default: spec.url } });
+    closers.push(() => bus.close());
+    await bus
+      .rpcServer({ topic: spec.topic, server }, [
+        {
+          sink: (_c: Context, args: Record<string, unknown>) => void arrived(Number(args['seq'])),
+        },
+      ])
+      .start();
+    registered += (bus.transport('default') as ZmqDriver).nameService.stats.registered;
+  }
+  toParent({ kind: 'ready', at: wallMs(), registered, rssKiB: rssKiB(), fds: openFds() });
+} else {
+  const endpoints: string[] = [];
+  const ok = Buffer.from('ok');
+  for (let i = 0; i < spec.count; i++) {
+    const router = new zmq.Router({ linger: 0 });
+    await router.bind('tcp://127.0.0.1:*');
+    closers.push(() => router.close());
+    void (async () => {
+      for await (const [id] of router) await router.send([id as Buffer, ok]);
+    })().catch(() => undefined);
+    endpoints.push(router.lastEndpoint as string);
+  }
+  toParent({ kind: 'ready', at: wallMs(), endpoints, registered: 0, rssKiB: rssKiB(), fds: openFds() });
+}
+
+await fromParent('exit');
+await Promise.allSettled(closers.map((c) => c()));
+process.exit(0);
