@@ -500,8 +500,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     };
 
     await writeReportFiles(report, { json: o.json, html: o.html });
-    out(renderTable(report));
-    out('');
+    if (report.summaries.length > 0 || !scale) {
+      out(renderTable(report));
+      out('');
+    }
     if (scale?.report) out(`${renderScaleTable(scale.report)}\n\n${scale.report.notes.map((l) => `- ${l}`).join('\n')}\n`);
     out(`JSON: ${o.json}`);
     out(`HTML: ${o.html}`);
