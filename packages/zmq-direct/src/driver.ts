@@ -90,6 +90,9 @@ class Handlers<H> {
   }
 }
 
+/** How long close() lets messages already handed over reach the wire (ms). */
+const CLOSE_LINGER_MS = 2000;
+
 /** reply/heartbeat of a one-way message, ack/requeue of a notification: nothing to do. */
 const nothing = async (): Promise<void> => undefined;
 
@@ -124,14 +127,42 @@ export class ZmqDriver implements Driver {
   private exchange(t: Target): string {
     return t.exchange ?? this.context.controlExchange;
   }
+  /** Keys by target object: clients reuse their targets, and building the strings per message showed. */
+  private readonly keys = new WeakMap<Target, { topic: string; rpc: string; notify: string }>();
+  private keysOf(t: Target): { topic: string; rpc: string; notify: string } {
+    let k = this.keys.get(t);
+    if (!k) {
+      const topic = `${this.exchange(t)}/${t.topic}`;
+      k = { topic, rpc: t.server !== undefined ? `${topic}.${t.server}` : topic, notify: `notify:${topic}` };
+      this.keys.set(t, k);
+    }
+    return k;
+  }
   private topicKey(t: Target): string {
-    return `${this.exchange(t)}/${t.topic}`;
+    return this.keysOf(t).topic;
   }
   private rpcKey(t: Target): string {
-    return t.server !== undefined ? `${this.topicKey(t)}.${t.server}` : this.topicKey(t);
+    return this.keysOf(t).rpc;
   }
   private notifyKey(t: Target): string {
-    return `notify:${this.topicKey(t)}`;
+    return this.keysOf(t).notify;
+  }
+  /** The records of a pool, and the distinct pools, per lookup answer (answers are reused until records change). */
+  private readonly byPool = new WeakMap<readonly HostRecord[], Map<string, readonly HostRecord[]>>();
+  private poolsOf(all: readonly HostRecord[]): Map<string, readonly HostRecord[]> {
+    let pools = this.byPool.get(all);
+    if (!pools) {
+      const m = new Map<string, HostRecord[]>();
+      for (const r of all) {
+        const pool = r.pool ?? '';
+        const members = m.get(pool);
+        if (members) members.push(r);
+        else m.set(pool, [r]);
+      }
+      pools = m;
+      this.byPool.set(all, pools);
+    }
+    return pools;
   }
   private id(): string {
     return `${this.idPrefix}${(this.nextId++).toString(36)}`;
@@ -155,7 +186,8 @@ export class ZmqDriver implements Driver {
 
   /** The next live host among `all` (round-robin), skipping those already tried. */
   private pick(key: string, all: readonly HostRecord[], tried: ReadonlySet<string>, pool?: string): HostRecord | undefined {
-    const candidates = tried.size === 0 && pool === undefined ? all : all.filter((r) => !tried.has(r.address) && (pool === undefined || (r.pool ?? '') === pool));
+    const members = pool === undefined ? all : (this.poolsOf(all).get(pool) ?? []);
+    const candidates = tried.size === 0 ? members : members.filter((r) => !tried.has(r.address));
     if (candidates.length === 0) return undefined;
     const turnKey = pool === undefined ? key : `${key}#${pool}`;
     const turn = this.turns.get(turnKey) ?? 0;
@@ -302,13 +334,14 @@ export class ZmqDriver implements Driver {
 
   async notify(target: Target, notification: Notification, _options: SendOptions): Promise<void> {
     const key = this.notifyKey(target);
-    const pools = [...new Set((await this.nameService.lookup(key)).map((r) => r.pool ?? ''))];
+    const pools = [...this.poolsOf(this.nameService.cached(key) ?? (await this.nameService.lookup(key))).keys()];
     if (pools.length === 0) {
       this.stats.unroutedNotifications++;
       if (this.options.notifyUnrouted === 'drop') return;
       throw new MessageUndeliverable(`no listener for notifications on "${key}" (brokerless: nothing stores them; set notify_unrouted=drop to drop them)`);
     }
     const m = notificationToOslo(notification);
+    if (pools.length === 1) return this.oneWay(NOTIFY, key, m, { pool: pools[0] });
     await Promise.all(pools.map((pool) => this.oneWay(NOTIFY, key, m, { pool })));
   }
 
@@ -510,7 +543,7 @@ export class ZmqDriver implements Driver {
     const err = new TransportClosed(`zmq transport "${this.context.name}" closed`);
     for (const c of [...this.calls.values()]) c.reject(err);
     for (const a of [...this.acks.values()]) a.reject(err);
-    this.outbound?.close();
+    await this.outbound?.close(CLOSE_LINGER_MS);
     if (this.inbound) (await this.inbound.catch(() => undefined))?.close();
   }
 }

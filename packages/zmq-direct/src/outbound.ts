@@ -283,13 +283,23 @@ export class Outbound {
     }
   }
 
-  close(): void {
+  /**
+   * Close. Messages already handed over (their sends resolved) still leave: queued ones are
+   * flushed first, and ZeroMQ gets `lingerMs` to put them on the wire.
+   */
+  async close(lingerMs: number): Promise<void> {
+    const deadline = Date.now() + lingerMs;
+    while ((this.flushing || [...this.dirty].some((p) => p.state === 'ready')) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     this.closed = true;
     clearInterval(this.sweeper);
     for (const peer of this.peers.values()) clearTimeout(peer.connectTimer);
     this.peers.clear();
+    this.socket.linger = Math.max(0, deadline - Date.now());
     this.socket.close();
   }
+
 }
 
 /**
