@@ -30,6 +30,8 @@ PERCENTILES = [0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97.5, 99, 99.5
 # (oslo's rabbit driver confirms every publish), so a few keep the broker busy; more only
 # queue on the GIL and the connection pool.
 SEND_THREADS = 8
+# Worker threads per RPC server when a process hosts several (oslo's default is 64).
+FANOUT_POOL_SIZE = 4
 # Give up closing cleanly after this long (the engine kills a child 2 s after asking).
 EXIT_GRACE_S = 1.5
 
@@ -167,6 +169,12 @@ def run_server(chan, spec):
         servers.append(listener)
     else:
         c = conf()
+        if len(spec['servers']) > 1:
+            # Many servers in one process (fanout to N): oslo's default of up to 64 worker threads
+            # per server would mean thousands of threads fighting for 2 cores during a burst.
+            from oslo_messaging import server as om_server
+            c.register_opts(om_server._pool_opts)
+            c.set_override('executor_thread_pool_size', FANOUT_POOL_SIZE)
         # A transport (connection) per server: each is its own peer, as separate nodes are.
         for name in spec['servers']:
             transport = om.get_rpc_transport(c, url=url)
