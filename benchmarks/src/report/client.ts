@@ -4,6 +4,8 @@
  * (the rendering test reads it) and each canvas's box (the test looks for colour there).
  * Plain ES2020 in a string, since it runs in the browser and the package compiles without DOM types.
  */
+import { formatNumber } from './format.js';
+
 export const CLIENT_JS = String.raw`
 (function () {
   'use strict';
@@ -22,15 +24,7 @@ export const CLIENT_JS = String.raw`
     Chart.defaults.plugins.legend.labels.boxWidth = 14;
   }
 
-  function fmt(v) {
-    if (v === null || v === undefined || !isFinite(v)) return '–';
-    var a = Math.abs(v);
-    if (a >= 1000 || Number.isInteger(v)) return Math.round(v).toLocaleString('en-US');
-    if (a >= 100) return v.toFixed(0);
-    if (a >= 10) return v.toFixed(1);
-    if (a >= 1) return v.toFixed(2);
-    return String(Number(v.toPrecision(2)));
-  }
+  var fmt = ${formatNumber.toString()};
   // Log axes label only 1-2-5 steps, so the grid stays readable.
   function logTick(v) {
     var m = v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9));

@@ -18,6 +18,7 @@ import {
   type ChartSpec,
 } from './charts.js';
 import { CLIENT_JS } from './client.js';
+import { formatNumber } from './format.js';
 import type { BenchReport, ContenderInfo, MetricInfo, ScaleReport, Summary } from './types.js';
 
 /** Escapes text for HTML content and quoted attributes: the report holds URLs and error messages. */
@@ -52,16 +53,7 @@ function chartJs(): string {
   return chartJsSource;
 }
 
-/** Figures to about three significant digits, with thousands separators: 41.9, 228, 36,512. */
-export function formatNumber(v: number): string {
-  if (!Number.isFinite(v)) return '–';
-  const a = Math.abs(v);
-  if (a >= 1000 || Number.isInteger(v)) return Math.round(v).toLocaleString('en-US');
-  if (a >= 100) return v.toFixed(0);
-  if (a >= 10) return v.toFixed(1);
-  if (a >= 1) return v.toFixed(2);
-  return String(Number(v.toPrecision(2)));
-}
+export { formatNumber } from './format.js';
 
 type Verdict = 'pass' | 'fail' | 'no data';
 
