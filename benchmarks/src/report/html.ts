@@ -122,6 +122,7 @@ function headerHtml(report: BenchReport): string {
 }
 
 function contendersHtml(report: BenchReport, colors: Map<string, string>): string {
+  if (report.contenders.length === 0) return ''; // a scale-only run
   const baselines = (c: ContenderInfo): string => {
     const ids = [...new Set(report.summaries.filter((s) => s.contender === c.id && s.baseline !== undefined).map((s) => s.baseline ?? ''))];
     return ids.map((id) => escapeHtml(report.contenders.find((x) => x.id === id)?.label ?? id)).join(', ');
