@@ -5,4 +5,5 @@ export { SCALE_DEFAULTS } from './scale/run.js';
 export { parsePayload, type PayloadOption } from './engine/payload.js';
 export { registerContender, BASELINE_OF } from './engine/contenders.js';
 export { SCENARIOS, type Contender, type Scenario, type ClientSpec, type ServerSpec, type ProcessCommand } from './engine/contender.js';
+export { renderHtml, writeReportFiles } from './report/html.js';
 export type * from './report/types.js';

@@ -10,30 +10,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { DEFAULTS, QUICK, runBench } from '@hybridbus/benchmarks';
 import { startRabbitMQ, type RabbitMQServer } from './harness/launcher.js';
 
 const PYTHON = '/usr/bin/python3';
 const haveOslo = fs.existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import oslo_messaging'], { stdio: 'ignore' }).status === 0;
-
-/** What this test uses of @hybridbus/benchmarks (built after this package, so loaded at run time). */
-interface Summary {
-  metric: string;
-  contender: string;
-  median: number;
-  baseline?: string;
-  ratio?: number;
-}
-interface Report {
-  contenders: Array<{ id: string; skipped?: string }>;
-  metrics: Array<{ id: string }>;
-  summaries: Summary[];
-  errors?: string[];
-}
-interface Benchmarks {
-  runBench(o: Record<string, unknown>): Promise<Report>;
-  DEFAULTS: Record<string, unknown>;
-  QUICK: Record<string, unknown>;
-}
 
 /** Processes whose command line carries a spec of this run (its topics name our pid). */
 function leftovers(): string[] {
@@ -62,14 +43,12 @@ after(async () => {
 });
 
 test('bench: rabbit, raw-amqplib and oslo side by side, every scenario', { timeout: 300_000 }, async () => {
-  const specifier = '@hybridbus/benchmarks';
-  const bench = (await import(specifier)) as Benchmarks;
   const lines: string[] = [];
   const json = path.join(dir, 'bench.json');
   const contenders = ['rabbit', 'raw-amqplib', 'oslo'];
-  const report = await bench.runBench({
-    ...bench.DEFAULTS,
-    ...bench.QUICK,
+  const report = await runBench({
+    ...DEFAULTS,
+    ...QUICK,
     rabbitUrl: rabbit.url.replace(/^amqp:/, 'rabbit:'),
     contenders,
     scenarios: ['latency', 'throughput', 'cast', 'fanout', 'notify'],

@@ -10,30 +10,16 @@ import { delimiter, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { PNG } from 'pngjs';
-
-/** The parts of the report types this test reads (the benchmarks package is not a project reference of test/). */
-interface FixtureReport {
-  readonly contenders: ReadonlyArray<{ id: string; label: string; skipped?: string }>;
-  readonly metrics: ReadonlyArray<{ id: string; label: string }>;
-}
-interface ReportModule {
-  renderHtml(report: FixtureReport): string;
-  writeReportFiles(report: FixtureReport, paths: { json?: string; html?: string }): Promise<void>;
-}
+import { renderHtml, writeReportFiles, type BenchReport } from '@hybridbus/benchmarks';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const fixture = JSON.parse(readFileSync(join(root, 'test/fixtures/bench-report.json'), 'utf8')) as FixtureReport;
+const fixture = JSON.parse(readFileSync(join(root, 'test/fixtures/bench-report.json'), 'utf8')) as BenchReport;
 const artifacts = join(root, 'test/dist/artifacts');
 // The fixture has 5 scenarios: 6 median charts (fanout has two units), 5 ratio charts,
 // the latency percentile curves and 5 scale charts.
 const EXPECTED_CHARTS = 17;
 const WIDTH = 1280;
 const HEIGHT = 3000;
-
-async function loadReportModule(): Promise<ReportModule> {
-  // Built by `npm run build` (tsc -b) alongside this file.
-  return (await import(pathToFileURL(join(root, 'benchmarks/dist/report/html.js')).href)) as ReportModule;
-}
 
 function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
@@ -68,7 +54,6 @@ describe('bench HTML report', () => {
   after(() => profiles.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
   test('is self-contained and names every contender and metric', async () => {
-    const { renderHtml } = await loadReportModule();
     const html = renderHtml(fixture);
     const external = html.match(/\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?\/\/[^"'\s>]*/gi);
     assert.equal(external, null, `external resources: ${String(external)}`);
@@ -83,10 +68,9 @@ describe('bench HTML report', () => {
   });
 
   test('escapes text from the report', async () => {
-    const { renderHtml } = await loadReportModule();
     const hostile = '<script>alert("label")</script>';
     const reason = '<img src=x onerror=alert(1)> & "quotes"';
-    const report: FixtureReport = {
+    const report: BenchReport = {
       ...fixture,
       contenders: fixture.contenders.map((c, i) =>
         i === 0 ? { ...c, label: hostile } : c.skipped !== undefined ? { ...c, skipped: reason } : c,
@@ -106,7 +90,6 @@ describe('bench HTML report', () => {
     const chromium = findChromium();
     assert.ok(chromium, 'Chromium is not installed: run `bash scripts/install-deps.sh` (it installs the Debian package chromium), or set CHROMIUM');
 
-    const { writeReportFiles } = await loadReportModule();
     mkdirSync(artifacts, { recursive: true });
     const htmlPath = join(artifacts, 'bench-report.html');
     const pngPath = join(artifacts, 'bench-report.png');
