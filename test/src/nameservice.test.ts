@@ -218,6 +218,9 @@ describe('nameservice: local', () => {
     await other.register([key], c);
     assert.deepEqual(addresses(await reader.lookup(key)), [a.address, c.address]);
 
+    // Registrations and forget() are ordered by millisecond stamps: one made in the same
+    // millisecond as a forget() counts as after it. Keep each step in a later millisecond.
+    await nextMillisecond();
     reader.forget(a.address);
     reader.forget(c.address);
     const hits = reader.stats.cacheHits;
@@ -225,6 +228,7 @@ describe('nameservice: local', () => {
     assert.equal(reader.stats.cacheHits, hits + 1);
 
     // a's server comes back: it registers again (after the forget), c's does not
+    await nextMillisecond();
     await owner.unregister([key], a);
     const changed = nextChange(reader, key);
     await owner.register([key], a);
@@ -232,6 +236,12 @@ describe('nameservice: local', () => {
     assert.deepEqual(addresses(await reader.lookup(key)), [a.address]);
   });
 });
+
+/** Resolves once Date.now() has moved past the millisecond it was called in. */
+async function nextMillisecond(): Promise<void> {
+  const t = Date.now();
+  while (Date.now() <= t) await new Promise((r) => setImmediate(r));
+}
 
 // ---------------------------------------------------------------------------
 // static
