@@ -1,16 +1,17 @@
 /** `hybridbus bench` as a user runs it: bad input, a quick run on the embedded default, and one with RabbitMQ. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { DEFAULTS, QUICK, registerContender, runBench, type BenchReport } from '@hybridbus/benchmarks';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 
 const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
 const dir = mkdtempSync(join(tmpdir(), 'hb-bench-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 /** Tiny settings: this checks the plumbing, not the figures. */
 const TINY = ['--quick', '--duration-ms', '150', '--warmup-ms', '50', '--warmup-calls', '100', '--latency-calls', '200', '--fanout-servers', '3', '--fanout-probes', '2', '--inflight', '4'];
 
@@ -120,6 +121,21 @@ describe('hybridbus bench', { concurrency: true }, () => {
     assert.ok(report.summaries.find((s) => s.metric === 'cast' && s.contender === 'zmq')?.cpuUsPerMsg?.server);
     assert.deepEqual(report.metrics.find((m) => m.id === 'latency.p50')?.targets?.['zmq'], { op: '<=', ratio: 1.05 });
     assert.deepEqual(new Set(report.latency?.map((l) => l.contender)), new Set(['zmq', 'raw-zeromq']));
+  });
+
+  test('--cpu-prof writes a readable V8 profile of each server and client process', async () => {
+    const prof = join(dir, 'prof');
+    const r = await bench([...TINY, '--contenders', 'zmq', '--scenarios', 'cast', '--cpu-prof', prof, '--json', join(dir, 'prof.json'), '--html', join(dir, 'prof.html')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stderr.includes(`CPU profiles in ${prof} `), r.stderr);
+    const files = readdirSync(prof).sort();
+    assert.deepEqual(files.map((f) => f.replace(/\.\d+\.cpuprofile$/, '')), ['zmq.cast.client.0', 'zmq.cast.server.0']);
+    for (const f of files) {
+      const p = JSON.parse(readFileSync(join(prof, f), 'utf8')) as { nodes: Array<{ callFrame: { url: string } }>; samples: number[] };
+      assert.ok(p.samples.length > 0, `${f} has samples`);
+      // The child's own code is in it, not only Node's start-up.
+      assert.ok(p.nodes.some((n) => n.callFrame.url.includes('/benchmarks/dist/engine/child')), `${f} profiles the bench child`);
+    }
   });
 
   test('a contender in Python speaks the child protocol', async () => {

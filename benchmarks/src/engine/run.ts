@@ -8,7 +8,7 @@
  * this file does all the timing arithmetic, so every contender is measured the same way.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type HybridbusConfig } from '@hybridbus/core';
@@ -63,6 +63,8 @@ export interface BenchOptions {
   readonly scaleSteps?: readonly number[] | undefined;
   readonly scaleProcs?: number | undefined;
   readonly scaleProbes?: number | undefined;
+  /** Write a V8 CPU profile of every Node child (server and client) into this directory. */
+  readonly cpuProf?: string | undefined;
 }
 
 export const DEFAULTS = {
@@ -164,6 +166,10 @@ interface Raw {
   readonly cpu?: { client?: number; server?: number };
 }
 
+let profSeq = 0;
+/** `zmq.throughput.client0.7.cpuprofile`: contender, scenario, role and process, then a sequence. */
+const profName = (child: string): string => `${child.replace(/ /g, '.')}.${profSeq++}.cpuprofile`;
+
 let topicSeq = 0;
 /** A topic per measurement: a server that is gone never shadows the next one. */
 const freshTopic = (): string => `bench${process.pid}x${Date.now().toString(36)}n${topicSeq++}`;
@@ -178,12 +184,16 @@ class Measurement {
     private readonly scenario: Scenario,
     private readonly payload: ClientSpec['payload'],
     private readonly cpus: { client?: string; server?: string },
+    private readonly profDir: string | undefined,
   ) {}
 
   private spawn(role: 'client' | 'server', cmd: { command: string; args: readonly string[]; env?: Readonly<Record<string, string>> }, spec: ServerSpec | ClientSpec, name: string): Child {
     const cpu = role === 'client' ? this.cpus.client : this.cpus.server;
+    // Node flags go to Node children only (the oslo child is Python). NODE_OPTIONS refuses
+    // --cpu-prof, hence the command line.
+    const prof = this.profDir && cmd.command === process.execPath ? [`--cpu-prof`, `--cpu-prof-dir=${this.profDir}`, `--cpu-prof-name=${profName(name)}`] : [];
     // taskset execs the command, which inherits the IPC channel's fd.
-    const [command, args] = cpu ? ['taskset', ['-c', cpu, cmd.command, ...cmd.args]] : [cmd.command, cmd.args];
+    const [command, args] = cpu ? ['taskset', ['-c', cpu, cmd.command, ...prof, ...cmd.args]] : [cmd.command, [...prof, ...cmd.args]];
     // A few sockets and fds per server hosted or reached (a Bus each), with room to spare.
     const peers = spec.role === 'server' ? spec.servers.length : spec.serverCount;
     return Child.spawnCommand(command, args, spec, { name, env: cmd.env, minFds: 16 * peers + 512 });
@@ -243,7 +253,9 @@ class Measurement {
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled([...this.clients, ...this.servers].map((c) => c.stop()));
+    // A child writes its profile on exit, which takes a while for a long run.
+    const graceMs = this.profDir ? 30_000 : 2_000;
+    await Promise.allSettled([...this.clients, ...this.servers].map((c) => c.stop(graceMs)));
   }
 }
 
@@ -255,7 +267,7 @@ async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payloa
   const out: Raw[] = [];
   const deliverTimeout = o.durationMs * 20 + 30_000;
   const run = async (names: readonly string[], procs: number, clients: number, body: (m: Measurement) => Promise<void>): Promise<void> => {
-    const m = new Measurement(c, scenario, payload, cpus);
+    const m = new Measurement(c, scenario, payload, cpus, o.cpuProf);
     try {
       await m.start(names, procs, clients);
       await body(m);
@@ -396,6 +408,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
 
     const payload = payloadSpec(o.payload);
+    if (o.cpuProf) mkdirSync(o.cpuProf, { recursive: true });
     const cores = os.cpus().length;
     const pin = o.pin && cores >= 2 && hasTaskset();
     if (o.pin && !pin) note('--pin: taskset or a second CPU is missing; not pinning');
@@ -428,6 +441,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const scale = o.scenarios.includes('scale') ? await benchScale(config.transports, o, note) : undefined;
     errors.push(...(scale?.errors ?? []));
     for (const e of errors) note(`failed: ${e}`);
+    if (o.cpuProf && o.scenarios.includes('scale')) note('--cpu-prof: the scale scenario is not profiled');
+    if (o.cpuProf) note(`CPU profiles in ${o.cpuProf} (open one in Chrome DevTools' Performance panel, or VS Code)`);
 
     const metrics = withHybridTargets(metricsOf(o, scenarios), config);
     const summaries: Summary[] = [];

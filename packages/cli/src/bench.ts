@@ -73,6 +73,7 @@ interface Flags {
   json: string;
   html: string;
   quick?: boolean;
+  cpuProf?: string;
 }
 
 /** Add `bench` to the program; `config()` is the global --config. */
@@ -112,6 +113,7 @@ Scenarios: ${ALL_SCENARIOS.join(', ')} (scale runs only when asked: --scenario s
     .option('--json <file>', 'JSON results', 'bench-results/bench.json')
     .option('--html <file>', 'HTML report', 'bench-results/bench.html')
     .option('--quick', 'short settings (a smoke run, not figures to quote)')
+    .option('--cpu-prof <dir>', 'write a V8 CPU profile of every Node server and client process into <dir>')
     .showHelpAfterError(false)
     .action(async (f: Flags) => {
       const q = f.quick === true;
@@ -137,6 +139,7 @@ Scenarios: ${ALL_SCENARIOS.join(', ')} (scale runs only when asked: --scenario s
         scaleProbes: f.scaleProbes,
         json: f.json,
         html: f.html,
+        cpuProf: f.cpuProf,
         command: ['hybridbus', ...process.argv.slice(2)].join(' '),
       });
     });
