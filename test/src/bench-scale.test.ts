@@ -1,15 +1,15 @@
 /** `hybridbus bench --scenario scale` as a user runs it: a small run's figures, its cleanup, and the Redis skip. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { BenchReport } from '@hybridbus/benchmarks';
+import { tempDir } from './util.js';
 
 const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
-const dir = mkdtempSync(join(tmpdir(), 'hb-bench-scale-test-'));
+const dir = tempDir('hb-bench-scale-test-');
 /** In the environment of the CLI and so of every child it starts: how leftovers are found. */
 const MARK = `HB_SCALE_TEST_MARK=${process.pid}x${Date.now()}`;
 

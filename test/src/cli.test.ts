@@ -1,15 +1,14 @@
 /** The `hybridbus` command, run as a user would: separate processes, real sockets. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { freshTopic } from './util.js';
+import { freshTopic, tempDir } from './util.js';
 
 const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
-const nsDir = mkdtempSync(join(tmpdir(), 'hb-cli-ns-'));
+const nsDir = tempDir('hb-cli-ns-');
 // Every process of this file shares a private name-service directory, nothing else.
 const env = { ...process.env, HYBRIDBUS_TRANSPORTS: JSON.stringify({ default: `zmq://?matchmaker=local:${nsDir}` }) };
 
@@ -70,7 +69,7 @@ describe('hybridbus CLI', () => {
   });
 
   test('check-config prints each effective value with its source', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'hb-cli-')), 'bus.yaml');
+    const file = join(tempDir('hb-cli-'), 'bus.yaml');
     writeFileSync(file, 'rpc:\n  timeout: 1234\n');
     const r = await run(['-c', file, 'check-config'], { HYBRIDBUS_RPC_MAX_CONCURRENCY: '7' });
     assert.equal(r.code, 0, r.stderr);

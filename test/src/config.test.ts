@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Bus, ConfigError, configReference, loadConfig, UnknownTransport, type ConfigInput } from '@hybridbus/core';
+import { tempDir } from './util.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'hb-config-'));
+const dir = tempDir('hb-config-');
 const file = (name: string, text: string): string => {
   const path = join(dir, name);
   writeFileSync(path, text);

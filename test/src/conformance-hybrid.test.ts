@@ -4,9 +4,6 @@
  * probe proving each pattern took its own transport.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Bus, type ConfigInput, type Context } from '@hybridbus/core';
 import '@hybridbus/rabbit-brokered';
@@ -14,10 +11,10 @@ import '@hybridbus/zmq-direct';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import { conformance } from './conformance/suite.js';
 import { startRabbitMQ, type RabbitMQServer } from './harness/launcher.js';
-import { Collector, freshTopic } from './util.js';
+import { Collector, freshTopic, tempDir } from './util.js';
 
 let rabbit: RabbitMQServer | undefined;
-const nsDir = mkdtempSync(join(tmpdir(), 'hb-hybrid-ns-'));
+const nsDir = tempDir('hb-hybrid-ns-');
 const broker = (): string => (rabbit as RabbitMQServer).url.replace(/^amqp:/, 'rabbit:');
 const hybrid = (): ConfigInput => ({
   transports: { direct: `zmq://?matchmaker=local:${nsDir}&heartbeat_interval=200`, broker: broker() },

@@ -1,9 +1,6 @@
 /** zmq-direct beyond the conformance suite: real sockets, servers in child processes. */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import {
@@ -18,7 +15,7 @@ import {
 } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybridbus/zmq-direct';
-import { Collector, deferred, freshTopic } from './util.js';
+import { Collector, deferred, freshTopic, tempDir } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
@@ -31,7 +28,7 @@ after(async () => {
 });
 
 /** A fresh name-service directory: tests never see each other's servers. */
-const nsDir = (): string => mkdtempSync(join(tmpdir(), 'hb-zmq-ns-'));
+const nsDir = (): string => tempDir('hb-zmq-ns-');
 const url = (dir: string, extra = ''): string => `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0${extra}`;
 const cfg = (u: string): ConfigInput => ({ transports: { default: u } });
 const bus = async (u: string): Promise<Bus> => {
