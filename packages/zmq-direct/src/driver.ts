@@ -50,11 +50,11 @@ export const zmqCapabilities: DriverCapabilities = {
 };
 
 interface PendingCall {
-  readonly resolve: (r: RpcReply) => void;
-  readonly reject: (e: Error) => void;
+  resolve(r: RpcReply): void;
+  reject(e: Error): void;
   readonly onHeartbeat: () => void;
   /** Send again to another host: the last one answered that it does not serve the key. */
-  readonly failover: () => void;
+  failover(): void;
   address: string | undefined;
 }
 
@@ -90,11 +90,55 @@ class Handlers<H> {
   }
 }
 
+/**
+ * A call in flight. One object with methods, not a closure per step: a busy client starts
+ * ~100,000 calls a second, and garbage collection was a sixth of its CPU.
+ */
+class OutgoingCall implements PendingCall {
+  address: string | undefined;
+  /** Hosts that refused it; none until one has. */
+  private tried: Set<string> | undefined;
+
+  constructor(
+    private readonly driver: ZmqDriver,
+    private readonly key: string,
+    readonly id: string,
+    private readonly frame: Encoded,
+    private readonly res: (r: RpcReply) => void,
+    private readonly rej: (e: Error) => void,
+    readonly onHeartbeat: () => void,
+  ) {}
+
+  resolve(r: RpcReply): void {
+    this.driver.settled(this);
+    this.res(r);
+  }
+
+  reject(e: Error): void {
+    this.driver.settled(this);
+    this.rej(e);
+  }
+
+  /** Send (again): to a host not yet tried. */
+  failover(): void {
+    if (this.address !== undefined) (this.tried ??= new Set()).add(this.address);
+    this.driver.route(this.key, this.frame, this.tried, (err, address) => (err ? this.reject(err) : (this.address = address)), { id: this.id });
+  }
+}
+
 /** How long close() lets messages already handed over reach the wire (ms). */
 const CLOSE_LINGER_MS = 2000;
 
 /** reply/heartbeat of a one-way message, ack/requeue of a notification: nothing to do. */
 const nothing = async (): Promise<void> => undefined;
+const SENT: Promise<void> = Promise.resolve();
+const HEARTBEAT: RpcReply = { result: null, failure: null, ending: false };
+
+/** Tell the sender of a message with an id why it was not taken. */
+function refuse(ib: Inbound, client: Buffer, body: Body, code: string, error: string): void {
+  if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
+  if (body.i !== undefined) ib.send(client, NACK, { i: body.i, code, error });
+}
 
 export class ZmqDriver implements Driver {
   readonly capabilities = zmqCapabilities;
@@ -169,7 +213,7 @@ export class ZmqDriver implements Driver {
   }
 
   private frame(kind: Kind, body: Body): Encoded {
-    const f = encode(kind, body);
+    const f = encode(kind, body, this.options.maxMessageSize);
     if (f.bytes > this.options.maxMessageSize) {
       throw new MessageTooLarge(`message of ${f.bytes} bytes exceeds max_message_size=${this.options.maxMessageSize}`);
     }
@@ -185,9 +229,9 @@ export class ZmqDriver implements Driver {
   // ---- client side -----------------------------------------------------------------------
 
   /** The next live host among `all` (round-robin), skipping those already tried. */
-  private pick(key: string, all: readonly HostRecord[], tried: ReadonlySet<string>, pool?: string): HostRecord | undefined {
+  private pick(key: string, all: readonly HostRecord[], tried: ReadonlySet<string> | undefined, pool?: string): HostRecord | undefined {
     const members = pool === undefined ? all : (this.poolsOf(all).get(pool) ?? []);
-    const candidates = tried.size === 0 ? members : members.filter((r) => !tried.has(r.address));
+    const candidates = !tried?.size ? members : members.filter((r) => !tried.has(r.address));
     if (candidates.length === 0) return undefined;
     const turnKey = pool === undefined ? key : `${key}#${pool}`;
     const turn = this.turns.get(turnKey) ?? 0;
@@ -199,7 +243,7 @@ export class ZmqDriver implements Driver {
    * Hand `frame` to a host of `key`. A host that the message never reached is skipped and the
    * next one tried; `done` gets the host it left for, or why it could not leave.
    */
-  private route(key: string, frame: Encoded, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
+  route(key: string, frame: Encoded, tried: Set<string> | undefined, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
     // A cached answer is used at once: waiting a turn for it per message was measurable.
     const hit = this.nameService.cached(key);
     if (hit) return this.routeTo(key, hit, frame, tried, done, opts);
@@ -209,13 +253,13 @@ export class ZmqDriver implements Driver {
     );
   }
 
-  private routeTo(key: string, all: readonly HostRecord[], frame: Encoded, tried: Set<string>, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string }): void {
+  private routeTo(key: string, all: readonly HostRecord[], frame: Encoded, tried: Set<string> | undefined, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string }): void {
     const record = this.pick(key, all, tried, opts.pool);
     if (!record) {
-      const where = tried.size ? ` (tried ${[...tried].join(', ')})` : '';
+      const where = tried?.size ? ` (tried ${[...tried].join(', ')})` : '';
       return done(new MessageUndeliverable(`no live server for "${key}"${opts.pool !== undefined ? ` in pool "${opts.pool}"` : ''}${where}`));
     }
-    tried.add(record.address);
+    tried?.add(record.address);
     this.out().send(
       record.address,
       frame,
@@ -224,11 +268,13 @@ export class ZmqDriver implements Driver {
         if (err instanceof MessageUndeliverable) {
           this.nameService.forget(record.address);
           this.stats.failovers++;
-          return this.route(key, frame, tried, done, opts);
+          return this.route(key, frame, (tried ?? new Set()).add(record.address), done, opts);
         }
         done(err);
       },
-      { id: opts.id, serverKey: record.publicKey, hot: this.options.hotTopics.size > 0 && this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '') },
+      opts.id,
+      record.publicKey,
+      this.options.hotTopics.size > 0 && this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? ''),
     );
   }
 
@@ -237,33 +283,18 @@ export class ZmqDriver implements Driver {
     const id = this.id();
     const frame = this.frame(CALL, { i: id, k: key, m: requestToOslo(request), t: options.callMonitorTimeoutMs });
     return new Promise<RpcReply>((resolve, reject) => {
-      const tried = new Set<string>();
-      const cleanup = (): void => {
-        this.calls.delete(id);
-        if (pending.address) this.outbound?.untrack(pending.address, id);
-      };
-      const send = (): void =>
-        this.route(key, frame, tried, (err, address) => {
-          if (err) {
-            cleanup();
-            reject(err);
-          } else pending.address = address;
-        }, { id });
-      const pending: PendingCall = {
-        resolve: (r) => (cleanup(), resolve(r)),
-        reject: (e) => (cleanup(), reject(e)),
-        onHeartbeat: options.onHeartbeat,
-        failover: send,
-        address: undefined,
-      };
-      options.cancel.onCancel((reason) => {
-        cleanup();
-        reject(reason);
-      });
+      const call = new OutgoingCall(this, key, id, frame, resolve, reject, options.onHeartbeat);
+      options.cancel.onCancel((reason) => call.reject(reason));
       if (options.cancel.reason) return;
-      this.calls.set(id, pending);
-      send();
+      this.calls.set(id, call);
+      call.failover();
     });
+  }
+
+  /** The call is over: forget it here and at the peer it went to. */
+  settled(call: OutgoingCall): void {
+    this.calls.delete(call.id);
+    if (call.address) this.outbound?.untrack(call.address, call.id);
   }
 
   /** Send a one-way record to one host of `key` (with acks: retried until a host acks it). */
@@ -273,7 +304,7 @@ export class ZmqDriver implements Driver {
       return new Promise((resolve, reject) => {
         const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
         if (opts.address !== undefined) this.out().send(opts.address, frame, done);
-        else this.route(key, frame, new Set(), done, { pool: opts.pool });
+        else this.route(key, frame, undefined, done, { pool: opts.pool });
       });
     }
     const id = this.id();
@@ -311,7 +342,7 @@ export class ZmqDriver implements Driver {
           pending.address = address;
           timer = setTimeout(() => resend(`no ack in ${wait} ms`), wait);
         };
-        if (opts.address !== undefined) this.out().send(opts.address, frame, (err) => sent(err, opts.address), { id });
+        if (opts.address !== undefined) this.out().send(opts.address, frame, (err) => sent(err, opts.address), id);
         else this.route(key, frame, tried, sent, { id, pool: opts.pool });
       };
       const pending: PendingAck = { resolve: () => finish(), reject: finish, resend, address: undefined };
@@ -437,10 +468,7 @@ export class ZmqDriver implements Driver {
 
   private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
     const key = body.k ?? '';
-    const nack = (code: string, error: string): void => {
-      if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
-      if (body.i !== undefined) ib.send(client, NACK, { i: body.i, code, error });
-    };
+    const nack = (code: string, error: string): void => refuse(ib, client, body, code, error);
     if (kind === NOTIFY) {
       const handler = this.notifications.one(`${key}#${body.pool ?? ''}`);
       if (!handler) return nack('HB_UNDELIVERABLE', `no listener for "${key}" pool "${body.pool ?? ''}" here`);
@@ -466,13 +494,21 @@ export class ZmqDriver implements Driver {
     }
     if (kind === CALL) {
       const i = body.i ?? '';
-      const reply = (r: RpcReply): void => ib.send(client, REPLY, { i, m: replyToOslo(r) });
+      // Replies are queued, not awaited: a settled promise rather than an async function per reply.
+      const send = (r: RpcReply): Promise<void> => {
+        try {
+          ib.send(client, REPLY, { i, m: replyToOslo(r) });
+          return SENT;
+        } catch (e) {
+          return Promise.reject(e as Error); // e.g. a result JSON cannot encode
+        }
+      };
       return handler({
         pattern: 'call',
         request,
         callMonitorTimeoutMs: typeof body.t === 'number' && body.t > 0 ? body.t : undefined,
-        reply: async (r) => reply({ ...r, ending: true }),
-        heartbeat: async () => reply({ result: null, failure: null, ending: false }),
+        reply: (r) => send({ result: r.result, failure: r.failure, ending: true }),
+        heartbeat: () => send(HEARTBEAT),
       });
     }
     if (body.i !== undefined) ib.send(client, ACK, { i: body.i });

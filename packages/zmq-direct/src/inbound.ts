@@ -29,6 +29,8 @@ const SERVER_HEARTBEAT_TIMEOUT = 86_400_000;
 export class Inbound {
   private readonly socket: zmq.Router;
   private readonly outboxes = new Map<string, { client: Buffer; records: Encoded[] }>();
+  /** The box last sent to (still in `outboxes` until the next flush). */
+  private lastBox: { client: Buffer; records: Encoded[] } | undefined;
   private flushScheduled = false;
   private closed = false;
   /** Records handed to handlers and not finished; reading pauses at options.serverBacklog. */
@@ -162,10 +164,15 @@ export class Inbound {
   /** Queue a record for `client`; everything queued in this tick leaves together. */
   send(client: Buffer, kind: Kind, body: Body): void {
     if (this.closed) return;
-    const key = client.toString('latin1');
-    let box = this.outboxes.get(key);
-    if (!box) this.outboxes.set(key, (box = { client, records: [] }));
-    box.records.push(encode(kind, body));
+    // The records of one incoming message share its client frame: look its box up once.
+    let box = this.lastBox?.client === client ? this.lastBox : undefined;
+    if (!box) {
+      const key = client.toString('latin1');
+      box = this.outboxes.get(key);
+      if (!box) this.outboxes.set(key, (box = { client, records: [] }));
+      this.lastBox = box;
+    }
+    box.records.push(encode(kind, body, this.options.maxMessageSize));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(() => void this.flush());
@@ -176,6 +183,7 @@ export class Inbound {
     this.flushScheduled = false;
     const boxes = [...this.outboxes.values()];
     this.outboxes.clear();
+    this.lastBox = undefined;
     for (const { client, records } of boxes) {
       try {
         // A ROUTER never blocks: a reply to a client that left is dropped by ZeroMQ.

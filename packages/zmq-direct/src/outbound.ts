@@ -49,6 +49,8 @@ export class Outbound {
   private readonly peers = new Map<string, Peer>();
   /** Peers with something in their outbox: a flush looks at these, not at every peer. */
   private readonly dirty = new Set<Peer>();
+  /** The peer last moved to the end of `peers`. */
+  private latest: Peer | undefined;
   private flushScheduled = false;
   private flushing = false;
   private closed = false;
@@ -84,16 +86,19 @@ export class Outbound {
     return this.peers.size;
   }
 
-  /** Queue `frame` for `address`. `settle` says whether it left; `id` is tracked until untrack(). */
-  send(address: string, record: Encoded, settle: Settle, opts: { id?: string | undefined; hot?: boolean; serverKey?: string | undefined } = {}): void {
-    const peer = this.peer(address, opts.serverKey);
+  /**
+   * Queue `record` for `address`. `settle` says whether it left; `id` is tracked as in flight
+   * until untrack(). Positional options: this runs once per message.
+   */
+  send(address: string, record: Encoded, settle: Settle, id?: string, serverKey?: string, hot = false): void {
+    const peer = this.peer(address, serverKey);
     if (peer instanceof Error) return settle(peer);
     if (peer.outbox.length >= this.options.maxQueued) {
       return settle(new QueueFull(`${peer.outbox.length} messages already wait for ${address} (max_queued=${this.options.maxQueued}); slow down or raise max_queued`));
     }
     peer.lastUsed = Date.now();
-    if (opts.hot) peer.hot = true;
-    peer.outbox.push({ record, settle, id: opts.id });
+    if (hot) peer.hot = true;
+    peer.outbox.push({ record, settle, id });
     this.dirty.add(peer);
     this.schedule();
   }
@@ -105,9 +110,12 @@ export class Outbound {
   private peer(address: string, serverKey: string | undefined): Peer | Error {
     const known = this.peers.get(address);
     if (known) {
-      // Map order is our LRU order: most recently used last.
-      this.peers.delete(address);
-      this.peers.set(address, known);
+      // Map order is our LRU order: most recently used last (already so for a run to one peer).
+      if (known !== this.latest) {
+        this.peers.delete(address);
+        this.peers.set(address, known);
+        this.latest = known;
+      }
       return known;
     }
     if (this.options.curve && !serverKey) {
@@ -122,6 +130,7 @@ export class Outbound {
       this.socket.connect(peer.endpoint, { routingId: address });
     });
     this.stats.connects++;
+    this.latest = peer;
     peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
     this.peers.set(address, peer);
     return peer;

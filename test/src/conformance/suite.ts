@@ -257,6 +257,17 @@ export function conformance(backend: BackendUnderTest): void {
       await server.stop();
     });
 
+    test('a result JSON cannot encode fails the call with a RemoteError; the server keeps serving', async () => {
+      const topic = freshTopic();
+      const bus = await newBus({ logger: recordingLogger() });
+      const server = bus.rpcServer({ topic, server: 's' }, [{ big: () => 10n, ok: () => 1 }]);
+      await server.start();
+      const client = (await newBus()).rpcClient({ topic });
+      await assert.rejects(client.call(ctx, 'big'), (e: unknown) => e instanceof RemoteError && e.remoteClass === 'TypeError' && /BigInt/.test(e.remoteMessage));
+      assert.equal(await client.call(ctx, 'ok'), 1);
+      await server.stop();
+    });
+
     test('a call times out with MessagingTimeout; an AbortSignal aborts it with CallAborted', async () => {
       const topic = freshTopic();
       const release = deferred();
