@@ -74,7 +74,7 @@ export function pack(records: readonly Encoded[], maxFrameBytes: number): string
 }
 
 const KINDS = new Set<number>([CALL, CAST, FANOUT, NOTIFY, REPLY, ACK, NACK]);
-const STRING_FIELDS = ['i', 'k', 'pool', 'code', 'error'] as const;
+const badString = (v: unknown, name: string): string | undefined => (v === undefined || typeof v === 'string' ? undefined : name);
 
 export function decode(record: string): { kind: Kind; body: Body } {
   const kind = record.charCodeAt(0);
@@ -87,10 +87,11 @@ export function decode(record: string): { kind: Kind; body: Body } {
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new MalformedMessage('record body must be a JSON object');
   const b = body as Record<string, unknown>;
-  for (const f of STRING_FIELDS) {
-    if (b[f] !== undefined && typeof b[f] !== 'string') throw new MalformedMessage(`record field "${f}" must be a string`);
-  }
-  if (b['m'] !== undefined && (typeof b['m'] !== 'object' || b['m'] === null || Array.isArray(b['m']))) {
+  // Field by field, not a loop over names: a keyed load per name was megamorphic and showed.
+  const bad = badString(b['i'], 'i') ?? badString(b['k'], 'k') ?? badString(b['pool'], 'pool') ?? badString(b['code'], 'code') ?? badString(b['error'], 'error');
+  if (bad) throw new MalformedMessage(`record field "${bad}" must be a string`);
+  const m = b['m'];
+  if (m !== undefined && (typeof m !== 'object' || m === null || Array.isArray(m))) {
     throw new MalformedMessage('record field "m" must be an object');
   }
   return { kind: kind as Kind, body: b as Body };
