@@ -52,6 +52,8 @@ export class Outbound {
   /** The peer last moved to the end of `peers`. */
   private latest: Peer | undefined;
   private flushScheduled = false;
+  /** Set while close() waits for queued messages to be handed to ZeroMQ. */
+  private onDrained: (() => void) | undefined;
   private flushing = false;
   private closed = false;
   private readonly sweeper: NodeJS.Timeout;
@@ -230,7 +232,14 @@ export class Outbound {
       this.flushing = false;
     }
     if (blocked) setTimeout(() => this.schedule(), 1).unref();
-    else if ([...this.dirty].some((p) => p.state === 'ready')) this.schedule();
+    else if (this.readyToSend()) this.schedule();
+    else this.onDrained?.();
+  }
+
+  /** Whether a connected peer has messages waiting. */
+  private readyToSend(): boolean {
+    for (const p of this.dirty) if (p.state === 'ready') return true;
+    return false;
   }
 
   private reconnecting(peer: Peer): void {
@@ -298,8 +307,16 @@ export class Outbound {
    */
   async close(lingerMs: number): Promise<void> {
     const deadline = Date.now() + lingerMs;
-    while ((this.flushing || [...this.dirty].some((p) => p.state === 'ready')) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
+    if (this.flushing || this.readyToSend()) {
+      // A flush is running or scheduled; it says when nothing ready is left.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, lingerMs);
+        this.onDrained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.onDrained = undefined;
     }
     this.closed = true;
     clearInterval(this.sweeper);
