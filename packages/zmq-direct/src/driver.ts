@@ -242,6 +242,7 @@ export class ZmqDriver implements Driver {
   /**
    * Hand `frame` to a host of `key`. A host that the message never reached is skipped and the
    * next one tried; `done` gets the host it left for, or why it could not leave.
+   * @internal (OutgoingCall routes itself)
    */
   route(key: string, frame: Encoded, tried: Set<string> | undefined, done: (err: Error | undefined, address?: string) => void, opts: { id?: string; pool?: string } = {}): void {
     // A cached answer is used at once: waiting a turn for it per message was measurable.
@@ -291,7 +292,7 @@ export class ZmqDriver implements Driver {
     });
   }
 
-  /** The call is over: forget it here and at the peer it went to. */
+  /** @internal The call is over: forget it here and at the peer it went to. */
   settled(call: OutgoingCall): void {
     this.calls.delete(call.id);
     if (call.address) this.outbound?.untrack(call.address, call.id);
@@ -468,29 +469,28 @@ export class ZmqDriver implements Driver {
 
   private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
     const key = body.k ?? '';
-    const nack = (code: string, error: string): void => refuse(ib, client, body, code, error);
     if (kind === NOTIFY) {
       const handler = this.notifications.one(`${key}#${body.pool ?? ''}`);
-      if (!handler) return nack('HB_UNDELIVERABLE', `no listener for "${key}" pool "${body.pool ?? ''}" here`);
+      if (!handler) return refuse(ib, client, body, 'HB_UNDELIVERABLE', `no listener for "${key}" pool "${body.pool ?? ''}" here`);
       let notification: Notification;
       try {
         notification = notificationFromOslo(body.m);
       } catch (e) {
-        return nack('HB_MALFORMED', (e as Error).message);
+        return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
       }
       if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
       if (this.duplicate(key, body)) return;
       return handler({ notification, ack: nothing, requeue: nothing });
     }
-    if (kind !== CALL && kind !== CAST && kind !== FANOUT) return nack('HB_MALFORMED', `unexpected record kind ${kind}`);
+    if (kind !== CALL && kind !== CAST && kind !== FANOUT) return refuse(ib, client, body, 'HB_MALFORMED', `unexpected record kind ${kind}`);
     const handlers = kind === FANOUT ? this.fanouts.all(key) : [];
     const handler = kind === FANOUT ? handlers[0] : this.rpc.one(key);
-    if (!handler) return nack('HB_UNDELIVERABLE', `no server for "${key}" here`);
+    if (!handler) return refuse(ib, client, body, 'HB_UNDELIVERABLE', `no server for "${key}" here`);
     let request: RpcRequest;
     try {
       request = requestFromOslo(body.m);
     } catch (e) {
-      return nack('HB_MALFORMED', (e as Error).message);
+      return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
     }
     if (kind === CALL) {
       const i = body.i ?? '';
