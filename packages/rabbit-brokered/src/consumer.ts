@@ -52,6 +52,8 @@ export class Consumer implements Restorable {
   private unsettled = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly closedChannels = new WeakSet<Channel>();
+  /** Each channel's connection, whose socket writes an ack batches with the rest (batchWrites). */
+  private readonly genOf = new WeakMap<Channel, Generation>();
 
   constructor(
     private readonly env: ConsumerEnv,
@@ -91,6 +93,7 @@ export class Consumer implements Restorable {
 
   private async open(gen: Generation): Promise<void> {
     const ch = await gen.model.createChannel();
+    this.genOf.set(ch, gen);
     ch.on('error', (err: Error) => this.env.logger.warn({ err, consumer: this.label }, 'consumer channel closed by the broker'));
     ch.on('close', () => {
       this.closedChannels.add(ch);
@@ -183,6 +186,7 @@ export class Consumer implements Restorable {
     try {
       if (how === 'ack') ch.ack(msg);
       else ch.nack(msg, false, true);
+      this.genOf.get(ch)?.batchWrites();
       return true;
     } catch {
       return false;

@@ -29,13 +29,52 @@ export class Generation {
   private publisher: Promise<Publisher> | undefined;
   /** Entities declared on this connection (a broker restart forgets transient ones). */
   private readonly declared = new Map<string, Promise<void>>();
+  /** The socket amqplib writes every frame to. */
+  private readonly socket: SocketLike | undefined;
+  private corked = false;
 
   constructor(
     readonly id: number,
     readonly model: ChannelModel,
     readonly endpoint: Endpoint,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.socket = (model.connection as unknown as { stream?: SocketLike }).stream;
+    // While corked, the socket's buffer passes its high-water mark after ~16 KB and amqplib's
+    // muxer waits for 'drain', then writes the rest frame by frame: batch those writes too.
+    this.socket?.prependListener('drain', () => this.batchWrites());
+  }
+
+  /**
+   * Call after handing amqplib a frame: the frames written in this turn of the event loop go to
+   * the socket in one writev instead of one write (a syscall) each. amqplib's muxer writes from
+   * a setImmediate queued on a 'readable' nextTick of the channel's buffer; our nextTick comes
+   * after that one, so the uncork's setImmediate runs right after the muxer's, in the same phase.
+   * Socket writes were a quarter of a busy client's CPU (and of raw amqplib's, which writes alike).
+   */
+  batchWrites(): void {
+    this.wroteSinceQueued = true;
+    if (this.corked || !this.socket) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(this.queueUncork);
+  }
+
+  private wroteSinceQueued = false;
+  private readonly queueUncork = (): void => {
+    this.wroteSinceQueued = false;
+    setImmediate(this.uncork);
+  };
+  private readonly uncork = (): void => {
+    const socket = this.socket as SocketLike;
+    socket.uncork();
+    // Frames written after our immediate was queued (e.g. a delivery read in the poll phase)
+    // have their muxer immediate behind ours: stay corked one more round for them.
+    if (this.wroteSinceQueued) {
+      socket.cork();
+      process.nextTick(this.queueUncork);
+    } else this.corked = false;
+  };
 
   /** Resolves with the reason once this connection is gone. */
   get lost(): Promise<Error> {
@@ -87,7 +126,7 @@ export class Generation {
 
   confirmChannel(): Promise<Publisher> {
     if (!this.publisher) {
-      const p = this.model.createConfirmChannel().then((ch) => new Publisher(ch, this.logger));
+      const p = this.model.createConfirmChannel().then((ch) => new Publisher(ch, this, this.logger));
       this.publisher = p;
       p.then(
         (pub) =>
@@ -109,9 +148,16 @@ export class Generation {
   /** Abrupt end, as when the process dies: no connection.close, the socket just goes. */
   destroySocket(): void {
     // With an error, so amqplib tears its side down too (heartbeat timers included).
-    const stream = (this.model.connection as unknown as { stream?: { destroy(err?: Error): void } }).stream;
-    stream?.destroy(new Error('simulated crash'));
+    this.socket?.destroy(new Error('simulated crash'));
   }
+}
+
+/** What we use of amqplib's socket (net.Socket or tls.TLSSocket). */
+interface SocketLike {
+  prependListener(event: 'drain', listener: () => void): unknown;
+  cork(): void;
+  uncork(): void;
+  destroy(err?: Error): void;
 }
 
 type Outcome = 'ack' | 'returned';
@@ -126,6 +172,7 @@ class Publisher {
 
   constructor(
     readonly ch: ConfirmChannel,
+    private readonly gen: Generation,
     logger: Logger,
   ) {
     const closed = deferred();
@@ -165,6 +212,7 @@ class Publisher {
       };
       try {
         const ok = this.ch.publish(exchange, routingKey, body, options, done);
+        this.gen.batchWrites();
         if (!ok && !this.drained) this.drained = deferred();
       } catch (err) {
         done(err);
