@@ -29,6 +29,13 @@ export class Window {
     return this.used;
   }
 
+  /** Take a slot if one is free and nobody waits for one. */
+  tryAcquire(): boolean {
+    if (this.used >= this.size || this.waiters.length > 0) return false;
+    this.used++;
+    return true;
+  }
+
   /** Wait for a slot (FIFO); rejects with `signal.reason` if aborted while waiting. */
   async acquire(signal?: AbortSignal): Promise<void> {
     if (this.used < this.size && this.waiters.length === 0) {
@@ -56,6 +63,30 @@ export class Window {
     this.used--;
     const next = this.waiters.shift();
     if (next) next();
+  }
+}
+
+/**
+ * Stops a send once its result no longer matters (a call that has its answer). The AbortSignal
+ * is only built if the send has to wait for something: one per call showed in profiles.
+ */
+export class SendStop {
+  private controller: AbortController | undefined;
+  /** Why the send was stopped, once it has been. */
+  reason: Error | undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  stop(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
   }
 }
 
