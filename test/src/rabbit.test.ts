@@ -154,6 +154,26 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.equal((await queues()).has(fanoutQueues[0] as string), false, 'a stopped server deletes its own fanout queue');
   });
 
+  test('notification_default_queue=false: the notifier declares no <topic>.<priority> queue; a pool listener still gets every notification', async () => {
+    const nt = freshTopic('ndq');
+    const pool = freshTopic('ndq-pool');
+    const lbus = await newBus();
+    const got = new Collector<unknown>();
+    const listener = lbus.notificationListener([{ topic: nt }], [{ info: (_c, _p, _e, payload) => void got.push(payload) }], { pool });
+    await listener.start();
+    const nbus = await newBus({ transports: { default: url('?notification_default_queue=false') } });
+    const notifier = nbus.notifier({ publisherId: 'p', topics: [nt] });
+    for (let i = 0; i < 5; i++) await notifier.info(ctx, 'e', { i });
+    assert.deepEqual((await got.until(5)).map((p) => (p as { i: number }).i).sort(), [0, 1, 2, 3, 4]);
+    const q = await queues();
+    assert.equal(q.has(`${nt}.info`), false, 'no default queue: nothing routed to a queue nobody consumes');
+    assert.ok(q.has(pool));
+    // The default (oslo's) still declares it.
+    await (await newBus()).notifier({ publisherId: 'p', topics: [nt] }).info(ctx, 'e', {});
+    assert.equal((await queues()).has(`${nt}.info`), true);
+    await listener.stop();
+  });
+
   test('options change the flags: durable, auto-delete, quorum, transient TTL, prefetch, heartbeat', async () => {
     const topic = freshTopic('opt');
     const durable = await newBus({
@@ -492,6 +512,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.match(problems('rabbit://h/?ssl_ca_file=/etc/hostname'), /"ssl_ca_file" needs TLS/);
     assert.match(problems('amqps://h/?ssl_ca_file=/no/such/file.pem'), /"ssl_ca_file" names "\/no\/such\/file.pem", which cannot be read/);
     assert.match(problems('rabbit://h/?rabbit_quorum_queue=1&amqp_auto_delete=1'), /exclude each other/);
+    assert.match(problems('rabbit://h/?notification_default_queue=nope'), /"notification_default_queue" has bad value "nope"; expected a boolean/);
     await assert.rejects(Bus.create({ transports: { default: url('?heartbeat_timeout_threshold=soon') } }), ConfigError);
 
     const o = parseRabbitUrl(new URL('rabbit://u:p@h1:5673,v:q@[::1]:5674/vh%2F1?failover=amqp://h3/'));
@@ -507,7 +528,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
       {
         durableQueues: false, autoDelete: false, quorumQueues: false, transientQueuesTtlS: 1800, prefetch: 0, heartbeatS: 60,
         missingConsumerRetryTimeoutS: 60, retryIntervalS: 1, retryBackoffS: 2, intervalMaxS: 30, confirmWindow: 1000, connectTimeoutS: 10,
-        endpoints: undefined,
+        notificationDefaultQueue: true, endpoints: undefined,
       },
     );
     assert.equal(d.endpoints[0]?.connect.protocol, 'amqps');

@@ -509,11 +509,14 @@ export class RabbitDriver implements Driver {
       routingKey: key,
       body: Buffer.from(envelope(notificationToOslo(notification))),
       properties: NOT_MANDATORY,
-      // Like oslo's notifier: declare the queue, so nothing is lost before a listener exists.
+      // Like oslo's notifier: declare the queue, so nothing is lost before a listener exists
+      // (unless notification_default_queue=false).
       declare: (gen) =>
-        gen.isDeclared(queueKey)
-          ? undefined
-          : (async () => {
+        !this.options.notificationDefaultQueue
+          ? this.declareExchange(gen, exchange)
+          : gen.isDeclared(queueKey)
+            ? undefined
+            : (async () => {
               await this.declareExchange(gen, exchange);
               await gen.declareOnce(queueKey, async (ch) => {
                 await ch.assertQueue(key, this.queueOptions());
