@@ -246,7 +246,8 @@ export class RabbitDriver implements Driver {
       return undefined;
     }
     try {
-      return unenvelope(msg.content);
+      // A string: core copies a Uint8Array into a new Buffer before decoding it.
+      return unenvelope(msg.content.toString('utf8'));
     } catch (err) {
       this.logger.warn({ ...log, err }, 'dropping a malformed message');
       return undefined;
