@@ -24,6 +24,11 @@ export interface ConsumerSpec {
   deliver(d: Delivery): void;
   /** Queues only this consumer uses (uuid-named): deleted when it stops. */
   readonly ownQueues?: readonly string[] | undefined;
+  /**
+   * `deliver` acks every delivery as it arrives (oslo's RPC server and reply queue): then one
+   * ack with `multiple` per turn of the event loop settles them all, not one frame each.
+   */
+  readonly acksOnArrival?: boolean | undefined;
 }
 
 export interface ConsumerEnv {
@@ -54,6 +59,8 @@ export class Consumer implements Restorable {
   private readonly closedChannels = new WeakSet<Channel>();
   /** Each channel's connection, whose socket writes an ack batches with the rest (batchWrites). */
   private readonly genOf = new WeakMap<Channel, Generation>();
+  /** acksOnArrival: the latest delivery acked but not sent yet (its ack covers the earlier ones). */
+  private ackDue: { ch: Channel; msg: ConsumeMessage } | undefined;
 
   constructor(
     private readonly env: ConsumerEnv,
@@ -173,6 +180,7 @@ export class Consumer implements Restorable {
    * again, so the caller knows its ack did not land).
    */
   settle(d: Delivery, how: 'ack' | 'requeue', held: boolean): boolean {
+    if (how === 'ack' && !held && this.spec.acksOnArrival) return this.ackLater(d.ch, d.msg);
     const ok = this.settleOn(d.ch, d.msg, how);
     if (held) {
       this.unsettled--;
@@ -181,8 +189,31 @@ export class Consumer implements Restorable {
     return ok;
   }
 
+  private ackLater(ch: Channel, msg: ConsumeMessage): boolean {
+    if (this.closedChannels.has(ch)) return false;
+    const due = this.ackDue;
+    if (due && due.ch !== ch) this.sendDueAck();
+    this.ackDue = { ch, msg };
+    // Before amqplib's muxer writes (a setImmediate), so the ack leaves when it would have.
+    if (!due) process.nextTick(this.sendDueAck);
+    return true;
+  }
+
+  private readonly sendDueAck = (): void => {
+    const due = this.ackDue;
+    this.ackDue = undefined;
+    if (!due || this.closedChannels.has(due.ch)) return;
+    try {
+      due.ch.ack(due.msg, true);
+      this.genOf.get(due.ch)?.batchWrites();
+    } catch {
+      // the channel is gone: the broker redelivers what it did not see acked
+    }
+  };
+
   private settleOn(ch: Channel, msg: ConsumeMessage, how: 'ack' | 'requeue'): boolean {
     if (this.closedChannels.has(ch)) return false;
+    if (this.ackDue) this.sendDueAck(); // a multiple ack must not cover a delivery settled otherwise
     try {
       if (how === 'ack') ch.ack(msg);
       else ch.nack(msg, false, true);
@@ -207,6 +238,7 @@ export class Consumer implements Restorable {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.env.link.consumers.delete(this);
+    this.sendDueAck();
     const ch = this.ch;
     if (!ch || this.closedChannels.has(ch)) return;
     for (const tag of this.tags) await ch.cancel(tag).catch(() => undefined);

@@ -274,6 +274,7 @@ export class RabbitDriver implements Driver {
           this.onReply(d);
         },
         ownQueues: [queue],
+        acksOnArrival: true,
       });
       this.replyConsumer = this.attach(consumer).then(
         () => void (this.replyReady = true),
@@ -421,6 +422,7 @@ export class RabbitDriver implements Driver {
         this.onRequest(d, d.queue === fanoutQueue, handler, seen);
       },
       ownQueues: [fanoutQueue],
+      acksOnArrival: true,
     });
     await this.attach(consumer);
     return this.subscription(consumer);
@@ -518,12 +520,12 @@ export class RabbitDriver implements Driver {
           : gen.isDeclared(queueKey)
             ? undefined
             : (async () => {
-              await this.declareExchange(gen, exchange);
-              await gen.declareOnce(queueKey, async (ch) => {
-                await ch.assertQueue(key, this.queueOptions());
-                await ch.bindQueue(key, exchange, key);
-              });
-            })(),
+                await this.declareExchange(gen, exchange);
+                await gen.declareOnce(queueKey, async (ch) => {
+                  await ch.assertQueue(key, this.queueOptions());
+                  await ch.bindQueue(key, exchange, key);
+                });
+              })(),
       what: `notification ${notification.eventType} to "${key}"`,
     };
     await this.link.publish(out, { retry: options.retry ?? -1, signal: options.signal });
