@@ -19,7 +19,6 @@ import {
   notificationFromOslo,
   notificationToOslo,
   replyFromOslo,
-  replyToOslo,
   requestFromOslo,
   requestToOslo,
   uniqueId,
@@ -451,9 +450,8 @@ export class RabbitDriver implements Driver {
       pattern: isCall ? 'call' : fanout ? 'fanout' : 'cast',
       request,
       callMonitorTimeoutMs: isCall ? monitorMs(parsed['_timeout']) : undefined,
-      reply: async (r) => (isCall ? this.sendReply(replyQ as string, msgId as string, { ...r, ending: true }) : undefined),
-      heartbeat: async () =>
-        isCall ? this.sendReply(replyQ as string, msgId as string, { result: null, failure: null, ending: false }) : undefined,
+      reply: async (r) => (isCall ? this.sendReply(replyQ as string, msgId as string, r.result, r.failure, true) : undefined),
+      heartbeat: async () => (isCall ? this.sendReply(replyQ as string, msgId as string, null, null, false) : undefined),
     });
   }
 
@@ -461,11 +459,12 @@ export class RabbitDriver implements Driver {
    * To the default exchange, mandatory. A returned reply (its queue not there yet, e.g. the
    * caller is reconnecting) is retried for kombu_missing_consumer_retry_timeout, then dropped.
    */
-  private async sendReply(replyQ: string, msgId: string, reply: RpcReply): Promise<void> {
+  private async sendReply(replyQ: string, msgId: string, result: unknown, failure: string | null, ending: boolean): Promise<void> {
     if (this.crashed) return; // a dead process sends nothing, and logs nothing either
-    const heartbeat = !reply.ending;
+    const heartbeat = !ending;
     const what = heartbeat ? `a heartbeat for call ${msgId}` : `the reply to call ${msgId}`;
-    const body = Buffer.from(envelope({ ...replyToOslo(reply), _msg_id: msgId, _unique_id: uniqueId() }));
+    // core's replyToOslo fields, then ours, built in one object (spreads showed per reply).
+    const body = Buffer.from(envelope({ result: result ?? null, failure, ending, _msg_id: msgId, _unique_id: uniqueId() }));
     const limitMs = heartbeat ? HEARTBEAT_SEND_MS : this.options.missingConsumerRetryTimeoutS * 1000;
     const out: Outgoing = { exchange: '', routingKey: replyQ, body, properties: MANDATORY, what };
     // Nearly every reply goes out at the first try, connected: no timer for those (a timeout
