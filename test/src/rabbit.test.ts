@@ -13,6 +13,7 @@ import {
   ConfigError,
   MessageDeliveryFailure,
   MessageUndeliverable,
+  REQUEUE,
   Target,
   type ConfigInput,
   type Context,
@@ -152,6 +153,51 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await listener.stop();
     await server.stop();
     assert.equal((await queues()).has(fanoutQueues[0] as string), false, 'a stopped server deletes its own fanout queue');
+  });
+
+  test('acks: notifications settled out of order, some requeued, are each handled once and leave nothing unacked', async () => {
+    // The driver acks a run of settled deliveries with one multiple ack: one must never cover
+    // a delivery still with its handler, or one that was requeued.
+    const nt = freshTopic('acks');
+    const pool = freshTopic('acks-pool');
+    const N = 30;
+    const gates = new Map<number, (r: typeof REQUEUE | undefined) => void>();
+    const arrived = new Collector<number>();
+    const acked = new Collector<number>();
+    const seen = new Map<number, number>();
+    const lbus = await newBus();
+    const listener = lbus.notificationListener(
+      [{ topic: nt }],
+      [
+        {
+          info: (_c, _p, _e, payload) => {
+            const i = (payload as { i: number }).i;
+            const n = (seen.get(i) ?? 0) + 1;
+            seen.set(i, n);
+            // The first delivery of every third one is requeued, the rest acked; all of them
+            // settle when the test says, in an order unlike the arrival order.
+            if (n > 1) return void acked.push(i);
+            return new Promise<typeof REQUEUE | undefined>((resolve) => {
+              gates.set(i, (r) => (r === undefined && acked.push(i), resolve(r)));
+              arrived.push(i);
+            });
+          },
+        },
+      ],
+      { pool, allowRequeue: true },
+    );
+    await listener.start();
+    const notifier = (await newBus()).notifier({ publisherId: 'p', topics: [nt] });
+    for (let i = 0; i < N; i++) await notifier.info(ctx, 'e', { i });
+    await arrived.until(N);
+    const order = [...Array(N).keys()].sort((a, b) => (a % 4) - (b % 4) || b - a);
+    for (const i of order) gates.get(i)?.(i % 3 === 0 ? REQUEUE : undefined);
+    const all = await acked.until(N);
+    assert.deepEqual([...all].sort((a, b) => a - b), [...Array(N).keys()]);
+    await listener.stop();
+    const row = (await ctl('list_queues', 'name', 'messages_ready', 'messages_unacknowledged')).find((r) => r['name'] === pool);
+    assert.deepEqual([row?.['messages_ready'], row?.['messages_unacknowledged']], [0, 0], 'every notification acked once, none left');
+    for (let i = 0; i < N; i++) assert.equal(seen.get(i), i % 3 === 0 ? 2 : 1, `notification ${i}`);
   });
 
   test('notification_default_queue=false: the notifier declares no <topic>.<priority> queue; a pool listener still gets every notification', async () => {

@@ -16,6 +16,12 @@ export interface Delivery {
   readonly queue: string;
 }
 
+/** A delivery settled later (not acksOnArrival), tracked in arrival (delivery tag) order. */
+interface Tracked extends Delivery {
+  /** 0: unsettled; 1: acked, its ack not sent yet (a later multiple ack covers it); 2: settled on the wire. */
+  state: 0 | 1 | 2;
+}
+
 export interface ConsumerSpec {
   readonly label: string;
   /** Declare what this consumer needs on its channel; return the queues to consume. */
@@ -59,8 +65,10 @@ export class Consumer implements Restorable {
   private readonly closedChannels = new WeakSet<Channel>();
   /** Each channel's connection, whose socket writes an ack batches with the rest (batchWrites). */
   private readonly genOf = new WeakMap<Channel, Generation>();
-  /** acksOnArrival: the latest delivery acked but not sent yet (its ack covers the earlier ones). */
+  /** The latest delivery acked but not sent yet: its ack, with multiple, covers the earlier ones. */
   private ackDue: { ch: Channel; msg: ConsumeMessage } | undefined;
+  /** Deliveries settled later, in arrival order on one channel; `head`: the oldest unsettled. */
+  private order: { ch: Channel; list: Tracked[]; head: number } | undefined;
 
   constructor(
     private readonly env: ConsumerEnv,
@@ -139,7 +147,13 @@ export class Consumer implements Restorable {
       return;
     }
     try {
-      this.spec.deliver({ consumer: this, ch, msg, queue });
+      if (this.spec.acksOnArrival) this.spec.deliver({ consumer: this, ch, msg, queue });
+      else {
+        const d: Tracked = { consumer: this, ch, msg, queue, state: 0 };
+        if (this.order?.ch !== ch) this.order = { ch, list: [], head: 0 };
+        this.order.list.push(d);
+        this.spec.deliver(d);
+      }
     } catch (err) {
       this.env.logger.error({ err, consumer: this.label }, 'delivery handler failed');
     }
@@ -181,12 +195,39 @@ export class Consumer implements Restorable {
    */
   settle(d: Delivery, how: 'ack' | 'requeue', held: boolean): boolean {
     if (how === 'ack' && !held && this.spec.acksOnArrival) return this.ackLater(d.ch, d.msg);
-    const ok = this.settleOn(d.ch, d.msg, how);
+    const tracked = this.order?.ch === d.ch && 'state' in d ? (d as Tracked) : undefined;
+    let ok: boolean;
+    if (tracked && how === 'ack' && tracked === this.order?.list[this.order.head]) ok = this.ackOldest(tracked);
+    else {
+      // Out of order, or a requeue: on its own, now (a multiple ack would cover the earlier ones).
+      ok = this.settleOn(d.ch, d.msg, how);
+      if (tracked) tracked.state = 2;
+    }
     if (held) {
       this.unsettled--;
       if (this.stopped && this.unsettled === 0 && this.ch) void this.closeChannel(this.ch);
     }
     return ok;
+  }
+
+  /** The oldest unsettled delivery is acked: one multiple ack, this turn, for the settled run from it. */
+  private ackOldest(d: Tracked): boolean {
+    const o = this.order as { ch: Channel; list: Tracked[]; head: number };
+    if (this.closedChannels.has(d.ch)) return false;
+    d.state = 1;
+    // The multiple ack must name a delivery still unacked on the broker (state 1, not 2).
+    let last: Tracked | undefined;
+    while (o.head < o.list.length) {
+      const next = o.list[o.head] as Tracked;
+      if (next.state === 0) break;
+      if (next.state === 1) last = next;
+      o.head++;
+    }
+    if (o.head > 1024 && o.head * 2 > o.list.length) {
+      o.list = o.list.slice(o.head);
+      o.head = 0;
+    }
+    return last ? this.ackLater(last.ch, last.msg) : true;
   }
 
   private ackLater(ch: Channel, msg: ConsumeMessage): boolean {
@@ -226,6 +267,7 @@ export class Consumer implements Restorable {
 
   private async closeChannel(ch: Channel): Promise<void> {
     if (this.closedChannels.has(ch)) return;
+    if (this.ackDue?.ch === ch) this.sendDueAck(); // before channel.close, or the broker redelivers
     await ch.close().catch(() => undefined);
   }
 
