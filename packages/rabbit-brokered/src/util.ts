@@ -3,7 +3,12 @@
 /** The last `max` ids seen, oldest evicted first: de-duplication on oslo's `_unique_id`. */
 export class RecentIds {
   private readonly ids = new Set<string>();
-  constructor(private readonly max: number) {}
+  /** Insertion order, as a ring: evicting through the Set's iterator allocated one per message. */
+  private readonly ring: Array<string | undefined>;
+  private next = 0;
+  constructor(private readonly max: number) {
+    this.ring = new Array<string | undefined>(max).fill(undefined);
+  }
 
   has(id: string): boolean {
     return this.ids.has(id);
@@ -11,11 +16,11 @@ export class RecentIds {
 
   add(id: string): void {
     if (this.ids.has(id)) return;
+    const oldest = this.ring[this.next];
+    if (oldest !== undefined) this.ids.delete(oldest);
+    this.ring[this.next] = id;
+    this.next = (this.next + 1) % this.max;
     this.ids.add(id);
-    if (this.ids.size > this.max) {
-      const oldest = this.ids.values().next();
-      if (!oldest.done) this.ids.delete(oldest.value);
-    }
   }
 }
 
