@@ -13,6 +13,7 @@ import {
   ConfigError,
   MessageDeliveryFailure,
   MessageUndeliverable,
+  REQUEUE,
   Target,
   type ConfigInput,
   type Context,
@@ -152,6 +153,71 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await listener.stop();
     await server.stop();
     assert.equal((await queues()).has(fanoutQueues[0] as string), false, 'a stopped server deletes its own fanout queue');
+  });
+
+  test('acks: notifications settled out of order, some requeued, are each handled once and leave nothing unacked', async () => {
+    // The driver acks a run of settled deliveries with one multiple ack: one must never cover
+    // a delivery still with its handler, or one that was requeued.
+    const nt = freshTopic('acks');
+    const pool = freshTopic('acks-pool');
+    const N = 30;
+    const gates = new Map<number, (r: typeof REQUEUE | undefined) => void>();
+    const arrived = new Collector<number>();
+    const acked = new Collector<number>();
+    const seen = new Map<number, number>();
+    const lbus = await newBus();
+    const listener = lbus.notificationListener(
+      [{ topic: nt }],
+      [
+        {
+          info: (_c, _p, _e, payload) => {
+            const i = (payload as { i: number }).i;
+            const n = (seen.get(i) ?? 0) + 1;
+            seen.set(i, n);
+            // The first delivery of every third one is requeued, the rest acked; all of them
+            // settle when the test says, in an order unlike the arrival order.
+            if (n > 1) return void acked.push(i);
+            return new Promise<typeof REQUEUE | undefined>((resolve) => {
+              gates.set(i, (r) => (r === undefined && acked.push(i), resolve(r)));
+              arrived.push(i);
+            });
+          },
+        },
+      ],
+      { pool, allowRequeue: true },
+    );
+    await listener.start();
+    const notifier = (await newBus()).notifier({ publisherId: 'p', topics: [nt] });
+    for (let i = 0; i < N; i++) await notifier.info(ctx, 'e', { i });
+    await arrived.until(N);
+    const order = [...Array(N).keys()].sort((a, b) => (a % 4) - (b % 4) || b - a);
+    for (const i of order) gates.get(i)?.(i % 3 === 0 ? REQUEUE : undefined);
+    const all = await acked.until(N);
+    assert.deepEqual([...all].sort((a, b) => a - b), [...Array(N).keys()]);
+    await listener.stop();
+    const row = (await ctl('list_queues', 'name', 'messages_ready', 'messages_unacknowledged')).find((r) => r['name'] === pool);
+    assert.deepEqual([row?.['messages_ready'], row?.['messages_unacknowledged']], [0, 0], 'every notification acked once, none left');
+    for (let i = 0; i < N; i++) assert.equal(seen.get(i), i % 3 === 0 ? 2 : 1, `notification ${i}`);
+  });
+
+  test('notification_default_queue=false: the notifier declares no <topic>.<priority> queue; a pool listener still gets every notification', async () => {
+    const nt = freshTopic('ndq');
+    const pool = freshTopic('ndq-pool');
+    const lbus = await newBus();
+    const got = new Collector<unknown>();
+    const listener = lbus.notificationListener([{ topic: nt }], [{ info: (_c, _p, _e, payload) => void got.push(payload) }], { pool });
+    await listener.start();
+    const nbus = await newBus({ transports: { default: url('?notification_default_queue=false') } });
+    const notifier = nbus.notifier({ publisherId: 'p', topics: [nt] });
+    for (let i = 0; i < 5; i++) await notifier.info(ctx, 'e', { i });
+    assert.deepEqual((await got.until(5)).map((p) => (p as { i: number }).i).sort(), [0, 1, 2, 3, 4]);
+    const q = await queues();
+    assert.equal(q.has(`${nt}.info`), false, 'no default queue: nothing routed to a queue nobody consumes');
+    assert.ok(q.has(pool));
+    // The default (oslo's) still declares it.
+    await (await newBus()).notifier({ publisherId: 'p', topics: [nt] }).info(ctx, 'e', {});
+    assert.equal((await queues()).has(`${nt}.info`), true);
+    await listener.stop();
   });
 
   test('options change the flags: durable, auto-delete, quorum, transient TTL, prefetch, heartbeat', async () => {
@@ -492,6 +558,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.match(problems('rabbit://h/?ssl_ca_file=/etc/hostname'), /"ssl_ca_file" needs TLS/);
     assert.match(problems('amqps://h/?ssl_ca_file=/no/such/file.pem'), /"ssl_ca_file" names "\/no\/such\/file.pem", which cannot be read/);
     assert.match(problems('rabbit://h/?rabbit_quorum_queue=1&amqp_auto_delete=1'), /exclude each other/);
+    assert.match(problems('rabbit://h/?notification_default_queue=nope'), /"notification_default_queue" has bad value "nope"; expected a boolean/);
     await assert.rejects(Bus.create({ transports: { default: url('?heartbeat_timeout_threshold=soon') } }), ConfigError);
 
     const o = parseRabbitUrl(new URL('rabbit://u:p@h1:5673,v:q@[::1]:5674/vh%2F1?failover=amqp://h3/'));
@@ -507,7 +574,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
       {
         durableQueues: false, autoDelete: false, quorumQueues: false, transientQueuesTtlS: 1800, prefetch: 0, heartbeatS: 60,
         missingConsumerRetryTimeoutS: 60, retryIntervalS: 1, retryBackoffS: 2, intervalMaxS: 30, confirmWindow: 1000, connectTimeoutS: 10,
-        endpoints: undefined,
+        notificationDefaultQueue: true, endpoints: undefined,
       },
     );
     assert.equal(d.endpoints[0]?.connect.protocol, 'amqps');

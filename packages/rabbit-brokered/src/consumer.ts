@@ -16,6 +16,12 @@ export interface Delivery {
   readonly queue: string;
 }
 
+/** A delivery settled later (not acksOnArrival), tracked in arrival (delivery tag) order. */
+interface Tracked extends Delivery {
+  /** 0: unsettled; 1: acked, its ack not sent yet (a later multiple ack covers it); 2: settled on the wire. */
+  state: 0 | 1 | 2;
+}
+
 export interface ConsumerSpec {
   readonly label: string;
   /** Declare what this consumer needs on its channel; return the queues to consume. */
@@ -24,6 +30,11 @@ export interface ConsumerSpec {
   deliver(d: Delivery): void;
   /** Queues only this consumer uses (uuid-named): deleted when it stops. */
   readonly ownQueues?: readonly string[] | undefined;
+  /**
+   * `deliver` acks every delivery as it arrives (oslo's RPC server and reply queue): then one
+   * ack with `multiple` per turn of the event loop settles them all, not one frame each.
+   */
+  readonly acksOnArrival?: boolean | undefined;
 }
 
 export interface ConsumerEnv {
@@ -52,6 +63,12 @@ export class Consumer implements Restorable {
   private unsettled = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly closedChannels = new WeakSet<Channel>();
+  /** Each channel's connection, whose socket writes an ack batches with the rest (batchWrites). */
+  private readonly genOf = new WeakMap<Channel, Generation>();
+  /** The latest delivery acked but not sent yet: its ack, with multiple, covers the earlier ones. */
+  private ackDue: { ch: Channel; msg: ConsumeMessage } | undefined;
+  /** Deliveries settled later, in arrival order on one channel; `head`: the oldest unsettled. */
+  private order: { ch: Channel; list: Tracked[]; head: number } | undefined;
 
   constructor(
     private readonly env: ConsumerEnv,
@@ -91,6 +108,7 @@ export class Consumer implements Restorable {
 
   private async open(gen: Generation): Promise<void> {
     const ch = await gen.model.createChannel();
+    this.genOf.set(ch, gen);
     ch.on('error', (err: Error) => this.env.logger.warn({ err, consumer: this.label }, 'consumer channel closed by the broker'));
     ch.on('close', () => {
       this.closedChannels.add(ch);
@@ -129,7 +147,13 @@ export class Consumer implements Restorable {
       return;
     }
     try {
-      this.spec.deliver({ consumer: this, ch, msg, queue });
+      if (this.spec.acksOnArrival) this.spec.deliver({ consumer: this, ch, msg, queue });
+      else {
+        const d: Tracked = { consumer: this, ch, msg, queue, state: 0 };
+        if (this.order?.ch !== ch) this.order = { ch, list: [], head: 0 };
+        this.order.list.push(d);
+        this.spec.deliver(d);
+      }
     } catch (err) {
       this.env.logger.error({ err, consumer: this.label }, 'delivery handler failed');
     }
@@ -170,7 +194,15 @@ export class Consumer implements Restorable {
    * again, so the caller knows its ack did not land).
    */
   settle(d: Delivery, how: 'ack' | 'requeue', held: boolean): boolean {
-    const ok = this.settleOn(d.ch, d.msg, how);
+    if (how === 'ack' && !held && this.spec.acksOnArrival) return this.ackLater(d.ch, d.msg);
+    const tracked = this.order?.ch === d.ch && 'state' in d ? (d as Tracked) : undefined;
+    let ok: boolean;
+    if (tracked && how === 'ack' && tracked === this.order?.list[this.order.head]) ok = this.ackOldest(tracked);
+    else {
+      // Out of order, or a requeue: on its own, now (a multiple ack would cover the earlier ones).
+      ok = this.settleOn(d.ch, d.msg, how);
+      if (tracked) tracked.state = 2;
+    }
     if (held) {
       this.unsettled--;
       if (this.stopped && this.unsettled === 0 && this.ch) void this.closeChannel(this.ch);
@@ -178,11 +210,55 @@ export class Consumer implements Restorable {
     return ok;
   }
 
+  /** The oldest unsettled delivery is acked: one multiple ack, this turn, for the settled run from it. */
+  private ackOldest(d: Tracked): boolean {
+    const o = this.order as { ch: Channel; list: Tracked[]; head: number };
+    if (this.closedChannels.has(d.ch)) return false;
+    d.state = 1;
+    // The multiple ack must name a delivery still unacked on the broker (state 1, not 2).
+    let last: Tracked | undefined;
+    while (o.head < o.list.length) {
+      const next = o.list[o.head] as Tracked;
+      if (next.state === 0) break;
+      if (next.state === 1) last = next;
+      o.head++;
+    }
+    if (o.head > 1024 && o.head * 2 > o.list.length) {
+      o.list = o.list.slice(o.head);
+      o.head = 0;
+    }
+    return last ? this.ackLater(last.ch, last.msg) : true;
+  }
+
+  private ackLater(ch: Channel, msg: ConsumeMessage): boolean {
+    if (this.closedChannels.has(ch)) return false;
+    const due = this.ackDue;
+    if (due && due.ch !== ch) this.sendDueAck();
+    this.ackDue = { ch, msg };
+    // Before amqplib's muxer writes (a setImmediate), so the ack leaves when it would have.
+    if (!due) process.nextTick(this.sendDueAck);
+    return true;
+  }
+
+  private readonly sendDueAck = (): void => {
+    const due = this.ackDue;
+    this.ackDue = undefined;
+    if (!due || this.closedChannels.has(due.ch)) return;
+    try {
+      due.ch.ack(due.msg, true);
+      this.genOf.get(due.ch)?.batchWrites();
+    } catch {
+      // the channel is gone: the broker redelivers what it did not see acked
+    }
+  };
+
   private settleOn(ch: Channel, msg: ConsumeMessage, how: 'ack' | 'requeue'): boolean {
     if (this.closedChannels.has(ch)) return false;
+    if (this.ackDue) this.sendDueAck(); // a multiple ack must not cover a delivery settled otherwise
     try {
       if (how === 'ack') ch.ack(msg);
       else ch.nack(msg, false, true);
+      this.genOf.get(ch)?.batchWrites();
       return true;
     } catch {
       return false;
@@ -191,6 +267,7 @@ export class Consumer implements Restorable {
 
   private async closeChannel(ch: Channel): Promise<void> {
     if (this.closedChannels.has(ch)) return;
+    if (this.ackDue?.ch === ch) this.sendDueAck(); // before channel.close, or the broker redelivers
     await ch.close().catch(() => undefined);
   }
 
@@ -203,6 +280,7 @@ export class Consumer implements Restorable {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.env.link.consumers.delete(this);
+    this.sendDueAck();
     const ch = this.ch;
     if (!ch || this.closedChannels.has(ch)) return;
     for (const tag of this.tags) await ch.cancel(tag).catch(() => undefined);

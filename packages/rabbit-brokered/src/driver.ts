@@ -19,7 +19,6 @@ import {
   notificationFromOslo,
   notificationToOslo,
   replyFromOslo,
-  replyToOslo,
   requestFromOslo,
   requestToOslo,
   uniqueId,
@@ -42,7 +41,7 @@ import {
 import { Consumer, type ConsumerEnv, type Delivery } from './consumer.js';
 import { Link, type Generation, type Outgoing } from './link.js';
 import type { RabbitOptions } from './options.js';
-import { RecentIds, raceSignal, sleep } from './util.js';
+import { RecentIds, SendStop, sleep } from './util.js';
 
 type Dict = Record<string, unknown>;
 
@@ -79,6 +78,16 @@ function properties(mandatory: boolean, expirationMs?: number): Options.Publish 
   return p;
 }
 
+// amqplib only reads these: one object each rather than one per message.
+const MANDATORY = properties(true);
+const NOT_MANDATORY = properties(false);
+let lastExpiring: { ms: number; props: Options.Publish } | undefined;
+/** A call's properties: its expiration is the call timeout, nearly always the same one. */
+function expiringProperties(ms: number): Options.Publish {
+  if (lastExpiring?.ms !== ms) lastExpiring = { ms, props: properties(true, ms) };
+  return lastExpiring.props;
+}
+
 /** oslo's field order for a call (byte layout does not matter to receivers; humans read it). */
 function callMessage(request: RpcRequest, fields: Dict): Dict {
   const out: Dict = {};
@@ -104,6 +113,8 @@ export class RabbitDriver implements Driver {
   private readonly pending = new Map<string, PendingCall>();
   private readonly seenReplies = new RecentIds(RECENT_IDS);
   private replyConsumer: Promise<void> | undefined;
+  /** The reply queue is consumed (restored by the link after a reconnect). */
+  private replyReady = false;
   private readonly consumers = new Set<Consumer>();
   private closed = false;
   private crashed = false;
@@ -186,7 +197,7 @@ export class RabbitDriver implements Driver {
     return { durable: false, autoDelete: false, exclusive: false, arguments: { 'x-expires': this.options.transientQueuesTtlS * 1000 } };
   }
 
-  private declareExchange(gen: Generation, exchange: string): Promise<void> {
+  private declareExchange(gen: Generation, exchange: string): Promise<void> | undefined {
     return gen.declareOnce(`x:${exchange}`, (ch) => ch.assertExchange(exchange, 'topic', this.exchangeOptions()));
   }
 
@@ -234,7 +245,8 @@ export class RabbitDriver implements Driver {
       return undefined;
     }
     try {
-      return unenvelope(msg.content);
+      // A string: core copies a Uint8Array into a new Buffer before decoding it.
+      return unenvelope(msg.content.toString('utf8'));
     } catch (err) {
       this.logger.warn({ ...log, err }, 'dropping a malformed message');
       return undefined;
@@ -261,11 +273,15 @@ export class RabbitDriver implements Driver {
           this.onReply(d);
         },
         ownQueues: [queue],
+        acksOnArrival: true,
       });
-      this.replyConsumer = this.attach(consumer).catch((err: unknown) => {
-        this.replyConsumer = undefined;
-        throw err;
-      });
+      this.replyConsumer = this.attach(consumer).then(
+        () => void (this.replyReady = true),
+        (err: unknown) => {
+          this.replyConsumer = undefined;
+          throw err;
+        },
+      );
     }
     return this.replyConsumer;
   }
@@ -295,15 +311,15 @@ export class RabbitDriver implements Driver {
 
   async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
     this.checkOpen();
-    // The send and the wait for the reply queue stop when the call settles, whatever settled it.
-    const local = new AbortController();
-    options.cancel.onCancel((reason) => local.abort(reason));
-    const { signal } = local;
-    await raceSignal(this.ensureReplyConsumer(), signal);
+    if (!this.replyReady) {
+      await new Promise<void>((resolve, reject) => {
+        options.cancel.onCancel(reject); // replaced below once the call is under way
+        this.ensureReplyConsumer().then(resolve, reject);
+      });
+    }
     const msgId = uniqueId();
     const exchange = this.exchangeOf(target);
     const routingKey = target.server !== undefined ? `${target.topic}.${target.server}` : (target.topic as string);
-    const what = `call ${request.method} to "${routingKey}"`;
     const body = envelope(
       callMessage(request, {
         _msg_id: msgId,
@@ -312,19 +328,20 @@ export class RabbitDriver implements Driver {
       }),
     );
     return new Promise<RpcReply>((resolve, reject) => {
+      // The send stops where it waits (connection, window, ...) once nobody needs it; most
+      // sends wait for nothing but their confirm, and that is not waited for after a reply.
+      const stop = new SendStop();
       let sending = true;
-      // Stop a send still waiting (for a connection or a confirm) once nobody needs it. Most
-      // replies come after the confirm: then there is nothing to abort, and no abort event to
-      // build per call (it showed in profiles).
       const settle = (reason: Error): void => {
         this.pending.delete(msgId);
-        if (sending) local.abort(reason);
+        if (sending) stop.stop(reason);
       };
       options.cancel.onCancel((reason) => {
         settle(reason);
         reject(reason);
       });
       if (options.cancel.reason) return;
+      const what = `call ${request.method} to "${routingKey}"`;
       this.pending.set(msgId, {
         what,
         saved: undefined,
@@ -336,11 +353,11 @@ export class RabbitDriver implements Driver {
         exchange,
         routingKey,
         body: Buffer.from(body),
-        properties: properties(true, options.timeoutMs),
+        properties: options.timeoutMs !== undefined ? expiringProperties(options.timeoutMs) : MANDATORY,
         declare: (gen) => this.declareExchange(gen, exchange),
         what,
       };
-      this.link.publish(out, { retry: options.retry ?? -1, signal }).then(
+      this.link.publish(out, { retry: options.retry ?? -1, stop }).then(
         () => void (sending = false),
         (err: unknown) => {
           sending = false;
@@ -358,7 +375,7 @@ export class RabbitDriver implements Driver {
       exchange,
       routingKey,
       body: Buffer.from(envelope(requestToOslo(request))),
-      properties: properties(true),
+      properties: MANDATORY,
       declare: fanout
         ? (gen) => gen.declareOnce(`f:${exchange}`, (ch) => this.declareFanoutExchange(ch, exchange))
         : (gen) => this.declareExchange(gen, exchange),
@@ -404,6 +421,7 @@ export class RabbitDriver implements Driver {
         this.onRequest(d, d.queue === fanoutQueue, handler, seen);
       },
       ownQueues: [fanoutQueue],
+      acksOnArrival: true,
     });
     await this.attach(consumer);
     return this.subscription(consumer);
@@ -432,9 +450,8 @@ export class RabbitDriver implements Driver {
       pattern: isCall ? 'call' : fanout ? 'fanout' : 'cast',
       request,
       callMonitorTimeoutMs: isCall ? monitorMs(parsed['_timeout']) : undefined,
-      reply: async (r) => (isCall ? this.sendReply(replyQ as string, msgId as string, { ...r, ending: true }) : undefined),
-      heartbeat: async () =>
-        isCall ? this.sendReply(replyQ as string, msgId as string, { result: null, failure: null, ending: false }) : undefined,
+      reply: async (r) => (isCall ? this.sendReply(replyQ as string, msgId as string, r.result, r.failure, true) : undefined),
+      heartbeat: async () => (isCall ? this.sendReply(replyQ as string, msgId as string, null, null, false) : undefined),
     });
   }
 
@@ -442,13 +459,14 @@ export class RabbitDriver implements Driver {
    * To the default exchange, mandatory. A returned reply (its queue not there yet, e.g. the
    * caller is reconnecting) is retried for kombu_missing_consumer_retry_timeout, then dropped.
    */
-  private async sendReply(replyQ: string, msgId: string, reply: RpcReply): Promise<void> {
+  private async sendReply(replyQ: string, msgId: string, result: unknown, failure: string | null, ending: boolean): Promise<void> {
     if (this.crashed) return; // a dead process sends nothing, and logs nothing either
-    const heartbeat = !reply.ending;
+    const heartbeat = !ending;
     const what = heartbeat ? `a heartbeat for call ${msgId}` : `the reply to call ${msgId}`;
-    const body = Buffer.from(envelope({ ...replyToOslo(reply), _msg_id: msgId, _unique_id: uniqueId() }));
+    // core's replyToOslo fields, then ours, built in one object (spreads showed per reply).
+    const body = Buffer.from(envelope({ result: result ?? null, failure, ending, _msg_id: msgId, _unique_id: uniqueId() }));
     const limitMs = heartbeat ? HEARTBEAT_SEND_MS : this.options.missingConsumerRetryTimeoutS * 1000;
-    const out: Outgoing = { exchange: '', routingKey: replyQ, body, properties: properties(true), what };
+    const out: Outgoing = { exchange: '', routingKey: replyQ, body, properties: MANDATORY, what };
     // Nearly every reply goes out at the first try, connected: no timer for those (a timeout
     // signal per reply showed in profiles). Otherwise, retry within the time limit below.
     if (this.link.isUp) {
@@ -487,19 +505,26 @@ export class RabbitDriver implements Driver {
     this.checkOpen();
     const exchange = this.exchangeOf(target);
     const key = `${target.topic}.${notification.priority}`;
+    const queueKey = `q:${exchange}:${key}`;
     const out: Outgoing = {
       exchange,
       routingKey: key,
       body: Buffer.from(envelope(notificationToOslo(notification))),
-      properties: properties(false),
-      // Like oslo's notifier: declare the queue, so nothing is lost before a listener exists.
-      declare: async (gen) => {
-        await this.declareExchange(gen, exchange);
-        await gen.declareOnce(`q:${exchange}:${key}`, async (ch) => {
-          await ch.assertQueue(key, this.queueOptions());
-          await ch.bindQueue(key, exchange, key);
-        });
-      },
+      properties: NOT_MANDATORY,
+      // Like oslo's notifier: declare the queue, so nothing is lost before a listener exists
+      // (unless notification_default_queue=false).
+      declare: (gen) =>
+        !this.options.notificationDefaultQueue
+          ? this.declareExchange(gen, exchange)
+          : gen.isDeclared(queueKey)
+            ? undefined
+            : (async () => {
+                await this.declareExchange(gen, exchange);
+                await gen.declareOnce(queueKey, async (ch) => {
+                  await ch.assertQueue(key, this.queueOptions());
+                  await ch.bindQueue(key, exchange, key);
+                });
+              })(),
       what: `notification ${notification.eventType} to "${key}"`,
     };
     await this.link.publish(out, { retry: options.retry ?? -1, signal: options.signal });

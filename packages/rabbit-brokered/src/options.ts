@@ -40,6 +40,14 @@ export interface RabbitOptions {
   readonly confirmWindow: number;
   /** connect_timeout, s: TCP + AMQP handshake bound per attempt. */
   readonly connectTimeoutS: number;
+  /**
+   * notification_default_queue (ours, default true as oslo does): the notifier declares and
+   * binds the queue `<topic>.<priority>` before publishing, so notifications wait there for a
+   * listener that does not exist yet. With pool listeners (their own queue) that queue is
+   * never consumed and doubles the broker's work per notification; false publishes only, and
+   * a notification no queue is bound for is dropped by the broker.
+   */
+  readonly notificationDefaultQueue: boolean;
   readonly endpoints: readonly Endpoint[];
 }
 
@@ -77,6 +85,7 @@ const SPECS: Readonly<Record<string, Spec>> = {
   rabbit_interval_max: { parse: secondsAtLeast(0.01), expected: 'a number of seconds >= 0.01' },
   confirm_window: { parse: intAtLeast(1), expected: 'a whole number >= 1' },
   connect_timeout: { parse: secondsAtLeast(0.1), expected: 'a number of seconds >= 0.1' },
+  notification_default_queue: { parse: bool, expected: 'a boolean (true/false, 1/0, yes/no, on/off)' },
   failover: { parse: str, expected: 'comma-separated broker URLs, e.g. "amqp://h2:5672/,amqp://h3:5672/"' },
   ssl: { parse: bool, expected: 'a boolean (true/false, 1/0, yes/no, on/off)' },
   ssl_ca_file: { parse: str, expected: 'the path of a PEM file' },
@@ -283,6 +292,7 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
     intervalMaxS: get('rabbit_interval_max', 30),
     confirmWindow: get('confirm_window', 1000),
     connectTimeoutS: get('connect_timeout', 10),
+    notificationDefaultQueue: get('notification_default_queue', true),
     endpoints,
   };
 }

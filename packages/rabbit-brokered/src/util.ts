@@ -3,7 +3,12 @@
 /** The last `max` ids seen, oldest evicted first: de-duplication on oslo's `_unique_id`. */
 export class RecentIds {
   private readonly ids = new Set<string>();
-  constructor(private readonly max: number) {}
+  /** Insertion order, as a ring: evicting through the Set's iterator allocated one per message. */
+  private readonly ring: Array<string | undefined>;
+  private next = 0;
+  constructor(private readonly max: number) {
+    this.ring = new Array<string | undefined>(max).fill(undefined);
+  }
 
   has(id: string): boolean {
     return this.ids.has(id);
@@ -11,11 +16,11 @@ export class RecentIds {
 
   add(id: string): void {
     if (this.ids.has(id)) return;
+    const oldest = this.ring[this.next];
+    if (oldest !== undefined) this.ids.delete(oldest);
+    this.ring[this.next] = id;
+    this.next = (this.next + 1) % this.max;
     this.ids.add(id);
-    if (this.ids.size > this.max) {
-      const oldest = this.ids.values().next();
-      if (!oldest.done) this.ids.delete(oldest.value);
-    }
   }
 }
 
@@ -27,6 +32,13 @@ export class Window {
 
   get inUse(): number {
     return this.used;
+  }
+
+  /** Take a slot if one is free and nobody waits for one. */
+  tryAcquire(): boolean {
+    if (this.used >= this.size || this.waiters.length > 0) return false;
+    this.used++;
+    return true;
   }
 
   /** Wait for a slot (FIFO); rejects with `signal.reason` if aborted while waiting. */
@@ -56,6 +68,30 @@ export class Window {
     this.used--;
     const next = this.waiters.shift();
     if (next) next();
+  }
+}
+
+/**
+ * Stops a send once its result no longer matters (a call that has its answer). The AbortSignal
+ * is only built if the send has to wait for something: one per call showed in profiles.
+ */
+export class SendStop {
+  private controller: AbortController | undefined;
+  /** Why the send was stopped, once it has been. */
+  reason: Error | undefined;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  stop(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
   }
 }
 
