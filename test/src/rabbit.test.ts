@@ -200,15 +200,17 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     for (let i = 0; i < N; i++) assert.equal(seen.get(i), i % 3 === 0 ? 2 : 1, `notification ${i}`);
   });
 
-  test('notification_default_queue=false: the notifier declares no <topic>.<priority> queue; a pool listener still gets every notification', async () => {
+  test('notification_default_queue=false: the notifier declares no <topic>.<priority> queue; a pool listener still gets every notification, and with no listener it is an error', async () => {
     const nt = freshTopic('ndq');
     const pool = freshTopic('ndq-pool');
+    const nbus = await newBus({ transports: { default: url('?notification_default_queue=false') } });
+    const notifier = nbus.notifier({ publisherId: 'p', topics: [nt] });
+    // Nothing bound yet: not silently dropped.
+    await assert.rejects(notifier.info(ctx, 'e', { i: -1 }), MessageUndeliverable);
     const lbus = await newBus();
     const got = new Collector<unknown>();
     const listener = lbus.notificationListener([{ topic: nt }], [{ info: (_c, _p, _e, payload) => void got.push(payload) }], { pool });
     await listener.start();
-    const nbus = await newBus({ transports: { default: url('?notification_default_queue=false') } });
-    const notifier = nbus.notifier({ publisherId: 'p', topics: [nt] });
     for (let i = 0; i < 5; i++) await notifier.info(ctx, 'e', { i });
     assert.deepEqual((await got.until(5)).map((p) => (p as { i: number }).i).sort(), [0, 1, 2, 3, 4]);
     const q = await queues();

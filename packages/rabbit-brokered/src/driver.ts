@@ -510,9 +510,10 @@ export class RabbitDriver implements Driver {
       exchange,
       routingKey: key,
       body: Buffer.from(envelope(notificationToOslo(notification))),
-      properties: NOT_MANDATORY,
-      // Like oslo's notifier: declare the queue, so nothing is lost before a listener exists
-      // (unless notification_default_queue=false).
+      // Like oslo's notifier: declare the queue, so nothing is lost before a listener exists.
+      // Without it (notification_default_queue=false), mandatory: a notification no queue is
+      // bound for fails with MessageUndeliverable instead of vanishing.
+      properties: this.options.notificationDefaultQueue ? NOT_MANDATORY : MANDATORY,
       declare: (gen) =>
         !this.options.notificationDefaultQueue
           ? this.declareExchange(gen, exchange)

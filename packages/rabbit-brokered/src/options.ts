@@ -44,8 +44,8 @@ export interface RabbitOptions {
    * notification_default_queue (ours, default true as oslo does): the notifier declares and
    * binds the queue `<topic>.<priority>` before publishing, so notifications wait there for a
    * listener that does not exist yet. With pool listeners (their own queue) that queue is
-   * never consumed and doubles the broker's work per notification; false publishes only, and
-   * a notification no queue is bound for is dropped by the broker.
+   * never consumed and doubles the broker's work per notification; false publishes only
+   * (mandatory: a notification no queue is bound for fails with MessageUndeliverable).
    */
   readonly notificationDefaultQueue: boolean;
   readonly endpoints: readonly Endpoint[];
