@@ -43,10 +43,7 @@ export class Window {
 
   /** Wait for a slot (FIFO); rejects with `signal.reason` if aborted while waiting. */
   async acquire(signal?: AbortSignal): Promise<void> {
-    if (this.used < this.size && this.waiters.length === 0) {
-      this.used++;
-      return;
-    }
+    if (this.tryAcquire()) return;
     await new Promise<void>((resolve, reject) => {
       const grant = (): void => {
         signal?.removeEventListener('abort', onAbort);
