@@ -19,6 +19,7 @@ import {
   notificationFromOslo,
   notificationToOslo,
   replyFromOslo,
+  replyToOslo,
   requestFromOslo,
   requestToOslo,
   uniqueId,
@@ -463,8 +464,11 @@ export class RabbitDriver implements Driver {
     if (this.crashed) return; // a dead process sends nothing, and logs nothing either
     const heartbeat = !ending;
     const what = heartbeat ? `a heartbeat for call ${msgId}` : `the reply to call ${msgId}`;
-    // core's replyToOslo fields, then ours, built in one object (spreads showed per reply).
-    const body = Buffer.from(envelope({ result: result ?? null, failure, ending, _msg_id: msgId, _unique_id: uniqueId() }));
+    // The driver's fields added to core's dict, not spread into a copy (spreads showed per reply).
+    const reply = replyToOslo({ result, failure, ending });
+    reply['_msg_id'] = msgId;
+    reply['_unique_id'] = uniqueId();
+    const body = Buffer.from(envelope(reply));
     const limitMs = heartbeat ? HEARTBEAT_SEND_MS : this.options.missingConsumerRetryTimeoutS * 1000;
     const out: Outgoing = { exchange: '', routingKey: replyQ, body, properties: MANDATORY, what };
     // Nearly every reply goes out at the first try, connected: no timer for those (a timeout
