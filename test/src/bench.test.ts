@@ -1,17 +1,16 @@
 /** `hybridbus bench` as a user runs it: bad input, a quick run on the embedded default, and one with RabbitMQ. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { DEFAULTS, QUICK, registerContender, runBench, type BenchReport } from '@hybridbus/benchmarks';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
+import { tempDir } from './util.js';
 
 const bin = join(createRequire(import.meta.url).resolve('@hybridbus/cli/package.json'), '..', 'dist', 'main.js');
-const dir = mkdtempSync(join(tmpdir(), 'hb-bench-test-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('hb-bench-test-');
 /** Tiny settings: this checks the plumbing, not the figures. */
 const TINY = ['--quick', '--duration-ms', '150', '--warmup-ms', '50', '--warmup-calls', '100', '--latency-calls', '200', '--fanout-servers', '3', '--fanout-probes', '2', '--inflight', '4'];
 

@@ -6,7 +6,6 @@ import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import { ConfigError, MessageDeliveryFailure } from '@hybridbus/core';
@@ -22,7 +21,7 @@ import {
 
 import { sharedServers, startRedis, startRedisSentinel } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
-import { freshTopic, recordingLogger } from './util.js';
+import { freshTopic, recordingLogger, tempDir } from './util.js';
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -41,15 +40,7 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((ns) => ns.close()));
 });
 
-const tmpDirs: string[] = [];
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hybridbus-ns-test-'));
-  tmpDirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
-});
+const tmpDir = (): string => tempDir('hybridbus-ns-test-');
 
 const addresses = (records: readonly HostRecord[]): string[] => records.map((r) => r.address);
 
