@@ -167,7 +167,7 @@ interface Raw {
 }
 
 let profSeq = 0;
-/** `zmq.throughput.client0.7.cpuprofile`: contender, scenario, role and process, then a sequence. */
+/** `zmq.throughput.client.0.7.cpuprofile`: contender, scenario, role and process, then a sequence. */
 const profName = (child: string): string => `${child.replace(/ /g, '.')}.${profSeq++}.cpuprofile`;
 
 let topicSeq = 0;
