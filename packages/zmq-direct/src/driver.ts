@@ -567,6 +567,7 @@ export class ZmqDriver implements Driver {
       dropped: ib?.stats.dropped ?? 0,
       oversize: ib?.stats.oversize ?? 0,
       paused: ib?.stats.paused ?? 0,
+      repliesDropped: ib?.stats.repliesDropped ?? 0,
       pendingCalls: this.calls.size,
       pendingAcks: this.acks.size,
     };

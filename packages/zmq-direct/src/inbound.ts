@@ -15,6 +15,8 @@ export interface InboundStats {
   oversize: number;
   /** Times reading paused because serverBacklog requests were unfinished. */
   paused: number;
+  /** Replies, acks and nacks that could not leave: their client had gone, or stopped reading. */
+  repliesDropped: number;
 }
 
 /**
@@ -32,6 +34,9 @@ export class Inbound {
   /** The box last sent to (still in `outboxes` until the next flush). */
   private lastBox: { client: Buffer; records: Encoded[] } | undefined;
   private flushScheduled = false;
+  private flushing = false;
+  /** ms before retrying a client whose pipe was full; doubles while it stays full. */
+  private retryDelay = 0.5;
   private closed = false;
   /** Records handed to handlers and not finished; reading pauses at options.serverBacklog. */
   private unfinished = 0;
@@ -44,7 +49,7 @@ export class Inbound {
       go();
     }
   };
-  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0 };
+  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0 };
   /** "host:port" clients connect to. */
   address = '';
 
@@ -55,6 +60,9 @@ export class Inbound {
   ) {
     this.socket = new zmq.Router({
       linger: 0,
+      // A full pipe or a client that has gone is an error we handle (see flush), not a silent drop.
+      mandatory: true,
+      sendTimeout: 0,
       // A server pings its clients (so they see it alive even while it is too busy to read) but
       // never drops one for silence: when it pauses reading at server_backlog, ZeroMQ stops
       // decoding that client's traffic, and a heartbeat timeout would cut the connection and
@@ -172,26 +180,74 @@ export class Inbound {
       if (!box) this.outboxes.set(key, (box = { client, records: [] }));
       this.lastBox = box;
     }
+    if (box.records.length >= this.options.maxQueued) {
+      // A client that does not read what it asked for: bounded memory beats its replies.
+      this.stats.repliesDropped++;
+      this.logger.warn({ client: client.toString('hex') }, `zmq-direct: a client has ${box.records.length} replies it does not read (max_queued); dropping`);
+      return;
+    }
     box.records.push(encode(kind, body, this.options.maxMessageSize));
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(() => void this.flush());
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => void this.flush());
+  }
+
+  /**
+   * The one sender of this socket: zeromq.js allows a single send in progress per socket and
+   * rejects a concurrent one (EBUSY), so every reply, ack and nack leaves from this loop, in
+   * the order queued. What is queued while a send is pending leaves in the next round.
+   */
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    if (this.flushing || this.closed) return;
+    this.flushing = true;
+    let blocked = false;
+    try {
+      while (this.outboxes.size > 0 && !this.closed) {
+        const boxes = [...this.outboxes.values()];
+        this.outboxes.clear();
+        this.lastBox = undefined;
+        for (const box of boxes) {
+          try {
+            await this.socket.send([box.client, VERSION, ...pack(box.records, this.options.maxMessageSize)]);
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            if (code === 'EAGAIN') {
+              // That client's pipe is full (it reads slowly): keep its records first in line.
+              this.requeue(box);
+              blocked = true;
+            } else if (code === 'EHOSTUNREACH') {
+              // The client has gone: its calls fail on its side with ConnectionLost.
+              this.stats.repliesDropped += box.records.length;
+            } else if (!this.closed) {
+              this.stats.repliesDropped += box.records.length;
+              this.logger.warn({ err }, 'zmq-direct: could not send a reply');
+            }
+          }
+        }
+        if (blocked) break;
+      }
+    } finally {
+      this.flushing = false;
+    }
+    if (blocked) {
+      this.retryDelay = Math.min(this.retryDelay * 2, 100);
+      setTimeout(() => this.schedule(), this.retryDelay).unref();
+    } else {
+      this.retryDelay = 0.5;
     }
   }
 
-  private async flush(): Promise<void> {
-    this.flushScheduled = false;
-    const boxes = [...this.outboxes.values()];
-    this.outboxes.clear();
-    this.lastBox = undefined;
-    for (const { client, records } of boxes) {
-      try {
-        // A ROUTER never blocks: a reply to a client that left is dropped by ZeroMQ.
-        await this.socket.send([client, VERSION, ...pack(records, this.options.maxMessageSize)]);
-      } catch (err) {
-        this.logger.warn({ err }, 'zmq-direct: could not send a reply');
-      }
-    }
+  /** Put a box that could not leave back in front of what was queued for its client since. */
+  private requeue(box: { client: Buffer; records: Encoded[] }): void {
+    const key = box.client.toString('latin1');
+    const newer = this.outboxes.get(key);
+    if (newer) newer.records = box.records.concat(newer.records);
+    else this.outboxes.set(key, box);
   }
 
   close(): void {
