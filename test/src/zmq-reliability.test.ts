@@ -4,6 +4,8 @@
  * server dies while it still holds them, and inputs chosen to exhaust a server's memory.
  */
 import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import { AuthenticationFailed, Bus, type ConfigInput, type Context } from '@hybridbus/core';
@@ -72,5 +74,57 @@ describe('a busy server answers everything', () => {
     assert.equal(replies.size, n, `replies: ${replies.size} of ${n}`);
     assert.equal(acks.size, n, `acks: ${acks.size} of ${n}`);
     assert.equal(casts, n);
+  });
+});
+
+/** Run a client in its own process: a libzmq assertion would abort it (SIGABRT). */
+const retryingClient = (u: string, topic: string, attempts: number): Promise<{ code: number | null; signal: string | null; errors: Record<string, number> }> =>
+  new Promise((resolve) => {
+    const script = fileURLToPath(new URL('./zmq/retrying-client.js', import.meta.url));
+    const proc = fork(script, [JSON.stringify({ url: u, topic, attempts })], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    let errors: Record<string, number> = {};
+    proc.on('message', (m: { errors: Record<string, number> }) => (errors = m.errors));
+    proc.on('exit', (code, signal) => resolve({ code, signal, errors }));
+  });
+
+describe('a pool smaller than the servers in use', () => {
+  test('pool_max=1 over two servers: each call evicts the other connection and dials again, 400 times, no abort', async () => {
+    const dir = tempDir('hb-zmq-rel-');
+    const topic = freshTopic();
+    for (const name of ['a', 'b']) {
+      const b = await bus(url(dir));
+      await b.rpcServer({ topic, server: name }, [{ echo: () => name }]).start();
+    }
+    const r = await retryingClient(url(dir, '&pool_max=1'), topic, 400);
+    assert.equal(r.signal, null, `the client died with ${r.signal}`);
+    assert.deepEqual(r.errors, { ok: 400 });
+  });
+});
+
+describe('refused CURVE clients', () => {
+  const serverKeys = curveKeyPair();
+  const allowed = curveKeyPair();
+  const curveQuery = (keys: { publicKey: string; secretKey: string }, extra = ''): string =>
+    `&curve=true&curve_public_key=${encodeURIComponent(keys.publicKey)}&curve_secret_key=${encodeURIComponent(keys.secretKey)}${extra}`;
+
+  test('a client with a key not on the allowlist, and one without CURVE, retrying 200 times: AuthenticationFailed every time, no abort', async () => {
+    const dir = tempDir('hb-zmq-rel-');
+    const topic = freshTopic();
+    let reached = 0;
+    const server = await bus(url(dir, curveQuery(serverKeys, `&curve_allowed_clients=${encodeURIComponent(allowed.publicKey)}`)));
+    await server.rpcServer({ topic, server: 's' }, [{ echo: () => void reached++ }]).start();
+    const attempts = 200;
+    const results = await Promise.all([
+      retryingClient(url(dir, curveQuery(curveKeyPair(), '&connect_timeout=3000')), topic, attempts),
+      retryingClient(url(dir, curveQuery(curveKeyPair(), '&connect_timeout=3000')), topic, attempts),
+      // A client without CURVE dials the server in plain text, and the server refuses that handshake.
+      retryingClient(url(dir, '&connect_timeout=3000'), topic, attempts),
+    ]);
+    for (const r of results) {
+      assert.equal(r.signal, null, `a refused client died with ${r.signal}`);
+      assert.equal(r.code, 0);
+      assert.deepEqual(r.errors, { AuthenticationFailed: attempts });
+    }
+    assert.equal(reached, 0);
   });
 });

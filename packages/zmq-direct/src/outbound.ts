@@ -25,6 +25,12 @@ interface Outgoing {
 interface Peer {
   readonly address: string;
   readonly endpoint: string;
+  /**
+   * Unique per connection attempt, never reused: libzmq aborts the process (router.cpp,
+   * `!has_out_pipe (routing_id)`) when a connect reuses the routing id of a pipe it has not
+   * finished tearing down, as happens when a refused peer is dropped and at once dialled again.
+   */
+  readonly routingId: string;
   state: 'connecting' | 'ready' | 'failed';
   outbox: Outgoing[];
   lastUsed: number;
@@ -40,6 +46,10 @@ export interface OutboundEvents {
   /** The connection to a peer broke (or was refused): messages in flight there are lost. */
   onPeerLost(address: string, inflight: ReadonlySet<string>, error: Error): void;
 }
+
+/** How long a peer that refused our credentials is left alone, first and at most (ms). */
+const REFUSED_BACKOFF_MS = 200;
+const REFUSED_BACKOFF_MAX_MS = 30_000;
 
 /** Records per send at most, so one busy peer cannot hold the socket for long. */
 const MAX_BATCH = 512;
@@ -57,6 +67,9 @@ export class Outbound {
   private flushing = false;
   private closed = false;
   private readonly sweeper: NodeJS.Timeout;
+  private connection = 0;
+  /** Peers that refused our credentials: not dialled again until `until` (backoff doubles). */
+  private readonly refused = new Map<string, { until: number; delay: number; error: Error }>();
   readonly stats = { batches: 0, records: 0, connects: 0, evictions: 0, idleClosed: 0 };
 
   constructor(
@@ -123,13 +136,16 @@ export class Outbound {
     if (this.options.curve && !serverKey) {
       return new AuthenticationFailed(`CURVE is on but ${address} registered no public key: refusing an unauthenticated connection`);
     }
+    const refusal = this.refused.get(address);
+    if (refusal && refusal.until > Date.now()) return refusal.error;
     if (this.peers.size >= this.options.poolMax && !this.evictOne()) {
       return new QueueFull(`connection pool is full: ${this.peers.size} peers busy (pool_max=${this.options.poolMax})`);
     }
-    const peer: Peer = { address, endpoint: `tcp://${address}`, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined };
+    const routingId = `${address}#${(this.connection++).toString(36)}`;
+    const peer: Peer = { address, endpoint: `tcp://${address}`, routingId, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined };
     quietly(() => {
       if (serverKey) this.socket.curveServerKey = serverKey;
-      this.socket.connect(peer.endpoint, { routingId: address });
+      this.socket.connect(peer.endpoint, { routingId });
     });
     this.stats.connects++;
     this.latest = peer;
@@ -151,7 +167,10 @@ export class Outbound {
   }
 
   private sweep(): void {
-    const cutoff = Date.now() - this.options.idleTtl;
+    const now = Date.now();
+    const cutoff = now - this.options.idleTtl;
+    // A refusal is remembered twice its backoff, so a peer that keeps refusing backs off further.
+    for (const [address, r] of this.refused) if (r.until + r.delay < now) this.refused.delete(address);
     for (const peer of [...this.peers.values()]) {
       if (peer.lastUsed < cutoff && !peer.hot && peer.inflight.size === 0 && peer.outbox.length === 0) {
         this.drop(peer);
@@ -202,7 +221,7 @@ export class Outbound {
           const batch = peer.outbox.length <= MAX_BATCH ? peer.outbox : peer.outbox.slice(0, MAX_BATCH);
           peer.outbox = batch === peer.outbox ? [] : peer.outbox.slice(MAX_BATCH);
           try {
-            await this.socket.send([peer.address, VERSION, ...pack(batch.map((o) => o.record), this.options.maxMessageSize)]);
+            await this.socket.send([peer.routingId, VERSION, ...pack(batch.map((o) => o.record), this.options.maxMessageSize)]);
           } catch (e) {
             peer.outbox = batch.concat(peer.outbox);
             const code = (e as { code?: string }).code;
@@ -275,7 +294,12 @@ export class Outbound {
     });
     const authFailed = ({ address, error }: { address: string; error: Error }): void => {
       const peer = this.byEndpoint(address);
-      if (peer) this.fail(peer, new AuthenticationFailed(`CURVE handshake with ${peer.address} failed: ${error.message}`));
+      if (!peer) return;
+      const last = this.refused.get(peer.address);
+      const delay = Math.min((last?.delay ?? REFUSED_BACKOFF_MS / 2) * 2, REFUSED_BACKOFF_MAX_MS);
+      const err = new AuthenticationFailed(`CURVE handshake with ${peer.address} failed: ${error.message} (not retried for ${delay} ms)`);
+      this.refused.set(peer.address, { until: Date.now() + delay, delay, error: err });
+      this.fail(peer, err);
     };
     ev.on('handshake:error:auth', authFailed);
     ev.on('handshake:error:protocol', authFailed);
@@ -286,7 +310,9 @@ export class Outbound {
     try {
       for await (const [from, ...frames] of this.socket) {
         if (!from) continue;
-        const address = from.toString();
+        // The routing id is "host:port#n" (see Peer.routingId).
+        const id = from.toString();
+        const address = id.slice(0, id.lastIndexOf('#'));
         let records: string[];
         try {
           records = unpack(frames);
