@@ -128,3 +128,46 @@ describe('refused CURVE clients', () => {
     assert.equal(reached, 0);
   });
 });
+
+describe('acked casts are acked once handled', () => {
+  test('3 servers with a 20 ms endpoint, kill -9 of one halfway through 600 acked casts: every resolved cast was handled', async () => {
+    const dir = tempDir('hb-zmq-rel-');
+    const topic = freshTopic();
+    const u = url(dir, '&acks=true&ack_timeout=500');
+    const handled = new Map<number, number>();
+    const onRecord = (r: { i: number }): void => void handled.set(r.i, (handled.get(r.i) ?? 0) + 1);
+    const servers: ChildServer[] = [];
+    for (const name of ['a', 'b', 'c']) {
+      const c = await startChild(cfg(u), [{ topic, server: name }], onRecord);
+      kids.push(c);
+      servers.push(c);
+    }
+    const client = (await bus(u)).rpcClient({ topic });
+    const n = 600;
+    const resolved = new Set<number>();
+    const failed: string[] = [];
+    let next = 0;
+    let killed: Promise<void> | undefined;
+    // 30 in flight, so the victim holds work (started and queued) when it dies.
+    const worker = async (): Promise<void> => {
+      while (next < n) {
+        const i = next++;
+        if (i === n / 2) killed = servers[0]?.kill('SIGKILL');
+        try {
+          await client.cast({}, 'slowRecord', { i });
+          resolved.add(i);
+        } catch (e) {
+          failed.push((e as Error).name);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 30 }, worker));
+    await killed;
+    const lost = [...resolved].filter((i) => !handled.has(i));
+    assert.deepEqual(lost, [], `${lost.length} casts resolved at the client were never handled by any endpoint`);
+    assert.deepEqual(failed, [], 'the survivors take over: no cast fails');
+    const duplicates = [...handled.values()].filter((k) => k > 1).length;
+    // At-least-once across servers: only what the victim finished and could not ack may run twice.
+    assert.ok(duplicates <= 60, `${duplicates} casts handled twice`);
+  });
+});

@@ -59,14 +59,16 @@ describe('options', () => {
         return true;
       });
     bad('heartbeat_interval=-5', 'heartbeat_interval', '"-5"', 'integer');
-    bad('acks=maybe', 'acks', 'true or false');
+    bad('acks=maybe', 'acks', '"handled" (or true), "received", or "none" (or false)');
     bad('port_range=9000-8000', 'port_range', 'LOW-HIGH');
     bad('nosuch=1', '"nosuch" is unknown', 'matchmaker');
     bad('curve=true', 'curve_public_key');
     bad('curve=true&curve_public_key=short&curve_secret_key=short', 'curve_public_key', '40-character Z85');
     assert.throws(() => parseOptions(new URL('zmq://somehost:5555')), /query string/);
     const o = parseOptions(new URL('zmq://?acks=true&port_range=20000-20010&hot_topics=a,b'));
-    assert.equal(o.acks, true);
+    assert.equal(o.acks, 'handled');
+    assert.equal(parseOptions(new URL('zmq://')).acks, 'handled', 'acknowledged delivery is the default');
+    assert.equal(parseOptions(new URL('zmq://?acks=false')).acks, 'none');
     assert.deepEqual(o.portRange, [20000, 20010]);
     assert.deepEqual([...o.hotTopics], ['a', 'b']);
   });
@@ -240,7 +242,8 @@ describe('no silent loss', () => {
     // One at a time, each waiting for the gate: requests pile up unless the server stops reading.
     const srv = sb.rpcServer({ topic, server: 's' }, [{ sink: async (_c: unknown, a: { i: number }) => (await gate.promise, got.push(a.i)) }], { maxConcurrency: 1 });
     await srv.start();
-    const client = (await bus(url(dir))).rpcClient({ topic });
+    // Fire-and-forget, so the casts pile up: acked ones would each wait for the gate.
+    const client = (await bus(url(dir, '&acks=none'))).rpcClient({ topic });
     const n = 5000;
     for (let i = 0; i < n; i++) await client.cast({}, 'sink', { i });
     await waitFor('the server to pause reading', async () => ((await driver(sb).counters())['paused'] ?? 0) >= 1);

@@ -86,6 +86,8 @@ export interface IncomingRpc {
 
 export interface IncomingNotification {
   readonly notification: Notification;
+  /** It may have been delivered before (a redelivery after a failure): endpoints should be idempotent. */
+  readonly redelivered?: boolean;
   /** Done with it: never deliver it again. */
   ack(): Promise<void>;
   /** Give it back for redelivery (only when `capabilities.requeue`). */

@@ -40,6 +40,7 @@ import { Inbound } from './inbound.js';
 import { createNameService, type HostRecord, type NameService } from './nameservice/index.js';
 import type { ZmqOptions } from './options.js';
 import { Outbound } from './outbound.js';
+import { DUPLICATE, Receipts, type Finish } from './receipts.js';
 
 export const zmqCapabilities: DriverCapabilities = {
   durable: false,
@@ -61,7 +62,10 @@ interface PendingCall {
 interface PendingAck {
   readonly resolve: () => void;
   readonly reject: (e: Error) => void;
-  readonly resend: (reason: string) => void;
+  /** The receiver has it and is still handling it: keep waiting. */
+  readonly working: () => void;
+  /** The host it went to lost it or refused it: send it to another. */
+  readonly elsewhere: (reason: string) => void;
   address: string | undefined;
 }
 
@@ -153,16 +157,17 @@ export class ZmqDriver implements Driver {
   private readonly rpc = new Handlers<RpcHandler>();
   private readonly fanouts = new Handlers<RpcHandler>();
   private readonly notifications = new Handlers<NotificationHandler>();
-  private readonly seen = new Map<string, number>();
   private closed = false;
   private readonly logger: Logger;
-  readonly stats = { duplicatesDropped: 0, unroutedNotifications: 0, failovers: 0, retries: 0 };
+  readonly stats = { unroutedNotifications: 0, failovers: 0, retries: 0 };
+  private readonly receipts: Receipts;
 
   constructor(
     readonly options: ZmqOptions,
     private readonly context: DriverContext,
   ) {
     this.logger = context.logger;
+    this.receipts = new Receipts(options.dedupTtl, options.dedupMax);
     this.nameService = createNameService(options.matchmaker, { ttlMs: options.nsTtl, cacheMs: options.nsCache, logger: context.logger });
   }
 
@@ -298,9 +303,14 @@ export class ZmqDriver implements Driver {
     if (call.address) this.outbound?.untrack(call.address, call.id);
   }
 
-  /** Send a one-way record to one host of `key` (with acks: retried until a host acks it). */
+  /**
+   * Send a one-way record to one host of `key` (or to `opts.address`). With acks it resolves
+   * on the receiver's ack; without an answer in ack_timeout (doubling) it is sent again to the
+   * same host, which answers a duplicate from its memory ("working", or the ack); a host that
+   * lost or refused it hands it to another. ack_retries unanswered sends in a row fail it.
+   */
   private oneWay(kind: Kind, key: string, m: Record<string, unknown>, opts: { pool?: string; address?: string } = {}): Promise<void> {
-    if (!this.options.acks) {
+    if (this.options.acks === 'none') {
       const frame = this.frame(kind, { k: key, m, pool: opts.pool });
       return new Promise((resolve, reject) => {
         const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
@@ -309,46 +319,81 @@ export class ZmqDriver implements Driver {
       });
     }
     const id = this.id();
-    const frame = this.frame(kind, { i: id, k: key, m, pool: opts.pool });
+    const body: Body = { i: id, k: key, m, pool: opts.pool, a: this.options.acks === 'received' ? 1 : undefined };
+    const first = this.frame(kind, body);
+    let again: Encoded | undefined;
     return new Promise((resolve, reject) => {
-      let attempt = 0;
+      /** Sends in a row that got no answer; an answer (or a move to another host) resets it. */
+      let silent = 0;
+      /** Grows with every resend: how long the next wait is. */
+      let backoff = 0;
       let timer: NodeJS.Timeout | undefined;
-      let tried = new Set<string>();
+      let tried: Set<string> | undefined;
+      const untrack = (): void => {
+        if (pending.address !== undefined) this.outbound?.untrack(pending.address, id);
+      };
       const finish = (err?: Error): void => {
         clearTimeout(timer);
         this.acks.delete(id);
-        if (pending.address) this.outbound?.untrack(pending.address, id);
+        untrack();
         if (err) reject(err);
         else resolve();
       };
-      const resend = (reason: string): void => {
+      const wait = (): number => this.options.ackTimeout * 2 ** Math.min(backoff, 6);
+      const arm = (): void => {
         clearTimeout(timer);
-        if (pending.address) this.outbound?.untrack(pending.address, id);
-        if (attempt > this.options.ackRetries) {
-          return finish(new MessageDeliveryFailure(`no ack for a message to "${key}" after ${attempt} attempts (last: ${reason})`));
-        }
-        if (attempt > 0) this.stats.retries++;
-        const wait = this.options.ackTimeout * 2 ** Math.min(attempt, 6);
-        attempt++;
-        const sent = (err: Error | undefined, address?: string): void => {
-          if (err) {
-            // Every host refused before the message left: start over after a pause.
-            if (err instanceof MessageUndeliverable && attempt <= this.options.ackRetries) {
-              tried = new Set();
-              timer = setTimeout(() => resend(err.message), wait);
-              return;
-            }
-            return finish(err);
-          }
-          pending.address = address;
-          timer = setTimeout(() => resend(`no ack in ${wait} ms`), wait);
-        };
-        if (opts.address !== undefined) this.out().send(opts.address, frame, (err) => sent(err, opts.address), id);
+        timer = setTimeout(unanswered, wait());
+      };
+      const send = (address: string | undefined): void => {
+        const frame = silent + backoff === 0 ? first : (again ??= this.frame(kind, { ...body, r: 1 }));
+        if (address !== undefined) this.out().send(address, frame, (err) => sent(err, address), id);
         else this.route(key, frame, tried, sent, { id, pool: opts.pool });
       };
-      const pending: PendingAck = { resolve: () => finish(), reject: finish, resend, address: undefined };
+      const sent = (err: Error | undefined, address?: string): void => {
+        if (!err) {
+          pending.address = address;
+          return arm();
+        }
+        // A resend straight to the host that had it found it gone: another host gets it.
+        if (err instanceof MessageUndeliverable && address !== undefined && opts.address === undefined) {
+          pending.address = address;
+          return pending.elsewhere(err.message);
+        }
+        // Nothing took it now: fail at once rather than wait (no host, refused, queue full).
+        if (silent + backoff === 0) return finish(err);
+        finish(new MessageDeliveryFailure(`a message to "${key}" could not be sent again (${err.message}); it may or may not have been handled`, { cause: err }));
+      };
+      const unanswered = (): void => {
+        untrack();
+        if (++silent > this.options.ackRetries) {
+          return finish(new MessageDeliveryFailure(`no ack for a message to "${key}" after ${silent} attempts`));
+        }
+        backoff++;
+        this.stats.retries++;
+        send(opts.address ?? pending.address);
+      };
+      const pending: PendingAck = {
+        resolve: () => finish(),
+        reject: finish,
+        working: () => {
+          silent = 0;
+          arm();
+        },
+        elsewhere: (reason) => {
+          clearTimeout(timer);
+          untrack();
+          if (++silent > this.options.ackRetries) {
+            return finish(new MessageDeliveryFailure(`a message to "${key}" was not delivered after ${silent} attempts (last: ${reason})`));
+          }
+          backoff++;
+          this.stats.retries++;
+          if (opts.address === undefined && pending.address !== undefined) (tried ??= new Set()).add(pending.address);
+          send(opts.address);
+        },
+        address: undefined,
+      };
       this.acks.set(id, pending);
-      resend('first attempt');
+      send(opts.address);
     });
   }
 
@@ -402,7 +447,8 @@ export class ZmqDriver implements Driver {
         if (reply.ending) call.resolve(reply);
         else call.onHeartbeat();
       } else if (kind === ACK) {
-        this.acks.get(id)?.resolve();
+        if (body.w === 1) this.acks.get(id)?.working();
+        else this.acks.get(id)?.resolve();
       } else if (kind === NACK) {
         this.refused(address, id, body);
       }
@@ -417,7 +463,7 @@ export class ZmqDriver implements Driver {
       this.outbound?.untrack(address, id);
       this.stats.failovers++;
       call?.failover();
-      ack?.resend(body.error ?? 'refused');
+      ack?.elsewhere(body.error ?? 'refused');
       return;
     }
     const err =
@@ -430,8 +476,9 @@ export class ZmqDriver implements Driver {
     this.nameService.forget(address);
     for (const id of ids) {
       this.calls.get(id)?.reject(error instanceof ConnectionLost ? error : new ConnectionLost(error.message, { cause: error }));
-      // Acked one-way messages are safe to send again: receivers drop duplicates.
-      this.acks.get(id)?.resend(error.message);
+      // Acked one-way messages are sent again elsewhere: the lost host may have handled them
+      // (at-least-once across servers), never silently dropped.
+      this.acks.get(id)?.elsewhere(error.message);
     }
   }
 
@@ -441,30 +488,6 @@ export class ZmqDriver implements Driver {
     if (this.closed) throw new TransportClosed(`zmq transport "${this.context.name}" is closed`);
     this.inbound ??= Inbound.bind(this.options, (ib, c, k, b) => this.dispatch(ib, c, k, b), this.logger);
     return this.inbound;
-  }
-
-  /**
-   * A duplicate (a retry of something already delivered) is acked again but not dispatched.
-   * Only acked records are ever retried, so only their ids are remembered.
-   */
-  private duplicate(key: string, body: Body): boolean {
-    if (body.i === undefined) return false;
-    const id = body.m?.['_unique_id'];
-    if (typeof id !== 'string' || id === '') return false;
-    // One notification may go to several topics (keys) of this process: each is delivered.
-    const uid = `${key} ${id}`;
-    const now = Date.now();
-    if ((this.seen.get(uid) ?? 0) > now) {
-      this.stats.duplicatesDropped++;
-      return true;
-    }
-    this.seen.set(uid, now + this.options.dedupTtl);
-    // Insertion order is expiry order: trim expired entries from the front.
-    for (const [k, exp] of this.seen) {
-      if (exp > now) break;
-      this.seen.delete(k);
-    }
-    return false;
   }
 
   private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
@@ -478,9 +501,11 @@ export class ZmqDriver implements Driver {
       } catch (e) {
         return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
       }
-      if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
-      if (this.duplicate(key, body)) return;
-      return handler({ notification, ack: nothing, requeue: nothing });
+      const finish = this.receipt(ib, client, key, body);
+      if (!finish) return;
+      // The listener settles (acks) once its endpoints are done: that is when it counts as handled.
+      const settle = (): Promise<void> => (finish(), SENT);
+      return handler({ notification, redelivered: body.r === 1, ack: settle, requeue: settle });
     }
     if (kind !== CALL && kind !== CAST && kind !== FANOUT) return refuse(ib, client, body, 'HB_MALFORMED', `unexpected record kind ${kind}`);
     const handlers = kind === FANOUT ? this.fanouts.all(key) : [];
@@ -511,12 +536,26 @@ export class ZmqDriver implements Driver {
         heartbeat: () => send(HEARTBEAT),
       });
     }
-    if (body.i !== undefined) ib.send(client, ACK, { i: body.i });
-    if (this.duplicate(key, body)) return;
-    if (kind === CAST) return handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
-    const done: Array<Promise<unknown> | void> = [];
-    for (const h of handlers) done.push(h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing }));
-    return Promise.all(done);
+    const finish = this.receipt(ib, client, key, body);
+    if (!finish) return;
+    let work: Promise<unknown> | void;
+    try {
+      if (kind === CAST) work = handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
+      else work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing })));
+    } catch (e) {
+      finish();
+      throw e;
+    }
+    if (!work) return finish();
+    return work.then(finish, finish);
+  }
+
+  /** Ack bookkeeping of a one-way record; undefined when it must not be dispatched (a duplicate, or refused). */
+  private receipt(ib: Inbound, client: Buffer, key: string, body: Body): Finish | undefined {
+    const finish = this.receipts.begin(key, body, (answer) => ib.send(client, ACK, answer));
+    if (finish === DUPLICATE) return undefined;
+    if (finish instanceof MalformedMessage) return void refuse(ib, client, body, 'HB_MALFORMED', finish.message);
+    return finish;
   }
 
   async listen(target: Target, handler: RpcHandler, _options: ListenOptions): Promise<Subscription> {
@@ -561,6 +600,8 @@ export class ZmqDriver implements Driver {
     const ib = this.inbound ? await this.inbound : undefined;
     return {
       ...this.stats,
+      ...this.receipts.stats,
+      dedupIds: this.receipts.size,
       ...(this.outbound?.stats ?? {}),
       peers: this.outbound?.size ?? 0,
       received: ib?.stats.received ?? 0,

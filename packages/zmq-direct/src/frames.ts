@@ -11,12 +11,12 @@ export const VERSION = Buffer.from('HB2');
 
 /** Client → server. */
 export const CALL = 0x63; // 'c': { i, k, m: oslo request, t?: call-monitor ms }
-export const CAST = 0x73; // 's': { k, m, i?: ack id }
-export const FANOUT = 0x66; // 'f': { k, m, i? }
-export const NOTIFY = 0x6e; // 'n': { k, pool, m: oslo notification, i? }
+export const CAST = 0x73; // 's': { k, m, i?: ack id, a?: 1 ack on receipt, r?: 1 sent before }
+export const FANOUT = 0x66; // 'f': { k, m, i?, a?, r? }
+export const NOTIFY = 0x6e; // 'n': { k, pool, m: oslo notification, i?, a?, r? }
 /** Server → client. */
 export const REPLY = 0x72; // 'r': { i, m: oslo reply }
-export const ACK = 0x6b; // 'k': { i }
+export const ACK = 0x6b; // 'k': { i, w?: 1 still being handled: keep waiting }
 export const NACK = 0x78; // 'x': { i, code, error }: refused, with the reason
 
 export type Kind = typeof CALL | typeof CAST | typeof FANOUT | typeof NOTIFY | typeof REPLY | typeof ACK | typeof NACK;
@@ -32,6 +32,12 @@ export interface Body {
   readonly pool?: string;
   readonly code?: string;
   readonly error?: string;
+  /** 1: ack on receipt rather than once handled. */
+  readonly a?: number;
+  /** 1: a resend (the receiver may have it already). */
+  readonly r?: number;
+  /** 1 on an ACK: not handled yet, keep waiting. */
+  readonly w?: number;
 }
 
 /**

@@ -34,12 +34,18 @@ export interface ZmqOptions {
    * reading, ZeroMQ's and TCP's buffers fill, and senders' queues push back (QueueFull).
    */
   readonly serverBacklog: number;
-  /** Casts, fanouts and notifications wait for the receiver's ack, and are retried without one. */
-  readonly acks: boolean;
+  /**
+   * When casts, fanouts and notifications resolve: "handled" (the receiving endpoint finished),
+   * "received" (the receiving process took it off the socket), or "none" (handed to ZeroMQ).
+   * With an ack they are retried until one comes, and receivers drop duplicates.
+   */
+  readonly acks: 'handled' | 'received' | 'none';
   readonly ackTimeout: number;
   readonly ackRetries: number;
   /** How long a receiver remembers message ids to drop duplicates (ms). */
   readonly dedupTtl: number;
+  /** Message ids a receiver remembers at most (memory bound); the oldest go first. */
+  readonly dedupMax: number;
   /** Name-service record lifetime and lookup cache (ms). */
   readonly nsTtl: number;
   readonly nsCache: number;
@@ -112,10 +118,14 @@ const KNOWN = {
   max_message_size: int(64),
   max_queued: int(1),
   server_backlog: int(1),
-  acks: bool,
+  acks: ((raw, key) => {
+    const v = ['true', '1', 'yes', 'handled'].includes(raw) ? 'handled' : ['false', '0', 'no', 'none'].includes(raw) ? 'none' : raw === 'received' ? 'received' : undefined;
+    return v ?? fail(key, raw, '"handled" (or true), "received", or "none" (or false)');
+  }) as Parser<'handled' | 'received' | 'none'>,
   ack_timeout: int(1),
   ack_retries: int(0),
   dedup_ttl: int(1),
+  dedup_max: int(1),
   ns_ttl: int(100),
   ns_cache: int(0),
   curve: bool,
@@ -165,10 +175,11 @@ export function parseOptions(url: URL): ZmqOptions {
     maxMessageSize: p.max_message_size ?? 16 * 1024 * 1024,
     maxQueued: p.max_queued ?? 10_000,
     serverBacklog: p.server_backlog ?? 10_000,
-    acks: p.acks ?? false,
+    acks: p.acks ?? 'handled',
     ackTimeout: p.ack_timeout ?? 1000,
     ackRetries: p.ack_retries ?? 5,
     dedupTtl: p.dedup_ttl ?? 60_000,
+    dedupMax: p.dedup_max ?? 100_000,
     nsTtl: p.ns_ttl ?? 30_000,
     nsCache: p.ns_cache ?? 5_000,
     curve,

@@ -1,7 +1,7 @@
 /**
  * An RPC server in its own process, for tests that kill servers. argv[2] is JSON:
- * { config, servers: [{ topic, server }] }. Every handled cast is reported to the parent over
- * IPC; the parent gets { ready, address } once every server listens.
+ * { config, servers: [{ topic, server }] }. Every handled cast (`record`, or `slowRecord` after
+ * 20 ms) is reported to the parent over IPC; the parent gets { ready, address } once every server listens.
  */
 import { Bus, type ConfigInput, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
@@ -21,6 +21,11 @@ for (const { topic, server } of spec.servers) {
       whoami: () => server,
       echo: (_c: Context, a: Record<string, unknown>) => a,
       record: (_c: Context, a: { i: number }) => send({ kind: 'record', server, i: a.i }),
+      /** Takes 20 ms, and reports only once done (the report written before the method returns). */
+      slowRecord: async (_c: Context, a: { i: number }) => {
+        await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => process.send?.({ kind: 'record', server, i: a.i }, r));
+      },
       hang: () => new Promise(() => undefined),
     },
   ]);

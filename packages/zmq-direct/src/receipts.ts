@@ -1,0 +1,87 @@
+/**
+ * The receiving side of acked one-way messages (casts, fanouts, notifications): when to ack,
+ * and what to do with a message seen before. A sender that hears nothing sends again, to the
+ * same server first, so a duplicate is answered from here without running the endpoint again:
+ * with the ack if it was handled, or with "working" (the sender keeps waiting) if it still runs.
+ */
+import { MalformedMessage } from '@hybridbus/core';
+import type { Body } from './frames.js';
+
+/** What a receipt sends back: `{ i }` (done), or `{ i, w: 1 }` (still working). */
+export type Answer = (body: Body) => void;
+
+/** Call when the message has been handled (the endpoint returned or threw). Idempotent. */
+export type Finish = () => void;
+
+export const DUPLICATE = Symbol('duplicate');
+
+/** Longest `_unique_id` remembered; oslo's are 32 hex characters. */
+export const MAX_UNIQUE_ID = 256;
+
+interface Seen {
+  readonly expires: number;
+  done: boolean;
+}
+
+const noop: Finish = () => undefined;
+
+export class Receipts {
+  /** Ids in arrival order, which is expiry order (one TTL for all). */
+  private readonly seen = new Map<string, Seen>();
+  readonly stats = { duplicatesDropped: 0, dedupEvicted: 0 };
+
+  constructor(
+    private readonly ttlMs: number,
+    /** Ids remembered at most: beyond that the oldest are forgotten first (and counted). */
+    private readonly maxIds: number,
+  ) {}
+
+  get size(): number {
+    return this.seen.size;
+  }
+
+  /**
+   * A one-way message arrived. Returns DUPLICATE when it was seen before (and answered here),
+   * a MalformedMessage when its id is unusable, or the Finish to call once it is handled.
+   * Messages without an ack id (`i`) are never retried, so they are neither remembered nor acked.
+   */
+  begin(key: string, body: Body, answer: Answer): Finish | typeof DUPLICATE | MalformedMessage {
+    const i = body.i;
+    if (i === undefined) return noop;
+    const onReceipt = body.a === 1;
+    if (onReceipt) answer({ i });
+    const id = body.m?.['_unique_id'];
+    let entry: Seen | undefined;
+    if (typeof id === 'string' && id !== '') {
+      if (id.length > MAX_UNIQUE_ID) return new MalformedMessage(`_unique_id of ${id.length} characters (at most ${MAX_UNIQUE_ID})`);
+      // One notification may go to several topics (keys) of this process: each is delivered.
+      const uid = `${key} ${id}`;
+      const now = Date.now();
+      const known = this.seen.get(uid);
+      if (known && known.expires > now) {
+        this.stats.duplicatesDropped++;
+        if (!onReceipt) answer(known.done ? { i } : { i, w: 1 });
+        return DUPLICATE;
+      }
+      this.trim(now);
+      entry = { expires: now + this.ttlMs, done: false };
+      this.seen.set(uid, entry);
+    }
+    if (onReceipt) return entry ? () => void (entry.done = true) : noop;
+    let finished = false;
+    return () => {
+      if (finished) return;
+      finished = true;
+      if (entry) entry.done = true;
+      answer({ i });
+    };
+  }
+
+  private trim(now: number): void {
+    for (const [uid, seen] of this.seen) {
+      if (seen.expires > now && this.seen.size < this.maxIds) break;
+      if (seen.expires > now) this.stats.dedupEvicted++;
+      this.seen.delete(uid);
+    }
+  }
+}
