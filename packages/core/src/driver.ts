@@ -43,12 +43,14 @@ export interface CallOptions {
 }
 
 /**
- * Cancels one call. An AbortSignal would do, but building one (an EventTarget) per call was
- * about a sixth of a zmq client's CPU; this holds a single handler and costs nothing until fired.
+ * Cancels one call, or one send that is no longer needed. An AbortSignal would do, but building
+ * one (an EventTarget) per call was about a sixth of a zmq client's CPU; this holds a single
+ * handler and costs nothing until fired, and builds its `signal` only for code that asks.
  */
 export class CallCancel {
   private handler: ((reason: Error) => void) | undefined;
-  /** Why the call was cancelled, once it has been. */
+  private controller: AbortController | undefined;
+  /** Why it was cancelled, once it has been. */
   reason: Error | undefined;
 
   /** Set the handler (replacing any earlier one); it runs at once if already cancelled. */
@@ -57,12 +59,22 @@ export class CallCancel {
     else this.handler = handler;
   }
 
+  /** An AbortSignal that aborts with the reason (made on first use: for APIs that take one). */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
   /** Cancel (the first reason wins) and run the handler. */
   cancel(reason: Error): void {
     if (this.reason) return;
     this.reason = reason;
     const h = this.handler;
     this.handler = undefined;
+    this.controller?.abort(reason);
     h?.(reason);
   }
 }

@@ -128,3 +128,22 @@ export class ConnectionLost extends MessageDeliveryFailure {
 export class AuthenticationFailed extends MessageDeliveryFailure {
   override readonly code = 'HB_AUTH';
 }
+
+/** The errors a peer may name by code on the wire (a refusal), and what each becomes here. */
+const BY_CODE: Readonly<Record<string, new (message: string) => HybridbusError>> = {
+  HB_DELIVERY_FAILED: MessageDeliveryFailure,
+  HB_UNDELIVERABLE: MessageUndeliverable,
+  HB_QUEUE_FULL: QueueFull,
+  HB_TOO_LARGE: MessageTooLarge,
+  HB_MALFORMED: MalformedMessage,
+  HB_CLOSED: TransportClosed,
+  HB_UNSUPPORTED: UnsupportedFeature,
+  HB_CONNECTION_LOST: ConnectionLost,
+  HB_AUTH: AuthenticationFailed,
+};
+
+/** The error for a code a peer sent; an unknown or missing code is a MessageDeliveryFailure. */
+export function errorFromCode(code: string | undefined, message: string): HybridbusError {
+  const E = (code !== undefined && Object.hasOwn(BY_CODE, code) ? BY_CODE[code] : undefined) ?? MessageDeliveryFailure;
+  return new E(message);
+}

@@ -1,0 +1,41 @@
+/**
+ * The driver kit: `@hybridbus/core/driver`, what every driver shares, so that a driver
+ * implements only how its transport moves messages. Applications import `@hybridbus/core`.
+ */
+export { PendingCalls, type PendingCall } from './pending-calls.js';
+export { RecentIds, SeenIds, type RecentIdsOptions } from './recent-ids.js';
+export { Semaphore } from './semaphore.js';
+export { exchangeOf, fanoutName, serverKey } from './addressing.js';
+export { errorFromCode } from '../errors.js';
+export {
+  CallCancel,
+  registerDriver,
+  registeredSchemes,
+  schemeOf,
+  type CallOptions,
+  type Driver,
+  type DriverCapabilities,
+  type DriverContext,
+  type DriverFactory,
+  type IncomingNotification,
+  type IncomingRpc,
+  type ListenOptions,
+  type NotificationListenOptions,
+  type SendOptions,
+  type Subscription,
+} from '../driver.js';
+export {
+  envelope,
+  notificationFromOslo,
+  notificationToOslo,
+  replyFromOslo,
+  replyToOslo,
+  requestFromOslo,
+  requestToOslo,
+  serializeFailure,
+  unenvelope,
+  uniqueId,
+  type Notification,
+  type RpcReply,
+  type RpcRequest,
+} from '../message.js';
