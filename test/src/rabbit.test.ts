@@ -406,6 +406,59 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await server.stop();
   });
 
+  test('call monitor: whatever _timeout a caller sends, the server heartbeats at a bounded rate and no timer overflows', async () => {
+    const topic = freshTopic('cmt');
+    const bus = await newBus();
+    const CALL_MS = 1_000;
+    const took = new Map<number, number>();
+    const server = bus.rpcServer({ topic, server: 's' }, [
+      {
+        slow: async (_c: Context, a: { n: number }) => {
+          const t0 = performance.now();
+          await new Promise((r) => setTimeout(r, CALL_MS)); // the call's work: it takes this long
+          took.set(a.n, performance.now() - t0);
+          return a.n;
+        },
+      },
+    ]);
+    await server.start();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const ch = await raw();
+      const { queue: replyQ } = await ch.assertQueue('', { exclusive: true });
+      const beats = new Map<string, number>();
+      const finals = new Collector<Dict>();
+      await ch.consume(replyQ, (m) => {
+        if (!m) return;
+        const r = inner(m);
+        if (r['ending'] === true) finals.push(r);
+        else beats.set(String(r['_msg_id']), (beats.get(String(r['_msg_id'])) ?? 0) + 1);
+      }, { noAck: true });
+      // Seconds on the wire: 1e308 s is Infinity ms, 1e9 s is past setInterval's 2^31-1 ms, 0.001 s is 1 ms.
+      const cases = [[1, 1e308], [2, 1e9], [3, 0.001]] as const;
+      for (const [n, timeout] of cases) {
+        const id = String(n).repeat(32);
+        ch.publish('openstack', topic, env({ method: 'slow', args: { n }, _msg_id: id, _reply_q: replyQ, _timeout: timeout, _unique_id: id }), JSON_PROPS);
+      }
+      const done = await finals.until(3);
+      assert.deepEqual(done.map((r) => r['result']).sort(), [1, 2, 3]);
+      // Node reports an overflowing timer on the next tick: one turn of the event loop later it has.
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => w.name === 'TimeoutOverflowWarning').map((w) => w.message), []);
+      const count = (n: number): number => beats.get(String(n).repeat(32)) ?? 0;
+      assert.equal(count(1), 0, 'an infinite monitor timeout is no monitor');
+      assert.equal(count(2), 0, 'a monitor timeout of 31 years: no heartbeat within a 1 s call');
+      // A 1 ms monitor cannot be honoured; the server still heartbeats, at most every 50 ms.
+      const bound = Math.floor((took.get(3) ?? CALL_MS) / 50) + 1;
+      assert.ok(count(3) >= 1 && count(3) <= bound, `${count(3)} heartbeats for 0.001 s during a ${Math.round(took.get(3) ?? 0)} ms call (at most ${bound})`);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    await server.stop();
+  });
+
   test('a returned reply is retried for kombu_missing_consumer_retry_timeout, then dropped with a log', async () => {
     const logger = recordingLogger();
     const bus = await newBus({ transports: { default: url('?kombu_missing_consumer_retry_timeout=2') } }, logger);

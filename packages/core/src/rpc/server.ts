@@ -7,6 +7,20 @@ import { serializeFailure } from '../message.js';
 import { validateTarget, type Target, type TargetFields } from '../target.js';
 import { RpcDispatcher, type AccessPolicy, type Endpoint } from './dispatcher.js';
 
+/**
+ * Call-monitor heartbeats go out at half the caller's monitor timeout, but the caller chooses it:
+ * bounded here so a tiny value cannot make a tight heartbeat loop, and a huge one cannot overflow
+ * setInterval (anything above 2^31-1 ms fires after 1 ms, with a TimeoutOverflowWarning).
+ */
+const MIN_HEARTBEAT_INTERVAL_MS = 50;
+const MAX_HEARTBEAT_INTERVAL_MS = 2 ** 31 - 1;
+
+/** The heartbeat interval for a caller's monitor timeout (ms); undefined: no monitor. */
+function heartbeatIntervalMs(callMonitorTimeoutMs: number | undefined): number | undefined {
+  if (callMonitorTimeoutMs === undefined || !Number.isFinite(callMonitorTimeoutMs) || callMonitorTimeoutMs <= 0) return undefined;
+  return Math.min(Math.max(callMonitorTimeoutMs / 2, MIN_HEARTBEAT_INTERVAL_MS), MAX_HEARTBEAT_INTERVAL_MS);
+}
+
 export interface RpcServerOptions {
   readonly accessPolicy?: AccessPolicy | undefined;
   /** Requests handled at once; more wait (default: config `rpc.maxConcurrency`). */
@@ -80,8 +94,9 @@ export class RpcServer {
     const { serializer, logger } = this.env;
     const { request } = msg;
     const isCall = msg.pattern === 'call';
+    const interval = isCall ? heartbeatIntervalMs(msg.callMonitorTimeoutMs) : undefined;
     const heartbeat =
-      isCall && msg.callMonitorTimeoutMs
+      interval !== undefined
         ? setInterval(
             () =>
               msg.heartbeat().catch((err: unknown) => {
@@ -89,7 +104,7 @@ export class RpcServer {
                 if (err instanceof TransportClosed) clearInterval(heartbeat);
                 else logger.warn({ err }, 'call-monitor heartbeat failed');
               }),
-            msg.callMonitorTimeoutMs / 2,
+            interval,
           )
         : undefined;
     heartbeat?.unref(); // the handler's own work keeps the process alive, not its heartbeats
