@@ -14,6 +14,7 @@ import {
   MessageDeliveryFailure,
   MessageUndeliverable,
   REQUEUE,
+  RemoteError,
   Target,
   type ConfigInput,
   type Context,
@@ -456,6 +457,46 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     } finally {
       process.off('warning', onWarning);
     }
+    await server.stop();
+  });
+
+  test('a cast or fanout no endpoint can take (no such method, a private one) is a warning and counted, not a silent drop', async () => {
+    const topic = freshTopic('undispatchable');
+    const logger = recordingLogger();
+    const warned = new Collector<{ obj: object; msg: string | undefined }>();
+    const warn = logger.warn;
+    logger.warn = (obj, msg) => (warn(obj, msg), warned.push({ obj, msg }));
+    const bus = await newBus({}, logger);
+    const server = bus.rpcServer({ topic, server: 's' }, [
+      {
+        ping: () => 'pong',
+        boom: () => {
+          throw new Error('boom');
+        },
+        _x: () => 'private',
+      },
+    ]);
+    await server.start();
+    assert.deepEqual(server.counters, { handled: 0, failed: 0, undispatchable: 0 });
+    const client = (await newBus()).rpcClient({ topic });
+    await client.cast(ctx, 'nope');
+    await client.cast(ctx, '_x');
+    await client.prepare({ fanout: true }).cast(ctx, 'nope');
+    const warnings = await warned.until(3);
+    const seen = warnings.map((w) => {
+      const o = w.obj as { method?: string; pattern?: string; target?: string; err?: Error };
+      assert.match(w.msg ?? '', /no endpoint/);
+      assert.equal(o.target, String(server.target));
+      assert.match(String(o.err?.name), /NoSuchMethod/);
+      return `${o.pattern}:${o.method}`;
+    });
+    assert.deepEqual(seen.sort(), ['cast:_x', 'cast:nope', 'fanout:nope']);
+    // A call gets its NoSuchMethod back: no warning for it, but counted too.
+    await assert.rejects(client.call(ctx, 'nope'), (e: unknown) => e instanceof RemoteError && e.remoteClass === 'NoSuchMethod');
+    await assert.rejects(client.call(ctx, 'boom'), (e: unknown) => e instanceof RemoteError && e.remoteMessage === 'boom');
+    assert.equal(await client.call(ctx, 'ping'), 'pong');
+    assert.equal(warned.items.length, 3);
+    assert.deepEqual(server.counters, { handled: 1, failed: 1, undispatchable: 4 });
     await server.stop();
   });
 
