@@ -86,6 +86,11 @@ export interface IncomingRpc {
 
 export interface IncomingNotification {
   readonly notification: Notification;
+  /**
+   * The transport may have delivered it before (to this or another listener) without an ack:
+   * a requeue, or a redelivery after a lost connection. Absent means false.
+   */
+  readonly redelivered?: boolean;
   /** Done with it: never deliver it again. */
   ack(): Promise<void>;
   /** Give it back for redelivery (only when `capabilities.requeue`). */

@@ -403,6 +403,7 @@ export function conformance(backend: BackendUnderTest): void {
         assert.deepEqual(info.payload, { state: 'active' });
         assert.match(info.metadata.messageId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
         assert.match(info.metadata.timestamp, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/);
+        assert.equal(info.metadata.redelivered, false);
         assert.equal(byPriority['sample']?.publisherId, 'compute.node-8');
         await listener.stop();
       });
@@ -466,12 +467,14 @@ export function conformance(backend: BackendUnderTest): void {
         if (!caps.requeue) return t.skip('transport does not declare requeue');
         const topic = freshTopic('requeue');
         const got = new Collector<string>();
+        const redelivered: boolean[] = [];
         let first = true;
         const bus = await newBus();
         const listener = bus.notificationListener([{ topic }], [
           {
-            info: (_c, _p, e) => {
+            info: (_c, _p, e, _payload, metadata) => {
               got.push(e);
+              redelivered.push(metadata.redelivered);
               if (first) {
                 first = false;
                 return REQUEUE;
@@ -483,6 +486,7 @@ export function conformance(backend: BackendUnderTest): void {
         await listener.start();
         await (await newBus()).notifier({ publisherId: 'p', topics: [topic] }).info(ctx, 'retry.me', {});
         assert.deepEqual(await got.until(2), ['retry.me', 'retry.me']);
+        assert.deepEqual(redelivered, [false, true], 'the requeued copy comes back marked redelivered');
         await listener.stop();
       });
 
