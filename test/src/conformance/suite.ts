@@ -1,10 +1,11 @@
 /**
  * One conformance suite that every driver (and the hybrid router) passes, after Watermill's
  * pubsub tests: the same cases run against each backend, and a case is skipped only by a
- * capability the backend declares.
+ * capability declared by the transport its pattern is routed to (with the router, the call
+ * transport's capabilities say nothing about notifications).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import {
   Bus,
   CallAborted,
@@ -22,6 +23,7 @@ import {
   type Context,
   type DriverCapabilities,
   type NotificationMetadata,
+  type Pattern,
   type Serializer,
 } from '@hybridbus/core';
 import { Collector, deferred, freshTopic, recordingLogger } from '../util.js';
@@ -44,7 +46,7 @@ type Caps = DriverCapabilities;
 export function conformance(backend: BackendUnderTest): void {
   describe(`conformance: ${backend.name}`, () => {
     const buses: Bus[] = [];
-    let caps: Caps;
+    let probe: Bus;
 
     const newBus = async (options?: BusOptions, config: ConfigInput = backend.config()): Promise<Bus> => {
       const bus = await Bus.create(config, options);
@@ -54,13 +56,23 @@ export function conformance(backend: BackendUnderTest): void {
 
     before(async () => {
       await backend.setup?.();
-      const probe = await newBus();
-      caps = probe.transport(probe.route('probe', 'call')).capabilities;
+      probe = await newBus();
     });
     after(async () => {
       await Promise.allSettled(buses.map((b) => b.close()));
       await backend.teardown?.();
     });
+
+    /**
+     * Skip the case unless the transport the router gives `pattern` for `topic` declares `cap`:
+     * with a router, each pattern may go over a different transport.
+     */
+    const skipUnless = (t: TestContext, topic: string, pattern: Pattern, cap: keyof Caps): boolean => {
+      const name = probe.route(topic, pattern);
+      if (probe.transport(name).capabilities[cap]) return false;
+      t.skip(`transport "${name}", which carries ${pattern}, does not declare ${cap}`);
+      return true;
+    };
 
     /** An RPC server on its own bus, recording what it handles. */
     const startServer = async (topic: string, server: string, endpoints: object[], opts: Parameters<Bus['rpcServer']>[2] = {}) => {
@@ -359,15 +371,15 @@ export function conformance(backend: BackendUnderTest): void {
 
     describe('call monitoring', () => {
       test('heartbeats keep a long call alive past the monitor timeout', async (t) => {
-        if (!caps.callMonitor) return t.skip('transport does not declare callMonitor');
         const topic = freshTopic();
+        if (skipUnless(t, topic, 'call', 'callMonitor')) return;
         await startServer(topic, 's', [{ slow: () => new Promise((r) => setTimeout(() => r('done'), 700)) }]);
         const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 250, timeout: 10_000 });
         assert.equal(await client.call(ctx, 'slow'), 'done');
       });
       test('when the server dies mid-call the client fails early (CallMonitorTimeout, or ConnectionLost where the transport sees the peer go)', async (t) => {
-        if (!caps.callMonitor) return t.skip('transport does not declare callMonitor');
         const topic = freshTopic();
+        if (skipUnless(t, topic, 'call', 'callMonitor')) return;
         const started = deferred();
         const { bus } = await startServer(topic, 's', [{ hang: () => (started.resolve(), new Promise(() => undefined)) }]);
         const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 300, timeout: 30_000 });
@@ -444,8 +456,8 @@ export function conformance(backend: BackendUnderTest): void {
       });
 
       test('pools: every pool gets each notification, one member of a pool handles it', async (t) => {
-        if (!caps.pools) return t.skip('transport does not declare pools');
         const topic = freshTopic('pool');
+        if (skipUnless(t, topic, 'notify', 'pools')) return;
         const got = new Collector<string>();
         const listeners = [];
         for (const [pool, member] of [['billing', 'b1'], ['billing', 'b2'], ['audit', 'a1']] as const) {
@@ -464,8 +476,8 @@ export function conformance(backend: BackendUnderTest): void {
       });
 
       test('requeue: an endpoint that returns REQUEUE gets the notification again', async (t) => {
-        if (!caps.requeue) return t.skip('transport does not declare requeue');
         const topic = freshTopic('requeue');
+        if (skipUnless(t, topic, 'notify', 'requeue')) return;
         const got = new Collector<string>();
         const redelivered: boolean[] = [];
         let first = true;
