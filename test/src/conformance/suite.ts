@@ -12,7 +12,7 @@ import {
   CallMonitorTimeout,
   ConnectionLost,
   InvalidTarget,
-  MessageDeliveryFailure,
+  MessageUndeliverable,
   MessagingTimeout,
   REQUEUE,
   RemoteError,
@@ -37,7 +37,14 @@ export interface BackendUnderTest {
   config(): ConfigInput;
   /** Make the bus die as a crashed process would: no more replies or heartbeats. */
   crash(bus: Bus): Promise<void> | void;
-  /** Time a call may take to be noticed undeliverable or to time out, ms. */
+  /**
+   * A message to a topic nobody serves: 'undeliverable' (the default; every driver here can
+   * tell: rabbit's mandatory publish comes back, zmq's name service has no host, the memory
+   * hub no queue) fails a call, cast or fanout with MessageUndeliverable within
+   * noServerTimeout; 'timeout' is for a backend that cannot tell, whose call only times out.
+   */
+  readonly noServer?: 'undeliverable' | 'timeout';
+  /** Within this long (ms; default 500) a message to a topic nobody serves must have failed. */
   readonly noServerTimeout?: number;
 }
 
@@ -297,9 +304,30 @@ export function conformance(backend: BackendUnderTest): void {
       assert.equal(await client.call(ctx, 'fast'), 'fast');
     });
 
-    test('a call to a topic nobody serves fails with a typed error', async () => {
-      const client = (await newBus()).rpcClient({ topic: freshTopic('nobody') }, { timeout: backend.noServerTimeout ?? 500 });
-      await assert.rejects(client.call(ctx, 'x'), (e: unknown) => e instanceof MessagingTimeout || e instanceof MessageDeliveryFailure);
+    test('a call, cast or fanout to a topic nobody serves fails fast with MessageUndeliverable (or, where the backend cannot tell, a call times out)', async (t) => {
+      const within = backend.noServerTimeout ?? 500;
+      const topic = freshTopic('nobody');
+      if (backend.noServer === 'timeout') {
+        const client = (await newBus()).rpcClient({ topic }, { timeout: within });
+        await assert.rejects(client.call(ctx, 'x'), MessagingTimeout);
+        return t.diagnostic(`${backend.name} cannot tell that nobody serves a topic: only the call's timeout was checked`);
+      }
+      // A timeout far beyond `within`: failing in time is the transport telling, not the timer.
+      const client = (await newBus()).rpcClient({ topic }, { timeout: 60_000 });
+      const sends: Array<[string, () => Promise<unknown>]> = [
+        ['call', () => client.call(ctx, 'x')],
+        ['cast', () => client.cast(ctx, 'x')],
+        ['cast to a server', () => client.prepare({ server: 'gone' }).cast(ctx, 'x')],
+        ['fanout', () => client.prepare({ fanout: true }).cast(ctx, 'x')],
+      ];
+      for (const [what, send] of sends) {
+        const t0 = Date.now();
+        await assert.rejects(send(), (e: unknown) => {
+          assert.ok(e instanceof MessageUndeliverable, `${what}: expected MessageUndeliverable, got ${String(e)}`);
+          return true;
+        });
+        assert.ok(Date.now() - t0 < within, `${what} failed after ${Date.now() - t0} ms (expected within ${within} ms)`);
+      }
     });
 
     test('bounded concurrency: at most maxConcurrency requests run at once, all complete', async () => {
