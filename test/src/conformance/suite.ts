@@ -401,8 +401,10 @@ export function conformance(backend: BackendUnderTest): void {
       test('heartbeats keep a long call alive past the monitor timeout', async (t) => {
         const topic = freshTopic();
         if (skipUnless(t, topic, 'call', 'callMonitor')) return;
-        await startServer(topic, 's', [{ slow: () => new Promise((r) => setTimeout(() => r('done'), 700)) }]);
-        const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 250, timeout: 10_000 });
+        // The first heartbeat must come within the monitor timeout of the call's start, delivery
+        // included: 600 ms leaves room for a loaded machine; the call lasts 2.5 monitor timeouts.
+        await startServer(topic, 's', [{ slow: () => new Promise((r) => setTimeout(() => r('done'), 1_500)) }]);
+        const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 600, timeout: 10_000 });
         assert.equal(await client.call(ctx, 'slow'), 'done');
       });
       test('when the server dies mid-call the client fails early (CallMonitorTimeout, or ConnectionLost where the transport sees the peer go)', async (t) => {
@@ -410,7 +412,9 @@ export function conformance(backend: BackendUnderTest): void {
         if (skipUnless(t, topic, 'call', 'callMonitor')) return;
         const started = deferred();
         const { bus } = await startServer(topic, 's', [{ hang: () => (started.resolve(), new Promise(() => undefined)) }]);
-        const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 300, timeout: 30_000 });
+        // Not shorter: a request still on its way to the server after the monitor timeout failed
+        // the call before the crash (seen at 300 ms on a loaded 2-core machine).
+        const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 1_000, timeout: 30_000 });
         const t0 = Date.now();
         const call = client.call(ctx, 'hang');
         await started.promise;
