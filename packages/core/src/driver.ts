@@ -86,10 +86,7 @@ export interface IncomingRpc {
 
 export interface IncomingNotification {
   readonly notification: Notification;
-  /**
-   * The transport may have delivered it before (to this or another listener) without an ack:
-   * a requeue, or a redelivery after a lost connection. Absent means false.
-   */
+  /** It may have been delivered before (a redelivery after a failure): endpoints should be idempotent. */
   readonly redelivered?: boolean;
   /** Done with it: never deliver it again. */
   ack(): Promise<void>;
