@@ -30,7 +30,7 @@ conformance({
   name: 'hybrid router (call/cast: zmq://, fanout/notify: rabbit://)',
   config: hybrid,
   crash: (bus: Bus) => (bus.transport('direct') as ZmqDriver).close(),
-  noServerTimeout: 5_000,
+  noServerTimeout: 2_000,
 });
 
 describe('hybrid routing on real transports', () => {

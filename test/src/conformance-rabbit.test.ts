@@ -19,5 +19,5 @@ conformance({
   config: () => ({ transports: { default: (rabbit as RabbitMQServer).url.replace(/^amqp:/, 'rabbit:') } }),
   crash: (bus: Bus) => (bus.transport('default') as RabbitDriver).crash(),
   // mandatory publishes make "no queue for this topic" a quick MessageUndeliverable
-  noServerTimeout: 5_000,
+  noServerTimeout: 2_000,
 });

@@ -14,6 +14,7 @@ import {
   MessageDeliveryFailure,
   MessageUndeliverable,
   REQUEUE,
+  RemoteError,
   Target,
   type ConfigInput,
   type Context,
@@ -403,6 +404,99 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.equal(failure['class'], 'ValueError');
     assert.equal(failure['module'], 'builtins');
     assert.equal(failure['message'], 'boom');
+    await server.stop();
+  });
+
+  test('call monitor: whatever _timeout a caller sends, the server heartbeats at a bounded rate and no timer overflows', async () => {
+    const topic = freshTopic('cmt');
+    const bus = await newBus();
+    const CALL_MS = 1_000;
+    const took = new Map<number, number>();
+    const server = bus.rpcServer({ topic, server: 's' }, [
+      {
+        slow: async (_c: Context, a: { n: number }) => {
+          const t0 = performance.now();
+          await new Promise((r) => setTimeout(r, CALL_MS)); // the call's work: it takes this long
+          took.set(a.n, performance.now() - t0);
+          return a.n;
+        },
+      },
+    ]);
+    await server.start();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const ch = await raw();
+      const { queue: replyQ } = await ch.assertQueue('', { exclusive: true });
+      const beats = new Map<string, number>();
+      const finals = new Collector<Dict>();
+      await ch.consume(replyQ, (m) => {
+        if (!m) return;
+        const r = inner(m);
+        if (r['ending'] === true) finals.push(r);
+        else beats.set(String(r['_msg_id']), (beats.get(String(r['_msg_id'])) ?? 0) + 1);
+      }, { noAck: true });
+      // Seconds on the wire: 1e308 s is Infinity ms, 1e9 s is past setInterval's 2^31-1 ms, 0.001 s is 1 ms.
+      const cases = [[1, 1e308], [2, 1e9], [3, 0.001]] as const;
+      for (const [n, timeout] of cases) {
+        const id = String(n).repeat(32);
+        ch.publish('openstack', topic, env({ method: 'slow', args: { n }, _msg_id: id, _reply_q: replyQ, _timeout: timeout, _unique_id: id }), JSON_PROPS);
+      }
+      const done = await finals.until(3);
+      assert.deepEqual(done.map((r) => r['result']).sort(), [1, 2, 3]);
+      // Node reports an overflowing timer on the next tick: one turn of the event loop later it has.
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => w.name === 'TimeoutOverflowWarning').map((w) => w.message), []);
+      const count = (n: number): number => beats.get(String(n).repeat(32)) ?? 0;
+      assert.equal(count(1), 0, 'an infinite monitor timeout is no monitor');
+      assert.equal(count(2), 0, 'a monitor timeout of 31 years: no heartbeat within a 1 s call');
+      // A 1 ms monitor cannot be honoured; the server still heartbeats, at most every 50 ms.
+      const bound = Math.floor((took.get(3) ?? CALL_MS) / 50) + 1;
+      assert.ok(count(3) >= 1 && count(3) <= bound, `${count(3)} heartbeats for 0.001 s during a ${Math.round(took.get(3) ?? 0)} ms call (at most ${bound})`);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    await server.stop();
+  });
+
+  test('a cast or fanout no endpoint can take (no such method, a private one) is a warning and counted, not a silent drop', async () => {
+    const topic = freshTopic('undispatchable');
+    const logger = recordingLogger();
+    const warned = new Collector<{ obj: object; msg: string | undefined }>();
+    const warn = logger.warn;
+    logger.warn = (obj, msg) => (warn(obj, msg), warned.push({ obj, msg }));
+    const bus = await newBus({}, logger);
+    const server = bus.rpcServer({ topic, server: 's' }, [
+      {
+        ping: () => 'pong',
+        boom: () => {
+          throw new Error('boom');
+        },
+        _x: () => 'private',
+      },
+    ]);
+    await server.start();
+    assert.deepEqual(server.counters, { handled: 0, failed: 0, undispatchable: 0 });
+    const client = (await newBus()).rpcClient({ topic });
+    await client.cast(ctx, 'nope');
+    await client.cast(ctx, '_x');
+    await client.prepare({ fanout: true }).cast(ctx, 'nope');
+    const warnings = await warned.until(3);
+    const seen = warnings.map((w) => {
+      const o = w.obj as { method?: string; pattern?: string; target?: string; err?: Error };
+      assert.match(w.msg ?? '', /no endpoint/);
+      assert.equal(o.target, String(server.target));
+      assert.match(String(o.err?.name), /NoSuchMethod/);
+      return `${o.pattern}:${o.method}`;
+    });
+    assert.deepEqual(seen.sort(), ['cast:_x', 'cast:nope', 'fanout:nope']);
+    // A call gets its NoSuchMethod back: no warning for it, but counted too.
+    await assert.rejects(client.call(ctx, 'nope'), (e: unknown) => e instanceof RemoteError && e.remoteClass === 'NoSuchMethod');
+    await assert.rejects(client.call(ctx, 'boom'), (e: unknown) => e instanceof RemoteError && e.remoteMessage === 'boom');
+    assert.equal(await client.call(ctx, 'ping'), 'pong');
+    assert.equal(warned.items.length, 3);
+    assert.deepEqual(server.counters, { handled: 1, failed: 1, undispatchable: 4 });
     await server.stop();
   });
 

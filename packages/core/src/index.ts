@@ -8,7 +8,7 @@ export { defaultLogger } from './logger.js';
 export * from './config.js';
 export { Bus, type BusOptions } from './bus.js';
 export { RpcClient, type CallOptions as RpcCallOptions, type PrepareOptions, type RpcClientOptions } from './rpc/client.js';
-export { RpcServer, type RpcServerOptions } from './rpc/server.js';
+export { RpcServer, type RpcServerCounters, type RpcServerOptions } from './rpc/server.js';
 export { RpcDispatcher, type Endpoint, type AccessPolicy } from './rpc/dispatcher.js';
 export { Notifier, type NotifierOptions } from './notify/notifier.js';
 export * from './notify/listener.js';

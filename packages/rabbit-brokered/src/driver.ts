@@ -615,7 +615,7 @@ export class RabbitDriver implements Driver {
         for (const p of parked) p.consumer.settle(p, requeued ? 'ack' : 'requeue', true);
       }
     };
-    handler({ notification, ack: () => settle(false), requeue: () => settle(true) });
+    handler({ notification, redelivered: d.msg.fields.redelivered, ack: () => settle(false), requeue: () => settle(true) });
   }
 
   // ---- lifecycle --------------------------------------------------------------------------

@@ -33,24 +33,26 @@ import {
 } from '../message.js';
 import type { Target } from '../target.js';
 
-type Deliver = (body: string, requeue: () => void) => void;
+/** `redelivered`: handed out before and requeued, as a broker flags it. */
+type Deliver = (body: string, requeue: () => void, redelivered: boolean) => void;
 
 class Queue {
-  readonly messages: string[] = [];
+  readonly messages: Array<{ body: string; redelivered: boolean }> = [];
   readonly consumers: Deliver[] = [];
   private next = 0;
 
-  push(body: string, front = false): void {
-    if (front) this.messages.unshift(body);
-    else this.messages.push(body);
+  push(body: string, requeued = false): void {
+    // A requeued message goes back to the front, like RabbitMQ's (it keeps its place).
+    if (requeued) this.messages.unshift({ body, redelivered: true });
+    else this.messages.push({ body, redelivered: false });
     this.pump();
   }
 
   pump(): void {
     while (this.consumers.length > 0 && this.messages.length > 0) {
-      const body = this.messages.shift() as string;
+      const { body, redelivered } = this.messages.shift() as { body: string; redelivered: boolean };
       const consumer = this.consumers[this.next++ % this.consumers.length] as Deliver;
-      setImmediate(() => consumer(body, () => this.push(body, true)));
+      setImmediate(() => consumer(body, () => this.push(body, true), redelivered));
     }
   }
 }
@@ -199,7 +201,7 @@ export class MemoryDriver implements Driver {
 
   private consume(queues: ReadonlyArray<[key: string, queue: string]>, deliver: Deliver): Subscription {
     for (const [key, queue] of queues) this.hub.bind(key, queue);
-    const consumer: Deliver = (body, requeue) => (this.crashed ? requeue() : deliver(body, requeue));
+    const consumer: Deliver = (body, requeue, redelivered) => (this.crashed ? requeue() : deliver(body, requeue, redelivered));
     const attached = queues.map(([, queue]) => this.hub.queue(queue));
     for (const q of attached) {
       q.consumers.push(consumer);
@@ -265,7 +267,7 @@ export class MemoryDriver implements Driver {
         bindings.push([key, options.pool !== undefined ? this.key(t, `pool:${options.pool}`) : key]);
       }
     }
-    return this.consume(bindings, (body, requeue) => {
+    return this.consume(bindings, (body, requeue, redelivered) => {
       let notification: Notification;
       try {
         notification = notificationFromOslo(JSON.parse(body));
@@ -279,7 +281,7 @@ export class MemoryDriver implements Driver {
         settled = true;
         return Promise.resolve();
       };
-      handler({ notification, ack: () => settle(), requeue: () => settle(requeue) });
+      handler({ notification, redelivered, ack: () => settle(), requeue: () => settle(requeue) });
     });
   }
 

@@ -12,6 +12,8 @@ export type NotificationResult = typeof REQUEUE | void | undefined;
 export interface NotificationMetadata {
   readonly messageId: string;
   readonly timestamp: string;
+  /** Possibly delivered before (delivery is at-least-once): handle it idempotently, by messageId. */
+  readonly redelivered: boolean;
 }
 
 /** A pattern: a RegExp, or a string matched like Python's `re.match` (anchored at the start). */
@@ -153,7 +155,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
         publisherId: n.publisherId,
         eventType: n.eventType,
         payload: this.env.serializer.deserializeEntity(ctxt, n.payload),
-        metadata: { messageId: n.messageId, timestamp: n.timestamp },
+        metadata: { messageId: n.messageId, timestamp: n.timestamp, redelivered: incoming.redelivered ?? false },
       },
     };
     this.accept(received, driver.capabilities.requeue && this.options.allowRequeue === true);

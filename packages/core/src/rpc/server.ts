@@ -7,12 +7,36 @@ import { serializeFailure } from '../message.js';
 import { validateTarget, type Target, type TargetFields } from '../target.js';
 import { RpcDispatcher, type AccessPolicy, type Endpoint } from './dispatcher.js';
 
+/**
+ * Call-monitor heartbeats go out at half the caller's monitor timeout, but the caller chooses it:
+ * bounded here so a tiny value cannot make a tight heartbeat loop, and a huge one cannot overflow
+ * setInterval (anything above 2^31-1 ms fires after 1 ms, with a TimeoutOverflowWarning).
+ */
+const MIN_HEARTBEAT_INTERVAL_MS = 50;
+const MAX_HEARTBEAT_INTERVAL_MS = 2 ** 31 - 1;
+
+/** The heartbeat interval for a caller's monitor timeout (ms); undefined: no monitor. */
+function heartbeatIntervalMs(callMonitorTimeoutMs: number | undefined): number | undefined {
+  if (callMonitorTimeoutMs === undefined || !Number.isFinite(callMonitorTimeoutMs) || callMonitorTimeoutMs <= 0) return undefined;
+  return Math.min(Math.max(callMonitorTimeoutMs / 2, MIN_HEARTBEAT_INTERVAL_MS), MAX_HEARTBEAT_INTERVAL_MS);
+}
+
 export interface RpcServerOptions {
   readonly accessPolicy?: AccessPolicy | undefined;
   /** Requests handled at once; more wait (default: config `rpc.maxConcurrency`). */
   readonly maxConcurrency?: number | undefined;
   /** Errors every endpoint may raise as part of its API (logged at debug, not error). */
   readonly expectedExceptions?: ReadonlyArray<abstract new (...args: never[]) => Error> | undefined;
+}
+
+/** What a server did with the requests it took, since it was made. */
+export interface RpcServerCounters {
+  /** An endpoint method ran without raising (and a call's reply went out). */
+  readonly handled: number;
+  /** An endpoint method raised, or a call's result could not be sent back. */
+  readonly failed: number;
+  /** No endpoint could take it: no such method, a private one, no compatible version. */
+  readonly undispatchable: number;
 }
 
 /**
@@ -25,6 +49,7 @@ export class RpcServer {
   private readonly limiter: Limiter;
   private subscriptions: Subscription[] = [];
   private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly count = { handled: 0, failed: 0, undispatchable: 0 };
 
   constructor(
     private readonly env: BusEnv,
@@ -39,6 +64,11 @@ export class RpcServer {
 
   get running(): boolean {
     return this.state === 'running';
+  }
+
+  /** A snapshot of what this server did with its requests. */
+  get counters(): RpcServerCounters {
+    return { ...this.count };
   }
 
   /** Requests being handled or waiting for a slot. */
@@ -80,8 +110,9 @@ export class RpcServer {
     const { serializer, logger } = this.env;
     const { request } = msg;
     const isCall = msg.pattern === 'call';
+    const interval = isCall ? heartbeatIntervalMs(msg.callMonitorTimeoutMs) : undefined;
     const heartbeat =
-      isCall && msg.callMonitorTimeoutMs
+      interval !== undefined
         ? setInterval(
             () =>
               msg.heartbeat().catch((err: unknown) => {
@@ -89,17 +120,18 @@ export class RpcServer {
                 if (err instanceof TransportClosed) clearInterval(heartbeat);
                 else logger.warn({ err }, 'call-monitor heartbeat failed');
               }),
-            msg.callMonitorTimeoutMs / 2,
+            interval,
           )
         : undefined;
     heartbeat?.unref(); // the handler's own work keeps the process alive, not its heartbeats
     let endpoint: Endpoint | undefined;
     try {
       // A driver hands over freshly decoded objects: the default serializer can use them as they are.
-      const identity = serializer === jsonSerializer;
-      const ctx = identity ? request.context : serializer.deserializeContext({ ...request.context });
+      // Resolved first: afterwards `endpoint` is undefined only for a request no endpoint takes.
       const found = this.dispatcher.resolve(request);
       endpoint = found.endpoint;
+      const identity = serializer === jsonSerializer;
+      const ctx = identity ? request.context : serializer.deserializeContext({ ...request.context });
       let args = request.args as Record<string, unknown>;
       if (!identity) {
         args = {};
@@ -107,12 +139,21 @@ export class RpcServer {
       }
       const result = await found.fn.call(found.endpoint, ctx, args);
       if (isCall) await msg.reply({ result: serializer.serializeEntity(ctx, result), failure: null });
+      this.count.handled++;
     } catch (err) {
-      const expected =
-        this.dispatcher.isExpected(endpoint, err) || (this.options.expectedExceptions?.some((c) => err instanceof c) ?? false);
       const log = { err, method: request.method, target: String(this.target), pattern: msg.pattern };
-      if (expected || endpoint === undefined) logger.debug(log, 'expected exception during message handling');
-      else logger.error(log, 'exception during message handling');
+      if (endpoint === undefined) {
+        this.count.undispatchable++;
+        // A caller gets the error in its reply; a cast or fanout has nobody else to tell.
+        if (isCall) logger.debug(log, 'no endpoint for the request; the caller gets the error');
+        else logger.warn(log, `no endpoint can handle this ${msg.pattern}; it is dropped`);
+      } else {
+        this.count.failed++;
+        const expected =
+          this.dispatcher.isExpected(endpoint, err) || (this.options.expectedExceptions?.some((c) => err instanceof c) ?? false);
+        if (expected) logger.debug(log, 'expected exception during message handling');
+        else logger.error(log, 'exception during message handling');
+      }
       if (isCall) {
         await msg.reply({ result: null, failure: serializeFailure(err) }).catch((e: unknown) => logger.error({ ...log, err: e }, 'could not send the failure reply'));
       }
