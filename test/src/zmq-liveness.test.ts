@@ -472,6 +472,11 @@ describe('load', () => {
     await a.kill('SIGKILL');
     await senders;
     const took = Date.now() - t0;
+    // A survivor's report travels over IPC and may arrive after its ack: wait for it, bounded.
+    const reported = (): Set<number> => new Set([b, c].flatMap((k) => k.reports.filter(slowDone()).map((r) => r.i as number)));
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline && resolved.items.some((i) => !reported().has(i) && !a.reports.some((r) => r.i === i)); ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const completed = [a, b, c].flatMap((k) => k.reports.filter(slowDone()).map((r) => ({ server: r.server, i: r.i as number })));
     const byCast = tallyOf(completed.map((x) => x.i));
     const samePair = tallyOf(completed.map((x) => `${x.server}:${x.i}`));

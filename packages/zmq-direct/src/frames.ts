@@ -5,7 +5,7 @@
  * records queued for one peer in the same tick into one frame is how they go out together:
  * zeromq.js pays per frame, so a frame per record cost a client about a seventh of its CPU.
  */
-import { MalformedMessage } from '@hybridbus/core';
+import { MalformedMessage, MessageTooLarge } from '@hybridbus/core';
 
 export const VERSION = Buffer.from('HB2');
 
@@ -54,6 +54,13 @@ export function encode(kind: Kind, body: Body, maxBytes: number): Encoded {
   const text = String.fromCharCode(kind) + JSON.stringify(body);
   const bound = text.length * 3;
   return { text, bytes: bound <= maxBytes ? bound : Buffer.byteLength(text) };
+}
+
+/** encode(), refusing a record over `maxBytes` (MessageTooLarge) before it is queued anywhere. */
+export function encodeChecked(kind: Kind, body: Body, maxBytes: number): Encoded {
+  const f = encode(kind, body, maxBytes);
+  if (f.bytes > maxBytes) throw new MessageTooLarge(`message of ${f.bytes} bytes exceeds max_message_size=${maxBytes}`);
+  return f;
 }
 
 /**

@@ -5,6 +5,7 @@
  * with the ack if it was handled, or with "working" (the sender keeps waiting) if it still runs.
  */
 import { MalformedMessage } from '@hybridbus/core';
+import { RecentIds } from '@hybridbus/core/driver';
 import type { Body } from './frames.js';
 
 /** What a receipt sends back: `{ i }` (done), or `{ i, w: 1 }` (still working). */
@@ -18,26 +19,27 @@ export const DUPLICATE = Symbol('duplicate');
 /** Longest `_unique_id` remembered; oslo's are 32 hex characters. */
 export const MAX_UNIQUE_ID = 256;
 
+/** What a remembered message came to: still running, or handled (acked). */
 interface Seen {
-  readonly expires: number;
   done: boolean;
 }
 
 const noop: Finish = () => undefined;
 
 export class Receipts {
-  /** Ids in arrival order, which is expiry order (one TTL for all). */
-  private readonly seen = new Map<string, Seen>();
-  readonly stats = { duplicatesDropped: 0, dedupEvicted: 0 };
+  private readonly seen: RecentIds<Seen>;
+  private duplicates = 0;
 
-  constructor(
-    private readonly ttlMs: number,
-    /** Ids remembered at most: beyond that the oldest are forgotten first (and counted). */
-    private readonly maxIds: number,
-  ) {}
+  constructor(ttlMs: number, maxIds: number) {
+    this.seen = new RecentIds({ max: maxIds, ttlMs });
+  }
 
   get size(): number {
     return this.seen.size;
+  }
+
+  get stats(): { duplicatesDropped: number; dedupEvicted: number } {
+    return { duplicatesDropped: this.duplicates, dedupEvicted: this.seen.evicted };
   }
 
   /**
@@ -56,15 +58,13 @@ export class Receipts {
       if (id.length > MAX_UNIQUE_ID) return new MalformedMessage(`_unique_id of ${id.length} characters (at most ${MAX_UNIQUE_ID})`);
       // One notification may go to several topics (keys) of this process: each is delivered.
       const uid = `${key} ${id}`;
-      const now = Date.now();
       const known = this.seen.get(uid);
-      if (known && known.expires > now) {
-        this.stats.duplicatesDropped++;
+      if (known) {
+        this.duplicates++;
         if (!onReceipt) answer(known.done ? { i } : { i, w: 1 });
         return DUPLICATE;
       }
-      this.trim(now);
-      entry = { expires: now + this.ttlMs, done: false };
+      entry = { done: false };
       this.seen.set(uid, entry);
     }
     if (onReceipt) return entry ? () => void (entry.done = true) : noop;
@@ -75,13 +75,5 @@ export class Receipts {
       if (entry) entry.done = true;
       answer({ i });
     };
-  }
-
-  private trim(now: number): void {
-    for (const [uid, seen] of this.seen) {
-      if (seen.expires > now && this.seen.size < this.maxIds) break;
-      if (seen.expires > now) this.stats.dedupEvicted++;
-      this.seen.delete(uid);
-    }
   }
 }

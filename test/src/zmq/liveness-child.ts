@@ -37,7 +37,9 @@ for (const { topic, server } of spec.servers) {
       slow: async (_c: Context, a: { i: number; ms: number }) => {
         send({ kind: 'started', method: 'slow', server, i: a.i });
         await sleep(a.ms);
-        send({ kind: 'done', method: 'slow', server, i: a.i });
+        // Written to the parent before the method returns (and so before its ack can leave): a
+        // report still buffered here when the process is killed would look like a lost cast.
+        await new Promise((r) => process.send?.({ kind: 'done', method: 'slow', server, i: a.i }, r));
         return server;
       },
       tally: (_c: Context, a: { c: string; i: number }) => void (tally[a.c] ??= []).push(a.i),

@@ -1,0 +1,51 @@
+/**
+ * Name-service keys of targets, and the pools of a lookup answer. Both are cached per object:
+ * clients reuse their targets and lookup answers, and building these per message showed.
+ */
+import type { Target } from '@hybridbus/core';
+import { exchangeOf, serverKey } from '@hybridbus/core/driver';
+import type { HostRecord } from './nameservice/index.js';
+
+export interface TargetKeys {
+  /** `<exchange>/<topic>`: every server of the topic (fanout, and calls naming no server). */
+  readonly topic: string;
+  /** `<exchange>/<topic>[.<server>]`: where a call or cast goes. */
+  readonly rpc: string;
+  /** `notify:<exchange>/<topic>`: the topic's notification listeners. */
+  readonly notify: string;
+}
+
+export class Keys {
+  private readonly keys = new WeakMap<Target, TargetKeys>();
+  private readonly byPool = new WeakMap<readonly HostRecord[], Map<string, readonly HostRecord[]>>();
+
+  constructor(private readonly controlExchange: string) {}
+
+  of(t: Target): TargetKeys {
+    let k = this.keys.get(t);
+    if (!k) {
+      const exchange = exchangeOf(t, this.controlExchange);
+      const topic = `${exchange}/${t.topic}`;
+      k = { topic, rpc: `${exchange}/${serverKey(t)}`, notify: `notify:${topic}` };
+      this.keys.set(t, k);
+    }
+    return k;
+  }
+
+  /** The records of each pool in a lookup answer (a record without a pool is in pool ""). */
+  pools(all: readonly HostRecord[]): Map<string, readonly HostRecord[]> {
+    let pools = this.byPool.get(all);
+    if (!pools) {
+      const m = new Map<string, HostRecord[]>();
+      for (const r of all) {
+        const pool = r.pool ?? '';
+        const members = m.get(pool);
+        if (members) members.push(r);
+        else m.set(pool, [r]);
+      }
+      pools = m;
+      this.byPool.set(all, pools);
+    }
+    return pools;
+  }
+}

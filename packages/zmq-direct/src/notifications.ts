@@ -1,0 +1,53 @@
+/**
+ * Notifications on zmq-direct: a listener registers `notify:<exchange>/<topic>` with its pool
+ * in the name service; a notifier sends one copy to one member of each pool (client.ts).
+ * Brokerless: a notification nobody listens to is an error (or, by choice, dropped and counted).
+ */
+import { MessageUndeliverable, notificationToOslo, type Notification, type Target } from '@hybridbus/core';
+import type { NotificationListenOptions, Subscription } from '@hybridbus/core/driver';
+import type { ZmqClient } from './client.js';
+import { NOTIFY } from './frames.js';
+import type { Keys } from './keys.js';
+import type { HostRecord, NameService } from './nameservice/index.js';
+import type { ZmqOptions } from './options.js';
+import type { NotificationHandler, ZmqServer } from './server.js';
+
+export class ZmqNotifications {
+  readonly stats = { unroutedNotifications: 0 };
+
+  constructor(
+    private readonly options: ZmqOptions,
+    private readonly nameService: NameService,
+    private readonly keys: Keys,
+    private readonly client: ZmqClient,
+    private readonly server: ZmqServer,
+  ) {}
+
+  async notify(target: Target, notification: Notification): Promise<void> {
+    const key = this.keys.of(target).notify;
+    const pools = [...this.keys.pools(this.nameService.cached(key) ?? (await this.nameService.lookup(key))).keys()];
+    if (pools.length === 0) {
+      this.stats.unroutedNotifications++;
+      if (this.options.notifyUnrouted === 'drop') return;
+      throw new MessageUndeliverable(`no listener for notifications on "${key}" (brokerless: nothing stores them; set notify_unrouted=drop to drop them)`);
+    }
+    const m = notificationToOslo(notification);
+    if (pools.length === 1) return this.client.oneWay(NOTIFY, key, m, { pool: pools[0] });
+    await Promise.all(pools.map((pool) => this.client.oneWay(NOTIFY, key, m, { pool })));
+  }
+
+  async listen(targets: readonly Target[], handler: NotificationHandler, options: NotificationListenOptions): Promise<Subscription> {
+    const ib = await this.server.socket();
+    const pool = options.pool ?? '';
+    const keys = [...new Set(targets.map((t) => this.keys.of(t).notify))];
+    this.server.addListener(keys, pool, handler);
+    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey, pool };
+    await this.nameService.register(keys, record);
+    return {
+      stop: async () => {
+        const gone = this.server.removeListener(keys, pool, handler);
+        if (gone.length && !this.server.isClosed) await this.nameService.unregister(gone, record);
+      },
+    };
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The server side of zmq-direct: one Inbound socket per transport, shared by every RPC server
+ * and notification listener of the process on it. A record is dispatched to a handler of its
+ * key; one-way records are acked as their sender asked (receipts.ts), calls answered.
+ */
+import {
+  MalformedMessage,
+  notificationFromOslo,
+  replyToOslo,
+  requestFromOslo,
+  TransportClosed,
+  type Logger,
+  type Notification,
+  type RpcReply,
+  type RpcRequest,
+  type Target,
+} from '@hybridbus/core';
+import type { IncomingNotification, IncomingRpc, Subscription } from '@hybridbus/core/driver';
+import { ACK, CALL, CAST, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
+import { Inbound, type InboundStats } from './inbound.js';
+import type { Keys } from './keys.js';
+import type { HostRecord, NameService } from './nameservice/index.js';
+import type { ZmqOptions } from './options.js';
+import { DUPLICATE, Receipts, type Finish } from './receipts.js';
+
+export type RpcHandler = (msg: IncomingRpc) => Promise<void> | void;
+export type NotificationHandler = (msg: IncomingNotification) => Promise<void> | void;
+
+/** Picks handlers round-robin, and keeps the count per key. */
+class Handlers<H> {
+  private readonly byKey = new Map<string, H[]>();
+  private turn = 0;
+  add(key: string, h: H): void {
+    this.byKey.set(key, [...(this.byKey.get(key) ?? []), h]);
+  }
+  /** Remove one; returns how many are left for `key`. */
+  remove(key: string, h: H): number {
+    const left = (this.byKey.get(key) ?? []).filter((x) => x !== h);
+    if (left.length) this.byKey.set(key, left);
+    else this.byKey.delete(key);
+    return left.length;
+  }
+  one(key: string): H | undefined {
+    const hs = this.byKey.get(key);
+    return hs?.[this.turn++ % hs.length];
+  }
+  all(key: string): readonly H[] {
+    return this.byKey.get(key) ?? [];
+  }
+}
+
+/** reply/heartbeat of a one-way message: nothing to do. */
+const nothing = async (): Promise<void> => undefined;
+const SENT: Promise<void> = Promise.resolve();
+const HEARTBEAT: RpcReply = { result: null, failure: null, ending: false };
+const NO_INBOUND: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0 };
+
+/** Tell the sender of a message with an id why it was not taken. */
+function refuse(ib: Inbound, client: Buffer, body: Body, code: string, error: string): void {
+  if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
+  if (body.i !== undefined) ib.send(client, NACK, { i: body.i, code, error });
+}
+
+export class ZmqServer {
+  private inbound: Promise<Inbound> | undefined;
+  private readonly rpc = new Handlers<RpcHandler>();
+  private readonly fanouts = new Handlers<RpcHandler>();
+  private readonly notifications = new Handlers<NotificationHandler>();
+  private readonly receipts: Receipts;
+  private closed = false;
+
+  constructor(
+    private readonly options: ZmqOptions,
+    private readonly nameService: NameService,
+    private readonly keys: Keys,
+    private readonly transportName: string,
+    private readonly logger: Logger,
+  ) {
+    this.receipts = new Receipts(options.dedupTtl, options.dedupMax);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The bound socket ("host:port" clients reach), bound on first use. */
+  socket(): Promise<Inbound> {
+    if (this.closed) throw new TransportClosed(`zmq transport "${this.transportName}" is closed`);
+    this.inbound ??= Inbound.bind(this.options, (ib, c, k, b) => this.dispatch(ib, c, k, b), this.logger);
+    return this.inbound;
+  }
+
+  /** Serve the target's topic (calls, casts, fanouts) and `topic.server` (calls and casts). */
+  async listen(target: Target, handler: RpcHandler): Promise<Subscription> {
+    const ib = await this.socket();
+    const { topic, rpc } = this.keys.of(target);
+    const keys = [topic, rpc];
+    for (const k of keys) this.rpc.add(k, handler);
+    this.fanouts.add(topic, handler);
+    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey };
+    await this.nameService.register(keys, record);
+    return {
+      stop: async () => {
+        // Leave the name service first, so new requests go elsewhere while these finish.
+        const gone = keys.filter((k) => this.rpc.remove(k, handler) === 0);
+        this.fanouts.remove(topic, handler);
+        if (gone.length && !this.closed) await this.nameService.unregister(gone, record);
+      },
+    };
+  }
+
+  addListener(keys: readonly string[], pool: string, handler: NotificationHandler): void {
+    for (const k of keys) this.notifications.add(`${k}#${pool}`, handler);
+  }
+
+  removeListener(keys: readonly string[], pool: string, handler: NotificationHandler): string[] {
+    return keys.filter((k) => this.notifications.remove(`${k}#${pool}`, handler) === 0);
+  }
+
+  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
+    const key = body.k ?? '';
+    if (kind === NOTIFY) return this.notification(ib, client, key, body);
+    if (kind !== CALL && kind !== CAST && kind !== FANOUT) return refuse(ib, client, body, 'HB_MALFORMED', `unexpected record kind ${kind}`);
+    const handlers = kind === FANOUT ? this.fanouts.all(key) : [];
+    const handler = kind === FANOUT ? handlers[0] : this.rpc.one(key);
+    if (!handler) return refuse(ib, client, body, 'HB_UNDELIVERABLE', `no server for "${key}" here`);
+    let request: RpcRequest;
+    try {
+      request = requestFromOslo(body.m);
+    } catch (e) {
+      return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
+    }
+    if (kind === CALL) return handler(this.incomingCall(ib, client, body, request));
+    const finish = this.receipt(ib, client, key, body);
+    if (!finish) return;
+    let work: Promise<unknown> | void;
+    try {
+      if (kind === CAST) work = handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
+      else work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing })));
+    } catch (e) {
+      finish();
+      throw e;
+    }
+    if (!work) return finish();
+    return work.then(finish, finish);
+  }
+
+  private incomingCall(ib: Inbound, client: Buffer, body: Body, request: RpcRequest): IncomingRpc {
+    const i = body.i ?? '';
+    // Replies are queued, not awaited: a settled promise rather than an async function per reply.
+    const send = (r: RpcReply): Promise<void> => {
+      try {
+        ib.send(client, REPLY, { i, m: replyToOslo(r) });
+        return SENT;
+      } catch (e) {
+        return Promise.reject(e as Error); // e.g. a result JSON cannot encode
+      }
+    };
+    return {
+      pattern: 'call',
+      request,
+      callMonitorTimeoutMs: typeof body.t === 'number' && body.t > 0 ? body.t : undefined,
+      reply: (r) => send({ result: r.result, failure: r.failure, ending: true }),
+      heartbeat: () => send(HEARTBEAT),
+    };
+  }
+
+  private notification(ib: Inbound, client: Buffer, key: string, body: Body): Promise<unknown> | void {
+    const handler = this.notifications.one(`${key}#${body.pool ?? ''}`);
+    if (!handler) return refuse(ib, client, body, 'HB_UNDELIVERABLE', `no listener for "${key}" pool "${body.pool ?? ''}" here`);
+    let notification: Notification;
+    try {
+      notification = notificationFromOslo(body.m);
+    } catch (e) {
+      return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
+    }
+    const finish = this.receipt(ib, client, key, body);
+    if (!finish) return;
+    // The listener settles (acks) once its endpoints are done: that is when it counts as handled.
+    const settle = (): Promise<void> => (finish(), SENT);
+    return handler({ notification, redelivered: body.r === 1, ack: settle, requeue: settle });
+  }
+
+  /** Ack bookkeeping of a one-way record; undefined when it must not be dispatched (a duplicate, or refused). */
+  private receipt(ib: Inbound, client: Buffer, key: string, body: Body): Finish | undefined {
+    const finish = this.receipts.begin(key, body, (answer) => ib.send(client, ACK, answer));
+    if (finish === DUPLICATE) return undefined;
+    if (finish instanceof MalformedMessage) return void refuse(ib, client, body, 'HB_MALFORMED', finish.message);
+    return finish;
+  }
+
+  async counters(): Promise<Record<string, number>> {
+    const ib = this.inbound ? await this.inbound.catch(() => undefined) : undefined;
+    return { ...(ib?.stats ?? NO_INBOUND), ...this.receipts.stats, dedupIds: this.receipts.size };
+  }
+
+  /** The bound address, once a server or listener started ("host:port"). */
+  async address(): Promise<string | undefined> {
+    return this.inbound ? (await this.inbound).address : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.inbound) (await this.inbound.catch(() => undefined))?.close();
+  }
+}
