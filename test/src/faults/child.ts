@@ -78,9 +78,15 @@ class Reporter {
     this.ev.failed.push([id, e?.name ?? typeof err, String(e?.message ?? err).slice(0, 300)]);
     this.bump();
   }
+  /**
+   * Handled: reported at once, not batched. An acked cast's ack leaves after its endpoint
+   * returns; a batched report could still be waiting when the server is killed right after
+   * the ack, and a handled cast would be counted lost.
+   */
   got(id: string): void {
     this.ev.got.push(id);
-    this.bump();
+    this.size++;
+    this.flush();
   }
   private bump(): void {
     if (++this.size >= 2000) this.flush();
