@@ -53,9 +53,15 @@ export class Ledger {
   readonly ok = new Set<string>();
   readonly failed = new Map<string, { name: string; message: string }>();
   readonly deliveries = new Map<string, number>();
+  /** When this process learned of each send (its sender reports in batches of at most 20 ms). */
+  readonly sentAt = new Map<string, number>();
 
   apply(ev: LedgerEvents): void {
-    for (const id of ev.sent ?? []) this.sent.add(id);
+    const now = Date.now();
+    for (const id of ev.sent ?? []) {
+      this.sent.add(id);
+      this.sentAt.set(id, now);
+    }
     for (const id of ev.ok ?? []) this.ok.add(id);
     for (const [id, name, message] of ev.failed ?? []) this.failed.set(id, { name, message });
     for (const id of ev.got ?? []) this.deliveries.set(id, (this.deliveries.get(id) ?? 0) + 1);

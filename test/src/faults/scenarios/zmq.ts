@@ -165,7 +165,6 @@ export const zmqAckedKill: Scenario = {
           errorsNote(ledger),
           crashNote(g),
         ),
-        { ackedBeforeHandled: resolvedAtKill - handledBeforeKill },
       );
     } finally {
       await g.stopAll();
