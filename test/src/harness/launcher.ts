@@ -17,6 +17,9 @@
  *   const servers = sharedServers({ redis: () => startRedis(), rabbit: () => startRabbitMQ() });
  *   test('x', () => use(servers.redis.url));
  *
+ * Several servers together (a 3-node RabbitMQ cluster, Redis with a replica and Sentinels) are
+ * in cluster.ts, built from these.
+ *
  * Process model
  * - Every server is spawned detached (its own process group, pgid = pid). stop()
  *   sends SIGTERM to the group, waits up to a grace period, then SIGKILLs the
