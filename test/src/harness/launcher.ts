@@ -17,6 +17,9 @@
  *   const servers = sharedServers({ redis: () => startRedis(), rabbit: () => startRabbitMQ() });
  *   test('x', () => use(servers.redis.url));
  *
+ * Several servers together (a 3-node RabbitMQ cluster, Redis with a replica and Sentinels) are
+ * in cluster.ts, built from these.
+ *
  * Process model
  * - Every server is spawned detached (its own process group, pgid = pid). stop()
  *   sends SIGTERM to the group, waits up to a grace period, then SIGKILLs the
@@ -156,6 +159,8 @@ export interface RedisSentinelOptions extends StartOptions {
   masterName?: string;
   /** Extra sentinel.conf lines, e.g. ['sentinel down-after-milliseconds hbmaster 1000']. */
   config?: string[];
+  /** Sentinels that must agree the master is down before a failover (default 1). */
+  quorum?: number;
 }
 
 export interface RabbitMQOptions extends StartOptions {
@@ -167,6 +172,12 @@ export interface RabbitMQOptions extends StartOptions {
   advancedConfig?: string;
   /** Node name prefix (default 'hb'); a unique suffix and @localhost are appended. */
   nodeNamePrefix?: string;
+  /**
+   * Erlang cookie, written to `<dataDir>/.erlang.cookie` (HOME is the data dir) before the first
+   * start, so nodes given the same cookie can form a cluster (cluster.ts); default: Erlang
+   * creates a random one per node.
+   */
+  erlangCookie?: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -738,7 +749,7 @@ class ManagedRedisSentinel extends ManagedServer implements RedisSentinelServer 
 
 /**
  * Starts a Redis Sentinel (`redis-server <conf> --sentinel`) on a free 127.0.0.1 port that monitors
- * `master` under `masterName` with quorum 1; resolves once it reports the master's address. Its
+ * `master` under `masterName` with quorum `opts.quorum` (default 1); resolves once it reports the master's address. Its
  * config file lives in its own data dir (Sentinel rewrites it). Stop it before its master.
  */
 export async function startRedisSentinel(master: RunningServer, opts: RedisSentinelOptions = {}): Promise<RedisSentinelServer> {
@@ -757,7 +768,7 @@ export async function startRedisSentinel(master: RunningServer, opts: RedisSenti
         'daemonize no',
         `dir ${dataDir}`,
         'logfile ""',
-        `sentinel monitor ${masterName} ${LOOPBACK} ${master.port} 1`,
+        `sentinel monitor ${masterName} ${LOOPBACK} ${master.port} ${opts.quorum ?? 1}`,
         ...(opts.config ?? []),
         '',
       ].join('\n'),
@@ -860,6 +871,8 @@ export async function startRabbitMQ(opts: RabbitMQOptions = {}): Promise<RabbitM
     if (opts.advancedConfig !== undefined) await fsp.writeFile(advancedConfigFile, opts.advancedConfig);
     const confEnvFile = path.join(dataDir, 'rabbitmq-env.conf'); // empty: shields us from /etc/rabbitmq/rabbitmq-env.conf
     await fsp.writeFile(confEnvFile, '');
+    // Erlang refuses a cookie file that others can read.
+    if (opts.erlangCookie !== undefined) await fsp.writeFile(path.join(dataDir, '.erlang.cookie'), opts.erlangCookie, { mode: 0o400 });
 
     // Start from the caller's environment minus anything that would steer the broker elsewhere.
     const base: NodeJS.ProcessEnv = {};
