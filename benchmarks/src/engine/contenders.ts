@@ -99,11 +99,20 @@ export async function probeUrl(url: string): Promise<string | undefined> {
   return undefined;
 }
 
+const ONE_WAY: readonly Scenario[] = ['cast', 'fanout', 'notify'];
+
+/** `url` with one more query option. */
+function withQuery(url: string, key: string, value: string): string {
+  const u = new URL(url);
+  u.searchParams.set(key, value);
+  return u.href;
+}
+
 /** A hybridbus contender driving the public Bus API with `config`. */
-function hybridbusContender(id: string, label: string, url: string | undefined, config: ConfigInput, baseline: (s: Scenario) => string | undefined, urls: readonly string[]): Contender {
+function hybridbusContender(id: string, label: string, url: string | undefined, config: ConfigInput, baseline: (s: Scenario) => string | undefined, urls: readonly string[], scenarios: readonly Scenario[] = SCENARIOS): Contender {
   return {
     info: { id, label, kind: 'hybridbus', ...(url ? { url: redactUrl(url) } : {}) },
-    scenarios: SCENARIOS,
+    scenarios,
     data: { config: { ...config, log: { level: 'error' } } },
     probe: async () => {
       for (const u of urls) {
@@ -132,6 +141,13 @@ export function hybridbusContenders(config: HybridbusConfig): Contender[] {
     seen.add(id);
     const cfg: ConfigInput = { transports: { default: url }, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
     out.push(hybridbusContender(id, LABELS[id] ?? `hybridbus ${id}`, url, cfg, () => BASELINE_OF[id], [url]));
+    // zmq:// acks one-way messages once handled by default; fire-and-forget is the opt-in for
+    // speed, measured beside it on the one-way scenarios.
+    if (id === 'zmq' && !new URL(url).searchParams.has('acks')) {
+      const noack = withQuery(url, 'acks', 'none');
+      const one: ConfigInput = { ...cfg, transports: { default: noack } };
+      out.push(hybridbusContender('zmq-noack', 'hybridbus zmq-direct, acks=none', noack, one, () => BASELINE_OF[id], [noack], ONE_WAY));
+    }
   }
   const used = [...new Set(Object.values(config.patterns))];
   if (used.length > 1) {
