@@ -237,3 +237,34 @@ describe('memory a sender cannot grow', () => {
     raw.dealer.close();
   });
 });
+
+describe('backpressure', () => {
+  test('a notification listener counts towards server_backlog: a blocked listener makes the server stop reading, and loses nothing', async () => {
+    const dir = tempDir('hb-zmq-rel-');
+    const topic = freshTopic();
+    const server = await bus(url(dir, '&server_backlog=100'));
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const got: number[] = [];
+    const listener = server.notificationListener([{ topic }], [{ info: async (_c: unknown, _p: string, _e: string, payload: unknown) => (await gate, void got.push((payload as { i: number }).i)) }], { maxConcurrency: 1 });
+    await listener.start();
+    // Fire-and-forget, so the notifications pile up at the listener instead of waiting for it.
+    const notifier = (await bus(url(dir, '&acks=none'))).notifier({ publisherId: 'p', topics: [topic] });
+    const n = 3000;
+    for (let i = 0; i < n; i++) await notifier.info({}, 'e', { i });
+    const deadline = Date.now() + 10_000;
+    while (((await driver(server).counters())['paused'] ?? 0) < 1) {
+      assert.ok(Date.now() < deadline, 'the server never paused reading for the blocked listener');
+      await new Promise((r) => setImmediate(r));
+    }
+    const taken = (await driver(server).counters())['received'] ?? 0;
+    assert.ok(taken < n, `the server read ${taken} of ${n} while its listener was blocked`);
+    open();
+    while (got.length < n) {
+      assert.ok(Date.now() < deadline + 30_000, `only ${got.length} of ${n} notifications handled`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual([...got].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i));
+    await listener.stop();
+  });
+});

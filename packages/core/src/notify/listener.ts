@@ -144,7 +144,8 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
     await this.limiter.drain();
   }
 
-  private receive(driver: Driver, incoming: IncomingNotification): void {
+  /** Returns the promise of the notification's processing, so the driver can bound its backlog. */
+  private receive(driver: Driver, incoming: IncomingNotification): Promise<void> {
     const n = incoming.notification;
     const ctxt = this.env.serializer.deserializeContext({ ...n.context });
     const received: Received = {
@@ -158,10 +159,11 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
         metadata: { messageId: n.messageId, timestamp: n.timestamp, redelivered: incoming.redelivered ?? false },
       },
     };
-    this.accept(received, driver.capabilities.requeue && this.options.allowRequeue === true);
+    return this.accept(received, driver.capabilities.requeue && this.options.allowRequeue === true);
   }
 
-  protected abstract accept(r: Received, canRequeue: boolean): void;
+  /** Take a notification; resolves once it has been handled and settled (never rejects). */
+  protected abstract accept(r: Received, canRequeue: boolean): Promise<void>;
   protected async flush(): Promise<void> {}
 
   /** Call `invoke` for each endpoint with a method for `priority`; stop at the first REQUEUE. */
@@ -190,8 +192,8 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
 }
 
 export class NotificationListener extends ListenerBase<NotificationEndpoint> {
-  protected accept(r: Received, canRequeue: boolean): void {
-    void this.limiter.run(async () => {
+  protected accept(r: Received, canRequeue: boolean): Promise<void> {
+    return this.limiter.run(async () => {
       const { message: m } = r;
       const result = await this.dispatch(r.priority, (e) =>
         filterMatches(e.filterRule, m) ? e[r.priority]?.(m.ctxt, m.publisherId, m.eventType, m.payload, m.metadata) : undefined,
@@ -204,6 +206,8 @@ export class NotificationListener extends ListenerBase<NotificationEndpoint> {
 /** Hands endpoints lists of notifications, by priority, when `batchSize` or `batchTimeout` is reached. */
 export class BatchNotificationListener extends ListenerBase<BatchNotificationEndpoint> {
   private buffer: Array<{ r: Received; canRequeue: boolean }> = [];
+  /** Settles when the batch being buffered has been handled. */
+  private batchDone: { promise: Promise<void>; resolve: () => void } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly batchSize: number;
   private readonly batchTimeout: number;
@@ -216,10 +220,17 @@ export class BatchNotificationListener extends ListenerBase<BatchNotificationEnd
     this.batchTimeout = options.batchTimeout;
   }
 
-  protected accept(r: Received, canRequeue: boolean): void {
+  protected accept(r: Received, canRequeue: boolean): Promise<void> {
     this.buffer.push({ r, canRequeue });
+    if (!this.batchDone) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((res) => (resolve = res));
+      this.batchDone = { promise, resolve };
+    }
+    const done = this.batchDone.promise;
     if (this.buffer.length >= this.batchSize) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.batchTimeout);
+    return done;
   }
 
   protected override async flush(): Promise<void> {
@@ -227,6 +238,8 @@ export class BatchNotificationListener extends ListenerBase<BatchNotificationEnd
     this.timer = undefined;
     const batch = this.buffer;
     this.buffer = [];
+    const done = this.batchDone;
+    this.batchDone = undefined;
     if (batch.length === 0) return;
     await this.limiter.run(async () => {
       for (const priority of PRIORITIES) {
@@ -238,6 +251,6 @@ export class BatchNotificationListener extends ListenerBase<BatchNotificationEnd
         });
         await this.settle(group.map((b) => b.r), result, group.every((b) => b.canRequeue));
       }
-    });
+    }).finally(() => done?.resolve());
   }
 }
