@@ -8,6 +8,7 @@ import * as zmq from 'zeromq';
 import { decode, encode, pack, unpack, VERSION, type Body, type Encoded, type Kind } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import { releaseZapHandler, zapDomainFor, zapHandlerReady } from './curve.js';
+import { socketClosed, socketOpened } from './zeromq-adapter.js';
 
 export interface InboundStats {
   received: number;
@@ -58,6 +59,7 @@ export class Inbound {
     private readonly handler: RecordHandler,
     private readonly logger: Logger,
   ) {
+    socketOpened();
     this.socket = new zmq.Router({
       linger: 0,
       // A full pipe or a client that has gone is an error we handle (see flush), not a silent drop.
@@ -255,6 +257,7 @@ export class Inbound {
     this.closed = true;
     this.resume?.();
     this.socket.close();
+    socketClosed();
     if (this.options.curve) releaseZapHandler();
   }
 }

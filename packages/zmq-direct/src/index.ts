@@ -11,8 +11,6 @@ export * from './nameservice/index.js';
 /** Generate a CURVE keypair (Z85) for `curve_public_key` / `curve_secret_key`. */
 export const curveKeyPair = zmq.curveKeyPair;
 
-// A pool of hundreds of peers and a process hosting many servers need more than the default.
-if (zmq.context.maxSockets < 8192) zmq.context.maxSockets = Math.min(8192, zmq.context.maxSocketsLimit);
 
 export const zmqDriverFactory: DriverFactory = {
   schemes: ['zmq'],
@@ -20,3 +18,4 @@ export const zmqDriverFactory: DriverFactory = {
 };
 
 registerDriver(zmqDriverFactory);
+export { DEFERRED_OPTION_WARNING } from './zeromq-adapter.js';

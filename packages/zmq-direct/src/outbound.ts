@@ -10,6 +10,7 @@
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import { pack, unpack, VERSION, type Encoded } from './frames.js';
+import { connectPeer, socketClosed, socketOpened } from './zeromq-adapter.js';
 import type { CurveOptions, ZmqOptions } from './options.js';
 
 /** Settled once: undefined when handed to ZeroMQ, an error when it never left. */
@@ -77,6 +78,7 @@ export class Outbound {
     private readonly events: OutboundEvents,
     private readonly logger: Logger,
   ) {
+    socketOpened();
     this.socket = new zmq.Router({
       mandatory: true,
       sendTimeout: 0,
@@ -143,10 +145,7 @@ export class Outbound {
     }
     const routingId = `${address}#${(this.connection++).toString(36)}`;
     const peer: Peer = { address, endpoint: `tcp://${address}`, routingId, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined };
-    quietly(() => {
-      if (serverKey) this.socket.curveServerKey = serverKey;
-      this.socket.connect(peer.endpoint, { routingId });
-    });
+    connectPeer(this.socket, peer.endpoint, routingId, serverKey);
     this.stats.connects++;
     this.latest = peer;
     peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
@@ -350,26 +349,9 @@ export class Outbound {
     this.peers.clear();
     this.socket.linger = Math.max(0, deadline - Date.now());
     this.socket.close();
+    socketClosed();
   }
 
-}
-
-/**
- * Run `fn` without zeromq.js's "Socket option will not take effect until next connect/bind"
- * warning: the options set there (the peer's routing id, its CURVE key) are meant for exactly
- * the connect that follows, and the warning would print once per peer.
- */
-function quietly(fn: () => void): void {
-  const emit = process.emitWarning;
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    if (String(warning).includes('will not take effect until next connect')) return;
-    (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
-  }) as typeof process.emitWarning;
-  try {
-    fn();
-  } finally {
-    process.emitWarning = emit;
-  }
 }
 
 function curveClient(curve: CurveOptions | undefined): Partial<zmq.SocketOptions<zmq.Router>> {

@@ -1,0 +1,63 @@
+/**
+ * What packages/zmq-direct/src/zeromq-adapter.ts relies on in zeromq.js: if one of these fails
+ * after a zeromq.js upgrade, the adapter (and the README's note on it) must change with it.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import * as zmq from 'zeromq';
+import { Bus } from '@hybridbus/core';
+import '@hybridbus/zmq-direct';
+import { curveKeyPair, DEFERRED_OPTION_WARNING } from '@hybridbus/zmq-direct';
+import { freshTopic, tempDir } from './util.js';
+
+const buses: Bus[] = [];
+after(() => Promise.allSettled(buses.map((b) => b.close())));
+
+/** Warnings emitted while `fn` runs (and the event loop turn after it). */
+async function warningsDuring(fn: () => Promise<void> | void): Promise<string[]> {
+  const seen: string[] = [];
+  const onWarning = (w: Error): void => void seen.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    await fn();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('warning', onWarning);
+  }
+  return seen;
+}
+
+test('zeromq.js warns with exactly the text the adapter filters when a connected socket gets a CURVE server key', async () => {
+  const keys = curveKeyPair();
+  const socket = new zmq.Router({ curvePublicKey: keys.publicKey, curveSecretKey: keys.secretKey, linger: 0 });
+  try {
+    socket.connect('tcp://127.0.0.1:1');
+    const seen = await warningsDuring(() => void (socket.curveServerKey = curveKeyPair().publicKey));
+    assert.deepEqual(seen, [DEFERRED_OPTION_WARNING]);
+  } finally {
+    socket.close();
+  }
+});
+
+test('a CURVE client dialling several servers prints no warning, and reaches them', async () => {
+  const dir = tempDir('hb-zmq-adapter-');
+  const server = curveKeyPair();
+  const client = curveKeyPair();
+  const q = (k: { publicKey: string; secretKey: string }): string =>
+    `zmq://?matchmaker=local:${dir}&curve=true&curve_public_key=${encodeURIComponent(k.publicKey)}&curve_secret_key=${encodeURIComponent(k.secretKey)}`;
+  const topic = freshTopic();
+  for (const name of ['a', 'b', 'c']) {
+    const b = await Bus.create({ transports: { default: q(server) } });
+    buses.push(b);
+    await b.rpcServer({ topic, server: name }, [{ whoami: () => name }]).start();
+  }
+  const cb = await Bus.create({ transports: { default: q(client) } });
+  buses.push(cb);
+  const rpc = cb.rpcClient({ topic });
+  const answers = new Set<unknown>();
+  const seen = await warningsDuring(async () => {
+    for (let i = 0; i < 6; i++) answers.add(await rpc.call({}, 'whoami'));
+  });
+  assert.deepEqual([...answers].sort(), ['a', 'b', 'c']);
+  assert.deepEqual(seen, []);
+});
