@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Bus, ConfigError, configReference, loadConfig, UnknownTransport, type ConfigInput } from '@hybridbus/core';
+import { Bus, ConfigError, configReference, loadConfig, type ConfigInput } from '@hybridbus/core';
+import '@hybridbus/zmq-direct';
+import '@hybridbus/rabbit-brokered';
+import { execFileSync } from 'node:child_process';
 import { tempDir } from './util.js';
 
 const dir = tempDir('hb-config-');
@@ -50,7 +53,20 @@ test('a pattern (or topic override) mapped to an undeclared transport is rejecte
 test('a malformed URL and an unknown scheme are rejected, naming the transport', () => {
   rejects(overrides({ transports: { default: 'not a url' } }), 'transports:', 'transport "default"', '"not a url" is malformed', 'must be a URL');
   rejects(overrides({ transports: { default: 'kafka://h:9092' } }), 'transport "default" has unknown scheme "kafka:"', 'zmq:', 'rabbit:');
-  rejects(overrides({ transports: {} }), 'transports:', 'non-empty object mapping transport names to URLs');
+  rejects(overrides({ transports: [] }), 'transports:', 'object mapping transport names to URLs');
+});
+
+test("driver options are checked at load by the driver, naming the transport, the option, the value and the expected form", () => {
+  rejects(overrides({ transports: { direct: 'zmq://?bogus_option=1' }, patterns: { call: 'direct', cast: 'direct', fanout: 'direct', notify: 'direct' } }), 'transport "direct"', 'option "bogus_option" is unknown', 'expected one of: matchmaker');
+  rejects(overrides({ transports: { default: 'zmq://?acks=maybe' } }), 'transport "default"', 'acks', '"maybe"', '"handled"');
+  rejects(overrides({ transports: { default: 'rabbit://h/?rabbit_qos_prefetch_count=-1' } }), 'transport "default"', 'rabbit_qos_prefetch_count');
+});
+
+test('the embedded default comes from the imported drivers: none imported, none configured, a ConfigError says what to do', () => {
+  assert.deepEqual(loadConfig({ env: {}, overrides: { transports: {} } }).transports, { default: 'zmq://' });
+  const script = "import('@hybridbus/core').then((m) => { try { m.loadConfig({ env: {} }); console.log('loaded'); } catch (e) { console.log(e.message); } })";
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.match(out, /transports: none configured, and no imported driver offers an embedded default; configure transports or import "@hybridbus\/zmq-direct"/);
 });
 
 test('negative or non-integer timeouts and counts are rejected with the expected form', () => {
@@ -80,7 +96,7 @@ test('environment variables are read and validated like any input', () => {
   rejects({ env: { HYBRIDBUS_RPC_TIMEOUT: '-20' } }, 'rpc.timeout', 'value was -20');
   rejects({ env: { HYBRIDBUS_PATTERNS_CALL: 'ghost' } }, 'patterns.call: "ghost" is not a declared transport');
   rejects({ env: { HYBRIDBUS_RPC_TIMOUT: '5' } }, 'HYBRIDBUS_RPC_TIMOUT: unknown environment variable (value "5")', 'HYBRIDBUS_RPC_TIMEOUT');
-  rejects({ env: { HYBRIDBUS_TRANSPORTS: '{not json' } }, 'transports: must be a non-empty object', 'value was "{not json"');
+  rejects({ env: { HYBRIDBUS_TRANSPORTS: '{not json' } }, 'transports: must be an object mapping transport names to URLs', 'value was "{not json"');
 });
 
 test('JSON and YAML files; precedence is defaults < file < environment < overrides', () => {
@@ -112,10 +128,10 @@ rpc:
   rejects({ file: file('list.yaml', '- a\n- b\n') }, 'top level must be a mapping');
 });
 
-test('Bus creation: a known scheme without a registered driver names the package to import', async () => {
+test('Bus creation: a scheme no imported driver registered fails at load, naming the transport and the package to import', async () => {
   await assert.rejects(Bus.create({ transports: { default: 'amqp1://127.0.0.1' } }), (e: unknown) => {
-    assert.ok(e instanceof UnknownTransport);
-    assert.match(e.message, /transport "default": no driver registered for scheme "amqp1:"/);
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /transport "default" has unknown scheme "amqp1:": no driver is registered for it \(registered: [^)]*zmq:[^)]*\); import the driver's package/);
     return true;
   });
   await assert.rejects(Bus.create({ rpc: { timeout: -1 } }), ConfigError);

@@ -12,6 +12,9 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type HybridbusConfig } from '@hybridbus/core';
+// The bench's configs name these transports: loading them needs their drivers.
+import '@hybridbus/zmq-direct';
+import '@hybridbus/rabbit-brokered';
 import cliProgress from 'cli-progress';
 import { Child, type Message } from '../lib/proc.js';
 import { median } from '../lib/stats.js';

@@ -7,7 +7,7 @@ import convict from 'convict';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import YAML from 'yaml';
-import { KNOWN_SCHEMES, PATTERNS, type Pattern } from './driver.js';
+import { defaultTransportUrl, driverFor, PATTERNS, registeredSchemes, type Pattern } from './driver.js';
 import { ConfigError } from './errors.js';
 
 export interface HybridbusConfig {
@@ -36,8 +36,6 @@ export type ConfigInput = {
       : Partial<HybridbusConfig[K]>;
 };
 
-/** The embedded default: zmq-direct with the local name service; runs anywhere, no server needed. */
-export const DEFAULT_TRANSPORT_URL = 'zmq://';
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -55,6 +53,7 @@ function parseJsonIfString(v: unknown): unknown {
   }
 }
 
+/** A transport URL: well formed, a scheme some imported driver registered, options that driver accepts. */
 function checkTransportUrl(url: unknown): void {
   if (typeof url !== 'string') throw new Error('must be a URL string such as "zmq://" or "rabbit://user:pass@host:5672/"');
   let parsed: URL;
@@ -64,8 +63,16 @@ function checkTransportUrl(url: unknown): void {
     throw new Error(`must be a URL such as "zmq://" or "rabbit://user:pass@host:5672/": ${JSON.stringify(url)} is malformed`);
   }
   const scheme = parsed.protocol.replace(/:$/, '');
-  if (!KNOWN_SCHEMES.has(scheme)) {
-    throw new Error(`has unknown scheme "${scheme}:" (expected one of ${[...KNOWN_SCHEMES].map((s) => `${s}:`).join(', ')})`);
+  const driver = driverFor(scheme);
+  if (!driver) {
+    const known = registeredSchemes().map((s) => `${s}:`).join(', ') || 'none';
+    throw new Error(`has unknown scheme "${scheme}:": no driver is registered for it (registered: ${known}); import the driver's package, e.g. "@hybridbus/zmq-direct"`);
+  }
+  try {
+    driver.checkUrl?.(parsed);
+  } catch (e) {
+    // A driver's ConfigError lists its problems; say them without its "invalid config" header.
+    throw new Error(e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message);
   }
 }
 
@@ -73,8 +80,8 @@ convict.addFormat({
   name: 'transport-map',
   coerce: parseJsonIfString,
   validate(value: unknown) {
-    if (!isPlainObject(value) || Object.keys(value).length === 0) {
-      throw new Error('must be a non-empty object mapping transport names to URLs, e.g. {"direct": "zmq://"}');
+    if (!isPlainObject(value)) {
+      throw new Error('must be an object mapping transport names to URLs, e.g. {"direct": "zmq://"}');
     }
     for (const [name, url] of Object.entries(value)) {
       if (!NAME.test(name)) throw new Error(`transport name ${JSON.stringify(name)} must match ${NAME}`);
@@ -165,9 +172,9 @@ const patternKey = (p: Pattern, fallback: string): convict.SchemaObj => ({
 
 export const schema = {
   transports: {
-    doc: 'Named transports: name → URL. The scheme picks the driver (zmq, rabbit/amqp/amqps, amqp1, memory); the query string holds driver options.',
+    doc: 'Named transports: name → URL. The scheme picks the driver (one of those imported: zmq, rabbit/amqp/amqps, memory); the query string holds driver options, checked by the driver at load. Empty: one transport "default", the embedded default of the imported drivers (zmq:// with @hybridbus/zmq-direct).',
     format: 'transport-map',
-    default: { default: DEFAULT_TRANSPORT_URL } as Record<string, string>,
+    default: {} as Record<string, string>,
     env: 'HYBRIDBUS_TRANSPORTS',
   },
   patterns: {
@@ -356,6 +363,13 @@ export function loadConfig(options: LoadConfigOptions = {}): HybridbusConfig {
     throw new ConfigError(convictProblems(e, (key) => conf?.has(key as never) ? conf.get(key as never) : undefined), source);
   }
   const cfg = conf.getProperties() as unknown as HybridbusConfig;
+  if (Object.keys(cfg.transports).length === 0) {
+    const url = defaultTransportUrl();
+    if (url === undefined) {
+      throw new ConfigError(['transports: none configured, and no imported driver offers an embedded default; configure transports or import "@hybridbus/zmq-direct"'], source);
+    }
+    (cfg as { transports: Record<string, string> }).transports = { default: url };
+  }
   const refs = referenceProblems(cfg);
   if (refs.length) throw new ConfigError(refs, source);
   deepFreeze(cfg);

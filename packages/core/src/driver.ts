@@ -160,10 +160,14 @@ export interface DriverContext {
 export interface DriverFactory {
   readonly schemes: readonly string[];
   create(url: URL, context: DriverContext): Driver | Promise<Driver>;
+  /**
+   * Check a URL's driver options at config load, before anything connects: throw a ConfigError
+   * naming the option, the value and the expected form.
+   */
+  checkUrl?(url: URL): void;
+  /** A URL that works with no server and no option: offered as the embedded default transport. */
+  readonly defaultUrl?: string;
 }
-
-/** Schemes the project knows, so config can reject typos before any driver is loaded. */
-export const KNOWN_SCHEMES: ReadonlySet<string> = new Set(['memory', 'zmq', 'rabbit', 'amqp', 'amqps', 'amqp1']);
 
 const registry = new Map<string, DriverFactory>();
 
@@ -174,6 +178,17 @@ export function registerDriver(factory: DriverFactory): void {
 
 export function registeredSchemes(): string[] {
   return [...registry.keys()];
+}
+
+/** The driver registered for a scheme ("zmq", without the colon). */
+export function driverFor(scheme: string): DriverFactory | undefined {
+  return registry.get(scheme);
+}
+
+/** The embedded default transport: the first registered driver that offers one. */
+export function defaultTransportUrl(): string | undefined {
+  for (const f of registry.values()) if (f.defaultUrl !== undefined) return f.defaultUrl;
+  return undefined;
 }
 
 export function schemeOf(url: string | URL): string {

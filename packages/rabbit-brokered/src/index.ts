@@ -12,6 +12,7 @@ export { parseRabbitUrl, OPTION_NAMES, type RabbitOptions, type Endpoint } from 
 
 export const rabbitDriverFactory: DriverFactory = {
   schemes: ['rabbit', 'amqp', 'amqps'],
+  checkUrl: (url) => void parseRabbitUrl(url),
   async create(url, context) {
     const driver = new RabbitDriver(parseRabbitUrl(url), context);
     await driver.started();

@@ -14,6 +14,9 @@ export const curveKeyPair = zmq.curveKeyPair;
 
 export const zmqDriverFactory: DriverFactory = {
   schemes: ['zmq'],
+  // The embedded default: the local name service, no server to run.
+  defaultUrl: 'zmq://',
+  checkUrl: (url) => void parseOptions(url),
   create: (url, context) => new ZmqDriver(parseOptions(url), context),
 };
 
