@@ -86,3 +86,29 @@ describe('hybridbus CLI', () => {
     }
   });
 });
+
+describe('an install without the benchmark engine', () => {
+  test('every command works, and bench says which package to install', async () => {
+    // A user's install: the CLI and the drivers, no @hybridbus/benchmarks beside them.
+    const { cpSync, mkdirSync, realpathSync, symlinkSync } = await import('node:fs');
+    const root = tempDir('hb-cli-install-');
+    const cliDir = realpathSync(join(bin, '..', '..'));
+    cpSync(join(cliDir, 'dist'), join(root, 'cli', 'dist'), { recursive: true });
+    cpSync(join(cliDir, 'package.json'), join(root, 'cli', 'package.json'));
+    const installed = join(cliDir, '..', '..', 'node_modules');
+    mkdirSync(join(root, 'node_modules', '@hybridbus'), { recursive: true });
+    for (const pkg of ['@hybridbus/core', '@hybridbus/zmq-direct', '@hybridbus/rabbit-brokered', 'commander']) {
+      symlinkSync(realpathSync(join(installed, pkg)), join(root, 'node_modules', pkg));
+    }
+    const alone = join(root, 'cli', 'dist', 'main.js');
+    const exec = (args: string[]): Promise<{ code: number; stderr: string; stdout: string }> =>
+      new Promise((resolve) =>
+        execFile(process.execPath, [alone, ...args], { env, timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+      );
+    const bench = await exec(['bench', '--quick']);
+    assert.equal(bench.code, 1);
+    assert.match(bench.stderr, /the benchmark engine is not installed; run: npm i @hybridbus\/benchmarks/);
+    const check = await exec(['check-config']);
+    assert.equal(check.code, 0, check.stderr);
+  });
+});

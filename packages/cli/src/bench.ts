@@ -3,9 +3,22 @@
  * side (the engine is @hybridbus/benchmarks). Bad input fails with one line naming the flag.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_RABBIT_URL, DEFAULTS, parsePayload, QUICK, runBench, SCALE_DEFAULTS, SCENARIOS, type PayloadOption, type Scenario } from '@hybridbus/benchmarks';
+import type { PayloadOption, Scenario } from '@hybridbus/benchmarks';
 
-const ALL_SCENARIOS: readonly string[] = [...SCENARIOS, 'scale'];
+/**
+ * The benchmark engine (chart.js, raw clients, a Python child) is a package of its own that an
+ * application need not install: it is loaded when present, and `bench` says how to get it.
+ */
+type Engine = typeof import('@hybridbus/benchmarks');
+
+async function loadEngine(): Promise<Engine | undefined> {
+  try {
+    return await import('@hybridbus/benchmarks');
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes('@hybridbus/benchmarks')) return undefined;
+    throw e;
+  }
+}
 
 function int(min: number) {
   return (text: string): number => {
@@ -20,11 +33,13 @@ function intList(text: string): number[] {
   return xs.map(Number);
 }
 
-function scenarioList(text: string): Array<Scenario | 'scale'> {
-  const xs = text.split(',').filter(Boolean);
-  const bad = xs.filter((x) => !ALL_SCENARIOS.includes(x));
-  if (bad.length || xs.length === 0) throw new InvalidArgumentError(`unknown scenario ${bad.map((b) => `"${b}"`).join(', ')}; expected some of ${ALL_SCENARIOS.join(',')}`);
-  return xs as Array<Scenario | 'scale'>;
+function scenarioListOf(all: readonly string[]): (text: string) => Array<Scenario | 'scale'> {
+  return (text) => {
+    const xs = text.split(',').filter(Boolean);
+    const bad = xs.filter((x) => !all.includes(x));
+    if (bad.length || xs.length === 0) throw new InvalidArgumentError(`unknown scenario ${bad.map((b) => `"${b}"`).join(', ')}; expected some of ${all.join(',')}`);
+    return xs as Array<Scenario | 'scale'>;
+  };
 }
 
 function idList(text: string): string[] {
@@ -33,10 +48,12 @@ function idList(text: string): string[] {
   return xs;
 }
 
-function payload(text: string): PayloadOption {
-  const p = parsePayload(text);
-  if (p === undefined) throw new InvalidArgumentError('expected a size in bytes (≥ 1) or "oslo" (the sizes of real OpenStack messages)');
-  return p;
+function payloadOf(parsePayload: (text: string) => PayloadOption | undefined): (text: string) => PayloadOption {
+  return (text) => {
+    const p = parsePayload(text);
+    if (p === undefined) throw new InvalidArgumentError('expected a size in bytes (≥ 1) or "oslo" (the sizes of real OpenStack messages)');
+    return p;
+  };
 }
 
 function rabbitUrl(text: string): string {
@@ -77,7 +94,24 @@ interface Flags {
 }
 
 /** Add `bench` to the program; `config()` is the global --config. */
-export function addBenchCommand(program: Command, config: () => string | undefined): void {
+export async function addBenchCommand(program: Command, config: () => string | undefined): Promise<void> {
+  const engine = await loadEngine();
+  if (!engine) {
+    program
+      .command('bench')
+      .description('benchmark the transports side by side (needs @hybridbus/benchmarks)')
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .action(() => {
+        process.stderr.write('hybridbus bench: the benchmark engine is not installed; run: npm i @hybridbus/benchmarks\n');
+        process.exitCode = 1;
+      });
+    return;
+  }
+  const { DEFAULT_RABBIT_URL, DEFAULTS, QUICK, runBench, SCALE_DEFAULTS, SCENARIOS } = engine;
+  const ALL_SCENARIOS: readonly string[] = [...SCENARIOS, 'scale'];
+  const scenarioList = scenarioListOf(ALL_SCENARIOS);
+  const payload = payloadOf(engine.parsePayload);
   const d = (full: unknown, quick?: unknown): string => `(default ${String(full)}${quick === undefined ? '' : `; --quick: ${String(quick)}`})`;
   program
     .command('bench')

@@ -211,7 +211,7 @@ program
     }
   });
 
-addBenchCommand(program, () => common().config);
+await addBenchCommand(program, () => common().config);
 
 try {
   await program.parseAsync(process.argv);
