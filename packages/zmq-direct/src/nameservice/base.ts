@@ -13,79 +13,9 @@ import {
 } from '@hybridbus/core';
 
 import type { CloseOptions, HostRecord, NameService, NameServiceOptions, NameServiceStats } from './types.js';
+import { canonicalRecord, errorMessage, resolveOptions, toHostRecord, type Registration, type SeenRecord } from './records.js';
 
-/** Defaults: a dead server's records linger at most 30 s; a lookup hits the backend at most every 5 s per key. */
-export const NAME_SERVICE_DEFAULTS = { ttlMs: 30_000, cacheMs: 5_000 } as const satisfies NameServiceOptions;
-
-/** A record as a backend returned it, with when its owner last (re)registered or refreshed it (ms epoch). */
-export interface SeenRecord {
-  readonly record: HostRecord;
-  readonly refreshedAt: number;
-}
-
-/** One (key, record) pair this process registers; `member` is the record's canonical JSON. */
-export interface Registration {
-  readonly key: string;
-  readonly record: HostRecord;
-  readonly member: string;
-}
-
-// host:port, host being a name, an IPv4 address or a bracketed IPv6 address.
-const ADDRESS = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/@[\]]+):(\d{1,5})$/;
-
-/** Why `address` is not a usable "host:port", or undefined if it is. */
-export function addressProblem(address: unknown): string | undefined {
-  if (typeof address !== 'string') return `address must be a "host:port" string, got ${JSON.stringify(address) ?? String(address)}`;
-  const m = ADDRESS.exec(address);
-  const port = m ? Number(m[1]) : 0;
-  if (!m || port < 1 || port > 65535) return `address ${JSON.stringify(address)} is not "host:port" (port 1-65535)`;
-  return undefined;
-}
-
-/** Validates and copies a record (dropping unknown fields); returns a problem string instead if it is invalid. */
-export function toHostRecord(value: unknown): HostRecord | string {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return `a record must be an object like {"address": "host:port"}, got ${JSON.stringify(value)}`;
-  }
-  const v = value as Record<string, unknown>;
-  const problem = addressProblem(v['address']);
-  if (problem) return problem;
-  for (const field of ['publicKey', 'pool'] as const) {
-    if (v[field] !== undefined && typeof v[field] !== 'string') return `${field} must be a string, got ${JSON.stringify(v[field])}`;
-  }
-  const record: { address: string; publicKey?: string; pool?: string } = { address: v['address'] as string };
-  if (v['publicKey'] !== undefined) record.publicKey = v['publicKey'] as string;
-  if (v['pool'] !== undefined) record.pool = v['pool'] as string;
-  return Object.freeze(record);
-}
-
-/** The record as JSON with a fixed field order and no undefined fields: equal records give equal strings. */
-export function canonicalRecord(record: HostRecord): string {
-  return JSON.stringify({ address: record.address, pool: record.pool, publicKey: record.publicKey });
-}
-
-/** Parses a canonical record read back from a backend; undefined if it is not one. */
-export function parseRecord(json: string): HostRecord | undefined {
-  try {
-    const r = toHostRecord(JSON.parse(json));
-    return typeof r === 'string' ? undefined : r;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Checks ttlMs/cacheMs; the problems name the `matchmaker` option they belong to. */
-export function resolveOptions(options: Partial<NameServiceOptions>): { ttlMs: number; cacheMs: number } {
-  const ttlMs = options.ttlMs ?? NAME_SERVICE_DEFAULTS.ttlMs;
-  const cacheMs = options.cacheMs ?? NAME_SERVICE_DEFAULTS.cacheMs;
-  const problems: string[] = [];
-  if (!Number.isFinite(ttlMs) || ttlMs < 30) problems.push(`matchmaker ttlMs: ${ttlMs} is not valid; expected milliseconds >= 30`);
-  if (!Number.isFinite(cacheMs) || cacheMs < 0) problems.push(`matchmaker cacheMs: ${cacheMs} is not valid; expected milliseconds >= 0`);
-  if (problems.length) throw new ConfigError(problems);
-  return { ttlMs, cacheMs };
-}
-
-export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+export * from './records.js';
 
 interface CacheEntry {
   readonly records: readonly SeenRecord[];
