@@ -1,6 +1,6 @@
 /**
  * The logical messages core hands to drivers and gets back from them, and oslo.messaging's
- * dict form of them (../shared/docs/oslo-wire.md 1.4–1.7), which drivers put on the wire.
+ * dict form of them (docs/wire.md, "The oslo message"), which drivers put on the wire.
  * Core builds and checks messages here once; a driver only moves the encoded bytes.
  */
 import { randomBytes } from 'node:crypto';

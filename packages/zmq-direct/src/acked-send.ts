@@ -68,6 +68,12 @@ export class AckedSend {
     this.send(this.only);
   }
 
+  /** The host says it does not serve the key (a stale record): another host gets it, but a copy meant for that host alone fails. */
+  refusedHere(reason: string): void {
+    if (this.only === undefined) return this.elsewhere(reason);
+    this.finish(new MessageUndeliverable(`${this.only} does not serve "${this.key}": ${reason}`));
+  }
+
   /** It cannot be delivered (refused for good, transport closed). */
   fail(err: Error): void {
     this.finish(err);

@@ -169,7 +169,7 @@ export class ZmqClient {
       this.routing.untrack(address, id);
       this.routing.stats.failovers++;
       call?.send();
-      send?.elsewhere(body.error ?? 'refused');
+      send?.refusedHere(body.error ?? 'refused');
       return;
     }
     const err = errorFromCode(body.code, body.code === 'HB_TOO_LARGE' || body.code === 'HB_MALFORMED' ? (body.error ?? '') : `${address} refused the message: ${body.error}`);
