@@ -58,6 +58,10 @@ export interface ConformanceCase {
   run(env: ConformanceEnv): Promise<void>;
 }
 
+/** The cases of one describe(), all about `pattern`, written without repeating either. */
+export const inGroup = (group: string, pattern: Pattern, cases: ReadonlyArray<Omit<ConformanceCase, 'group' | 'pattern'>>): ConformanceCase[] =>
+  cases.map((c) => ({ group, pattern, ...c }));
+
 /** The context most cases send. */
 export const ctx: Context = { user_id: 'u1', project_id: 'p1', request_id: 'req-1' };
 

@@ -2,15 +2,11 @@
 import assert from 'node:assert/strict';
 import { CallMonitorTimeout, ConnectionLost } from '@hybridbus/core';
 import { deferred } from '../util.js';
-import { ctx, type ConformanceCase } from './case.js';
+import { ctx, inGroup, type ConformanceCase } from './case.js';
 
-const GROUP = 'call monitoring';
-
-export const MONITORING_CASES: readonly ConformanceCase[] = [
+export const MONITORING_CASES: readonly ConformanceCase[] = inGroup('call monitoring', 'call', [
   {
     name: 'heartbeats keep a long call alive past the monitor timeout',
-    group: GROUP,
-    pattern: 'call',
     needs: ['callMonitor'],
     async run({ topic, newBus, startServer }) {
       // The first heartbeat must come within the monitor timeout of the call's start, delivery
@@ -22,8 +18,6 @@ export const MONITORING_CASES: readonly ConformanceCase[] = [
   },
   {
     name: 'when the server dies mid-call the client fails early (CallMonitorTimeout, or ConnectionLost where the transport sees the peer go)',
-    group: GROUP,
-    pattern: 'call',
     needs: ['callMonitor'],
     async run({ backend, topic, newBus, startServer }) {
       const started = deferred();
@@ -39,4 +33,4 @@ export const MONITORING_CASES: readonly ConformanceCase[] = [
       assert.ok(Date.now() - t0 < 10_000, 'failed well before the 30 s timeout');
     },
   },
-];
+]);

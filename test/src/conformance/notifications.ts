@@ -2,15 +2,11 @@
 import assert from 'node:assert/strict';
 import { REQUEUE, type BatchMessage, type Context, type NotificationMetadata } from '@hybridbus/core';
 import { Collector, freshTopic } from '../util.js';
-import { ctx, type ConformanceCase } from './case.js';
+import { ctx, inGroup, type ConformanceCase } from './case.js';
 
-const GROUP = 'notifications';
-
-export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
+export const NOTIFICATION_CASES: readonly ConformanceCase[] = inGroup('notifications', 'notify', [
   {
     name: 'a notification reaches the endpoint method of its priority with all its fields',
-    group: GROUP,
-    pattern: 'notify',
     topicPrefix: 'notif',
     async run({ topic, newBus }) {
       const got = new Collector<{ priority: string; c: Context; publisherId: string; eventType: string; payload: unknown; metadata: NotificationMetadata }>();
@@ -40,8 +36,6 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
   },
   {
     name: 'a notifier with several topics sends to each',
-    group: GROUP,
-    pattern: 'notify',
     topicPrefix: 'n1',
     async run({ topic: t1, newBus }) {
       const t2 = freshTopic('n2');
@@ -59,8 +53,6 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
   },
   {
     name: 'filter rules select by publisher id, event type, context and metadata',
-    group: GROUP,
-    pattern: 'notify',
     topicPrefix: 'filter',
     async run({ topic, newBus }) {
       const got = new Collector<string>();
@@ -84,8 +76,6 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
   },
   {
     name: 'pools: every pool gets each notification, one member of a pool handles it',
-    group: GROUP,
-    pattern: 'notify',
     needs: ['pools'],
     topicPrefix: 'pool',
     async run({ topic, newBus }) {
@@ -108,8 +98,6 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
   },
   {
     name: 'requeue: an endpoint that returns REQUEUE gets the notification again',
-    group: GROUP,
-    pattern: 'notify',
     needs: ['requeue'],
     topicPrefix: 'requeue',
     async run({ topic, newBus }) {
@@ -139,8 +127,6 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
   },
   {
     name: 'batch listening: endpoints get lists by size, and the rest after the batch timeout',
-    group: GROUP,
-    pattern: 'notify',
     topicPrefix: 'batch',
     async run({ topic, newBus }) {
       const batches = new Collector<BatchMessage[]>();
@@ -158,4 +144,4 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = [
       await listener.stop();
     },
   },
-];
+]);
