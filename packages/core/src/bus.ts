@@ -4,7 +4,7 @@
  */
 import { loadConfig, type ConfigInput, type HybridbusConfig, type LoadConfigOptions } from './config.js';
 import { createDriver, PATTERNS, type Driver, type Pattern } from './driver.js';
-import type { BusEnv } from './env.js';
+import type { BusRuntime } from './runtime.js';
 import { TransportClosed } from './errors.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { NotificationListener, BatchNotificationListener, type BatchNotificationEndpoint, type BatchOptions, type NotificationEndpoint, type NotificationListenerOptions } from './notify/listener.js';
@@ -21,7 +21,7 @@ export interface BusOptions {
 
 export class Bus {
   private closed = false;
-  private readonly env: BusEnv;
+  private readonly runtime: BusRuntime;
 
   private constructor(
     readonly config: HybridbusConfig,
@@ -33,7 +33,7 @@ export class Bus {
       if (this.closed) throw new TransportClosed('the bus is closed');
       return this.transport(this.route(topic, pattern));
     };
-    this.env = {
+    this.runtime = {
       transportFor,
       transportsFor: (topic, patterns) => {
         const out = new Map<Driver, Set<Pattern>>();
@@ -90,23 +90,23 @@ export class Bus {
   }
 
   rpcClient(target: TargetFields, options?: RpcClientOptions): RpcClient {
-    return new RpcClient(this.env, target, options);
+    return new RpcClient(this.runtime, target, options);
   }
 
   rpcServer(target: TargetFields, endpoints: readonly object[], options?: RpcServerOptions): RpcServer {
-    return new RpcServer(this.env, target, endpoints, options);
+    return new RpcServer(this.runtime, target, endpoints, options);
   }
 
   notifier(options: NotifierOptions): Notifier {
-    return new Notifier(this.env, options);
+    return new Notifier(this.runtime, options);
   }
 
   notificationListener(targets: readonly TargetFields[], endpoints: readonly NotificationEndpoint[], options: NotificationListenerOptions = {}): NotificationListener {
-    return new NotificationListener(this.env, targets, endpoints, options);
+    return new NotificationListener(this.runtime, targets, endpoints, options);
   }
 
   batchNotificationListener(targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions): BatchNotificationListener {
-    return new BatchNotificationListener(this.env, targets, endpoints, options);
+    return new BatchNotificationListener(this.runtime, targets, endpoints, options);
   }
 
   /** Close every transport. Stop servers and listeners first to let them drain. */

@@ -1,5 +1,5 @@
 import type { Driver, IncomingNotification, Subscription } from '../driver.js';
-import type { BusEnv } from '../env.js';
+import type { BusRuntime } from '../runtime.js';
 import { TransportClosed, UnsupportedFeature } from '../errors.js';
 import { Limiter } from '../limiter.js';
 import { PRIORITIES, type Context, type Priority } from '../message.js';
@@ -97,14 +97,14 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
   private state: 'new' | 'running' | 'stopped' = 'new';
 
   constructor(
-    protected readonly env: BusEnv,
+    protected readonly runtime: BusRuntime,
     targets: readonly TargetFields[],
     protected readonly endpoints: readonly E[],
     protected readonly options: NotificationListenerOptions,
   ) {
     if (targets.length === 0) throw new TypeError('a notification listener needs at least one target');
     this.targets = targets.map((t) => validateTarget(t, 'listener'));
-    this.limiter = new Limiter(options.maxConcurrency ?? env.rpc.maxConcurrency);
+    this.limiter = new Limiter(options.maxConcurrency ?? runtime.rpc.maxConcurrency);
   }
 
   /** Priorities some endpoint has a method for. */
@@ -116,7 +116,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
     if (this.state !== 'new') throw new TransportClosed('a notification listener starts once');
     const byDriver = new Map<Driver, Target[]>();
     for (const t of this.targets) {
-      const d = this.env.transportFor(t.topic as string, 'notify');
+      const d = this.runtime.transportFor(t.topic as string, 'notify');
       byDriver.set(d, [...(byDriver.get(d) ?? []), t]);
     }
     for (const driver of byDriver.keys()) {
@@ -147,7 +147,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
   /** Returns the promise of the notification's processing, so the driver can bound its backlog. */
   private receive(driver: Driver, incoming: IncomingNotification): Promise<void> {
     const n = incoming.notification;
-    const ctxt = this.env.serializer.deserializeContext({ ...n.context });
+    const ctxt = this.runtime.serializer.deserializeContext({ ...n.context });
     const received: Received = {
       incoming,
       priority: n.priority,
@@ -155,7 +155,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
         ctxt,
         publisherId: n.publisherId,
         eventType: n.eventType,
-        payload: this.env.serializer.deserializeEntity(ctxt, n.payload),
+        payload: this.runtime.serializer.deserializeEntity(ctxt, n.payload),
         metadata: { messageId: n.messageId, timestamp: n.timestamp, redelivered: incoming.redelivered ?? false },
       },
     };
@@ -173,7 +173,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
       try {
         if ((await invoke(endpoint)) === REQUEUE) return REQUEUE;
       } catch (err) {
-        this.env.logger.error({ err, priority }, 'notification endpoint raised an exception');
+        this.runtime.logger.error({ err, priority }, 'notification endpoint raised an exception');
         return REQUEUE;
       }
     }
@@ -184,7 +184,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
     await Promise.all(
       items.map((r) =>
         (result === REQUEUE && canRequeue ? r.incoming.requeue() : r.incoming.ack()).catch((err: unknown) =>
-          this.env.logger.warn({ err }, 'could not settle a notification'),
+          this.runtime.logger.warn({ err }, 'could not settle a notification'),
         ),
       ),
     );
@@ -212,8 +212,8 @@ export class BatchNotificationListener extends ListenerBase<BatchNotificationEnd
   private readonly batchSize: number;
   private readonly batchTimeout: number;
 
-  constructor(env: BusEnv, targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions) {
-    super(env, targets, endpoints, options);
+  constructor(runtime: BusRuntime, targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions) {
+    super(runtime, targets, endpoints, options);
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${options.batchSize}`);
     if (!(options.batchTimeout >= 0)) throw new RangeError(`batchTimeout must be a non-negative number of ms, got ${options.batchTimeout}`);
     this.batchSize = options.batchSize;

@@ -1,4 +1,4 @@
-import type { BusEnv } from '../env.js';
+import type { BusRuntime } from '../runtime.js';
 import { osloTimestamp, uniqueId, type Context, type Notification, type Priority } from '../message.js';
 import { Target, validateTarget } from '../target.js';
 import { randomUUID } from 'node:crypto';
@@ -19,14 +19,14 @@ export class Notifier {
   readonly targets: readonly Target[];
 
   constructor(
-    private readonly env: BusEnv,
+    private readonly runtime: BusRuntime,
     private readonly options: NotifierOptions,
   ) {
     if (typeof options.publisherId !== 'string' || options.publisherId === '') {
       throw new TypeError('Notifier needs a publisherId, e.g. "compute.node-7"');
     }
     this.publisherId = options.publisherId;
-    this.targets = (options.topics ?? env.notifications.topics).map((topic) =>
+    this.targets = (options.topics ?? runtime.notifications.topics).map((topic) =>
       validateTarget({ topic, exchange: options.exchange }, 'notifier'),
     );
   }
@@ -34,7 +34,7 @@ export class Notifier {
   prepare(overrides: Partial<NotifierOptions>): Notifier {
     const merged: Record<string, unknown> = { ...this.options };
     for (const [k, v] of Object.entries(overrides)) if (v !== undefined) merged[k] = v;
-    return new Notifier(this.env, merged as unknown as NotifierOptions);
+    return new Notifier(this.runtime, merged as unknown as NotifierOptions);
   }
 
   audit(ctx: Context, eventType: string, payload: unknown): Promise<void> {
@@ -61,7 +61,7 @@ export class Notifier {
 
   /** Resolves once every topic's transport has accepted the notification. */
   async notify(priority: Priority, ctx: Context, eventType: string, payload: unknown): Promise<void> {
-    const { serializer } = this.env;
+    const { serializer } = this.runtime;
     const notification: Notification = {
       messageId: randomUUID(),
       publisherId: this.publisherId,
@@ -72,9 +72,9 @@ export class Notifier {
       context: serializer.serializeContext(ctx),
       uniqueId: uniqueId(),
     };
-    const retry = this.options.retry ?? this.env.notifications.retry;
+    const retry = this.options.retry ?? this.runtime.notifications.retry;
     await Promise.all(
-      this.targets.map((t) => this.env.transportFor(t.topic as string, 'notify').notify(t, notification, { retry })),
+      this.targets.map((t) => this.runtime.transportFor(t.topic as string, 'notify').notify(t, notification, { retry })),
     );
   }
 }

@@ -1,6 +1,6 @@
 import { CallAborted, CallMonitorTimeout, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
 import { CallCancel } from '../driver.js';
-import type { BusEnv } from '../env.js';
+import type { BusRuntime } from '../runtime.js';
 import { jsonSerializer } from '../serializer.js';
 import { deserializeFailure, uniqueId, type Context, type RpcRequest } from '../message.js';
 import { Target, validateTarget, versionIsCompatible, type TargetFields } from '../target.js';
@@ -34,7 +34,7 @@ export class RpcClient {
   private callTarget: Target | undefined;
 
   constructor(
-    private readonly env: BusEnv,
+    private readonly runtime: BusRuntime,
     target: TargetFields,
     options: RpcClientOptions = {},
   ) {
@@ -56,7 +56,7 @@ export class RpcClient {
     for (const [k, v] of Object.entries({ timeout, callMonitorTimeout, versionCap, retry })) {
       if (v !== undefined) (opts as Record<string, unknown>)[k] = v;
     }
-    return new RpcClient(this.env, this.target.with(target), opts);
+    return new RpcClient(this.runtime, this.target.with(target), opts);
   }
 
   /** Whether a message at `version` (default: the target's) is within the version cap. */
@@ -69,9 +69,9 @@ export class RpcClient {
   async call<T = unknown>(ctx: Context, method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
     const target = (this.callTarget ??= validateTarget(this.target, 'rpc-call'));
     const request = this.request(ctx, method, args);
-    const driver = this.env.transportFor(target.topic as string, 'call');
-    const timeoutMs = options.timeout ?? this.options.timeout ?? this.env.rpc.timeout;
-    const monitorMs = this.options.callMonitorTimeout ?? this.env.rpc.callMonitorTimeout;
+    const driver = this.runtime.transportFor(target.topic as string, 'call');
+    const timeoutMs = options.timeout ?? this.options.timeout ?? this.runtime.rpc.timeout;
+    const monitorMs = this.options.callMonitorTimeout ?? this.runtime.rpc.callMonitorTimeout;
 
     const cancel = new CallCancel();
     const timer = setTimeout(
@@ -110,7 +110,7 @@ export class RpcClient {
         retry: this.options.retry,
       });
       if (reply.failure !== null) throw deserializeFailure(reply.failure);
-      return this.env.serializer.deserializeEntity(ctx, reply.result) as T;
+      return this.runtime.serializer.deserializeEntity(ctx, reply.result) as T;
     } catch (e) {
       throw cancel.reason ?? e;
     } finally {
@@ -127,9 +127,9 @@ export class RpcClient {
     const sendOptions = { signal: options.signal, retry: this.options.retry };
     if (this.target.fanout) {
       if (this.target.server !== undefined) throw new InvalidTarget(`${this.target}: a fanout cast cannot name a server`);
-      await this.env.transportFor(topic, 'fanout').fanout(this.target, request, sendOptions);
+      await this.runtime.transportFor(topic, 'fanout').fanout(this.target, request, sendOptions);
     } else {
-      await this.env.transportFor(topic, 'cast').cast(this.target, request, sendOptions);
+      await this.runtime.transportFor(topic, 'cast').cast(this.target, request, sendOptions);
     }
   }
 
@@ -138,7 +138,7 @@ export class RpcClient {
     if (!this.canSendVersion()) {
       throw new VersionCapError(`Requested message version, ${this.target.version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${this.options.versionCap}.`);
     }
-    const { serializer } = this.env;
+    const { serializer } = this.runtime;
     // The default serializer changes nothing, and drivers encode the request before returning.
     const identity = serializer === jsonSerializer;
     let serializedArgs = args;

@@ -1,5 +1,5 @@
 import type { Driver, IncomingRpc, Subscription } from '../driver.js';
-import type { BusEnv } from '../env.js';
+import type { BusRuntime } from '../runtime.js';
 import { jsonSerializer } from '../serializer.js';
 import { TransportClosed } from '../errors.js';
 import { Limiter } from '../limiter.js';
@@ -52,14 +52,14 @@ export class RpcServer {
   private readonly count = { handled: 0, failed: 0, undispatchable: 0 };
 
   constructor(
-    private readonly env: BusEnv,
+    private readonly runtime: BusRuntime,
     target: TargetFields,
     endpoints: readonly object[],
     private readonly options: RpcServerOptions = {},
   ) {
     this.target = validateTarget(target, 'rpc-server');
-    this.dispatcher = new RpcDispatcher(endpoints, options.accessPolicy ?? env.rpc.accessPolicy);
-    this.limiter = new Limiter(options.maxConcurrency ?? env.rpc.maxConcurrency);
+    this.dispatcher = new RpcDispatcher(endpoints, options.accessPolicy ?? runtime.rpc.accessPolicy);
+    this.limiter = new Limiter(options.maxConcurrency ?? runtime.rpc.maxConcurrency);
   }
 
   get running(): boolean {
@@ -79,7 +79,7 @@ export class RpcServer {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new TransportClosed(`RpcServer ${this.target} was already started`);
     this.state = 'starting';
-    const routes = this.env.transportsFor(this.target.topic as string, ['call', 'cast', 'fanout']);
+    const routes = this.runtime.transportsFor(this.target.topic as string, ['call', 'cast', 'fanout']);
     try {
       for (const [driver, patterns] of routes) {
         this.subscriptions.push(await this.listen(driver, patterns as Set<'call' | 'cast' | 'fanout'>));
@@ -107,7 +107,7 @@ export class RpcServer {
   }
 
   private async process(msg: IncomingRpc): Promise<void> {
-    const { serializer, logger } = this.env;
+    const { serializer, logger } = this.runtime;
     const { request } = msg;
     const isCall = msg.pattern === 'call';
     const interval = isCall ? heartbeatIntervalMs(msg.callMonitorTimeoutMs) : undefined;

@@ -2,8 +2,8 @@ import type { Driver, Pattern } from './driver.js';
 import type { Logger } from './logger.js';
 import type { Serializer } from './serializer.js';
 
-/** What clients, servers, notifiers and listeners get from the bus that made them. */
-export interface BusEnv {
+/** What clients, servers, notifiers and listeners get from the bus that made them (not the process environment: config comes through the bus). */
+export interface BusRuntime {
   /** The router's choice: the transport carrying `pattern` for `topic`. */
   transportFor(topic: string, pattern: Pattern): Driver;
   /** Every distinct transport that any of `patterns` for `topic` maps to. */
