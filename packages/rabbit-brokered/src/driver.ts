@@ -42,7 +42,8 @@ import {
 import { Consumer, type ConsumerEnv, type Delivery } from './consumer.js';
 import { Link, type Generation, type Outgoing } from './link.js';
 import type { RabbitOptions } from './options.js';
-import { RecentIds, SendStop, sleep } from './util.js';
+import { SeenIds } from '@hybridbus/core/driver';
+import { SendStop, sleep } from './util.js';
 
 type Dict = Record<string, unknown>;
 
@@ -112,7 +113,7 @@ export class RabbitDriver implements Driver {
   private readonly link: Link;
   private readonly consumerEnv: ConsumerEnv;
   private readonly pending = new Map<string, PendingCall>();
-  private readonly seenReplies = new RecentIds(RECENT_IDS);
+  private readonly seenReplies = new SeenIds({ max: RECENT_IDS });
   private replyConsumer: Promise<void> | undefined;
   /** The reply queue is consumed (restored by the link after a reconnect). */
   private replyReady = false;
@@ -403,7 +404,7 @@ export class RabbitDriver implements Driver {
     const serverQueue = `${topic}.${target.server}`;
     const fanoutExchange = `${topic}_fanout`;
     const fanoutQueue = `${fanoutExchange}_${uniqueId()}`;
-    const seen = new RecentIds(RECENT_IDS);
+    const seen = new SeenIds({ max: RECENT_IDS });
     const consumer = new Consumer(this.consumerEnv, {
       label: `rpc server ${serverQueue}`,
       declare: async (ch) => {
@@ -428,7 +429,7 @@ export class RabbitDriver implements Driver {
     return this.subscription(consumer);
   }
 
-  private onRequest(d: Delivery, fanout: boolean, handler: (msg: IncomingRpc) => void, seen: RecentIds): void {
+  private onRequest(d: Delivery, fanout: boolean, handler: (msg: IncomingRpc) => void, seen: SeenIds): void {
     const parsed = this.parse(d, 'request');
     if (!parsed) return;
     let request: RpcRequest;
@@ -550,7 +551,7 @@ export class RabbitDriver implements Driver {
     }
     const queues = [...new Set(bindings.map((b) => b.queue))];
     const exchanges = [...new Set(bindings.map((b) => b.exchange))];
-    const handled = new RecentIds(RECENT_NOTIFICATION_IDS);
+    const handled = new SeenIds({ max: RECENT_NOTIFICATION_IDS });
     const inProgress = new Map<string, Delivery[]>();
     const consumer = new Consumer(this.consumerEnv, {
       label: options.pool !== undefined ? `notification pool ${options.pool}` : `notification listener ${queues.join(',')}`,
@@ -569,7 +570,7 @@ export class RabbitDriver implements Driver {
   private onNotification(
     d: Delivery,
     handler: (msg: IncomingNotification) => void,
-    handled: RecentIds,
+    handled: SeenIds,
     inProgress: Map<string, Delivery[]>,
   ): void {
     const drop = (): void => void d.consumer.settle(d, 'ack', false);

@@ -19,7 +19,8 @@ import {
 } from '@hybridbus/core';
 import type { Endpoint, RabbitOptions } from './options.js';
 import { TopologyError } from './errors.js';
-import { deferred, errorMessage, raceSignal, sleep, Window, type Deferred, type SendStop } from './util.js';
+import { Semaphore } from '@hybridbus/core/driver';
+import { deferred, errorMessage, raceSignal, sleep, type Deferred, type SendStop } from './util.js';
 
 /** One connection's lifetime: channels, declared entities and consumers belong to it. */
 export class Generation {
@@ -324,7 +325,7 @@ export class Link {
   private unblocked = deferred();
   private readonly downListeners = new Set<(err: Error) => void>();
   readonly consumers = new Set<Restorable>();
-  readonly window: Window;
+  readonly window: Semaphore;
   private readonly loopDone: Promise<void>;
   private readonly firstPass = deferred();
   private sleeper: AbortController | undefined;
@@ -336,7 +337,7 @@ export class Link {
     private readonly logger: Logger,
     transportName: string,
   ) {
-    this.window = new Window(options.confirmWindow);
+    this.window = new Semaphore(options.confirmWindow);
     const prog = path.basename(process.argv[1] ?? 'node');
     this.connectionName = `${prog}:${process.pid}:${transportName}:${randomUUID()}`;
     this.loopDone = this.run().catch((err: unknown) => this.logger.error({ err }, 'connection loop failed'));
