@@ -42,19 +42,10 @@ import {
 import { Consumer, type ConsumerEnv, type Delivery } from './consumer.js';
 import { Link, type Generation, type Outgoing } from './link.js';
 import type { RabbitOptions } from './options.js';
-import { SeenIds } from '@hybridbus/core/driver';
-import { SendStop, sleep } from './util.js';
+import { PendingCalls, SeenIds, exchangeOf, fanoutName, serverKey } from '@hybridbus/core/driver';
+import { sleep } from './util.js';
 
 type Dict = Record<string, unknown>;
-
-interface PendingCall {
-  readonly what: string;
-  /** A result or failure that came with `ending: false` (oslo's old two-message replies). */
-  saved: { result: unknown; failure: string | null } | undefined;
-  readonly onHeartbeat: () => void;
-  resolve(r: RpcReply): void;
-  reject(e: unknown): void;
-}
 
 const JSON_TYPE = 'application/json';
 /** How many request / reply ids a receiver remembers (oslo keeps 16; resends can lag more). */
@@ -63,7 +54,7 @@ const RECENT_IDS = 1024;
 const RECENT_NOTIFICATION_IDS = 16_384;
 /** Give up on a heartbeat that cannot be sent within this long (the next one will try). */
 const HEARTBEAT_SEND_MS = 5_000;
-/** Why a call's leftover send is stopped once the call has its answer (made once, not per call). */
+/** Why a call's leftover send is cancelled once the call has its answer (made once, not per call). */
 const CALL_SETTLED = new TransportClosed('the call is settled; its send is no longer needed');
 
 /** The properties oslo puts on every message (captured): the contract, headers `{}` included. */
@@ -112,7 +103,7 @@ export class RabbitDriver implements Driver {
   readonly replyQueue = `reply_${uniqueId()}`;
   private readonly link: Link;
   private readonly consumerEnv: ConsumerEnv;
-  private readonly pending = new Map<string, PendingCall>();
+  private readonly pending = new PendingCalls();
   private readonly seenReplies = new SeenIds({ max: RECENT_IDS });
   private replyConsumer: Promise<void> | undefined;
   /** The reply queue is consumed (restored by the link after a reconnect). */
@@ -135,9 +126,7 @@ export class RabbitDriver implements Driver {
     this.link = new Link(options, context.logger, context.name);
     this.consumerEnv = { link: this.link, logger: context.logger, prefetch: options.prefetch, retryMs: options.retryIntervalS * 1000 };
     this.link.onDown((err) => {
-      for (const p of [...this.pending.values()]) {
-        p.reject(new ConnectionLost(`the broker connection was lost while ${p.what} waited for its reply`, { cause: err }));
-      }
+      this.pending.rejectAll((p) => new ConnectionLost(`the broker connection was lost while ${p.what} waited for its reply`, { cause: err }));
     });
   }
 
@@ -176,7 +165,7 @@ export class RabbitDriver implements Driver {
   // ---- topology (flags are part of the contract: a mismatch is a 406 for whoever declares second)
 
   private exchangeOf(target: Target): string {
-    return target.exchange ?? this.context.controlExchange;
+    return exchangeOf(target, this.context.controlExchange);
   }
 
   private exchangeOptions(): Options.AssertExchange {
@@ -304,11 +293,7 @@ export class RabbitDriver implements Driver {
     } catch (err) {
       return this.malformed(d, 'reply', err);
     }
-    const call = this.pending.get(msgId);
-    if (!call) return this.logger.debug({ msgId }, 'reply for a call nobody waits for (timed out or aborted)');
-    if (reply.failure !== null || reply.result !== null) call.saved = { result: reply.result, failure: reply.failure };
-    if (!reply.ending) return call.onHeartbeat();
-    call.resolve({ result: call.saved?.result ?? null, failure: call.saved?.failure ?? null, ending: true });
+    if (!this.pending.reply(msgId, reply)) this.logger.debug({ msgId }, 'reply for a call nobody waits for (timed out or aborted)');
   }
 
   async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
@@ -321,7 +306,7 @@ export class RabbitDriver implements Driver {
     }
     const msgId = uniqueId();
     const exchange = this.exchangeOf(target);
-    const routingKey = target.server !== undefined ? `${target.topic}.${target.server}` : (target.topic as string);
+    const routingKey = serverKey(target);
     const body = envelope(
       callMessage(request, {
         _msg_id: msgId,
@@ -329,27 +314,27 @@ export class RabbitDriver implements Driver {
         _timeout: options.callMonitorTimeoutMs ? options.callMonitorTimeoutMs / 1000 : null,
       }),
     );
+    // One token for the whole call: core cancels it (timeout, monitor, abort), a failure of the
+    // call cancels it with its error, and an answer with CALL_SETTLED. Cancelled, the call
+    // rejects and its send stops where it waits (connection, window, ...); most sends wait for
+    // nothing but their confirm, and that is not waited for after a reply.
+    const { cancel } = options;
     return new Promise<RpcReply>((resolve, reject) => {
-      // The send stops where it waits (connection, window, ...) once nobody needs it; most
-      // sends wait for nothing but their confirm, and that is not waited for after a reply.
-      const stop = new SendStop();
-      let sending = true;
-      const settle = (reason: Error): void => {
+      cancel.onCancel((reason) => {
         this.pending.delete(msgId);
-        if (sending) stop.stop(reason);
-      };
-      options.cancel.onCancel((reason) => {
-        settle(reason);
         reject(reason);
       });
-      if (options.cancel.reason) return;
+      if (cancel.reason) return;
       const what = `call ${request.method} to "${routingKey}"`;
-      this.pending.set(msgId, {
+      let sending = true;
+      this.pending.add(msgId, {
         what,
-        saved: undefined,
         onHeartbeat: options.onHeartbeat,
-        resolve: (r) => (settle(CALL_SETTLED), resolve(r)),
-        reject: (e) => (settle(CALL_SETTLED), reject(e)),
+        resolve: (r) => {
+          resolve(r);
+          if (sending) cancel.cancel(CALL_SETTLED);
+        },
+        reject: (e) => cancel.cancel(e),
       });
       const out: Outgoing = {
         exchange,
@@ -359,11 +344,11 @@ export class RabbitDriver implements Driver {
         declare: (gen) => this.declareExchange(gen, exchange),
         what,
       };
-      this.link.publish(out, { retry: options.retry ?? -1, stop }).then(
+      this.link.publish(out, { retry: options.retry ?? -1, cancel }).then(
         () => void (sending = false),
         (err: unknown) => {
           sending = false;
-          this.pending.get(msgId)?.reject(err);
+          this.pending.get(msgId)?.reject(err instanceof Error ? err : new Error(String(err)));
         },
       );
     });
@@ -371,8 +356,8 @@ export class RabbitDriver implements Driver {
 
   private async send(target: Target, request: RpcRequest, options: SendOptions, fanout: boolean): Promise<void> {
     this.checkOpen();
-    const exchange = fanout ? `${target.topic}_fanout` : this.exchangeOf(target);
-    const routingKey = fanout ? '' : target.server !== undefined ? `${target.topic}.${target.server}` : (target.topic as string);
+    const exchange = fanout ? fanoutName(target) : this.exchangeOf(target);
+    const routingKey = fanout ? '' : serverKey(target);
     const out: Outgoing = {
       exchange,
       routingKey,
@@ -401,8 +386,8 @@ export class RabbitDriver implements Driver {
     // All three queues regardless of the router's hint: Python peers may send any pattern here.
     const exchange = this.exchangeOf(target);
     const topic = target.topic as string;
-    const serverQueue = `${topic}.${target.server}`;
-    const fanoutExchange = `${topic}_fanout`;
+    const serverQueue = serverKey(target);
+    const fanoutExchange = fanoutName(target);
     const fanoutQueue = `${fanoutExchange}_${uniqueId()}`;
     const seen = new SeenIds({ max: RECENT_IDS });
     const consumer = new Consumer(this.consumerEnv, {
@@ -624,9 +609,7 @@ export class RabbitDriver implements Driver {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const p of [...this.pending.values()]) {
-      p.reject(new TransportClosed(`rabbit transport "${this.context.name}" closed while ${p.what} waited for its reply`));
-    }
+    this.pending.rejectAll((p) => new TransportClosed(`rabbit transport "${this.context.name}" closed while ${p.what} waited for its reply`));
     if (this.link.isUp) {
       await this.link.drain(2_000);
       // Cancel consumers and delete our uuid-named queues instead of leaving them to x-expires.

@@ -19,8 +19,8 @@ import {
 } from '@hybridbus/core';
 import type { Endpoint, RabbitOptions } from './options.js';
 import { TopologyError } from './errors.js';
-import { Semaphore } from '@hybridbus/core/driver';
-import { deferred, errorMessage, raceSignal, sleep, type Deferred, type SendStop } from './util.js';
+import { Semaphore, type CallCancel } from '@hybridbus/core/driver';
+import { deferred, errorMessage, raceSignal, sleep, type Deferred } from './util.js';
 
 /** One connection's lifetime: channels, declared entities and consumers belong to it. */
 export class Generation {
@@ -292,14 +292,17 @@ export interface SendControl {
   readonly retry: number;
   /** The caller's: stops the send, and the wait for its confirm, at once. */
   readonly signal?: AbortSignal | undefined;
-  /** Stops the send where it waits or would send again; its confirm is not waited for then. */
-  readonly stop?: SendStop | undefined;
+  /**
+   * A call's: once cancelled, stops the send where it waits or would send again; its confirm is
+   * not waited for then.
+   */
+  readonly cancel?: CallCancel | undefined;
 }
 
-/** The signal a send waits under (built only when it waits: see SendStop). */
-const waitSignal = (c: SendControl): AbortSignal | undefined => c.signal ?? c.stop?.signal;
+/** The signal a send waits under (a call's is built only if its send has to wait). */
+const waitSignal = (c: SendControl): AbortSignal | undefined => c.signal ?? c.cancel?.signal;
 /** Why a send must not go on, if it must not. */
-const stopReason = (c: SendControl): unknown => (c.signal?.aborted ? c.signal.reason : c.stop?.reason);
+const stopReason = (c: SendControl): unknown => (c.signal?.aborted ? c.signal.reason : c.cancel?.reason);
 
 /** A consumer the link restores on every new connection. */
 export interface Restorable {

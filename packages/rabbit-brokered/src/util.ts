@@ -1,29 +1,5 @@
 /** Small helpers with no broker in them. */
 
-/**
- * Stops a send once its result no longer matters (a call that has its answer). The AbortSignal
- * is only built if the send has to wait for something: one per call showed in profiles.
- */
-export class SendStop {
-  private controller: AbortController | undefined;
-  /** Why the send was stopped, once it has been. */
-  reason: Error | undefined;
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.reason) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  stop(reason: Error): void {
-    if (this.reason) return;
-    this.reason = reason;
-    this.controller?.abort(reason);
-  }
-}
-
 /** `p`, or `signal.reason` as soon as the signal aborts (the work behind `p` is not stopped). */
 export function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return p;
