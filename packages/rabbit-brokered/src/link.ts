@@ -18,6 +18,7 @@ import {
   type Logger,
 } from '@hybridbus/core';
 import type { Endpoint, RabbitOptions } from './options.js';
+import { handshakeRefusal, socketOf, WriteBatcher } from './amqplib-internals.js';
 import { TopologyError } from './errors.js';
 import { Semaphore, type CallCancel } from '@hybridbus/core/driver';
 import { deferred, errorMessage, raceSignal, sleep, type Deferred } from './util.js';
@@ -34,9 +35,8 @@ export class Generation {
   private readonly declared = new Map<string, Promise<void>>();
   /** Those of `declared` the broker has confirmed. */
   private readonly done = new Set<string>();
-  /** The socket amqplib writes every frame to. */
-  private readonly socket: SocketLike | undefined;
-  private corked = false;
+  /** Call after handing amqplib a frame: the frames of one event-loop turn leave in one write. */
+  readonly batchWrites: () => void;
 
   constructor(
     readonly id: number,
@@ -44,42 +44,8 @@ export class Generation {
     readonly endpoint: Endpoint,
     private readonly logger: Logger,
   ) {
-    this.socket = (model.connection as unknown as { stream?: SocketLike }).stream;
-    // While corked, the socket's buffer passes its high-water mark after ~16 KB and amqplib's
-    // muxer waits for 'drain', then writes the rest frame by frame: batch those writes too.
-    this.socket?.prependListener('drain', () => this.batchWrites());
+    this.batchWrites = new WriteBatcher(model, logger).batch;
   }
-
-  /**
-   * Call after handing amqplib a frame: the frames written in this turn of the event loop go to
-   * the socket in one writev instead of one write (a syscall) each. amqplib's muxer writes from
-   * a setImmediate queued on a 'readable' nextTick of the channel's buffer; our nextTick comes
-   * after that one, so the uncork's setImmediate runs right after the muxer's, in the same phase.
-   * Socket writes were a quarter of a busy client's CPU (and of raw amqplib's, which writes alike).
-   */
-  batchWrites(): void {
-    this.wroteSinceQueued = true;
-    if (this.corked || !this.socket) return;
-    this.corked = true;
-    this.socket.cork();
-    process.nextTick(this.queueUncork);
-  }
-
-  private wroteSinceQueued = false;
-  private readonly queueUncork = (): void => {
-    this.wroteSinceQueued = false;
-    setImmediate(this.uncork);
-  };
-  private readonly uncork = (): void => {
-    const socket = this.socket as SocketLike;
-    socket.uncork();
-    // Frames written after our immediate was queued (e.g. a delivery read in the poll phase)
-    // have their muxer immediate behind ours: stay corked one more round for them.
-    if (this.wroteSinceQueued) {
-      socket.cork();
-      process.nextTick(this.queueUncork);
-    } else this.corked = false;
-  };
 
   /** Resolves with the reason once this connection is gone. */
   get lost(): Promise<Error> {
@@ -173,19 +139,11 @@ export class Generation {
   /** Abrupt end, as when the process dies: no connection.close, the socket just goes. */
   destroySocket(): void {
     // With an error, so amqplib tears its side down too (heartbeat timers included).
-    this.socket?.destroy(new Error('simulated crash'));
+    socketOf(this.model)?.destroy(new Error('simulated crash'));
   }
 }
 
-/** What we use of amqplib's socket (net.Socket or tls.TLSSocket). */
-interface SocketLike {
-  prependListener(event: 'drain', listener: () => void): unknown;
-  cork(): void;
-  uncork(): void;
-  destroy(err?: Error): void;
-}
-
-type Outcome = 'ack' | 'returned';
+type Outcome = 'ack' | 'returned' | 'nacked';
 
 interface Returnable {
   readonly body: Buffer;
@@ -203,6 +161,8 @@ class Publisher {
    */
   private readonly returnable = new Set<Returnable>();
   private drained: Deferred<void> | undefined;
+  /** Set while amqplib handles a basic.nack: the confirm callbacks it runs then are nacks. */
+  private nacking = false;
 
   constructor(
     readonly ch: ConfirmChannel,
@@ -226,6 +186,9 @@ class Publisher {
         }
       }
     });
+    // Our listener first and last around amqplib's own, which runs the callbacks.
+    ch.prependListener('nack', () => void (this.nacking = true));
+    ch.on('nack', () => void (this.nacking = false));
     ch.on('drain', () => {
       const d = this.drained;
       this.drained = undefined;
@@ -250,8 +213,9 @@ class Publisher {
     return new Promise<Outcome>((resolve, reject) => {
       const done = (err: unknown): void => {
         if (mandatory) this.returnable.delete(entry);
-        if (err) reject(err instanceof Error ? err : new Error(String(err)));
-        else resolve(entry.returned ? 'returned' : 'ack');
+        if (!err) resolve(entry.returned ? 'returned' : 'ack');
+        else if (this.nacking) resolve('nacked');
+        else reject(err instanceof Error ? err : new Error(String(err)));
       };
       try {
         const ok = this.ch.publish(exchange, routingKey, body, options, done);
@@ -263,9 +227,6 @@ class Publisher {
     });
   }
 }
-
-/** amqplib reports a broker nack with this message (lib/channel.js), a lost channel otherwise. */
-const isNack = (err: unknown): boolean => err instanceof Error && err.message === 'message nacked';
 
 /** A channel-level refusal from the broker (404, 406, 403...), as opposed to a lost connection. */
 function brokerRefusal(err: unknown): number | undefined {
@@ -405,7 +366,7 @@ export class Link {
         failures++;
         // A refused login or vhost will not fix itself in a call's lifetime: say so now rather
         // than at the call's timeout (attempts go on, for when the broker's config is fixed).
-        const why = refusal(err);
+        const why = handshakeRefusal(err);
         this.refused = why ? new AuthenticationFailed(`${ep.label} refused the connection: ${why}`, { cause: err }) : undefined;
         this.notify();
         if (failures >= eps.length) this.firstPass.resolve();
@@ -573,13 +534,13 @@ export class Link {
         if (why !== undefined) throw why;
         if (this.closed) throw this.closedError();
         if (err instanceof HybridbusError) throw err;
-        if (isNack(err)) throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}`, { cause: err });
         if (budget.left <= 0) throw new MessageDeliveryFailure(`${msg.what} was not confirmed by the broker: ${errorMessage(err)}`, { cause: err });
         budget.left--;
         this.logger.debug({ err, what: msg.what }, 'publish not confirmed (channel or connection lost); sending again');
         if (gen.alive) await sleep(50, waitSignal(control)); // a channel error: let the next channel open
         continue;
       }
+      if (outcome === 'nacked') throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}`);
       if (outcome === 'returned') {
         throw new MessageUndeliverable(`nobody can receive ${msg.what}: no queue is bound to exchange "${msg.exchange}" with routing key "${msg.routingKey}"`);
       }
@@ -623,14 +584,4 @@ export class Link {
       gen.markLost(new TransportClosed('crashed'));
     }
   }
-}
-
-/** Why a failed connection attempt was the broker refusing us, or undefined when it was not. */
-function refusal(err: unknown): string | undefined {
-  const msg = errorMessage(err);
-  if (/ACCESS.REFUSED|NOT.ALLOWED|\b(403|530)\b/.test(msg)) return msg;
-  // amqplib reports a close in answer to connection.open without its code: the vhost does not
-  // exist or the user may not use it.
-  if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(msg)) return `the vhost does not exist or this user may not use it (${msg})`;
-  return undefined;
 }
