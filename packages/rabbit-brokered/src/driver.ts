@@ -101,7 +101,8 @@ export class RabbitDriver implements Driver {
   readonly capabilities: DriverCapabilities;
   /** `reply_<uuid hex>`: one per driver instance (oslo: per process and transport). */
   readonly replyQueue = `reply_${uniqueId()}`;
-  private readonly link: Link;
+  /** The broker connection (protected: a test double in test/ reaches its socket). */
+  protected readonly link: Link;
   private readonly consumerEnv: ConsumerEnv;
   private readonly pending = new PendingCalls();
   private readonly seenReplies = new SeenIds({ max: RECENT_IDS });
@@ -110,7 +111,6 @@ export class RabbitDriver implements Driver {
   private replyReady = false;
   private readonly consumers = new Set<Consumer>();
   private closed = false;
-  private crashed = false;
 
   constructor(
     readonly options: RabbitOptions,
@@ -447,7 +447,6 @@ export class RabbitDriver implements Driver {
    * caller is reconnecting) is retried for kombu_missing_consumer_retry_timeout, then dropped.
    */
   private async sendReply(replyQ: string, msgId: string, result: unknown, failure: string | null, ending: boolean): Promise<void> {
-    if (this.crashed) return; // a dead process sends nothing, and logs nothing either
     const heartbeat = !ending;
     const what = heartbeat ? `a heartbeat for call ${msgId}` : `the reply to call ${msgId}`;
     // The driver's fields added to core's dict, not spread into a copy (spreads showed per reply).
@@ -610,24 +609,12 @@ export class RabbitDriver implements Driver {
     if (this.closed) return;
     this.closed = true;
     this.pending.rejectAll((p) => new TransportClosed(`rabbit transport "${this.context.name}" closed while ${p.what} waited for its reply`));
-    if (this.link.isUp) {
+    await this.link.close(async () => {
       await this.link.drain(2_000);
       // Cancel consumers and delete our uuid-named queues instead of leaving them to x-expires.
       const stops = Promise.allSettled([...this.consumers].map((c) => c.stop()));
       await Promise.race([stops, sleep(2_000)]);
-    }
+    });
     this.consumers.clear();
-    await this.link.close();
-  }
-
-  /**
-   * Test hook: make this driver look like a crashed process. The socket is destroyed without
-   * closing the connection, so the broker sees the peer vanish; nothing more is sent, no
-   * heartbeat, no reply, no reconnect.
-   */
-  crash(): void {
-    this.closed = true;
-    this.crashed = true;
-    this.link.crash();
   }
 }

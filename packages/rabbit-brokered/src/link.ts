@@ -18,7 +18,7 @@ import {
   type Logger,
 } from '@hybridbus/core';
 import type { Endpoint, RabbitOptions } from './options.js';
-import { handshakeRefusal, socketOf, WriteBatcher } from './amqplib-internals.js';
+import { handshakeRefusal, WriteBatcher } from './amqplib-internals.js';
 import { TopologyError } from './errors.js';
 import { Semaphore, type CallCancel } from '@hybridbus/core/driver';
 import { deferred, errorMessage, raceSignal, sleep, type Deferred } from './util.js';
@@ -134,12 +134,6 @@ export class Generation {
       );
     }
     return this.publisher;
-  }
-
-  /** Abrupt end, as when the process dies: no connection.close, the socket just goes. */
-  destroySocket(): void {
-    // With an error, so amqplib tears its side down too (heartbeat timers included).
-    socketOf(this.model)?.destroy(new Error('simulated crash'));
   }
 }
 
@@ -278,7 +272,6 @@ const MAX_CONNECT_LOG_INTERVAL_MS = 30_000;
 export class Link {
   private gen: Generation | undefined;
   private closed = false;
-  private crashed = false;
   private genCounter = 0;
   /** Failed connection attempts so far (sends count them against their retry budget). */
   private failedAttempts = 0;
@@ -387,9 +380,7 @@ export class Link {
       }
       const gen = new Generation(++this.genCounter, model, ep, this.logger);
       // The same reason comes with 'close', logged once there.
-      model.on('error', (err: Error) => {
-        if (!this.crashed) this.logger.debug({ err, broker: ep.label }, 'broker connection error');
-      });
+      model.on('error', (err: Error) => this.logger.debug({ err, broker: ep.label }, 'broker connection error'));
       model.on('close', (err?: Error) => gen.markLost(err ?? new TransportClosed('connection closed')));
       model.on('blocked', (reason: string) => this.setBlocked(reason));
       model.on('unblocked', () => this.setBlocked(undefined));
@@ -467,7 +458,7 @@ export class Link {
   }
 
   private closedError(): HybridbusError {
-    return new TransportClosed(this.crashed ? 'the transport crashed (test hook)' : 'the transport is closed');
+    return new TransportClosed('the transport is closed');
   }
 
   /**
@@ -556,11 +547,16 @@ export class Link {
     while (this.window.inUse > 0 && Date.now() < deadline) await sleep(10);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Close. From the first moment nothing reconnects and nothing waits for a connection;
+   * `whileUp` runs first if connected (what still has to go out on this connection).
+   */
+  async close(whileUp?: () => Promise<void>): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.sleeper?.abort();
     this.notify();
+    if (whileUp && this.isUp) await whileUp();
     this.unblocked.resolve();
     const gen = this.gen;
     this.gen = undefined;
@@ -569,19 +565,5 @@ export class Link {
       await gen.model.close().catch(() => undefined);
     }
     await this.loopDone;
-  }
-
-  /** Test hook: die like a killed process (socket destroyed, nothing more sent, no reconnect). */
-  crash(): void {
-    this.crashed = true;
-    this.closed = true;
-    this.sleeper?.abort();
-    const gen = this.gen;
-    this.gen = undefined;
-    this.notify();
-    if (gen) {
-      gen.destroySocket();
-      gen.markLost(new TransportClosed('crashed'));
-    }
   }
 }
