@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
@@ -818,6 +819,34 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await driverOf(cbus).whenConnected();
     assert.equal(await client.call(ctx, 'ping'), 'pong');
     await server.stop();
+  });
+
+  test('close() while a reconnect is restoring consumers resolves, and closes that new connection', async () => {
+    const bus = await newBus();
+    const server = bus.rpcServer({ topic: freshTopic('closing'), server: 's' }, [{ ping: () => 'pong' }]);
+    await server.start();
+    const driver = driverOf(bus);
+    // Slow channel opening (amqplib's own class): the reconnect's restore is under way when close() comes.
+    const { ChannelModel } = createRequire(import.meta.resolve('amqplib'))('./lib/channel_model.js') as { ChannelModel: { prototype: ChannelModel } };
+    const createChannel = ChannelModel.prototype.createChannel;
+    ChannelModel.prototype.createChannel = function (this: ChannelModel, ...a: Parameters<ChannelModel['createChannel']>) {
+      return new Promise((r) => setTimeout(r, 1_000)).then(() => createChannel.apply(this, a));
+    };
+    try {
+      const out = await servers.rabbit.ctl(['list_connections', 'pid', 'client_properties', '--quiet', '--no-table-headers']);
+      const pid = out.split('\n').find((l) => l.includes(driver.connectionName))?.split('\t')[0];
+      assert.ok(pid, 'our connection is listed');
+      await servers.rabbit.ctl(['close_connection', pid, 'closing test']);
+      const deadline = Date.now() + 5_000;
+      while (driver.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200)); // reconnected, restoring the server's consumer
+      const closed = await Promise.race([driver.close().then(() => true), new Promise((r) => setTimeout(() => r(false), 8_000))]);
+      assert.equal(closed, true, 'close() resolved');
+    } finally {
+      ChannelModel.prototype.createChannel = createChannel;
+    }
+    const left = await servers.rabbit.ctl(['list_connections', 'client_properties', '--quiet', '--no-table-headers']);
+    assert.ok(!left.includes(driver.connectionName), 'no connection of ours is left');
   });
 
   describe('broker restart (runs last: it restarts the shared broker)', () => {

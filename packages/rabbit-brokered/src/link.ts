@@ -401,6 +401,11 @@ export class Link {
           }
         }
       }
+      if (this.closed) {
+        // Closed while setting up: close() found no connection to close, so this one is ours.
+        await gen.model.close().catch(() => undefined);
+        break;
+      }
       if (!gen.alive) {
         // Lost while setting up: back off as after a failed attempt, not in a tight loop.
         failures++;
@@ -436,6 +441,7 @@ export class Link {
   }
 
   private async pause(ms: number): Promise<void> {
+    if (this.closed) return;
     this.sleeper = new AbortController();
     await sleep(ms, this.sleeper.signal).catch(() => undefined);
     this.sleeper = undefined;
