@@ -40,7 +40,9 @@ import {
   type Target,
 } from '@hybridbus/core';
 import { Consumer, type ConsumerEnv, type Delivery } from './consumer.js';
-import { Link, type Generation, type Outgoing } from './link.js';
+import type { Generation } from './generation.js';
+import { Link } from './link.js';
+import { Sender, type Outgoing } from './publishing.js';
 import type { RabbitOptions } from './options.js';
 import { PendingCalls, SeenIds, exchangeOf, fanoutName, serverKey } from '@hybridbus/core/driver';
 import { sleep } from './util.js';
@@ -103,6 +105,7 @@ export class RabbitDriver implements Driver {
   readonly replyQueue = `reply_${uniqueId()}`;
   /** The broker connection (protected: a test double in test/ reaches its socket). */
   protected readonly link: Link;
+  private readonly sender: Sender;
   private readonly consumerEnv: ConsumerEnv;
   private readonly pending = new PendingCalls();
   private readonly seenReplies = new SeenIds({ max: RECENT_IDS });
@@ -124,6 +127,7 @@ export class RabbitDriver implements Driver {
       callMonitor: true,
     };
     this.link = new Link(options, context.logger, context.name);
+    this.sender = new Sender(this.link, context.logger, options.confirmWindow);
     this.consumerEnv = { link: this.link, logger: context.logger, prefetch: options.prefetch, retryMs: options.retryIntervalS * 1000 };
     this.link.onDown((err) => {
       this.pending.rejectAll((p) => new ConnectionLost(`the broker connection was lost while ${p.what} waited for its reply`, { cause: err }));
@@ -151,7 +155,7 @@ export class RabbitDriver implements Driver {
 
   /** Publishes waiting for the broker's confirm (bounded by `confirm_window`). */
   get unconfirmed(): number {
-    return this.link.window.inUse;
+    return this.sender.window.inUse;
   }
 
   private get logger() {
@@ -344,7 +348,7 @@ export class RabbitDriver implements Driver {
         declare: (gen) => this.declareExchange(gen, exchange),
         what,
       };
-      this.link.publish(out, { retry: options.retry ?? -1, cancel }).then(
+      this.sender.publish(out, { retry: options.retry ?? -1, cancel }).then(
         () => void (sending = false),
         (err: unknown) => {
           sending = false;
@@ -368,7 +372,7 @@ export class RabbitDriver implements Driver {
         : (gen) => this.declareExchange(gen, exchange),
       what: `${fanout ? 'fanout' : 'cast'} ${request.method} to "${fanout ? exchange : routingKey}"`,
     };
-    await this.link.publish(out, { retry: options.retry ?? -1, signal: options.signal });
+    await this.sender.publish(out, { retry: options.retry ?? -1, signal: options.signal });
   }
 
   cast(target: Target, request: RpcRequest, options: SendOptions): Promise<void> {
@@ -460,7 +464,7 @@ export class RabbitDriver implements Driver {
     // signal per reply showed in profiles). Otherwise, retry within the time limit below.
     if (this.link.isUp) {
       try {
-        return await this.link.publish(out, { retry: 0 });
+        return await this.sender.publish(out, { retry: 0 });
       } catch (err) {
         if (!(err instanceof MessageDeliveryFailure)) throw err;
       }
@@ -468,7 +472,7 @@ export class RabbitDriver implements Driver {
     const signal = AbortSignal.timeout(Math.max(limitMs, 1));
     for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
       try {
-        await this.link.publish(out, { retry: -1, signal });
+        await this.sender.publish(out, { retry: -1, signal });
         return;
       } catch (err) {
         if (err instanceof MessageUndeliverable) {
@@ -517,7 +521,7 @@ export class RabbitDriver implements Driver {
               })(),
       what: `notification ${notification.eventType} to "${key}"`,
     };
-    await this.link.publish(out, { retry: options.retry ?? -1, signal: options.signal });
+    await this.sender.publish(out, { retry: options.retry ?? -1, signal: options.signal });
   }
 
   async listenForNotifications(
@@ -610,7 +614,7 @@ export class RabbitDriver implements Driver {
     this.closed = true;
     this.pending.rejectAll((p) => new TransportClosed(`rabbit transport "${this.context.name}" closed while ${p.what} waited for its reply`));
     await this.link.close(async () => {
-      await this.link.drain(2_000);
+      await this.sender.drain(2_000);
       // Cancel consumers and delete our uuid-named queues instead of leaving them to x-expires.
       const stops = Promise.allSettled([...this.consumers].map((c) => c.stop()));
       await Promise.race([stops, sleep(2_000)]);
