@@ -20,7 +20,7 @@ import {
   type SendOptions,
 } from '@hybridbus/core/driver';
 import type { Delivery } from './consumer.js';
-import { MANDATORY, dropMalformed, expiringProperties, parseDelivery, type Dict, type PartEnv } from './parts.js';
+import { MANDATORY, decodeDelivery, dropMalformed, expiringProperties, type Dict, type PartEnv } from './parts.js';
 import type { Outgoing } from './publishing.js';
 
 /** How many reply ids the client remembers, to drop duplicates (resends after a lost confirm). */
@@ -80,20 +80,15 @@ export class RabbitClient {
 
   private onReply(d: Delivery): void {
     const { logger } = this.env;
-    const parsed = parseDelivery(d, 'reply', logger);
-    if (!parsed) return;
-    const msgId = parsed['_msg_id'];
+    const decoded = decodeDelivery(d, 'reply', replyFromOslo, logger);
+    if (!decoded) return;
+    const { dict, message: reply } = decoded;
+    const msgId = dict['_msg_id'];
     if (typeof msgId !== 'string') return dropMalformed(d, 'reply', new MalformedMessage('reply without a string "_msg_id"'), logger);
-    const uid = parsed['_unique_id'];
+    const uid = dict['_unique_id'];
     if (typeof uid === 'string') {
       if (this.seenReplies.has(uid)) return logger.debug({ msgId, uniqueId: uid }, 'dropping a duplicate reply');
       this.seenReplies.add(uid);
-    }
-    let reply: RpcReply;
-    try {
-      reply = replyFromOslo(parsed);
-    } catch (err) {
-      return dropMalformed(d, 'reply', err, logger);
     }
     if (!this.pending.reply(msgId, reply)) logger.debug({ msgId }, 'reply for a call nobody waits for (timed out or aborted)');
   }

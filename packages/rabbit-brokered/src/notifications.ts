@@ -18,7 +18,7 @@ import {
   type Subscription,
 } from '@hybridbus/core/driver';
 import type { Delivery } from './consumer.js';
-import { MANDATORY, NOT_MANDATORY, dropMalformed, parseDelivery, type PartEnv } from './parts.js';
+import { MANDATORY, NOT_MANDATORY, decodeDelivery, type PartEnv } from './parts.js';
 import type { Binding } from './topology.js';
 
 /** Notification ids a listener remembers: a redelivery after a broker restart can come thousands of messages later. */
@@ -68,15 +68,8 @@ export class RabbitNotifications {
   private onNotification(d: Delivery, handler: (msg: IncomingNotification) => void, handled: SeenIds, inProgress: Map<string, Delivery[]>): void {
     const { logger } = this.env;
     const drop = (): void => void d.consumer.settle(d, 'ack', false);
-    const parsed = parseDelivery(d, 'notification', logger);
-    if (!parsed) return drop();
-    let notification: Notification;
-    try {
-      notification = notificationFromOslo(parsed);
-    } catch (err) {
-      dropMalformed(d, 'notification', err, logger);
-      return drop();
-    }
+    const notification = decodeDelivery(d, 'notification', notificationFromOslo, logger)?.message;
+    if (!notification) return drop();
     const uid = notification.uniqueId;
     if (uid !== '') {
       if (handled.has(uid)) {

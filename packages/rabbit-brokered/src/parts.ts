@@ -56,7 +56,7 @@ export function expiringProperties(ms: number): Options.Publish {
 }
 
 /** The oslo dict of a delivery, or undefined (logged) when it is not one of ours. */
-export function parseDelivery(d: Delivery, kind: string, logger: Logger): Dict | undefined {
+function parseDelivery(d: Delivery, kind: string, logger: Logger): Dict | undefined {
   const { msg } = d;
   const log = { queue: d.queue, kind, routingKey: msg.fields.routingKey, exchange: msg.fields.exchange };
   if (msg.properties.contentType !== JSON_TYPE) {
@@ -73,7 +73,22 @@ export function parseDelivery(d: Delivery, kind: string, logger: Logger): Dict |
   }
 }
 
-/** A delivery that parsed but is not a valid message of its kind: dropped, with a log. */
+/** A delivery that is not a valid message of its kind: dropped, with a log. */
 export function dropMalformed(d: Delivery, kind: string, err: unknown, logger: Logger): void {
   logger.warn({ queue: d.queue, kind, err }, 'dropping a malformed message');
+}
+
+/**
+ * A delivery as oslo's dict and as a message of its kind (`decode`: core's codec), or
+ * undefined when it is not one (logged, to be dropped).
+ */
+export function decodeDelivery<T>(d: Delivery, kind: string, decode: (dict: Dict) => T, logger: Logger): { dict: Dict; message: T } | undefined {
+  const dict = parseDelivery(d, kind, logger);
+  if (!dict) return undefined;
+  try {
+    return { dict, message: decode(dict) };
+  } catch (err) {
+    dropMalformed(d, kind, err, logger);
+    return undefined;
+  }
 }

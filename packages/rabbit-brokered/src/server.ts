@@ -14,11 +14,10 @@ import {
   serverKey,
   uniqueId,
   type IncomingRpc,
-  type RpcRequest,
   type Subscription,
 } from '@hybridbus/core/driver';
 import type { Delivery } from './consumer.js';
-import { MANDATORY, dropMalformed, parseDelivery, type PartEnv } from './parts.js';
+import { MANDATORY, decodeDelivery, dropMalformed, type PartEnv } from './parts.js';
 import type { Outgoing } from './publishing.js';
 import { sleep } from './util.js';
 
@@ -62,14 +61,9 @@ export class RabbitServer {
 
   private onRequest(d: Delivery, fanout: boolean, handler: (msg: IncomingRpc) => void, seen: SeenIds): void {
     const { logger } = this.env;
-    const parsed = parseDelivery(d, 'request', logger);
-    if (!parsed) return;
-    let request: RpcRequest;
-    try {
-      request = requestFromOslo(parsed);
-    } catch (err) {
-      return dropMalformed(d, 'request', err, logger);
-    }
+    const decoded = decodeDelivery(d, 'request', requestFromOslo, logger);
+    if (!decoded) return;
+    const { dict: parsed, message: request } = decoded;
     const msgId = parsed['_msg_id'];
     const replyQ = parsed['_reply_q'];
     const isCall = msgId !== undefined && msgId !== null;
