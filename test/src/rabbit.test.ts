@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
@@ -22,6 +23,7 @@ import {
 } from '@hybridbus/core';
 import { AuthenticationFailed, ConnectionLost } from '@hybridbus/core';
 import { RabbitDriver, parseRabbitUrl } from '@hybridbus/rabbit-brokered';
+import { WriteBatcher, handshakeRefusal, socketOf } from '@hybridbus/rabbit-brokered/amqplib-internals';
 import { processTree, sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { Collector, deferred, freshTopic, recordingLogger, type RecordingLogger } from './util.js';
 
@@ -636,6 +638,52 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.ok(calls.includes(true), `setNoDelay calls: ${JSON.stringify(calls)}`);
   });
 
+  test('amqplib internals (src/amqplib-internals.ts): the socket, the write batching and the handshake refusals are where the driver expects them', async () => {
+    // If this fails after an amqplib upgrade, amqplib-internals.ts needs updating: the driver
+    // would still work, but slower (unbatched writes) or with refusals found only at timeouts.
+    const model = await connect(servers.rabbit.url);
+    raws.push(model);
+    const socket = socketOf(model);
+    assert.ok(socket instanceof net.Socket, 'connection.stream is the net.Socket amqplib writes to');
+    assert.equal((socket as net.Socket).remotePort, servers.rabbit.port);
+    // 20 publishes in one turn, batched: one writev carries every frame.
+    const ch = await model.createConfirmChannel();
+    const batch = new WriteBatcher(model, recordingLogger()).batch;
+    const writes: string[] = [];
+    const s = socket as net.Socket & { _write: (...a: unknown[]) => unknown; _writev: (...a: unknown[]) => unknown };
+    const [write, writev] = [s._write, s._writev];
+    s._write = function (this: unknown, ...a: unknown[]) {
+      writes.push('write');
+      return write.apply(this, a);
+    };
+    s._writev = function (this: unknown, ...a: unknown[]) {
+      writes.push(`writev:${(a[0] as unknown[]).length}`);
+      return writev.apply(this, a);
+    };
+    try {
+      for (let i = 0; i < 20; i++) {
+        ch.publish('', `no-such-queue-${randomUUID()}`, Buffer.from('x'));
+        batch();
+      }
+      await ch.waitForConfirms();
+    } finally {
+      [s._write, s._writev] = [write, writev];
+    }
+    assert.equal(writes[0], 'writev:20', `the burst went out as ${JSON.stringify(writes)}`);
+    // Refusals in the handshake: recognised from amqplib's error text.
+    const port = servers.rabbit.port;
+    for (const [u, why] of [
+      [`amqp://guest:wrong@127.0.0.1:${port}/`, /ACCESS.REFUSED/],
+      [`amqp://guest:guest@127.0.0.1:${port}/no-such-vhost`, /vhost/],
+    ] as const) {
+      const err = await connect(u).then((m) => (raws.push(m), undefined), (e: unknown) => e);
+      assert.ok(err instanceof Error, `${u} was refused`);
+      assert.match(handshakeRefusal(err) ?? `not recognised: ${err.message}`, why);
+    }
+    const unreachable = await connect(`amqp://guest:guest@127.0.0.1:1/`).then(() => undefined, (e: unknown) => e);
+    assert.equal(handshakeRefusal(unreachable), undefined, 'a broker that is not there is not a refusal');
+  });
+
   test('options: unknown or malformed ones are a ConfigError naming the option, the value and the form', async () => {
     const problems = (u: string): string => {
       try {
@@ -771,6 +819,34 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await driverOf(cbus).whenConnected();
     assert.equal(await client.call(ctx, 'ping'), 'pong');
     await server.stop();
+  });
+
+  test('close() while a reconnect is restoring consumers resolves, and closes that new connection', async () => {
+    const bus = await newBus();
+    const server = bus.rpcServer({ topic: freshTopic('closing'), server: 's' }, [{ ping: () => 'pong' }]);
+    await server.start();
+    const driver = driverOf(bus);
+    // Slow channel opening (amqplib's own class): the reconnect's restore is under way when close() comes.
+    const { ChannelModel } = createRequire(import.meta.resolve('amqplib'))('./lib/channel_model.js') as { ChannelModel: { prototype: ChannelModel } };
+    const createChannel = ChannelModel.prototype.createChannel;
+    ChannelModel.prototype.createChannel = function (this: ChannelModel, ...a: Parameters<ChannelModel['createChannel']>) {
+      return new Promise((r) => setTimeout(r, 1_000)).then(() => createChannel.apply(this, a));
+    };
+    try {
+      const out = await servers.rabbit.ctl(['list_connections', 'pid', 'client_properties', '--quiet', '--no-table-headers']);
+      const pid = out.split('\n').find((l) => l.includes(driver.connectionName))?.split('\t')[0];
+      assert.ok(pid, 'our connection is listed');
+      await servers.rabbit.ctl(['close_connection', pid, 'closing test']);
+      const deadline = Date.now() + 5_000;
+      while (driver.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200)); // reconnected, restoring the server's consumer
+      const closed = await Promise.race([driver.close().then(() => true), new Promise((r) => setTimeout(() => r(false), 8_000))]);
+      assert.equal(closed, true, 'close() resolved');
+    } finally {
+      ChannelModel.prototype.createChannel = createChannel;
+    }
+    const left = await servers.rabbit.ctl(['list_connections', 'client_properties', '--quiet', '--no-table-headers']);
+    assert.ok(!left.includes(driver.connectionName), 'no connection of ours is left');
   });
 
   describe('broker restart (runs last: it restarts the shared broker)', () => {

@@ -5,8 +5,9 @@
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from '@hybridbus/core';
-import { TopologyError } from './errors.js';
-import type { Generation, Link, Restorable } from './link.js';
+import { brokerRefusal, TopologyError } from './errors.js';
+import type { Generation } from './generation.js';
+import type { Link, Restorable } from './link.js';
 import { errorMessage } from './util.js';
 
 export interface Delivery {
@@ -45,11 +46,6 @@ export interface ConsumerEnv {
   /** Delay before consuming again after the broker cancelled us, ms. */
   readonly retryMs: number;
 }
-
-const refusalCode = (err: unknown): number | undefined => {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === 'number' && code >= 300 ? code : undefined;
-};
 
 export class Consumer implements Restorable {
   private ch: Channel | undefined;
@@ -91,7 +87,7 @@ export class Consumer implements Restorable {
           await this.open(gen);
           return;
         } catch (err) {
-          if (refusalCode(err) === 404 && attempt < 3 && gen.alive) continue;
+          if (brokerRefusal(err) === 404 && attempt < 3 && gen.alive) continue;
           throw err;
         }
       }
@@ -132,7 +128,7 @@ export class Consumer implements Restorable {
     } catch (err) {
       this.opening = undefined;
       await ch.close().catch(() => undefined);
-      if (refusalCode(err) !== undefined && gen.alive) {
+      if (brokerRefusal(err) !== undefined && gen.alive) {
         throw new TopologyError(`${this.label}: the broker refused a declaration: ${errorMessage(err)}`, { cause: err });
       }
       throw err;

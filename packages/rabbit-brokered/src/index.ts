@@ -2,7 +2,7 @@
  * @hybridbus/rabbit-brokered: importing this package registers the `rabbit:`, `amqp:` and
  * `amqps:` schemes with core.
  */
-import { registerDriver, type DriverFactory } from '@hybridbus/core';
+import { registerDriver, type DriverFactory } from '@hybridbus/core/driver';
 import { RabbitDriver } from './driver.js';
 import { parseRabbitUrl } from './options.js';
 

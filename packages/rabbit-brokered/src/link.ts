@@ -1,304 +1,20 @@
 /**
  * The broker connection of one driver instance ("process"): connects to the failover list with
  * backoff and jitter, restores every consumer on each new connection before it is used, and
- * publishes through one confirm channel with a bounded window of unconfirmed messages.
+ * tells who waits for a connection (or an unblocked one) when there is one. Publishing over it:
+ * publishing.ts.
  *
  * amqplib 2.x has a recovering connection of its own, but it is bound to a single URL; oslo's
  * failover list (and re-running our topology per connection) needs the loop to be ours.
  */
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Message, type Options } from 'amqplib';
-import {
-  AuthenticationFailed,
-  HybridbusError,
-  MessageDeliveryFailure,
-  MessageUndeliverable,
-  TransportClosed,
-  type Logger,
-} from '@hybridbus/core';
+import { connect, type ChannelModel } from 'amqplib';
+import { AuthenticationFailed, HybridbusError, MessageDeliveryFailure, TransportClosed, type Logger } from '@hybridbus/core';
+import { handshakeRefusal } from './amqplib-internals.js';
+import { Generation } from './generation.js';
 import type { Endpoint, RabbitOptions } from './options.js';
-import { TopologyError } from './errors.js';
-import { deferred, errorMessage, raceSignal, sleep, Window, type Deferred, type SendStop } from './util.js';
-
-/** One connection's lifetime: channels, declared entities and consumers belong to it. */
-export class Generation {
-  alive = true;
-  private readonly lostSignal = deferred<Error>();
-  private declareCh: Promise<Channel> | undefined;
-  private publisher: Promise<Publisher> | undefined;
-  /** The publisher once its channel is open: publishing needs no await then. */
-  private openPublisher: Publisher | undefined;
-  /** Entities declared on this connection (a broker restart forgets transient ones). */
-  private readonly declared = new Map<string, Promise<void>>();
-  /** Those of `declared` the broker has confirmed. */
-  private readonly done = new Set<string>();
-  /** The socket amqplib writes every frame to. */
-  private readonly socket: SocketLike | undefined;
-  private corked = false;
-
-  constructor(
-    readonly id: number,
-    readonly model: ChannelModel,
-    readonly endpoint: Endpoint,
-    private readonly logger: Logger,
-  ) {
-    this.socket = (model.connection as unknown as { stream?: SocketLike }).stream;
-    // While corked, the socket's buffer passes its high-water mark after ~16 KB and amqplib's
-    // muxer waits for 'drain', then writes the rest frame by frame: batch those writes too.
-    this.socket?.prependListener('drain', () => this.batchWrites());
-  }
-
-  /**
-   * Call after handing amqplib a frame: the frames written in this turn of the event loop go to
-   * the socket in one writev instead of one write (a syscall) each. amqplib's muxer writes from
-   * a setImmediate queued on a 'readable' nextTick of the channel's buffer; our nextTick comes
-   * after that one, so the uncork's setImmediate runs right after the muxer's, in the same phase.
-   * Socket writes were a quarter of a busy client's CPU (and of raw amqplib's, which writes alike).
-   */
-  batchWrites(): void {
-    this.wroteSinceQueued = true;
-    if (this.corked || !this.socket) return;
-    this.corked = true;
-    this.socket.cork();
-    process.nextTick(this.queueUncork);
-  }
-
-  private wroteSinceQueued = false;
-  private readonly queueUncork = (): void => {
-    this.wroteSinceQueued = false;
-    setImmediate(this.uncork);
-  };
-  private readonly uncork = (): void => {
-    const socket = this.socket as SocketLike;
-    socket.uncork();
-    // Frames written after our immediate was queued (e.g. a delivery read in the poll phase)
-    // have their muxer immediate behind ours: stay corked one more round for them.
-    if (this.wroteSinceQueued) {
-      socket.cork();
-      process.nextTick(this.queueUncork);
-    } else this.corked = false;
-  };
-
-  /** Resolves with the reason once this connection is gone. */
-  get lost(): Promise<Error> {
-    return this.lostSignal.promise;
-  }
-
-  markLost(err: Error): void {
-    if (!this.alive) return;
-    this.alive = false;
-    this.lostSignal.resolve(err);
-  }
-
-  /**
-   * Declare something once per connection, on a channel of its own (a 406 closes only that).
-   * Undefined when it is declared already (nothing to wait for).
-   */
-  declareOnce(key: string, declare: (ch: Channel) => Promise<unknown>): Promise<void> | undefined {
-    if (this.done.has(key)) return undefined;
-    let p = this.declared.get(key);
-    if (!p) {
-      const mine: Promise<void> = this.declareChannel()
-        .then((ch) => declare(ch))
-        .then(
-          () => {
-            if (this.declared.get(key) === mine) this.done.add(key);
-          },
-          (err: unknown) => {
-            if (this.declared.get(key) === mine) this.declared.delete(key);
-            throw err;
-          },
-        );
-      p = mine;
-      this.declared.set(key, p);
-    }
-    return p;
-  }
-
-  isDeclared(key: string): boolean {
-    return this.done.has(key);
-  }
-
-  private declareChannel(): Promise<Channel> {
-    if (!this.declareCh) {
-      const p = this.model.createChannel();
-      this.declareCh = p;
-      p.then(
-        (ch) => {
-          ch.on('error', (err: Error) => this.logger.warn({ err }, 'declaration channel closed by the broker'));
-          ch.on('close', () => {
-            if (this.declareCh === p) this.declareCh = undefined;
-          });
-        },
-        () => {
-          if (this.declareCh === p) this.declareCh = undefined;
-        },
-      );
-    }
-    return this.declareCh;
-  }
-
-  /** The publisher if its channel is open now, else undefined (then use confirmChannel()). */
-  get readyPublisher(): Publisher | undefined {
-    return this.openPublisher;
-  }
-
-  confirmChannel(): Promise<Publisher> {
-    if (!this.publisher) {
-      const p = this.model.createConfirmChannel().then((ch) => new Publisher(ch, this, this.logger));
-      this.publisher = p;
-      p.then(
-        (pub) => {
-          if (this.publisher === p && pub.open) this.openPublisher = pub;
-          return pub.closed.then(() => {
-            if (this.openPublisher === pub) this.openPublisher = undefined;
-            if (this.publisher !== p) return;
-            this.publisher = undefined;
-            // A channel error (e.g. 404 on an exchange that auto-deleted) may mean that what
-            // we declared is gone: declare again before the next publish.
-            this.declared.clear();
-            this.done.clear();
-          });
-        },
-        () => {
-          if (this.publisher === p) this.publisher = undefined;
-        },
-      );
-    }
-    return this.publisher;
-  }
-
-  /** Abrupt end, as when the process dies: no connection.close, the socket just goes. */
-  destroySocket(): void {
-    // With an error, so amqplib tears its side down too (heartbeat timers included).
-    this.socket?.destroy(new Error('simulated crash'));
-  }
-}
-
-/** What we use of amqplib's socket (net.Socket or tls.TLSSocket). */
-interface SocketLike {
-  prependListener(event: 'drain', listener: () => void): unknown;
-  cork(): void;
-  uncork(): void;
-  destroy(err?: Error): void;
-}
-
-type Outcome = 'ack' | 'returned';
-
-interface Returnable {
-  readonly body: Buffer;
-  returned: boolean;
-}
-
-/** A confirm channel: settles each publish on the broker's ack/nack, noting basic.return. */
-class Publisher {
-  open = true;
-  readonly closed: Promise<void>;
-  /**
-   * Mandatory publishes awaiting their confirm. A basic.return is matched by body (bodies carry
-   * a unique id), comparing bytes only when one comes: a latin1 string of every body as a map
-   * key showed in profiles.
-   */
-  private readonly returnable = new Set<Returnable>();
-  private drained: Deferred<void> | undefined;
-
-  constructor(
-    readonly ch: ConfirmChannel,
-    private readonly gen: Generation,
-    logger: Logger,
-  ) {
-    const closed = deferred();
-    this.closed = closed.promise;
-    ch.on('error', (err: Error) => logger.warn({ err }, 'publish channel closed by the broker'));
-    ch.on('close', () => {
-      this.open = false;
-      this.drained?.resolve();
-      closed.resolve();
-    });
-    // The broker sends basic.return before the ack of the same message (same channel, in order).
-    ch.on('return', (msg: Message) => {
-      for (const entry of this.returnable) {
-        if (!entry.returned && entry.body.equals(msg.content)) {
-          entry.returned = true;
-          break;
-        }
-      }
-    });
-    ch.on('drain', () => {
-      const d = this.drained;
-      this.drained = undefined;
-      d?.resolve();
-    });
-  }
-
-  /** False while amqplib's write buffer is above its high-water mark. */
-  get isWritable(): boolean {
-    return this.drained === undefined;
-  }
-
-  /** Wait while amqplib's write buffer is above its high-water mark. */
-  writable(signal?: AbortSignal): Promise<void> {
-    return this.drained ? raceSignal(this.drained.promise, signal) : Promise.resolve();
-  }
-
-  publish(exchange: string, routingKey: string, body: Buffer, options: Options.Publish): Promise<Outcome> {
-    const entry: Returnable = { body, returned: false };
-    const mandatory = options.mandatory === true;
-    if (mandatory) this.returnable.add(entry);
-    return new Promise<Outcome>((resolve, reject) => {
-      const done = (err: unknown): void => {
-        if (mandatory) this.returnable.delete(entry);
-        if (err) reject(err instanceof Error ? err : new Error(String(err)));
-        else resolve(entry.returned ? 'returned' : 'ack');
-      };
-      try {
-        const ok = this.ch.publish(exchange, routingKey, body, options, done);
-        this.gen.batchWrites();
-        if (!ok && !this.drained) this.drained = deferred();
-      } catch (err) {
-        done(err);
-      }
-    });
-  }
-}
-
-/** amqplib reports a broker nack with this message (lib/channel.js), a lost channel otherwise. */
-const isNack = (err: unknown): boolean => err instanceof Error && err.message === 'message nacked';
-
-/** A channel-level refusal from the broker (404, 406, 403...), as opposed to a lost connection. */
-function brokerRefusal(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === 'number' && code >= 300 ? code : undefined;
-}
-
-export interface Outgoing {
-  readonly exchange: string;
-  readonly routingKey: string;
-  readonly body: Buffer;
-  readonly properties: Options.Publish;
-  /**
-   * Declarations this message needs, run (once per connection) before publishing; returns
-   * undefined when they are done on `gen` already.
-   */
-  readonly declare?: ((gen: Generation) => Promise<void> | undefined) | undefined;
-  /** For messages: "cast to topic x". */
-  readonly what: string;
-}
-
-export interface SendControl {
-  /** Retries after a lost connection/channel: -1 until the signal, 0 none, n at most n. */
-  readonly retry: number;
-  /** The caller's: stops the send, and the wait for its confirm, at once. */
-  readonly signal?: AbortSignal | undefined;
-  /** Stops the send where it waits or would send again; its confirm is not waited for then. */
-  readonly stop?: SendStop | undefined;
-}
-
-/** The signal a send waits under (built only when it waits: see SendStop). */
-const waitSignal = (c: SendControl): AbortSignal | undefined => c.signal ?? c.stop?.signal;
-/** Why a send must not go on, if it must not. */
-const stopReason = (c: SendControl): unknown => (c.signal?.aborted ? c.signal.reason : c.stop?.reason);
+import { deferred, raceSignal, sleep } from './util.js';
 
 /** A consumer the link restores on every new connection. */
 export interface Restorable {
@@ -313,7 +29,6 @@ const MAX_CONNECT_LOG_INTERVAL_MS = 30_000;
 export class Link {
   private gen: Generation | undefined;
   private closed = false;
-  private crashed = false;
   private genCounter = 0;
   /** Failed connection attempts so far (sends count them against their retry budget). */
   private failedAttempts = 0;
@@ -321,10 +36,9 @@ export class Link {
   private refused: AuthenticationFailed | undefined;
   private wake = deferred();
   private blockedReason: string | undefined;
-  private unblocked = deferred();
+  private unblock = deferred();
   private readonly downListeners = new Set<(err: Error) => void>();
   readonly consumers = new Set<Restorable>();
-  readonly window: Window;
   private readonly loopDone: Promise<void>;
   private readonly firstPass = deferred();
   private sleeper: AbortController | undefined;
@@ -336,7 +50,6 @@ export class Link {
     private readonly logger: Logger,
     transportName: string,
   ) {
-    this.window = new Window(options.confirmWindow);
     const prog = path.basename(process.argv[1] ?? 'node');
     this.connectionName = `${prog}:${process.pid}:${transportName}:${randomUUID()}`;
     this.loopDone = this.run().catch((err: unknown) => this.logger.error({ err }, 'connection loop failed'));
@@ -401,7 +114,7 @@ export class Link {
         failures++;
         // A refused login or vhost will not fix itself in a call's lifetime: say so now rather
         // than at the call's timeout (attempts go on, for when the broker's config is fixed).
-        const why = refusal(err);
+        const why = handshakeRefusal(err);
         this.refused = why ? new AuthenticationFailed(`${ep.label} refused the connection: ${why}`, { cause: err }) : undefined;
         this.notify();
         if (failures >= eps.length) this.firstPass.resolve();
@@ -422,9 +135,7 @@ export class Link {
       }
       const gen = new Generation(++this.genCounter, model, ep, this.logger);
       // The same reason comes with 'close', logged once there.
-      model.on('error', (err: Error) => {
-        if (!this.crashed) this.logger.debug({ err, broker: ep.label }, 'broker connection error');
-      });
+      model.on('error', (err: Error) => this.logger.debug({ err, broker: ep.label }, 'broker connection error'));
       model.on('close', (err?: Error) => gen.markLost(err ?? new TransportClosed('connection closed')));
       model.on('blocked', (reason: string) => this.setBlocked(reason));
       model.on('unblocked', () => this.setBlocked(undefined));
@@ -444,6 +155,11 @@ export class Link {
             c.retryLater(gen);
           }
         }
+      }
+      if (this.closed) {
+        // Closed while setting up: close() found no connection to close, so this one is ours.
+        await gen.model.close().catch(() => undefined);
+        break;
       }
       if (!gen.alive) {
         // Lost while setting up: back off as after a failed attempt, not in a tight loop.
@@ -480,6 +196,7 @@ export class Link {
   }
 
   private async pause(ms: number): Promise<void> {
+    if (this.closed) return;
     this.sleeper = new AbortController();
     await sleep(ms, this.sleeper.signal).catch(() => undefined);
     this.sleeper = undefined;
@@ -490,8 +207,8 @@ export class Link {
       this.logger.warn({ reason }, 'the broker blocked publishing on this connection (resource alarm); sends wait');
     } else if (reason === undefined && this.blockedReason !== undefined) {
       this.logger.info({}, 'the broker unblocked this connection');
-      this.unblocked.resolve();
-      this.unblocked = deferred();
+      this.unblock.resolve();
+      this.unblock = deferred();
     }
     this.blockedReason = reason;
   }
@@ -501,8 +218,13 @@ export class Link {
     return this.blockedReason;
   }
 
-  private closedError(): HybridbusError {
-    return new TransportClosed(this.crashed ? 'the transport crashed (test hook)' : 'the transport is closed');
+  /** Wait while the broker blocks publishing (connection.blocked). */
+  whenUnblocked(signal?: AbortSignal): Promise<void> {
+    return raceSignal(this.unblock.promise, signal);
+  }
+
+  closedError(): HybridbusError {
+    return new TransportClosed('the transport is closed');
   }
 
   /**
@@ -524,79 +246,16 @@ export class Link {
   }
 
   /**
-   * Publish with a broker confirm. Resolves once the broker has taken responsibility for the
-   * message; rejects with MessageUndeliverable when a mandatory message was returned,
-   * MessageDeliveryFailure on a nack or when the retries for a lost connection ran out.
+   * Close. From the first moment nothing reconnects and nothing waits for a connection;
+   * `whileUp` runs first if connected (what still has to go out on this connection).
    */
-  async publish(msg: Outgoing, control: SendControl): Promise<void> {
-    const budget = { left: control.retry < 0 ? Infinity : control.retry };
-    // Connected, unblocked, a free slot, declared, an open channel (the usual case): nothing
-    // is awaited before the confirm. Each wait below is skipped unless it has to wait.
-    for (;;) {
-      const gen = this.current ?? (await this.whenUp(budget, waitSignal(control)));
-      if (this.blockedReason !== undefined) {
-        if (budget.left <= 0) throw new MessageDeliveryFailure(`the broker blocks publishing (${this.blockedReason}); ${msg.what} not sent`);
-        await raceSignal(this.unblocked.promise, waitSignal(control));
-      }
-      if (!this.window.tryAcquire()) await this.window.acquire(waitSignal(control));
-      let confirmed: Promise<Outcome> | undefined;
-      let outcome: Outcome;
-      try {
-        const declaring = msg.declare?.(gen);
-        if (declaring) {
-          try {
-            await declaring;
-          } catch (err) {
-            const refusal = brokerRefusal(err);
-            if (refusal !== undefined && gen.alive) {
-              throw new TopologyError(`declaring what ${msg.what} needs failed: ${errorMessage(err)}`, { cause: err });
-            }
-            throw err;
-          }
-        }
-        const pub = gen.readyPublisher ?? (await gen.confirmChannel());
-        if (!pub.isWritable) await pub.writable(waitSignal(control));
-        // Stopped while waiting without a signal to wake us (e.g. for a declaration).
-        const why = stopReason(control);
-        if (why !== undefined) throw why;
-        confirmed = pub.publish(msg.exchange, msg.routingKey, msg.body, msg.properties);
-        // The slot is held until the broker answers, even if the caller stops waiting.
-        confirmed.then(this.releaseSlot, this.releaseSlot);
-        outcome = await (control.signal ? raceSignal(confirmed, control.signal) : confirmed);
-      } catch (err) {
-        if (!confirmed) this.window.release();
-        const why = stopReason(control);
-        if (why !== undefined) throw why;
-        if (this.closed) throw this.closedError();
-        if (err instanceof HybridbusError) throw err;
-        if (isNack(err)) throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}`, { cause: err });
-        if (budget.left <= 0) throw new MessageDeliveryFailure(`${msg.what} was not confirmed by the broker: ${errorMessage(err)}`, { cause: err });
-        budget.left--;
-        this.logger.debug({ err, what: msg.what }, 'publish not confirmed (channel or connection lost); sending again');
-        if (gen.alive) await sleep(50, waitSignal(control)); // a channel error: let the next channel open
-        continue;
-      }
-      if (outcome === 'returned') {
-        throw new MessageUndeliverable(`nobody can receive ${msg.what}: no queue is bound to exchange "${msg.exchange}" with routing key "${msg.routingKey}"`);
-      }
-      return;
-    }
-  }
-
-  private readonly releaseSlot = (): void => this.window.release();
-
-  /** Wait until no publish awaits a confirm, at most `ms`. */
-  async drain(ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (this.window.inUse > 0 && Date.now() < deadline) await sleep(10);
-  }
-
-  async close(): Promise<void> {
+  async close(whileUp?: () => Promise<void>): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.sleeper?.abort();
     this.notify();
-    this.unblocked.resolve();
+    if (whileUp && this.isUp) await whileUp();
+    this.unblock.resolve();
     const gen = this.gen;
     this.gen = undefined;
     if (gen) {
@@ -605,28 +264,4 @@ export class Link {
     }
     await this.loopDone;
   }
-
-  /** Test hook: die like a killed process (socket destroyed, nothing more sent, no reconnect). */
-  crash(): void {
-    this.crashed = true;
-    this.closed = true;
-    this.sleeper?.abort();
-    const gen = this.gen;
-    this.gen = undefined;
-    this.notify();
-    if (gen) {
-      gen.destroySocket();
-      gen.markLost(new TransportClosed('crashed'));
-    }
-  }
-}
-
-/** Why a failed connection attempt was the broker refusing us, or undefined when it was not. */
-function refusal(err: unknown): string | undefined {
-  const msg = errorMessage(err);
-  if (/ACCESS.REFUSED|NOT.ALLOWED|\b(403|530)\b/.test(msg)) return msg;
-  // amqplib reports a close in answer to connection.open without its code: the vhost does not
-  // exist or the user may not use it.
-  if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(msg)) return `the vhost does not exist or this user may not use it (${msg})`;
-  return undefined;
 }
