@@ -96,6 +96,17 @@ export class Generation {
     return this.openPublisher;
   }
 
+  /**
+   * Stop publishing on `pub`'s channel: the next publish opens a new one. A channel the broker
+   * nacks everything on (RabbitMQ 3.10 does so for a quorum queue whose leader was being
+   * elected when the channel opened) is not fixed by waiting; a new channel is.
+   */
+  retire(pub: Publisher): void {
+    if (this.openPublisher === pub) this.openPublisher = undefined;
+    this.publisher = undefined;
+    pub.ch.close().catch(() => undefined);
+  }
+
   confirmChannel(): Promise<Publisher> {
     if (!this.publisher) {
       const p = this.model.createConfirmChannel().then((ch) => new Publisher(ch, this, this.logger));

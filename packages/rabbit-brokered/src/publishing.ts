@@ -129,9 +129,14 @@ const waitSignal = (c: SendControl): AbortSignal | undefined => c.signal ?? c.ca
 /** Why a send must not go on, if it must not. */
 const stopReason = (c: SendControl): unknown => (c.signal?.aborted ? c.signal.reason : c.cancel?.reason);
 
+/** A nacked publish is sent again this many times, after 0.25, 0.5, ... 8 s (about 16 s in all). */
+const NACK_RETRIES = 6;
+const NACK_PAUSE_MS = 250;
+
 export class Sender {
   /** Publishes awaiting the broker's confirm: at most `confirm_window`, then sends wait. */
   readonly window: Semaphore;
+  readonly stats = { nackRetries: 0 };
 
   constructor(
     private readonly link: Link,
@@ -149,6 +154,7 @@ export class Sender {
   async publish(msg: Outgoing, control: SendControl): Promise<void> {
     const { link } = this;
     const budget = { left: control.retry < 0 ? Infinity : control.retry };
+    let nacks = 0;
     // Connected, unblocked, a free slot, declared, an open channel (the usual case): nothing
     // is awaited before the confirm. Each wait below is skipped unless it has to wait.
     for (;;) {
@@ -160,6 +166,7 @@ export class Sender {
       if (!this.window.tryAcquire()) await this.window.acquire(waitSignal(control));
       let confirmed: Promise<Outcome> | undefined;
       let outcome: Outcome;
+      let pub: Publisher | undefined;
       try {
         const declaring = msg.declare?.(gen);
         if (declaring) {
@@ -173,7 +180,7 @@ export class Sender {
             throw err;
           }
         }
-        const pub = gen.readyPublisher ?? (await gen.confirmChannel());
+        pub = gen.readyPublisher ?? (await gen.confirmChannel());
         if (!pub.isWritable) await pub.writable(waitSignal(control));
         // Stopped while waiting without a signal to wake us (e.g. for a declaration).
         const why = stopReason(control);
@@ -194,7 +201,16 @@ export class Sender {
         if (gen.alive) await sleep(50, waitSignal(control)); // a channel error: let the next channel open
         continue;
       }
-      if (outcome === 'nacked') throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}`);
+      if (outcome === 'nacked') {
+        // A nack means the broker did not take it: safe to send again (receivers drop
+        // duplicates), on a new channel, after a pause; a broker that keeps refusing is an error.
+        if (nacks >= NACK_RETRIES || budget.left <= 0) throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}${nacks ? ` ${nacks + 1} times, on ${nacks + 1} channels` : ''}`);
+        if (pub && gen.alive) gen.retire(pub);
+        this.stats.nackRetries++;
+        if (nacks === 0) this.logger.warn({ what: msg.what }, 'the broker refused a publish (nack); sending it again on a new channel');
+        await sleep(NACK_PAUSE_MS * 2 ** nacks++, waitSignal(control));
+        continue;
+      }
       if (outcome === 'returned') {
         throw new MessageUndeliverable(`nobody can receive ${msg.what}: no queue is bound to exchange "${msg.exchange}" with routing key "${msg.routingKey}"`);
       }
