@@ -1,4 +1,5 @@
-import { MemoryDriver, type Bus } from '@hybridbus/core';
+import { type Bus } from '@hybridbus/core';
+import { MemoryDriver } from '@hybridbus/core/driver';
 import { randomUUID } from 'node:crypto';
 import { conformance } from './conformance/suite.js';
 

@@ -3,7 +3,8 @@
  * is a "process" with its own connection; crash() destroys that connection's socket so the
  * broker sees the process vanish (no more replies or heartbeats, no reconnect).
  */
-import { registerDriver, type Bus } from '@hybridbus/core';
+import { type Bus } from '@hybridbus/core';
+import { registerDriver } from '@hybridbus/core/driver';
 import { RabbitDriver, parseRabbitUrl, rabbitDriverFactory } from '@hybridbus/rabbit-brokered'; // registers rabbit:, amqp:, amqps:
 import { socketOf } from '@hybridbus/rabbit-brokered/amqplib-internals';
 import { conformance } from './conformance/suite.js';

@@ -1,20 +1,8 @@
 /** The oslo dict codec against the messages captured from real oslo.messaging (oslo-wire.md). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  deserializeFailure,
-  envelope,
-  MalformedMessage,
-  notificationFromOslo,
-  notificationToOslo,
-  osloTimestamp,
-  RemoteError,
-  replyFromOslo,
-  requestFromOslo,
-  requestToOslo,
-  serializeFailure,
-  unenvelope,
-} from '@hybridbus/core';
+import { MalformedMessage, RemoteError } from '@hybridbus/core';
+import { deserializeFailure, notificationFromOslo, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
 
 const capturedCast =
   '{"oslo.version": "2.0", "oslo.message": "{\\"method\\": \\"echo\\", \\"args\\": {\\"arg\\": \\"\\\\u00e9\\"}, \\"namespace\\": \\"test\\", \\"version\\": \\"1.2\\", \\"_unique_id\\": \\"8a57b953e95e4e7aa5ec12cbb5cc96ad\\", \\"_context_user_id\\": \\"u\\"}"}';

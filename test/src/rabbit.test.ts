@@ -9,18 +9,8 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
-import {
-  Bus,
-  ConfigError,
-  MessageDeliveryFailure,
-  MessageUndeliverable,
-  REQUEUE,
-  RemoteError,
-  Target,
-  type ConfigInput,
-  type Context,
-  type IncomingRpc,
-} from '@hybridbus/core';
+import { Bus, ConfigError, MessageDeliveryFailure, MessageUndeliverable, REQUEUE, RemoteError, Target, type ConfigInput, type Context } from '@hybridbus/core';
+import { type IncomingRpc } from '@hybridbus/core/driver';
 import { AuthenticationFailed, ConnectionLost } from '@hybridbus/core';
 import { RabbitDriver, parseRabbitUrl } from '@hybridbus/rabbit-brokered';
 import { WriteBatcher, handshakeRefusal, socketOf } from '@hybridbus/rabbit-brokered/amqplib-internals';
@@ -706,23 +696,23 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     await assert.rejects(Bus.create({ transports: { default: url('?heartbeat_timeout_threshold=soon') } }), ConfigError);
 
     const o = parseRabbitUrl(new URL('rabbit://u:p@h1:5673,v:q@[::1]:5674/vh%2F1?failover=amqp://h3/'));
-    assert.deepEqual(o.endpoints.map((e) => [e.connect.hostname, e.connect.port, e.connect.username, e.connect.password, e.connect.vhost]), [
+    assert.deepEqual(o.brokers.map((e) => [e.connect.hostname, e.connect.port, e.connect.username, e.connect.password, e.connect.vhost]), [
       ['h1', 5673, 'u', 'p', 'vh/1'],
       ['::1', 5674, 'v', 'q', 'vh/1'],
       ['h3', 5672, 'u', 'p', 'vh/1'],
     ]);
-    assert.ok(o.endpoints.every((e) => e.socket.noDelay === true));
+    assert.ok(o.brokers.every((e) => e.socket.noDelay === true));
     const d = parseRabbitUrl(new URL('amqps://h/'));
     assert.deepEqual(
-      { ...d, endpoints: undefined },
+      { ...d, brokers: undefined },
       {
         durableQueues: false, autoDelete: false, quorumQueues: false, transientQueuesTtlS: 1800, prefetch: 0, heartbeatS: 60,
         missingConsumerRetryTimeoutS: 60, retryIntervalS: 1, retryBackoffS: 2, intervalMaxS: 30, confirmWindow: 1000, connectTimeoutS: 10,
-        notificationDefaultQueue: true, endpoints: undefined,
+        notificationDefaultQueue: true, brokers: undefined,
       },
     );
-    assert.equal(d.endpoints[0]?.connect.protocol, 'amqps');
-    assert.equal(d.endpoints[0]?.connect.port, 5671);
+    assert.equal(d.brokers[0]?.connect.protocol, 'amqps');
+    assert.equal(d.brokers[0]?.connect.port, 5671);
   });
 
   test('failover: a broker of the list that refuses is skipped', async () => {

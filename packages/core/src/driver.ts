@@ -26,7 +26,7 @@ export interface DriverCapabilities {
   readonly callMonitor: boolean;
 }
 
-export interface CallOptions {
+export interface DriverCallOptions {
   /** The overall timeout in ms, for drivers that put it on the wire (message TTL). */
   readonly timeoutMs: number;
   /** When set, the server should heartbeat at least this often (ms). */
@@ -126,7 +126,7 @@ export interface NotificationListenOptions {
 export interface Driver {
   readonly capabilities: DriverCapabilities;
   /** Send a request and resolve with the final reply; reject with the cancel's reason once cancelled. */
-  call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply>;
+  call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply>;
   /** One-way to one server of the topic (or `target.server`). */
   cast(target: Target, request: RpcRequest, options: SendOptions): Promise<void>;
   /** One-way to every server of the topic. */

@@ -1,19 +1,21 @@
+/**
+ * @hybridbus/core: what applications use. Driver authors import `@hybridbus/core/driver`,
+ * the driver kit (the contract, oslo's codec and the pieces every driver shares).
+ */
 export * from './errors.js';
 export * from './target.js';
-export * from './message.js';
-export * from './driver.js';
+export { PRIORITIES, isPriority, type Context, type Priority } from './message.js';
+export { PATTERNS, registeredSchemes, type Driver, type DriverCapabilities, type Pattern } from './driver.js';
 export * from './serializer.js';
 export type { Logger } from './logger.js';
 export { defaultLogger } from './logger.js';
 export * from './config.js';
 export { Bus, type BusOptions } from './bus.js';
-export { RpcClient, type CallOptions as RpcCallOptions, type PrepareOptions, type RpcClientOptions } from './rpc/client.js';
+export { RpcClient, type CallOptions, type PrepareOptions, type RpcClientOptions } from './rpc/client.js';
 export { RpcServer, type RpcServerCounters, type RpcServerOptions } from './rpc/server.js';
-export { RpcDispatcher, type Endpoint, type AccessPolicy } from './rpc/dispatcher.js';
+export type { Endpoint, AccessPolicy } from './rpc/dispatcher.js';
 export { Notifier, type NotifierOptions } from './notify/notifier.js';
 export * from './notify/listener.js';
-export { Limiter } from './limiter.js';
-export { MemoryDriver, memoryDriverFactory } from './drivers/memory.js';
 
 import { registerDriver } from './driver.js';
 import { memoryDriverFactory } from './drivers/memory.js';

@@ -14,7 +14,7 @@ import {
   requestToOslo,
   serverKey,
   uniqueId,
-  type CallOptions,
+  type DriverCallOptions,
   type RpcReply,
   type RpcRequest,
   type SendOptions,
@@ -93,7 +93,7 @@ export class RabbitClient {
     if (!this.pending.reply(msgId, reply)) logger.debug({ msgId }, 'reply for a call nobody waits for (timed out or aborted)');
   }
 
-  async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
+  async call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
     if (!this.replyReady) {
       await new Promise<void>((resolve, reject) => {
         options.cancel.onCancel(reject); // replaced below once the call is under way

@@ -15,7 +15,7 @@
  */
 import { TransportClosed, type Target } from '@hybridbus/core';
 import type {
-  CallOptions,
+  DriverCallOptions,
   Driver,
   DriverCapabilities,
   DriverContext,
@@ -117,7 +117,7 @@ export class RabbitDriver implements Driver {
     if (this.closed || this.link.isClosed) throw new TransportClosed(`rabbit transport "${this.context.name}" is closed`);
   }
 
-  async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
+  async call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
     this.checkOpen();
     return this.client.call(target, request, options);
   }

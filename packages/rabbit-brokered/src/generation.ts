@@ -5,7 +5,7 @@
 import type { Channel, ChannelModel } from 'amqplib';
 import type { Logger } from '@hybridbus/core';
 import { WriteBatcher } from './amqplib-internals.js';
-import type { Endpoint } from './options.js';
+import type { BrokerAddress } from './options.js';
 import { Publisher } from './publishing.js';
 import { deferred } from './util.js';
 
@@ -26,7 +26,7 @@ export class Generation {
   constructor(
     readonly id: number,
     readonly model: ChannelModel,
-    readonly endpoint: Endpoint,
+    readonly broker: BrokerAddress,
     private readonly logger: Logger,
   ) {
     this.batchWrites = new WriteBatcher(model, logger).batch;

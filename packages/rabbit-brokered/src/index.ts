@@ -8,7 +8,7 @@ import { parseRabbitUrl } from './options.js';
 
 export { RabbitDriver } from './driver.js';
 export { TopologyError } from './errors.js';
-export { parseRabbitUrl, OPTION_NAMES, type RabbitOptions, type Endpoint } from './options.js';
+export { parseRabbitUrl, OPTION_NAMES, type RabbitOptions, type BrokerAddress } from './options.js';
 
 export const rabbitDriverFactory: DriverFactory = {
   schemes: ['rabbit', 'amqp', 'amqps'],

@@ -13,7 +13,7 @@ import { connect, type ChannelModel } from 'amqplib';
 import { AuthenticationFailed, HybridbusError, MessageDeliveryFailure, TransportClosed, type Logger } from '@hybridbus/core';
 import { handshakeRefusal } from './amqplib-internals.js';
 import { Generation } from './generation.js';
-import type { Endpoint, RabbitOptions } from './options.js';
+import type { BrokerAddress, RabbitOptions } from './options.js';
 import { deferred, raceSignal, sleep } from './util.js';
 
 /** A consumer the link restores on every new connection. */
@@ -96,12 +96,12 @@ export class Link {
   }
 
   private async run(): Promise<void> {
-    const eps = this.options.endpoints;
+    const eps = this.options.brokers;
     let next = 0;
     let failures = 0;
     let lastLogged = 0;
     while (!this.closed) {
-      const ep = eps[next++ % eps.length] as Endpoint;
+      const ep = eps[next++ % eps.length] as BrokerAddress;
       let model: ChannelModel;
       try {
         model = await connect(ep.connect, {

@@ -10,7 +10,7 @@ import { ConfigError } from '@hybridbus/core';
 import type { Options, SocketOptions } from 'amqplib';
 
 /** One broker to try; the failover list is tried in order, round-robin. */
-export interface Endpoint {
+export interface BrokerAddress {
   readonly connect: Options.Connect;
   readonly socket: SocketOptions;
   /** For logs: scheme://host:port/vhost, no credentials. */
@@ -48,7 +48,7 @@ export interface RabbitOptions {
    * (mandatory: a notification no queue is bound for fails with MessageUndeliverable).
    */
   readonly notificationDefaultQueue: boolean;
-  readonly endpoints: readonly Endpoint[];
+  readonly brokers: readonly BrokerAddress[];
 }
 
 type Parser<T> = (raw: string) => T | undefined;
@@ -258,7 +258,7 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
   const firstWithUser = hosts.find((h) => h.username !== undefined);
   const protocol = tls ? 'amqps' : 'amqp';
   const heartbeatS = get('heartbeat_timeout_threshold', 60);
-  const endpoints: Endpoint[] = hosts.map((h) => {
+  const brokers: BrokerAddress[] = hosts.map((h) => {
     const port = h.port ?? (tls ? 5671 : 5672);
     const socket: SocketOptions = { noDelay: true };
     if (tlsFiles['ssl_ca_file']) socket.ca = [tlsFiles['ssl_ca_file']];
@@ -293,6 +293,6 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
     confirmWindow: get('confirm_window', 1000),
     connectTimeoutS: get('connect_timeout', 10),
     notificationDefaultQueue: get('notification_default_queue', true),
-    endpoints,
+    brokers,
   };
 }

@@ -3,17 +3,8 @@
  * and refusals come back here by id. A call in flight when its connection breaks fails at once
  * with ConnectionLost; an acked one-way message goes to another host (acked-send.ts).
  */
-import {
-  ConnectionLost,
-  MessageUndeliverable,
-  replyFromOslo,
-  requestToOslo,
-  type Logger,
-  type RpcReply,
-  type RpcRequest,
-  type Target,
-} from '@hybridbus/core';
-import { errorFromCode, PendingCalls, type CallOptions, type PendingCall } from '@hybridbus/core/driver';
+import { ConnectionLost, MessageUndeliverable, type Logger, type Target } from '@hybridbus/core';
+import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
 import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, type Body, type Encoded, type Kind } from './frames.js';
 import type { Keys } from './keys.js';
@@ -90,7 +81,7 @@ export class ZmqClient {
     return `${this.idPrefix}${(this.nextId++).toString(36)}`;
   }
 
-  call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
+  call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
     const key = this.keys.of(target).rpc;
     const id = this.id();
     const frame = encodeChecked(CALL, { i: id, k: key, m: requestToOslo(request), t: options.callMonitorTimeoutMs }, this.options.maxMessageSize);

@@ -5,15 +5,12 @@
  * lifecycle; a message's path runs client.ts → routing.ts → outbound.ts → (wire) →
  * inbound.ts → server.ts → handler, and back the same way.
  */
-import {
-  TransportClosed,
-  type Notification,
-  type RpcReply,
-  type RpcRequest,
-  type Target,
-} from '@hybridbus/core';
+import { TransportClosed, type Target } from '@hybridbus/core';
 import type {
-  CallOptions,
+  DriverCallOptions,
+  Notification,
+  RpcReply,
+  RpcRequest,
   Driver,
   DriverCapabilities,
   DriverContext,
@@ -74,7 +71,7 @@ export class ZmqDriver implements Driver {
     this.notifications = new ZmqNotifications(options, this.nameService, this.keys, this.client, this.server);
   }
 
-  call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
+  call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
     return this.client.call(target, request, options);
   }
 

@@ -1,4 +1,4 @@
-import { registerDriver, type DriverFactory } from '@hybridbus/core';
+import { registerDriver, type DriverFactory } from '@hybridbus/core/driver';
 import * as zmq from 'zeromq';
 import { ZmqDriver } from './driver.js';
 import { parseOptions } from './options.js';

@@ -3,8 +3,8 @@
  * in the name service; a notifier sends one copy to one member of each pool (client.ts).
  * Brokerless: a notification nobody listens to is an error (or, by choice, dropped and counted).
  */
-import { MessageUndeliverable, notificationToOslo, type Notification, type Target } from '@hybridbus/core';
-import type { NotificationListenOptions, Subscription } from '@hybridbus/core/driver';
+import { MessageUndeliverable, type Target } from '@hybridbus/core';
+import { notificationToOslo, type Notification, type NotificationListenOptions, type Subscription } from '@hybridbus/core/driver';
 import type { ZmqClient } from './client.js';
 import { NOTIFY } from './frames.js';
 import type { Keys } from './keys.js';

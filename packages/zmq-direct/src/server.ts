@@ -3,19 +3,18 @@
  * and notification listener of the process on it. A record is dispatched to a handler of its
  * key; one-way records are acked as their sender asked (receipts.ts), calls answered.
  */
+import { MalformedMessage, TransportClosed, type Logger, type Target } from '@hybridbus/core';
 import {
-  MalformedMessage,
   notificationFromOslo,
   replyToOslo,
   requestFromOslo,
-  TransportClosed,
-  type Logger,
+  type IncomingNotification,
+  type IncomingRpc,
   type Notification,
   type RpcReply,
   type RpcRequest,
-  type Target,
-} from '@hybridbus/core';
-import type { IncomingNotification, IncomingRpc, Subscription } from '@hybridbus/core/driver';
+  type Subscription,
+} from '@hybridbus/core/driver';
 import { ACK, CALL, CAST, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
 import { Inbound, type InboundStats } from './inbound.js';
 import type { Keys } from './keys.js';

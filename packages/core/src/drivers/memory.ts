@@ -6,7 +6,7 @@
  * talk to each other, like processes on one broker.
  */
 import type {
-  CallOptions,
+  DriverCallOptions,
   Driver,
   DriverCapabilities,
   DriverContext,
@@ -133,7 +133,7 @@ export class MemoryDriver implements Driver {
     }
   }
 
-  async call(target: Target, request: RpcRequest, options: CallOptions): Promise<RpcReply> {
+  async call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
     this.checkOpen();
     const msgId = uniqueId();
     const body = JSON.stringify({

@@ -9,10 +9,14 @@ export { exchangeOf, fanoutName, serverKey } from './addressing.js';
 export { errorFromCode } from '../errors.js';
 export {
   CallCancel,
+  defaultTransportUrl,
+  driverFor,
+  PATTERNS,
   registerDriver,
   registeredSchemes,
   schemeOf,
-  type CallOptions,
+  type Pattern,
+  type DriverCallOptions,
   type Driver,
   type DriverCapabilities,
   type DriverContext,
@@ -24,18 +28,6 @@ export {
   type SendOptions,
   type Subscription,
 } from '../driver.js';
-export {
-  envelope,
-  notificationFromOslo,
-  notificationToOslo,
-  replyFromOslo,
-  replyToOslo,
-  requestFromOslo,
-  requestToOslo,
-  serializeFailure,
-  unenvelope,
-  uniqueId,
-  type Notification,
-  type RpcReply,
-  type RpcRequest,
-} from '../message.js';
+export * from '../message.js';
+export { MemoryDriver, memoryDriverFactory } from '../drivers/memory.js';
+export { Limiter } from '../limiter.js';
