@@ -22,28 +22,22 @@ import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import { Collector, deferred, freshTopic, tempDir } from './util.js';
 import { startLoadClient, startServers, type LiveChild, type LoadResult, type Report } from './zmq/liveness-children.js';
 import { freePort } from './harness/launcher.js';
+import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
 
-const buses: Bus[] = [];
 const kids: LiveChild[] = [];
 const cleanups: Array<() => unknown> = [];
+const { bus } = busesClosedAfter();
 after(async () => {
   for (const k of kids) k.thaw();
-  await Promise.allSettled(buses.map((b) => b.close()));
   await Promise.allSettled(kids.map((k) => k.kill()));
   await Promise.allSettled(cleanups.map((c) => c()));
 });
 
 const nsDir = (): string => tempDir('hb-zmq-live-');
-const url = (dir: string, extra = ''): string => `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0${extra}`;
+const url = zmqUrl;
 const staticUrl = (hosts: Record<string, string[]>, extra = ''): string =>
   `zmq://?matchmaker=${encodeURIComponent(`static:${JSON.stringify(hosts)}`)}&heartbeat_interval=200${extra}`;
-const cfg = (u: string): ConfigInput => ({ transports: { default: u } });
-const bus = async (u: string): Promise<Bus> => {
-  const b = await Bus.create(cfg(u));
-  buses.push(b);
-  return b;
-};
-const driver = (b: Bus): ZmqDriver => b.transport('default') as ZmqDriver;
+const driver = driverOf;
 const counter = async (b: Bus, name: string): Promise<number> => (await driver(b).counters())[name] ?? 0;
 const servers = async (u: string, list: Array<{ topic: string; server: string }>): Promise<LiveChild> => {
   const c = await startServers(cfg(u), list);

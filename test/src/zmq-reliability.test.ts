@@ -8,27 +8,18 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
-import { AuthenticationFailed, Bus, type ConfigInput, type Context } from '@hybridbus/core';
+import type { Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
-import { curveKeyPair, FRAME_VERSION, type ZmqDriver } from '@hybridbus/zmq-direct';
+import { curveKeyPair, FRAME_VERSION } from '@hybridbus/zmq-direct';
 import { freshTopic, tempDir } from './util.js';
+import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 
-const buses: Bus[] = [];
 const kids: ChildServer[] = [];
-after(async () => {
-  await Promise.allSettled(buses.map((b) => b.close()));
-  await Promise.allSettled(kids.map((k) => k.kill()));
-});
-
-const url = (dir: string, extra = ''): string => `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0${extra}`;
-const cfg = (u: string): ConfigInput => ({ transports: { default: u } });
-const bus = async (u: string): Promise<Bus> => {
-  const b = await Bus.create(cfg(u));
-  buses.push(b);
-  return b;
-};
-const driver = (b: Bus): ZmqDriver => b.transport('default') as ZmqDriver;
+after(() => Promise.allSettled(kids.map((k) => k.kill())));
+const { bus } = busesClosedAfter();
+const url = zmqUrl;
+const driver = driverOf;
 
 /** A record as the library's client writes it: kind byte, then JSON. */
 const record = (kind: 's' | 'c' | 'f' | 'n', body: Record<string, unknown>): string => kind + JSON.stringify(body);

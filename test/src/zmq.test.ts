@@ -19,24 +19,16 @@ import { Collector, deferred, freshTopic, tempDir } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
+import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
 
-const buses: Bus[] = [];
 const kids: ChildServer[] = [];
-after(async () => {
-  await Promise.allSettled(buses.map((b) => b.close()));
-  await Promise.allSettled(kids.map((k) => k.kill()));
-});
+after(() => Promise.allSettled(kids.map((k) => k.kill())));
+const { bus, buses } = busesClosedAfter();
 
 /** A fresh name-service directory: tests never see each other's servers. */
 const nsDir = (): string => tempDir('hb-zmq-ns-');
-const url = (dir: string, extra = ''): string => `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0${extra}`;
-const cfg = (u: string): ConfigInput => ({ transports: { default: u } });
-const bus = async (u: string): Promise<Bus> => {
-  const b = await Bus.create(cfg(u));
-  buses.push(b);
-  return b;
-};
-const driver = (b: Bus): ZmqDriver => b.transport('default') as ZmqDriver;
+const url = zmqUrl;
+const driver = driverOf;
 const child = async (u: string, servers: Array<{ topic: string; server: string }>, onRecord?: (r: { server: string; i: number }) => void) => {
   const c = await startChild(cfg(u), servers, onRecord);
   kids.push(c);

@@ -1,3 +1,4 @@
+import type { HybridbusConfig } from './config/schema.js';
 import type { Driver, Pattern } from './driver.js';
 import type { Logger } from './logger.js';
 import type { Serializer } from './serializer.js';
@@ -11,11 +12,6 @@ export interface BusRuntime {
   readonly serializer: Serializer;
   readonly logger: Logger;
   readonly controlExchange: string;
-  readonly rpc: {
-    readonly timeout: number;
-    readonly callMonitorTimeout: number;
-    readonly maxConcurrency: number;
-    readonly accessPolicy: 'default' | 'explicit';
-  };
-  readonly notifications: { readonly topics: readonly string[]; readonly retry: number };
+  readonly rpc: HybridbusConfig['rpc'];
+  readonly notifications: HybridbusConfig['notifications'];
 }
