@@ -307,7 +307,7 @@ describe('nameservice: createNameService specs', () => {
     ['static:{"k": "10.0.0.1:1"}', /static key "k" has "10\.0\.0\.1:1"; expected a map of key → array/],
     ['static:@/nonexistent/hosts.yaml', /names a file that cannot be read/],
     ['static:@/etc/hosts', /not \.json, \.yaml or \.yml/],
-    ['redis://', /"redis:\/\/" has no host; expected redis:\/\/\[\[user\]:password@\]host\[:port\]\[\/db\]/],
+    ['redis://', /"redis:\/\/" has no host; expected redis:\/\/\[\[user\]:<password>@\]host\[:port\]\[\/db\]/],
     ['redis://h:1/zero', /has database "zero", not a number/],
     ['redis+sentinel://h1:26379', /is not a Sentinel URL; expected redis\+sentinel:\/\/host\[:port\]/],
     ['redis+sentinel://h1:26379/m?pass=x', /has unknown parameter "pass"/],

@@ -1,3 +1,5 @@
+import { maskSecrets } from './mask.js';
+
 /**
  * Every error hybridbus throws extends HybridbusError and carries a stable `code`
  * (after undici's errors): match on `code` or `instanceof`, never on messages.
@@ -10,11 +12,17 @@ export class HybridbusError extends Error {
   }
 }
 
-/** Invalid configuration: the message names the key, the bad value and the expected form. */
+/**
+ * Invalid configuration: the message names the key, the bad value and the expected form. A URL
+ * in a problem is shown with its password masked (mask.ts), whoever raised the error.
+ */
 export class ConfigError extends HybridbusError {
   override readonly code = 'HB_CONFIG';
-  constructor(readonly problems: readonly string[], source?: string) {
-    super(`invalid hybridbus config${source ? ` (${source})` : ''}:\n  ${problems.join('\n  ')}`);
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], source?: string) {
+    const masked = problems.map(maskSecrets);
+    super(`invalid hybridbus config${source ? ` (${maskSecrets(source)})` : ''}:\n  ${masked.join('\n  ')}`);
+    this.problems = masked;
   }
 }
 

@@ -1,4 +1,5 @@
 export * from './errors.js';
+export { maskSecrets, maskUrl } from './mask.js';
 export * from './target.js';
 export * from './message.js';
 export * from './driver.js';
