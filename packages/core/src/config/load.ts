@@ -9,7 +9,6 @@ import { extname } from 'node:path';
 import YAML from 'yaml';
 import { defaultTransportUrl, PATTERNS } from '../driver.js';
 import { ConfigError } from '../errors.js';
-import { maskSecrets } from '../mask.js';
 import { checkTransportUrl, isLeaf, isPlainObject, schema, type ConfigInput, type HybridbusConfig, type SchemaNode } from './schema.js';
 
 /**
