@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { DEFAULTS, QUICK, registerContender, runBench, type BenchReport } from '@hybridbus/benchmarks';
+import { CPU_COLUMN_NOTE, DEFAULTS, defaultContenders, QUICK, registerContender, runBench, type BenchReport } from '@hybridbus/benchmarks';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { tempDir } from './util.js';
 
@@ -90,6 +90,19 @@ describe('hybridbus bench', { concurrency: true }, () => {
     });
   });
 
+  test('--help lists every contender a run considers, --scenario, and what the cpu column means', async () => {
+    const r = await bench(['--help']);
+    assert.equal(r.code, 0, r.stderr);
+    // The engine's list, as the CLI process has it (this process also has the test's own py-echo).
+    for (const id of ['zmq', 'zmq-noack', 'rabbit', 'hybrid', 'raw-zeromq', 'raw-amqplib', 'oslo']) {
+      const c = defaultContenders().find((x) => x.id === id);
+      assert.ok(c, id);
+      assert.match(r.stdout, new RegExp(`^  ${c.id} +${c.label.replace(/[()]/g, '\\$&')}$`, 'm'), c.id);
+    }
+    assert.match(r.stdout, /--scenario <list> +the same as --scenarios/);
+    assert.ok(r.stdout.includes(CPU_COLUMN_NOTE), 'the cpu column is explained');
+  });
+
   test('an unreachable --rabbit-url skips rabbit with one line and exits 0', async () => {
     const json = join(dir, 'skip.json');
     const r = await bench(['--rabbit-url', 'rabbit://guest:guest@127.0.0.1:1/', '--contenders', 'rabbit,hybrid', '--scenarios', 'latency', '--json', json]);
@@ -106,6 +119,11 @@ describe('hybridbus bench', { concurrency: true }, () => {
     const r = await bench([...TINY, '--contenders', 'zmq,raw-zeromq', '--json', json, '--html', join(dir, 'quick.html')]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /latency\.p50\s+zmq\s+[\d,.]+\s+µs\s+[\d.]+× raw-zeromq/);
+    assert.ok(r.stdout.includes(CPU_COLUMN_NOTE), 'the table explains its cpu column');
+    // No terminal here, so no progress bar: a line per scenario and round instead.
+    const progress = r.stderr.split('\n').filter((l) => /^\[\d+\/5\] round 1 of 1, \w+: /.test(l));
+    assert.deepEqual(progress.map((l) => l.replace(/: .*/, '')), ['latency', 'throughput', 'cast', 'fanout', 'notify'].map((sc, i) => `[${i + 1}/5] round 1 of 1, ${sc}`), r.stderr);
+    assert.ok(progress.every((l) => l.endsWith(': zmq, raw-zeromq')), r.stderr);
     const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
     assert.equal(report.errors, undefined);
     const metrics = ['latency.p50', 'latency.p99', 'throughput.4', 'cast', 'fanout.3.rate', 'fanout.3.complete', 'notify'];

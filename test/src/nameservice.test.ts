@@ -197,6 +197,54 @@ describe('nameservice: local', () => {
     assert.ok(performance.now() - killedAt >= ttlMs / 3, 'expired too early');
   });
 
+  /** Runs `fn` with os.tmpdir() at a private directory: the real default registry is other processes' too. */
+  async function withPrivateTmp<T>(fn: (tmp: string) => Promise<T>): Promise<T> {
+    const saved = process.env['TMPDIR'];
+    const tmp = tmpDir();
+    process.env['TMPDIR'] = tmp;
+    try {
+      return await fn(tmp);
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+    }
+  }
+
+  test('the default directory is removed when its last user in the process closes, and only if empty', async () => {
+    await withPrivateTmp(async (tmp) => {
+      const a = track(new LocalNameService(quiet));
+      const b = track(new LocalNameService(quiet));
+      assert.equal(path.dirname(a.dir), tmp);
+      await a.register([`nova/${freshTopic()}`], { address: '127.0.0.1:5101' });
+      await b.close();
+      assert.ok(fs.existsSync(a.dir), 'another instance of this process still uses it');
+      await a.close();
+      assert.ok(!fs.existsSync(a.dir), 'an empty default directory is not left behind');
+      // Records left by a close without unregistering (or another process's): the directory stays.
+      const c = track(new LocalNameService(quiet));
+      await c.register([`nova/${freshTopic()}`], { address: '127.0.0.1:5102' });
+      await c.close({ unregister: false });
+      assert.ok(fs.existsSync(c.dir) && fs.readdirSync(c.dir).length === 1);
+      // A directory given with local:/dir is the user's: never removed.
+      const mine = tmpDir();
+      await track(new LocalNameService({ dir: mine, ...quiet })).close();
+      assert.ok(fs.existsSync(mine));
+    });
+  });
+
+  test('a default directory removed by another process meanwhile reads as empty and is created again on register', async () => {
+    await withPrivateTmp(async () => {
+      const ns = track(new LocalNameService({ cacheMs: 0, ...quiet }));
+      const key = `nova/${freshTopic()}`;
+      fs.rmdirSync(ns.dir); // what another process's close() does when the directory is empty
+      assert.deepEqual(await ns.lookup(key), [], 'no directory: no records, not a backend failure');
+      await ns.register([key], { address: '127.0.0.1:5103' });
+      assert.deepEqual(addresses(await ns.lookup(key)), ['127.0.0.1:5103']);
+      assert.equal(fs.statSync(ns.dir).mode & 0o077, 0, 'created again as private');
+      assert.equal(ns.stats.backendErrors, 0);
+    });
+  });
+
   test('forget() hides an address, from cached answers too, until it is registered again', async () => {
     const dir = tmpDir();
     const owner = track(new LocalNameService({ dir, ...quiet }));
@@ -292,9 +340,17 @@ describe('nameservice: createNameService specs', () => {
     const ns = track(createNameService(`local:${dir}`, quiet));
     assert.ok(ns instanceof LocalNameService);
     assert.equal(ns.dir, dir);
-    const dflt = track(createNameService('local', quiet));
-    assert.ok(dflt instanceof LocalNameService);
-    assert.equal(fs.statSync(dflt.dir).mode & 0o077, 0, 'the default registry directory is private');
+    // A private temp dir stands for the shared one (closing removes the default directory when empty).
+    const saved = process.env['TMPDIR'];
+    process.env['TMPDIR'] = tmpDir();
+    try {
+      const dflt = track(createNameService('local', quiet));
+      assert.ok(dflt instanceof LocalNameService);
+      assert.equal(fs.statSync(dflt.dir).mode & 0o077, 0, 'the default registry directory is private');
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+    }
   });
 
   const bad: Array<[spec: string, mentions: RegExp]> = [
@@ -307,7 +363,7 @@ describe('nameservice: createNameService specs', () => {
     ['static:{"k": "10.0.0.1:1"}', /static key "k" has "10\.0\.0\.1:1"; expected a map of key → array/],
     ['static:@/nonexistent/hosts.yaml', /names a file that cannot be read/],
     ['static:@/etc/hosts', /not \.json, \.yaml or \.yml/],
-    ['redis://', /"redis:\/\/" has no host; expected redis:\/\/\[\[user\]:password@\]host\[:port\]\[\/db\]/],
+    ['redis://', /"redis:\/\/" has no host; expected redis:\/\/\[\[user\]:<password>@\]host\[:port\]\[\/db\]/],
     ['redis://h:1/zero', /has database "zero", not a number/],
     ['redis+sentinel://h1:26379', /is not a Sentinel URL; expected redis\+sentinel:\/\/host\[:port\]/],
     ['redis+sentinel://h1:26379/m?pass=x', /has unknown parameter "pass"/],

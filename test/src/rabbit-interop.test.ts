@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
-import { Bus, RemoteError, type Context, type NotificationMetadata } from '@hybridbus/core';
+import { Bus, RemoteError, remoteError, type Context, type NotificationMetadata } from '@hybridbus/core';
 import '@hybridbus/rabbit-brokered';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { Collector, freshTopic, recordingLogger } from './util.js';
@@ -138,8 +138,9 @@ describe('interop with Python oslo.messaging over RabbitMQ', { skip: haveOslo ? 
         target: { namespace: 'test', version: '1.2' },
         echo: (c: Context, a: { arg: unknown }) => ({ arg: a.arg, ctxt: c }),
         add: (_c: Context, a: { a: number; b: number }) => a.a + a.b,
+        // README, "Remote errors": the typed way to make a Python caller raise a builtin class.
         fail: () => {
-          throw Object.assign(new Error('boom'), { name: 'ValueError', module: 'builtins' });
+          throw remoteError('ValueError', 'boom', { module: 'builtins' });
         },
         quota: () => {
           throw new QuotaExceeded('quota exceeded for cores');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
-import { Bus, type Context } from '@hybridbus/core';
+import { Bus, ConfigError, TransportClosed, type Context } from '@hybridbus/core';
 import { Collector, freshTopic } from './util.js';
 
 const hubA = `memory://a-${randomUUID().slice(0, 8)}`;
@@ -78,6 +78,32 @@ test('notifications travel on the notify transport', async () => {
 test('only transports some pattern uses are opened; a closed bus refuses work', async () => {
   const b = await bus({ transports: { default: hubA, unused: hubB } });
   assert.throws(() => b.transport('unused'), /not in use by any pattern/);
+  const before = b.rpcClient({ topic: 't' });
   await b.close();
-  await assert.rejects(b.rpcClient({ topic: 't' }).cast(ctx, 'x'), /closed/);
+  await assert.rejects(before.cast(ctx, 'x'), /closed/);
+  // Made after close(): refused at once, not at the first send.
+  const closed = (e: unknown): boolean => e instanceof TransportClosed && e.code === 'HB_CLOSED' && /the bus is closed/.test(e.message);
+  assert.throws(() => b.rpcClient({ topic: 't' }), closed);
+  assert.throws(() => b.rpcServer({ topic: 't', server: 's' }, [{}]), closed);
+  assert.throws(() => b.notifier({ publisherId: 'p' }), closed);
+  assert.throws(() => b.notificationListener([{ topic: 't' }], [{}]), closed);
+  assert.throws(() => b.batchNotificationListener([{ topic: 't' }], [{}], { batchSize: 1, batchTimeout: 10 }), closed);
+});
+
+test('RpcClient options: a bad timeout is a ConfigError naming the option and the expected form', async () => {
+  const b = await bus(onlyB);
+  const config = (option: string, expected: RegExp) => (e: unknown): boolean => {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.equal(e.code, 'HB_CONFIG');
+    assert.match(e.message, new RegExp(`${option}: `));
+    assert.match(e.message, expected);
+    return true;
+  };
+  for (const timeout of [-1, 0, Number.NaN, Number.POSITIVE_INFINITY]) {
+    assert.throws(() => b.rpcClient({ topic: 't' }, { timeout }), config('timeout', /must be a positive number of ms .*value was/));
+    assert.throws(() => b.rpcClient({ topic: 't' }).prepare({ timeout }), config('timeout', /positive number of ms/));
+  }
+  await assert.rejects(b.rpcClient({ topic: 't' }).call(ctx, 'x', {}, { timeout: 0 }), config('timeout', /0 would time out at once/));
+  assert.throws(() => b.rpcClient({ topic: 't' }, { callMonitorTimeout: -1 }), config('callMonitorTimeout', /non-negative number of ms \(0: no call monitoring\)/));
+  assert.equal(b.rpcClient({ topic: 't' }, { callMonitorTimeout: 0, timeout: 1 }).options.callMonitorTimeout, 0);
 });

@@ -39,6 +39,38 @@ test('zeromq.js warns with exactly the text the adapter filters when a connected
   }
 });
 
+test("zeromq.js warns with that text when a connected ROUTER dials again under a routing id (its own Router.connect sets it)", async () => {
+  const socket = new zmq.Router({ linger: 0 });
+  try {
+    socket.connect('tcp://127.0.0.1:1', { routingId: 'peer-1' });
+    const seen = await warningsDuring(() => socket.connect('tcp://127.0.0.1:2', { routingId: 'peer-2' }));
+    assert.deepEqual(seen, [DEFERRED_OPTION_WARNING]);
+  } finally {
+    socket.close();
+  }
+});
+
+test('a plain client dialling several servers (in other processes: other sockets) prints no warning, and reaches them', async () => {
+  const dir = tempDir('hb-zmq-adapter-');
+  const url = `zmq://?matchmaker=local:${dir}`;
+  const topic = freshTopic();
+  for (const name of ['a', 'b', 'c']) {
+    const b = await Bus.create({ transports: { default: url } });
+    buses.push(b);
+    await b.rpcServer({ topic, server: name }, [{ whoami: () => name }]).start();
+  }
+  const cb = await Bus.create({ transports: { default: url } });
+  buses.push(cb);
+  const rpc = cb.rpcClient({ topic });
+  const answers = new Set<unknown>();
+  const seen = await warningsDuring(async () => {
+    for (let i = 0; i < 6; i++) answers.add(await rpc.call({}, 'whoami'));
+    await rpc.prepare({ fanout: true }).cast({}, 'whoami');
+  });
+  assert.deepEqual([...answers].sort(), ['a', 'b', 'c']);
+  assert.deepEqual(seen, []);
+});
+
 test('a CURVE client dialling several servers prints no warning, and reaches them', async () => {
   const dir = tempDir('hb-zmq-adapter-');
   const server = curveKeyPair();

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { connect as amqpConnect } from 'amqplib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ConfigInput, HybridbusConfig } from '@hybridbus/core';
+import { maskUrl, type ConfigInput, type HybridbusConfig } from '@hybridbus/core';
 import { PATTERN_OF, SCENARIOS, type Contender, type ProcessCommand, type Scenario } from './contender.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -24,15 +24,9 @@ export const BASELINE_OF: Readonly<Record<string, string>> = { zmq: 'raw-zeromq'
 
 const LABELS: Readonly<Record<string, string>> = { zmq: 'hybridbus zmq-direct', rabbit: 'hybridbus rabbit-brokered', amqp1: 'hybridbus amqp1' };
 
-/** The URL without credentials, for the report. */
+/** The URL without its passwords, for the report: core's one masking rule. */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.href;
-  } catch {
-    return url;
-  }
+  return maskUrl(url);
 }
 
 /** Can a TCP connection be opened? One line saying why not, or undefined. */

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, type HybridbusConfig } from '@hybridbus/core';
+import { loadConfig, maskSecrets, type HybridbusConfig } from '@hybridbus/core';
 // The bench's configs name these transports: loading them needs their drivers.
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
@@ -358,6 +358,23 @@ function defaultConfig(rabbitUrl: string, nsDir: string): HybridbusConfig {
   });
 }
 
+/** Every contender a run on `config` considers, in order, before any is probed. */
+function contendersOf(config: HybridbusConfig, rabbitUrl: string): Contender[] {
+  return [...hybridbusContenders(config), rawZeromq, ...registeredContenders({ rabbitUrl })];
+}
+
+/**
+ * The contenders a run without --config considers (the embedded zmq:// and RabbitMQ at
+ * `rabbitUrl`): what `hybridbus bench --help` lists, from the same list the run uses.
+ */
+export function defaultContenders(rabbitUrl: string = DEFAULT_RABBIT_URL): Array<{ id: string; label: string }> {
+  return contendersOf(defaultConfig(rabbitUrl, path.join(os.tmpdir(), 'hb-bench-ns')), rabbitUrl).map((c) => ({ id: c.info.id, label: c.info.label }));
+}
+
+/** What the table's `cpu µs/msg c/s` column holds (the table, `bench --help` and README say it). */
+export const CPU_COLUMN_NOTE =
+  'cpu µs/msg c/s: CPU time (user + system) per message in microseconds, client processes / server processes, median over the rounds; a fanout counts per delivery';
+
 /** Format a figure for the table. */
 const fmt = (v: number): string => (!Number.isFinite(v) ? '–' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
@@ -378,9 +395,10 @@ export function renderTable(report: BenchReport): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   const table = rows.map((r) => r.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
   const verdicts = rows.slice(1).map((r) => r[5] ?? '').filter(Boolean);
-  if (verdicts.length === 0) return table;
+  const legend = rows.some((r) => r[6]) ? `\n\n${CPU_COLUMN_NOTE}` : '';
+  if (verdicts.length === 0) return `${table}${legend}`;
   const count = (suffix: string): number => verdicts.filter((v) => v.endsWith(suffix)).length;
-  return `${table}\n\ntargets: ${count(' ok')} met, ${count(' MISS')} missed, ${count(' ?')} without their baseline in this run`;
+  return `${table}${legend}\ntargets: ${count(' ok')} met, ${count(' MISS')} missed, ${count(' ?')} without their baseline in this run`;
 }
 
 /** Run the benchmark; writes the JSON (and HTML when the renderer is there) and returns the report. */
@@ -392,7 +410,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   try {
     const config = o.config ? loadConfig({ file: o.config }) : defaultConfig(o.rabbitUrl, nsDir);
     const rabbitUrl = Object.values(config.transports).find((u) => schemeId(u) === 'rabbit') ?? o.rabbitUrl;
-    const all: Contender[] = [...hybridbusContenders(config), rawZeromq, ...registeredContenders({ rabbitUrl })];
+    const all = contendersOf(config, rabbitUrl);
     if (o.contenders) {
       const unknown = o.contenders.filter((id) => !all.some((c) => c.info.id === id));
       if (unknown.length) throw new Error(`--contenders: unknown ${unknown.map((u) => `"${u}"`).join(', ')}; expected some of ${all.map((c) => c.info.id).join(',')}`);
@@ -423,9 +441,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const units = o.rounds * scenarios.length * running.length;
     const bar = process.stderr.isTTY && units > 0 ? new cliProgress.SingleBar({ format: ' {bar} {value}/{total} {task}', stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
     bar?.start(units, 0, { task: '' });
+    // Without a terminal (CI logs, `| tee`) there is no bar: one line per scenario and round instead,
+    // so a long run is never silent.
+    const steps = o.rounds * scenarios.length;
+    let step = 0;
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 === 0 ? running : [...running].reverse();
       for (const scenario of scenarios) {
+        step++;
+        const here = order.filter((c) => c.scenarios.includes(scenario)).map((c) => c.info.id);
+        if (!bar && here.length) note(`[${step}/${steps}] round ${round + 1} of ${o.rounds}, ${scenario}: ${here.join(', ')}`);
         for (const c of order) {
           bar?.update({ task: `round ${round + 1} ${scenario} ${c.info.id}` });
           if (c.scenarios.includes(scenario)) {
@@ -433,7 +458,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               const raws = await measure(o, c, scenario, payload, cpus, (h) => hists.set(c.info.id, [...(hists.get(c.info.id) ?? []), h]));
               for (const r of raws) cells.push({ metric: r.metric, contender: c.info.id, round, value: r.value, ...(r.cpu ? { cpuUsPerMsg: r.cpu } : {}) });
             } catch (e) {
-              errors.push(`${c.info.id} ${scenario} round ${round + 1}: ${(e as Error).message.split('\n')[0]}`);
+              errors.push(`${c.info.id} ${scenario} round ${round + 1}: ${maskSecrets((e as Error).message.split('\n')[0] ?? '')}`);
             }
           }
           bar?.increment();

@@ -108,7 +108,7 @@ export async function addBenchCommand(program: Command, config: () => string | u
       });
     return;
   }
-  const { DEFAULT_RABBIT_URL, DEFAULTS, QUICK, runBench, SCALE_DEFAULTS, SCENARIOS } = engine;
+  const { CPU_COLUMN_NOTE, DEFAULT_RABBIT_URL, DEFAULTS, defaultContenders, QUICK, runBench, SCALE_DEFAULTS, SCENARIOS } = engine;
   const ALL_SCENARIOS: readonly string[] = [...SCENARIOS, 'scale'];
   const scenarioList = scenarioListOf(ALL_SCENARIOS);
   const payload = payloadOf(engine.parsePayload);
@@ -116,19 +116,27 @@ export async function addBenchCommand(program: Command, config: () => string | u
   program
     .command('bench')
     .description('benchmark every configured transport, the router and raw-client baselines side by side; a table, JSON and HTML')
-    .addHelpText(
-      'after',
-      `
+    // Built when help is shown: the contenders come from the engine, the list a run uses.
+    .addHelpText('after', () => {
+      const contenders = defaultContenders();
+      const width = Math.max(...contenders.map((c) => c.id.length));
+      return `
 Without --config it runs on the embedded default (zmq:// with a private name service) and adds
-RabbitMQ at --rabbit-url when it answers: contenders zmq, rabbit, hybrid (call/cast on zmq,
-fanout/notify on rabbit) and raw-zeromq. Contenders that cannot run are skipped with a reason.
-Scenarios: ${ALL_SCENARIOS.join(', ')} (scale runs only when asked: --scenario scale).`,
-    )
+RabbitMQ at --rabbit-url when it answers. Contenders (--contenders picks some; those that
+cannot run are skipped with a reason):
+${contenders.map((c) => `  ${c.id.padEnd(width)}  ${c.label}`).join('\n')}
+With --config: one contender per transport of the config, hybrid if it routes patterns to more
+than one, and the raw baselines.
+Scenarios: ${ALL_SCENARIOS.join(', ')} (scale runs only when asked: --scenarios scale).
+The table: median over the rounds, "vs raw" the median of per-round ratios to the transport's
+raw baseline, "target" the stated goal for that ratio, and
+${CPU_COLUMN_NOTE}.`;
+    })
     .addOption(new Option('--rabbit-url <url>', 'RabbitMQ for the default config (used only if reachable)').env('HYBRIDBUS_BENCH_RABBIT_URL').default(DEFAULT_RABBIT_URL).argParser(rabbitUrl))
     .option('--contenders <ids>', 'contenders to run, e.g. zmq,raw-zeromq (default all)', idList)
     .option('--scenarios <list>', `scenarios to run ${d(SCENARIOS.join(','))}`, scenarioList)
-    // The singular, as people type it (and as the issue spells `--scenario scale`).
-    .addOption(new Option('--scenario <list>').argParser(scenarioList).hideHelp())
+    // The singular, as people type it (README: `--scenario scale`): listed, so help and README agree.
+    .addOption(new Option('--scenario <list>', 'the same as --scenarios').argParser(scenarioList))
     .option('--rounds <n>', `interleaved rounds; medians are reported ${d(DEFAULTS.rounds, QUICK.rounds)}`, int(1))
     .option('--payload <bytes|oslo>', `payload size, or oslo: real OpenStack message sizes ${d(DEFAULTS.payload)}`, payload)
     .option('--duration-ms <ms>', `measured time per throughput/cast/fanout/notify figure ${d(DEFAULTS.durationMs, QUICK.durationMs)}`, int(1))

@@ -3,7 +3,7 @@
  * three fanout members and a notification pool, each pattern's round trip printed.
  * A config file (or HYBRIDBUS_* variables) runs the same demo on real transports.
  */
-import { Bus, type Context } from '@hybridbus/core';
+import { Bus, maskSecrets, type Context } from '@hybridbus/core';
 import { performance } from 'node:perf_hooks';
 
 const ctx: Context = { user_id: 'demo', request_id: 'req-demo-1' };
@@ -15,7 +15,8 @@ function row(pattern: string, transport: string, what: string, ms: number): void
 /** Run the demo on the config `file` (or the embedded default) and print each round trip. */
 export async function runDemo(file?: string): Promise<void> {
   const bus = await Bus.fromConfig(file);
-  const url = (p: 'call' | 'cast' | 'fanout' | 'notify'): string => `${bus.route('scheduler', p)} (${bus.config.transports[bus.route('scheduler', p)]})`;
+  // The transport's URL as it may be shown: its password masked.
+  const url = (p: 'call' | 'cast' | 'fanout' | 'notify'): string => `${bus.route('scheduler', p)} (${maskSecrets(String(bus.config.transports[bus.route('scheduler', p)]))})`;
   let castDone: () => void = () => undefined;
   const fanoutSeen = new Set<string>();
   let fanoutDone: () => void = () => undefined;

@@ -9,6 +9,7 @@ import {
   configSource,
   HybridbusError,
   loadConfig,
+  maskSecrets,
   PRIORITIES,
   RemoteError,
   type Context,
@@ -46,10 +47,20 @@ function json(what: string) {
   };
 }
 
-function positiveInt(text: string): number {
+/** A timeout in ms: a positive integer (0 would give up at once, which no one means). */
+function timeoutMs(text: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1) {
+    throw new InvalidArgumentError(`expected a positive integer number of milliseconds (0 would time out at once), got ${JSON.stringify(text)}`);
+  }
   return n;
+}
+
+/** A repeatable option's values, each also a comma-separated list: `-t a -t b,c` → [a, b, c]. */
+function topics(text: string, previous: string[] | undefined): string[] {
+  const xs = text.split(',').map((x) => x.trim()).filter(Boolean);
+  if (xs.length === 0) throw new InvalidArgumentError('expected a topic name (repeat -t, or separate topics with commas)');
+  return [...(previous ?? []), ...xs];
 }
 
 function priority(text: string): Priority {
@@ -103,7 +114,8 @@ program
     };
     walk(cfg as unknown as Record<string, unknown>, '');
     const width = Math.max(...rows.map(([k]) => k.length));
-    for (const [k, v, src] of rows) console.log(`${k.padEnd(width)}  ${JSON.stringify(v)}  (${src})`);
+    // Transport URLs with their passwords masked, as everywhere a URL is shown.
+    for (const [k, v, src] of rows) console.log(`${k.padEnd(width)}  ${maskSecrets(JSON.stringify(v))}  (${src})`);
     console.log('config OK');
   });
 
@@ -140,15 +152,21 @@ for (const kind of ['call', 'cast'] as const) {
     .option('-s, --server <name>', 'one server of the topic')
     .option('--version <x.y>', 'API version to ask for')
     .option('--namespace <ns>', 'endpoint namespace')
-    .option('--timeout <ms>', 'call timeout', positiveInt);
+    .option(
+      '--timeout <ms>',
+      kind === 'call'
+        ? 'give up on the reply after this many ms (default: config rpc.timeout; at least 1)'
+        : 'give up waiting for the cast to be accepted after this many ms (e.g. zmq:// acks, a blocked broker; default: wait)',
+      timeoutMs,
+    );
   if (kind === 'cast') cmd.option('--fanout', 'to every server of the topic');
   cmd.action(async (topic: string, method: string, args: string | undefined, o: { server?: string; version?: string; namespace?: string; timeout?: number; fanout?: boolean }) => {
       const parsed = args === undefined ? {} : jsonObject(args, 'args');
       const bus = await openBus();
       try {
-        const client = bus.rpcClient({ topic, server: o.server, version: o.version, namespace: o.namespace, fanout: kind === 'cast' ? o.fanout : undefined }, { timeout: o.timeout });
+        const client = bus.rpcClient({ topic, server: o.server, version: o.version, namespace: o.namespace, fanout: kind === 'cast' ? o.fanout : undefined }, { timeout: kind === 'call' ? o.timeout : undefined });
         if (kind === 'call') print(await client.call(common().context, method, parsed));
-        else await client.cast(common().context, method, parsed);
+        else await client.cast(common().context, method, parsed, { signal: o.timeout === undefined ? undefined : AbortSignal.timeout(o.timeout) });
       } finally {
         await bus.close();
       }
@@ -160,7 +178,7 @@ program
   .description('send a notification')
   .option('-p, --priority <priority>', `one of ${PRIORITIES.join(', ')}`, priority, 'info' as Priority)
   .option('--publisher <id>', 'publisher id', `cli.${process.pid}`)
-  .option('-t, --topic <topic...>', 'notification topics (default: config notifications.topics)')
+  .option('-t, --topic <topic>', 'a notification topic; repeat (-t a -t b) or separate with commas (default: config notifications.topics)', topics)
   .action(async (eventType: string, payload: string | undefined, o: { priority: Priority; publisher: string; topic?: string[] }) => {
     const body = payload === undefined ? {} : jsonObject(payload, 'payload');
     const bus = await openBus();
@@ -174,9 +192,10 @@ program
 program
   .command('listen')
   .description('print notifications as they arrive')
-  .option('-t, --topic <topic...>', 'topics to listen on', ['notifications'])
+  .option('-t, --topic <topic>', 'a topic to listen on; repeat (-t a -t b) or separate with commas (default: notifications)', topics)
   .option('--pool <name>', 'listener pool')
-  .action(async (o: { topic: string[]; pool?: string }) => {
+  .action(async (opts: { topic?: string[]; pool?: string }) => {
+    const o = { ...opts, topic: opts.topic ?? ['notifications'] };
     const bus = await openBus();
     const printer = Object.fromEntries(
       PRIORITIES.map((p) => [p, (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: unknown) => print({ priority: p, publisherId, eventType, payload, ctx, metadata })]),
@@ -202,7 +221,7 @@ program
     const bus = await Bus.fromConfig(common().config);
     try {
       const driver = bus.transport(name);
-      if (!(driver instanceof ZmqDriver)) throw new HybridbusError(`transport "${name}" is ${cfg.transports[name]}, not zmq://: it has no name service`);
+      if (!(driver instanceof ZmqDriver)) throw new HybridbusError(`transport "${name}" is ${maskSecrets(String(cfg.transports[name]))}, not zmq://: it has no name service`);
       const all = await driver.nameService.list();
       if (all.size === 0) console.log('(no records)');
       for (const [key, records] of all) console.log(`${key}  ${records.map((r) => r.address + (r.pool ? ` pool=${r.pool}` : '')).join(', ')}`);
@@ -217,8 +236,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode);
-  if (e instanceof RemoteError) console.error(`hybridbus: remote ${e.remoteClass}: ${e.remoteMessage}`);
-  else if (e instanceof HybridbusError) console.error(`hybridbus: ${e.code}: ${e.message}`);
-  else console.error(`hybridbus: ${e instanceof Error ? e.message : String(e)}`);
+  // Whatever an error says, a URL in it is shown with its password masked.
+  const say = (line: string): void => console.error(maskSecrets(line));
+  if (e instanceof RemoteError) say(`hybridbus: remote ${e.remoteClass}: ${e.remoteMessage}`);
+  else if (e instanceof HybridbusError) say(`hybridbus: ${e.code}: ${e.message}`);
+  else say(`hybridbus: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);
 }

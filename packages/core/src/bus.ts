@@ -89,24 +89,30 @@ export class Bus {
     return d;
   }
 
+  /** Clients, servers and listeners are made only by an open bus: after close() they could never work. */
+  private open(what: string): BusRuntime {
+    if (this.closed) throw new TransportClosed(`the bus is closed: ${what}() needs an open bus (Bus.create or Bus.fromConfig)`);
+    return this.runtime;
+  }
+
   rpcClient(target: TargetFields, options?: RpcClientOptions): RpcClient {
-    return new RpcClient(this.runtime, target, options);
+    return new RpcClient(this.open('rpcClient'), target, options);
   }
 
   rpcServer(target: TargetFields, endpoints: readonly object[], options?: RpcServerOptions): RpcServer {
-    return new RpcServer(this.runtime, target, endpoints, options);
+    return new RpcServer(this.open('rpcServer'), target, endpoints, options);
   }
 
   notifier(options: NotifierOptions): Notifier {
-    return new Notifier(this.runtime, options);
+    return new Notifier(this.open('notifier'), options);
   }
 
   notificationListener(targets: readonly TargetFields[], endpoints: readonly NotificationEndpoint[], options: NotificationListenerOptions = {}): NotificationListener {
-    return new NotificationListener(this.runtime, targets, endpoints, options);
+    return new NotificationListener(this.open('notificationListener'), targets, endpoints, options);
   }
 
   batchNotificationListener(targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions): BatchNotificationListener {
-    return new BatchNotificationListener(this.runtime, targets, endpoints, options);
+    return new BatchNotificationListener(this.open('batchNotificationListener'), targets, endpoints, options);
   }
 
   /** Close every transport. Stop servers and listeners first to let them drain. */

@@ -1,3 +1,5 @@
+import { maskSecrets } from './mask.js';
+
 /**
  * Every error hybridbus throws extends HybridbusError and carries a stable `code`
  * (after undici's errors): match on `code` or `instanceof`, never on messages.
@@ -10,11 +12,17 @@ export class HybridbusError extends Error {
   }
 }
 
-/** Invalid configuration: the message names the key, the bad value and the expected form. */
+/**
+ * Invalid configuration: the message names the key, the bad value and the expected form. A URL
+ * in a problem is shown with its password masked (mask.ts), whoever raised the error.
+ */
 export class ConfigError extends HybridbusError {
   override readonly code = 'HB_CONFIG';
-  constructor(readonly problems: readonly string[], source?: string) {
-    super(`invalid hybridbus config${source ? ` (${source})` : ''}:\n  ${problems.join('\n  ')}`);
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], source?: string) {
+    const masked = problems.map(maskSecrets);
+    super(`invalid hybridbus config${source ? ` (${maskSecrets(source)})` : ''}:\n  ${masked.join('\n  ')}`);
+    this.problems = masked;
   }
 }
 
@@ -77,6 +85,39 @@ export class RemoteError extends HybridbusError {
   ) {
     super(`Remote error: ${remoteClass} ${remoteMessage}\n${remoteTraceback.join('')}`.trimEnd());
   }
+}
+
+/** What `remoteError()` takes beside the class and the message. */
+export interface RemoteErrorOptions {
+  /**
+   * The module a Python caller looks the class up in: `builtins` for ValueError, KeyError, …;
+   * a module in the caller's `allowed_remote_exmods` for its own classes. Default "hybridbus".
+   */
+  readonly module?: string | undefined;
+  /** The exception's positional arguments (oslo: `failure.args`); default `[message]`. */
+  readonly args?: readonly unknown[] | undefined;
+  /** Its keyword arguments (oslo: `failure.kwargs`); default none. */
+  readonly kwargs?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/**
+ * The error an endpoint throws so that its caller sees the remote class `cls` of `module`, e.g.
+ * `throw remoteError('ValueError', 'bad flavor', { module: 'builtins' })`. A hybridbus caller
+ * gets a RemoteError with that remoteClass, remoteModule, remoteMessage, remoteArgs and
+ * remoteKwargs; Python oslo.messaging rebuilds `module.cls(*args, **kwargs)` when the module is
+ * `builtins` or in its `allowed_remote_exmods`, and raises `oslo_messaging.RemoteError` (with
+ * `exc_type` = cls) otherwise. List RemoteError in the endpoint's `expectedExceptions` when it is
+ * part of the API (not logged as a server fault).
+ */
+export function remoteError(cls: string, message: string, options: RemoteErrorOptions = {}): RemoteError {
+  if (typeof cls !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(cls)) {
+    throw new ConfigError([`remoteError class: must be a class name such as "ValueError": value was ${JSON.stringify(cls)}`], 'remoteError()');
+  }
+  const module = options.module ?? 'hybridbus';
+  if (typeof module !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(module)) {
+    throw new ConfigError([`module: must be a dotted module name such as "builtins" or "nova.exception": value was ${JSON.stringify(module)}`], 'remoteError() options');
+  }
+  return new RemoteError(cls, module, message, [], options.args ?? [message], options.kwargs ?? {});
 }
 
 /** The message could not be handed to the transport (after retries). */

@@ -3,6 +3,7 @@
  * the driver kit (the contract, oslo's codec and the pieces every driver shares).
  */
 export * from './errors.js';
+export { maskSecrets, maskUrl } from './mask.js';
 export * from './target.js';
 export { PRIORITIES, isPriority, type Context, type Priority } from './message.js';
 export { PATTERNS, registeredSchemes, type Driver, type DriverCapabilities, type Pattern } from './driver.js';

@@ -216,16 +216,23 @@ interface WithModule {
   module?: unknown;
 }
 
+/**
+ * The failure a caller gets for what an endpoint threw. The class a caller sees is, in order: a
+ * RemoteError's (`remoteError()`, or one a call of the endpoint's own raised), with its module,
+ * args and kwargs; else the error's `name` (a subclass sets it), its `module` property if it has
+ * one (default "hybridbus"), and `[message]` as args. README: "Remote errors".
+ */
 export function serializeFailure(err: unknown): string {
   const e = err instanceof Error ? err : new Error(String(err));
   const module = (e as WithModule).module;
+  const remote = e instanceof RemoteError ? e : undefined;
   const failure: Failure = {
-    class: e instanceof RemoteError ? e.remoteClass : e.name || 'Error',
-    module: e instanceof RemoteError ? e.remoteModule : typeof module === 'string' ? module : 'hybridbus',
-    message: e instanceof RemoteError ? e.remoteMessage : e.message,
+    class: remote ? remote.remoteClass : e.name || 'Error',
+    module: remote ? remote.remoteModule : typeof module === 'string' ? module : 'hybridbus',
+    message: remote ? remote.remoteMessage : e.message,
     tb: (e.stack ?? '').split('\n').map((l) => `${l}\n`),
-    args: [e instanceof RemoteError ? e.remoteMessage : e.message],
-    kwargs: {},
+    args: remote && remote.remoteArgs.length > 0 ? remote.remoteArgs : [remote ? remote.remoteMessage : e.message],
+    kwargs: remote ? remote.remoteKwargs : {},
   };
   return JSON.stringify(failure);
 }

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '@hybridbus/core';
+import { ConfigError, maskUrl } from '@hybridbus/core';
 import type { Options, SocketOptions } from 'amqplib';
 
 /** One broker to try; the failover list is tried in order, round-robin. */
@@ -96,10 +96,9 @@ const SPECS: Readonly<Record<string, Spec>> = {
 /** The option names this driver accepts in the URL query (for docs and error messages). */
 export const OPTION_NAMES: readonly string[] = Object.keys(SPECS);
 
+/** The URL as it may be shown: core's one masking rule (user:*** in every host of a failover list too). */
 function redact(url: URL): string {
-  const u = new URL(url.href);
-  if (u.password) u.password = '***';
-  return u.href;
+  return maskUrl(url.href);
 }
 
 interface HostPort {

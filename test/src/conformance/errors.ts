@@ -1,6 +1,6 @@
 /** Conformance cases: remote errors, timeouts, aborts and messages nobody can receive. */
 import assert from 'node:assert/strict';
-import { CallAborted, MessageUndeliverable, MessagingTimeout, RemoteError } from '@hybridbus/core';
+import { CallAborted, ConfigError, MessageUndeliverable, MessagingTimeout, RemoteError, remoteError } from '@hybridbus/core';
 import { deferred, recordingLogger } from '../util.js';
 import { ctx, type ConformanceCase } from './case.js';
 
@@ -43,6 +43,44 @@ export const ERROR_CASES: readonly ConformanceCase[] = [
       // Expected exceptions are part of the API: not logged as server faults.
       const errors = logger.records.filter((r) => r.level === 'error').map((r) => String((r.obj as { method?: string }).method));
       assert.deepEqual(errors, ['boom']);
+      await server.stop();
+    },
+  },
+  {
+    name: 'an endpoint chooses the remote class its caller sees: remoteError(class, message, { module, args, kwargs })',
+    pattern: 'call',
+    async run({ topic, newBus }) {
+      const logger = recordingLogger();
+      const bus = await newBus({ logger });
+      const server = bus.rpcServer({ topic, server: 's' }, [
+        {
+          expectedExceptions: [RemoteError],
+          flavor: (_c: unknown, a: { name: string }) => {
+            throw remoteError('ValueError', `no flavor ${a.name}`, { module: 'builtins' });
+          },
+          lookup: () => {
+            throw remoteError('InstanceNotFound', 'Instance i-1 could not be found.', { module: 'nova.exception', args: [], kwargs: { instance_id: 'i-1' } });
+          },
+          plain: () => {
+            throw remoteError('Conflict', 'busy');
+          },
+        },
+      ]);
+      await server.start();
+      const client = (await newBus()).rpcClient({ topic });
+      const sees = (cls: string, module: string, message: string, args: unknown[], kwargs: object) => (e: unknown): boolean => {
+        assert.ok(e instanceof RemoteError, String(e));
+        assert.equal(e.code, 'HB_REMOTE');
+        assert.deepEqual([e.remoteClass, e.remoteModule, e.remoteMessage, e.remoteArgs, e.remoteKwargs], [cls, module, message, args, kwargs]);
+        return true;
+      };
+      await assert.rejects(client.call(ctx, 'flavor', { name: 'm1.huge' }), sees('ValueError', 'builtins', 'no flavor m1.huge', ['no flavor m1.huge'], {}));
+      // args default to [message] when none are given (an empty list counts as none).
+      await assert.rejects(client.call(ctx, 'lookup'), sees('InstanceNotFound', 'nova.exception', 'Instance i-1 could not be found.', ['Instance i-1 could not be found.'], { instance_id: 'i-1' }));
+      await assert.rejects(client.call(ctx, 'plain'), sees('Conflict', 'hybridbus', 'busy', ['busy'], {}));
+      assert.deepEqual(logger.records.filter((r) => r.level === 'error'), [], 'listed in expectedExceptions: not a server fault');
+      assert.throws(() => remoteError('not a class', 'x'), (e: unknown) => e instanceof ConfigError && /remoteError class/.test(e.message));
+      assert.throws(() => remoteError('X', 'x', { module: 'no spaces allowed' }), ConfigError);
       await server.stop();
     },
   },

@@ -9,7 +9,17 @@ import { extname } from 'node:path';
 import YAML from 'yaml';
 import { defaultTransportUrl, PATTERNS } from '../driver.js';
 import { ConfigError } from '../errors.js';
-import { isLeaf, isPlainObject, schema, type ConfigInput, type HybridbusConfig, type SchemaNode } from './schema.js';
+import { checkTransportUrl, isLeaf, isPlainObject, schema, type ConfigInput, type HybridbusConfig, type SchemaNode } from './schema.js';
+
+/**
+ * HYBRIDBUS_* variables that are not configuration: the project's tools read them, and the
+ * loader accepts them (any other HYBRIDBUS_* variable that is not a config key's is rejected, so
+ * a misspelt one does not pass unnoticed). Documented under these names in README.
+ */
+export const NON_CONFIG_VARIABLES: Readonly<Record<string, string>> = {
+  HYBRIDBUS_BENCH_RABBIT_URL: '`hybridbus bench`: the RabbitMQ of the default config (--rabbit-url)',
+  HYBRIDBUS_TEST_KEEP_DATA: "the test launcher (test/src/harness): keep the servers' data directories after they stop",
+};
 
 /** Keys present in `input` but absent from the schema. */
 function unknownKeys(input: unknown, node: SchemaNode, prefix = ''): string[] {
@@ -38,16 +48,33 @@ function flatten(input: Record<string, unknown>, node: SchemaNode, prefix = ''):
   return out;
 }
 
-/** convict says "key: problem: value was X" (but leaves out falsy values); one problem a line. */
-function convictProblems(e: unknown, valueOf: (key: string) => unknown): string[] {
+/**
+ * convict says "key: problem: value was X" (but leaves out falsy values); one problem a line,
+ * each ending with where its value was set (`origin`), so that the fix is clear.
+ */
+function convictProblems(e: unknown, valueOf: (key: string) => unknown, origin: (key: string) => string): string[] {
   return String((e as Error).message)
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      if (line.includes('value was')) return line;
       const key = /^([\w.]+): /.exec(line)?.[1];
-      return key === undefined ? line : `${line}: value was ${JSON.stringify(valueOf(key))}`;
+      if (key === undefined) return line;
+      return `${line.includes('value was') ? line : `${line}: value was ${JSON.stringify(valueOf(key))}`}${origin(key)}`;
     });
+}
+
+/** Every transport URL checked on its own: a problem names the transport and shows only its URL. */
+function transportProblems(transports: unknown, origin: string): string[] {
+  if (!isPlainObject(transports)) return [];
+  const problems: string[] = [];
+  for (const [name, url] of Object.entries(transports)) {
+    try {
+      checkTransportUrl(url);
+    } catch (e) {
+      problems.push(`transports.${name}: ${(e as Error).message}: value was ${JSON.stringify(url)}${origin}`);
+    }
+  }
+  return problems;
 }
 
 /** Cross-key rule: every pattern (and topic override) names a declared transport. */
@@ -102,8 +129,8 @@ export function loadConfig(options: LoadConfigOptions = {}): HybridbusConfig {
   if (fileData !== undefined && fileData !== null && !isPlainObject(fileData)) {
     throw new ConfigError(['the top level must be a mapping of keys to values'], source);
   }
-  const problems = [...unknownKeys(fileData, schema), ...unknownKeys(options.overrides, schema)];
-  if (problems.length) throw new ConfigError(problems, source);
+  const unknown = [...unknownKeys(fileData, schema), ...unknownKeys(options.overrides, schema)];
+  if (unknown.length) throw new ConfigError(unknown, source);
 
   // Layers are applied by hand with set(): convict's load() cannot merge into object-valued keys.
   const layers: Array<[ConfigSource, Array<[string, unknown]>]> = [
@@ -112,7 +139,15 @@ export function loadConfig(options: LoadConfigOptions = {}): HybridbusConfig {
     ['override', flatten((options.overrides ?? {}) as Record<string, unknown>, schema)],
   ];
   const sources = new Map<string, ConfigSource>();
-  let conf: convict.Config<unknown>;
+  // Where a key's value was set, named so that the fix is clear: the variable or the file.
+  const origin = (key: string): string => {
+    const layer = sources.get(key);
+    if (layer === 'env') return ` (set by ${envNameOf(key)})`;
+    if (layer === 'file') return ` (set in ${options.file})`;
+    return '';
+  };
+  let conf: convict.Config<unknown> | undefined;
+  const problems: string[] = [];
   try {
     conf = convict(schema as convict.Schema<unknown>, { env: {}, args: [] });
     for (const [layer, leaves] of layers) {
@@ -123,8 +158,10 @@ export function loadConfig(options: LoadConfigOptions = {}): HybridbusConfig {
     }
     conf.validate({ allowed: 'strict' });
   } catch (e) {
-    throw new ConfigError(convictProblems(e, (key) => conf?.has(key as never) ? conf.get(key as never) : undefined), source);
+    problems.push(...convictProblems(e, (key) => (conf?.has(key as never) ? conf.get(key as never) : undefined), origin));
   }
+  if (conf) problems.push(...transportProblems(conf.get('transports' as never), origin('transports')));
+  if (problems.length || !conf) throw new ConfigError(problems, source);
   const cfg = conf.getProperties() as unknown as HybridbusConfig;
   if (Object.keys(cfg.transports).length === 0) {
     const url = defaultTransportUrl();
@@ -148,26 +185,33 @@ export function configSource(cfg: HybridbusConfig, key: string): ConfigSource {
   return configSources.get(cfg)?.get(key) ?? 'default';
 }
 
-/** HYBRIDBUS_* variables named in the schema, as [key, raw string] leaves. */
-function envLeaves(env: NodeJS.ProcessEnv): Array<[string, unknown]> {
-  const out: Array<[string, unknown]> = [];
-  const known: string[] = [];
+/** Config key → its HYBRIDBUS_* variable, from the schema. */
+const ENV_OF: ReadonlyMap<string, string> = (() => {
+  const out = new Map<string, string>();
   const walk = (node: SchemaNode, prefix: string): void => {
     for (const [k, child] of Object.entries(node)) {
       const c = child as SchemaNode;
       const key = prefix ? `${prefix}.${k}` : k;
-      if (!isLeaf(c)) walk(c, key);
-      else {
-        known.push(String(c['env']));
-        if (env[String(c['env'])] !== undefined) out.push([key, env[String(c['env'])]]);
-      }
+      if (isLeaf(c)) out.set(key, String(c['env']));
+      else walk(c, key);
     }
   };
   walk(schema as unknown as SchemaNode, '');
+  return out;
+})();
+
+const envNameOf = (key: string): string => ENV_OF.get(key) ?? key;
+
+/** HYBRIDBUS_* variables named in the schema, as [key, raw string] leaves. */
+function envLeaves(env: NodeJS.ProcessEnv): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = [];
+  for (const [key, name] of ENV_OF) if (env[name] !== undefined) out.push([key, env[name]]);
+  const known = [...ENV_OF.values()];
   // A misspelt variable would otherwise be ignored without a word.
-  const unknown = Object.keys(env).filter((k) => k.startsWith('HYBRIDBUS_') && !known.includes(k));
+  const unknown = Object.keys(env).filter((k) => k.startsWith('HYBRIDBUS_') && !known.includes(k) && !Object.hasOwn(NON_CONFIG_VARIABLES, k));
   if (unknown.length) {
-    throw new ConfigError(unknown.map((k) => `${k}: unknown environment variable (value ${JSON.stringify(env[k])}); expected one of: ${known.join(', ')}`), 'environment');
+    const others = Object.keys(NON_CONFIG_VARIABLES).join(', ');
+    throw new ConfigError(unknown.map((k) => `${k}: unknown environment variable (value ${JSON.stringify(env[k])}); expected one of: ${known.join(', ')} (or, read by hybridbus's tools and not config: ${others})`), 'environment');
   }
   return out;
 }

@@ -50,20 +50,25 @@ function parseJsonIfString(v: unknown): unknown {
   }
 }
 
-/** A transport URL: well formed, a scheme some imported driver registered, options that driver accepts. */
-function checkTransportUrl(url: unknown): void {
-  if (typeof url !== 'string') throw new Error('must be a URL string such as "zmq://" or "rabbit://user:pass@host:5672/"');
+/**
+ * A transport URL: well formed, a scheme some imported driver registered, options that driver
+ * accepts. Checked per transport by the loader (config/load.ts), so that a problem names that
+ * transport and shows its value alone.
+ */
+export function checkTransportUrl(url: unknown): void {
+  // The caller shows the value (masked): the messages say what is wrong and the expected form.
+  if (typeof url !== 'string') throw new Error('must be a URL string such as "zmq://" or "rabbit://host:5672/"');
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new Error(`must be a URL such as "zmq://" or "rabbit://user:pass@host:5672/": ${JSON.stringify(url)} is malformed`);
+    throw new Error('is not a well-formed URL; expected one such as "zmq://" or "rabbit://host:5672/"');
   }
   const scheme = parsed.protocol.replace(/:$/, '');
   const driver = driverFor(scheme);
   if (!driver) {
     const known = registeredSchemes().map((s) => `${s}:`).join(', ') || 'none';
-    throw new Error(`has unknown scheme "${scheme}:": no driver is registered for it (registered: ${known}); import the driver's package, e.g. "@hybridbus/zmq-direct"`);
+    throw new Error(`unknown scheme "${scheme}:": no driver is registered for it (registered: ${known}); import the driver's package, e.g. "@hybridbus/zmq-direct"`);
   }
   try {
     driver.checkUrl?.(parsed);
@@ -80,13 +85,9 @@ convict.addFormat({
     if (!isPlainObject(value)) {
       throw new Error('must be an object mapping transport names to URLs, e.g. {"direct": "zmq://"}');
     }
-    for (const [name, url] of Object.entries(value)) {
+    // Each URL is checked by the loader (checkTransportUrl), one problem per transport.
+    for (const name of Object.keys(value)) {
       if (!NAME.test(name)) throw new Error(`transport name ${JSON.stringify(name)} must match ${NAME}`);
-      try {
-        checkTransportUrl(url);
-      } catch (e) {
-        throw new Error(`transport "${name}" ${(e as Error).message}`);
-      }
     }
   },
 });
@@ -114,6 +115,16 @@ convict.addFormat({
   validate(value: unknown) {
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
       throw new Error('must be a non-negative integer number of milliseconds');
+    }
+  },
+});
+
+convict.addFormat({
+  name: 'call-timeout',
+  coerce: (v: unknown) => (typeof v === 'string' && /^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v),
+  validate(value: unknown) {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+      throw new Error('must be a positive integer number of milliseconds (a call always has a timeout; 0 would time out at once)');
     }
   },
 });
@@ -194,8 +205,8 @@ export const schema = {
   },
   rpc: {
     timeout: {
-      doc: "Default call timeout in ms (oslo's rpc_response_timeout).",
-      format: 'ms',
+      doc: "Default call timeout in ms (oslo's rpc_response_timeout); at least 1.",
+      format: 'call-timeout',
       default: 60_000,
       env: 'HYBRIDBUS_RPC_TIMEOUT',
     },

@@ -1,4 +1,4 @@
-import { CallAborted, CallMonitorTimeout, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
+import { CallAborted, CallMonitorTimeout, ConfigError, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
 import { CallCancel } from '../driver.js';
 import type { BusRuntime } from '../runtime.js';
 import { jsonSerializer } from '../serializer.js';
@@ -25,6 +25,14 @@ export type RpcClientOptions = Omit<PrepareOptions, keyof TargetFields>;
 
 const noop = (): void => undefined;
 
+/** A call timeout is a positive, finite number of ms: 0 would time out at once, and there is no "never". */
+function checkCallTimeout(v: unknown, what: string): void {
+  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) {
+    const [source, key] = what.split(' option ') as [string, string];
+    throw new ConfigError([`${key}: must be a positive number of ms (a call always has a timeout; 0 would time out at once): value was ${String(v)}`], `${source} options`);
+  }
+}
+
 
 /** oslo's RPCClient: `call` waits for the result, `cast` does not. */
 export class RpcClient {
@@ -40,11 +48,10 @@ export class RpcClient {
   ) {
     this.target = validateTarget(target, 'rpc-client');
     this.options = { ...options };
-    for (const key of ['timeout', 'callMonitorTimeout'] as const) {
-      const v = options[key];
-      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) {
-        throw new RangeError(`RpcClient option ${key} must be a non-negative number of ms, got ${v}`);
-      }
+    checkCallTimeout(options.timeout, 'RpcClient option timeout');
+    const monitor = options.callMonitorTimeout;
+    if (monitor !== undefined && !(typeof monitor === 'number' && Number.isFinite(monitor) && monitor >= 0)) {
+      throw new ConfigError([`callMonitorTimeout: must be a non-negative number of ms (0: no call monitoring): value was ${String(monitor)}`], 'RpcClient options');
     }
     if (options.versionCap !== undefined) validateTarget({ version: options.versionCap }, 'endpoint');
   }
@@ -70,6 +77,7 @@ export class RpcClient {
     const target = (this.callTarget ??= validateTarget(this.target, 'rpc-call'));
     const request = this.request(ctx, method, args);
     const driver = this.runtime.transportFor(target.topic as string, 'call');
+    checkCallTimeout(options.timeout, 'call option timeout');
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.runtime.rpc.timeout;
     const monitorMs = this.options.callMonitorTimeout ?? this.runtime.rpc.callMonitorTimeout;
 

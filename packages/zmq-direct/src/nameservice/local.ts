@@ -9,6 +9,11 @@
  * on the same directory hear each other at once; other processes are heard through fs.watch (create,
  * rename and delete only: a refresh is not a change), or by polling the directory if fs.watch is
  * unavailable. A change may be reported more than once (in-process and again by fs.watch).
+ *
+ * The default directory (in the shared temp dir) is removed when the last instance of a process
+ * closes and it is empty, so that a run leaves nothing behind; another process still using it
+ * creates it again before its next write, reads a missing directory as "no records", and its
+ * refresh tick re-watches a directory that was removed and created again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -72,6 +77,10 @@ export class LocalNameService extends BaseNameService {
   readonly kind = 'local';
   readonly dir: string;
   private readonly dirId: string;
+  /** Whether dir is the default one (removed on close when empty), and so checked for ownership. */
+  private readonly isDefaultDir: boolean;
+  /** The inode fs.watch watches: a directory removed and created again needs a new watch. */
+  private watchedIno: number | undefined;
   private readonly pollMs: number;
   private readonly timer: NodeJS.Timeout;
   private watcher: fs.FSWatcher | undefined;
@@ -84,7 +93,8 @@ export class LocalNameService extends BaseNameService {
     super(options);
     this.dir = path.resolve(options.dir ?? defaultLocalDir());
     this.pollMs = options.pollMs ?? 500;
-    prepareDir(this.dir, options.dir === undefined);
+    this.isDefaultDir = options.dir === undefined;
+    prepareDir(this.dir, this.isDefaultDir);
     this.dirId = fs.realpathSync(this.dir);
 
     let peers = sameProcess.get(this.dirId);
@@ -99,13 +109,13 @@ export class LocalNameService extends BaseNameService {
 
   protected async fetch(key: string): Promise<readonly SeenRecord[]> {
     const encoded = encodeKey(key);
-    const names = (await fsp.readdir(this.dir)).filter((n) => encodedKeyOf(n) === encoded);
+    const names = (await this.names()).filter((n) => encodedKeyOf(n) === encoded);
     const read = await Promise.all(names.map((n) => this.readRecordFile(n)));
     return read.filter((r) => r !== undefined && r.key === key).map((r) => r!.seen);
   }
 
   protected async fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>> {
-    const names = (await fsp.readdir(this.dir)).filter((n) => encodedKeyOf(n) !== undefined);
+    const names = (await this.names()).filter((n) => encodedKeyOf(n) !== undefined);
     const all = new Map<string, SeenRecord[]>();
     for (const r of await Promise.all(names.map((n) => this.readRecordFile(n)))) {
       if (!r) continue;
@@ -147,6 +157,19 @@ export class LocalNameService extends BaseNameService {
     peers?.delete(this.onSameProcessChange);
     if (peers?.size === 0) sameProcess.delete(this.dirId);
     await this.drained();
+    // The last user of the default directory in this process leaves nothing behind: rmdir fails
+    // (and is ignored) while any record or temp file of any process is in it.
+    if (this.isDefaultDir && !sameProcess.has(this.dirId)) await fsp.rmdir(this.dir).catch(() => undefined);
+  }
+
+  /** The directory's entries; a directory removed by another process's close() holds no records. */
+  private async names(): Promise<string[]> {
+    try {
+      return await fsp.readdir(this.dir);
+    } catch (err) {
+      if (isMissing(err)) return [];
+      throw err;
+    }
   }
 
   // -- internals -----------------------------------------------------------
@@ -158,8 +181,16 @@ export class LocalNameService extends BaseNameService {
 
   private async writeRecordFile(reg: Registration): Promise<void> {
     const tmp = path.join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const body = `${JSON.stringify({ key: reg.key, record: reg.record })}\n`;
     try {
-      await fsp.writeFile(tmp, `${JSON.stringify({ key: reg.key, record: reg.record })}\n`);
+      try {
+        await fsp.writeFile(tmp, body);
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+        // Removed by another process's close() (it was empty then): create it again, checked as at start.
+        prepareDir(this.dir, this.isDefaultDir);
+        await fsp.writeFile(tmp, body);
+      }
       // Our clock, not the file system's coarser one: forget() compares registration times with Date.now().
       const now = Date.now() / 1000;
       await fsp.utimes(tmp, now, now);
@@ -222,6 +253,7 @@ export class LocalNameService extends BaseNameService {
           }
         }
         await this.sweep();
+        await this.rewatchIfReplaced();
         this.noteBackendOk();
       } catch (err) {
         this.noteBackendError(err, 'refresh');
@@ -229,9 +261,20 @@ export class LocalNameService extends BaseNameService {
     });
   }
 
+  /** A watched directory that was removed (and maybe created again) is watched anew. */
+  private async rewatchIfReplaced(): Promise<void> {
+    if (!this.watcher || this.closed) return;
+    const st = await fsp.stat(this.dir).catch(() => undefined);
+    if (st === undefined || st.ino === this.watchedIno) return;
+    this.watcher.close();
+    this.watcher = undefined;
+    this.watch();
+    this.changedAll(); // what happened in between was not heard
+  }
+
   private async sweep(): Promise<void> {
     const now = Date.now();
-    for (const name of await fsp.readdir(this.dir)) {
+    for (const name of await this.names()) {
       if (encodedKeyOf(name) !== undefined) {
         const st = await fsp.stat(path.join(this.dir, name)).catch(() => undefined);
         if (st && now - st.mtimeMs > this.ttlMs) await this.prune(name);
@@ -278,6 +321,7 @@ export class LocalNameService extends BaseNameService {
         if (!this.closed) this.startPolling();
       });
       this.watcher = watcher;
+      this.watchedIno = fs.statSync(this.dir, { throwIfNoEntry: false })?.ino;
     } catch (err) {
       this.logger.warn({ err: errorMessage(err), dir: this.dir }, 'name service: fs.watch unavailable; polling the directory instead');
       this.startPolling();
@@ -296,7 +340,7 @@ export class LocalNameService extends BaseNameService {
     if (this.polling || this.closed) return;
     this.polling = true;
     try {
-      const names = new Set((await fsp.readdir(this.dir)).filter((n) => encodedKeyOf(n) !== undefined));
+      const names = new Set((await this.names()).filter((n) => encodedKeyOf(n) !== undefined));
       const before = this.polledNames;
       this.polledNames = names;
       if (!before) return;

@@ -15,7 +15,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 
-import { ConfigError, MessageDeliveryFailure } from '@hybridbus/core';
+import { ConfigError, maskUrl, MessageDeliveryFailure } from '@hybridbus/core';
 
 import { BaseNameService, errorMessage, parseRecord, type Registration, type SeenRecord } from './base.js';
 import type { NameServiceOptions } from './types.js';
@@ -40,12 +40,12 @@ if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) e
 return {pruned, redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')}
 `;
 
-export const REDIS_FORM = 'redis://[[user]:password@]host[:port][/db]';
+export const REDIS_FORM = 'redis://[[user]:<password>@]host[:port][/db]';
 export const SENTINEL_FORM = 'redis+sentinel://host[:port][,host[:port]...]/<masterName>[?password=...&sentinelPassword=...&db=N]';
 
-/** The URL with passwords replaced by "***", for logs and error messages. */
+/** The URL with passwords replaced by "***", for logs and error messages: core's one rule (maskUrl). */
 export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^/@]*?:)[^/@]*@/, '$1***@').replace(/((?:^|[?&])(?:sentinelP|p)assword=)[^&#]*/gi, '$1***');
+  return maskUrl(url);
 }
 
 /** ioredis options for a redis:// or redis+sentinel:// URL; throws ConfigError naming `matchmaker`. */
