@@ -212,6 +212,12 @@ describe('memory a sender cannot grow', () => {
     await raw.until(400);
     assert.ok(raw.records.every((r) => r.kind === 'x' && r.body['code'] === 'HB_MALFORMED'), 'an over-long _unique_id is refused as malformed');
     assert.equal(casts, 0);
+    // A correlation id or a key too long to be ours is dropped unanswered (answers echo ids).
+    const dropped = (await driver(server).counters())['dropped'] ?? 0;
+    await raw.dealer.send([FRAME_VERSION, record('s', { i: 'x'.repeat(10_000), k: key, m: request('note', {}, 'long-i') })]);
+    await raw.dealer.send([FRAME_VERSION, record('s', { i: 'long-k', k: 'k'.repeat(10_000), m: request('note', {}, 'long-k') })]);
+    while (((await driver(server).counters())['dropped'] ?? 0) < dropped + 2) await new Promise((r) => setImmediate(r));
+    assert.equal(raw.records.length, 400, 'neither got an answer');
     // Ordinary ids: remembered up to dedup_max, the oldest forgotten first.
     for (let i = 0; i < 1000; i++) await raw.dealer.send([FRAME_VERSION, record('s', { i: `c${i}`, k: key, m: request('note', {}, `u${i}`) })]);
     await raw.until(1400);

@@ -86,6 +86,10 @@ export function pack(records: readonly Encoded[], maxFrameBytes: number): string
   return frames;
 }
 
+/** Longest correlation id (ours are about a dozen characters) and name-service key accepted. */
+export const MAX_ID = 128;
+export const MAX_KEY = 1024;
+
 const KINDS = new Set<number>([CALL, CAST, FANOUT, NOTIFY, REPLY, ACK, NACK]);
 const badString = (v: unknown, name: string): string | undefined => (v === undefined || typeof v === 'string' ? undefined : name);
 
@@ -103,6 +107,9 @@ export function decode(record: string): { kind: Kind; body: Body } {
   // Field by field, not a loop over names: a keyed load per name was megamorphic and showed.
   const bad = badString(b['i'], 'i') ?? badString(b['k'], 'k') ?? badString(b['pool'], 'pool') ?? badString(b['code'], 'code') ?? badString(b['error'], 'error');
   if (bad) throw new MalformedMessage(`record field "${bad}" must be a string`);
+  // Ids and keys come back in answers and are remembered: a sender cannot make them large.
+  if (typeof b['i'] === 'string' && b['i'].length > MAX_ID) throw new MalformedMessage(`record id of ${b['i'].length} characters (at most ${MAX_ID})`);
+  if (typeof b['k'] === 'string' && b['k'].length > MAX_KEY) throw new MalformedMessage(`record key of ${b['k'].length} characters (at most ${MAX_KEY})`);
   const m = b['m'];
   if (m !== undefined && (typeof m !== 'object' || m === null || Array.isArray(m))) {
     throw new MalformedMessage('record field "m" must be an object');

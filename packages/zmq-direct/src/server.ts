@@ -57,7 +57,8 @@ const NO_INBOUND: InboundStats = { received: 0, dropped: 0, oversize: 0, paused:
 /** Tell the sender of a message with an id why it was not taken. */
 function refuse(ib: Inbound, client: Buffer, body: Body, code: string, error: string): void {
   if (code === 'HB_MALFORMED') ib.dropped(new MalformedMessage(error));
-  if (body.i !== undefined) ib.send(client, NACK, { i: body.i, code, error });
+  // The reason may quote what the sender sent: bounded, so answers stay small.
+  if (body.i !== undefined) ib.send(client, NACK, { i: body.i, code, error: error.length > 512 ? `${error.slice(0, 509)}...` : error });
 }
 
 export class ZmqServer {
