@@ -83,7 +83,7 @@ export class Link {
     return () => this.downListeners.delete(listener);
   }
 
-  private notify(): void {
+  private wakeWaiters(): void {
     const w = this.wake;
     this.wake = deferred();
     w.resolve();
@@ -116,7 +116,7 @@ export class Link {
         // than at the call's timeout (attempts go on, for when the broker's config is fixed).
         const why = handshakeRefusal(err);
         this.refused = why ? new AuthenticationFailed(`${ep.label} refused the connection: ${why}`, { cause: err }) : undefined;
-        this.notify();
+        this.wakeWaiters();
         if (failures >= eps.length) this.firstPass.resolve();
         const now = Date.now();
         const log = { err, broker: ep.label, attempt: failures };
@@ -165,7 +165,7 @@ export class Link {
         // Lost while setting up: back off as after a failed attempt, not in a tight loop.
         failures++;
         this.failedAttempts++;
-        this.notify();
+        this.wakeWaiters();
         if (failures >= eps.length) this.firstPass.resolve();
         await gen.model.close().catch(() => undefined);
         await this.pause(this.backoffMs(0));
@@ -176,11 +176,11 @@ export class Link {
       if (failures > 0 || gen.id > 1) this.logger.info({ broker: ep.label, attempts: failures }, 'connected to the broker');
       failures = 0;
       this.firstPass.resolve();
-      this.notify();
+      this.wakeWaiters();
 
       const reason = await gen.lost;
       this.gen = undefined;
-      this.notify();
+      this.wakeWaiters();
       if (this.closed) break;
       this.logger.warn({ err: reason, broker: ep.label }, 'broker connection lost; reconnecting');
       for (const l of [...this.downListeners]) {
@@ -253,7 +253,7 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     this.sleeper?.abort();
-    this.notify();
+    this.wakeWaiters();
     if (whileUp && this.isUp) await whileUp();
     this.unblock.resolve();
     const gen = this.gen;

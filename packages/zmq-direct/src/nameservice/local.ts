@@ -15,7 +15,7 @@
  * creates it again before its next write, reads a missing directory as "no records", and its
  * refresh tick re-watches a directory that was removed and created again.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -23,6 +23,7 @@ import path from 'node:path';
 
 import { ConfigError } from '@hybridbus/core';
 
+import { encodedKeyOf, encodeKey, fileNameOf } from './local-files.js';
 import { BaseNameService, errorMessage, toHostRecord, type Registration, type SeenRecord } from './base.js';
 import type { NameServiceOptions } from './types.js';
 
@@ -43,33 +44,6 @@ export function defaultLocalDir(): string {
 
 // Same-process instances on one directory, by real path: they notify each other directly.
 const sameProcess = new Map<string, Set<(key: string) => void>>();
-
-const SUFFIX = '.json';
-const MAX_ENCODED_KEY = 160; // keeps file names well under the usual 255-byte limit
-
-/**
- * The key as a file-name part: [A-Za-z0-9_-] kept, every other UTF-8 byte as %XX (so '.', '@' and
- * '/' never appear and decodeURIComponent reverses it); very long keys become "=" + a hash.
- */
-function encodeKey(key: string): string {
-  let out = '';
-  for (const byte of Buffer.from(key, 'utf8')) {
-    const c = String.fromCharCode(byte);
-    out += /[A-Za-z0-9_-]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out.length <= MAX_ENCODED_KEY ? out : `=${sha256(key).slice(0, 40)}`;
-}
-
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
-
-const fileNameOf = (key: string, member: string): string => `${encodeKey(key)}@${sha256(member).slice(0, 24)}${SUFFIX}`;
-
-/** The encoded-key part of a record file name, or undefined for anything else (temp files, strays). */
-function encodedKeyOf(name: string): string | undefined {
-  if (name.startsWith('.') || !name.endsWith(SUFFIX)) return undefined;
-  const at = name.lastIndexOf('@');
-  return at > 0 ? name.slice(0, at) : undefined;
-}
 
 const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 
