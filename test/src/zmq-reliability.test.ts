@@ -8,10 +8,10 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
-import type { Context } from '@hybridbus/core';
+import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import { curveKeyPair, FRAME_VERSION } from '@hybridbus/zmq-direct';
-import { freshTopic, tempDir } from './util.js';
+import { freshTopic, recordingLogger, tempDir } from './util.js';
 import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 
@@ -232,6 +232,38 @@ describe('memory a sender cannot grow', () => {
     assert.equal(casts, 1000);
     assert.equal((await driver(server).counters())['duplicatesDropped'], 1);
     raw.dealer.close();
+  });
+});
+
+describe('a client that does not read its replies', () => {
+  test('its replies are bounded by max_queued and dropped with one warning, counted; the server keeps serving others', async () => {
+    const dir = tempDir('hb-zmq-rel-');
+    const topic = freshTopic();
+    const logger = recordingLogger();
+    const server = await Bus.create(cfg(url(dir, '&max_queued=50')), { logger });
+    try {
+      await server.rpcServer({ topic, server: 's' }, [{ echo: (_c: Context, a: Record<string, unknown>) => a }]).start();
+      const dealer = new zmq.Dealer({ linger: 0, sendHighWaterMark: 100_000 });
+      dealer.connect(`tcp://${(await driver(server).address()) as string}`);
+      const key = `openstack/${topic}`;
+      const pad = 'p'.repeat(2000);
+      const deadline = Date.now() + 30_000;
+      // Calls whose replies it never reads: ZeroMQ's pipe and TCP fill, then the server's queue.
+      for (let i = 0; ((await driver(server).counters())['repliesDropped'] ?? 0) === 0; i++) {
+        assert.ok(Date.now() < deadline, 'the server never had to drop a reply');
+        for (let k = 0; k < 500; k++) await dealer.send([FRAME_VERSION, record('c', { i: `c${i}.${k}`, k: key, m: request('echo', { pad }, `u${i}.${k}`) })]);
+      }
+      for (let k = 0; k < 500; k++) await dealer.send([FRAME_VERSION, record('c', { i: `more${k}`, k: key, m: request('echo', { pad }, `m${k}`) })]);
+      while (((await driver(server).counters())['repliesDropped'] ?? 0) < 500) await new Promise((r) => setTimeout(r, 10));
+      const warnings = logger.records.filter((r) => r.level === 'warn' && /replies it does not read/.test(r.msg ?? ''));
+      assert.equal(warnings.length, 1, 'one warning for a client that stays full, however many replies it drops');
+      // Another client is answered meanwhile.
+      const other = (await bus(url(dir))).rpcClient({ topic }, { timeout: 10_000 });
+      assert.deepEqual(await other.call({}, 'echo', { ok: 1 }), { ok: 1 });
+      dealer.close();
+    } finally {
+      await server.close();
+    }
   });
 });
 

@@ -26,14 +26,22 @@ export interface InboundStats {
  */
 export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body: Body) => Promise<unknown> | void;
 
+/** What waits to be sent to one client. */
+interface Outbox {
+  readonly client: Buffer;
+  records: Encoded[];
+  /** It has dropped replies already (and said so). */
+  full?: boolean;
+}
+
 /** A day: in effect, never (see the socket options below). */
 const SERVER_HEARTBEAT_TIMEOUT = 86_400_000;
 
 export class Inbound {
   private readonly socket: zmq.Router;
-  private readonly outboxes = new Map<string, { client: Buffer; records: Encoded[] }>();
+  private readonly outboxes = new Map<string, Outbox>();
   /** The box last sent to (still in `outboxes` until the next flush). */
-  private lastBox: { client: Buffer; records: Encoded[] } | undefined;
+  private lastBox: Outbox | undefined;
   private flushScheduled = false;
   private flushing = false;
   /** ms before retrying a client whose pipe was full; doubles while it stays full. */
@@ -183,9 +191,11 @@ export class Inbound {
       this.lastBox = box;
     }
     if (box.records.length >= this.options.maxQueued) {
-      // A client that does not read what it asked for: bounded memory beats its replies.
+      // A client that does not read what it asked for: bounded memory beats its replies. Said
+      // once per full queue and counted always, so such a client cannot flood the log either.
       this.stats.repliesDropped++;
-      this.logger.warn({ client: client.toString('hex') }, `zmq-direct: a client has ${box.records.length} replies it does not read (max_queued); dropping`);
+      if (!box.full) this.logger.warn({ client: client.toString('hex') }, `zmq-direct: a client has ${box.records.length} replies it does not read (max_queued); dropping its replies`);
+      box.full = true;
       return;
     }
     box.records.push(encode(kind, body, this.options.maxMessageSize));
@@ -245,11 +255,13 @@ export class Inbound {
   }
 
   /** Put a box that could not leave back in front of what was queued for its client since. */
-  private requeue(box: { client: Buffer; records: Encoded[] }): void {
+  private requeue(box: Outbox): void {
     const key = box.client.toString('latin1');
     const newer = this.outboxes.get(key);
-    if (newer) newer.records = box.records.concat(newer.records);
-    else this.outboxes.set(key, box);
+    if (newer) {
+      newer.records = box.records.concat(newer.records);
+      newer.full ||= box.full;
+    } else this.outboxes.set(key, box);
   }
 
   close(): void {
