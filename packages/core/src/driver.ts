@@ -24,6 +24,11 @@ export interface DriverCapabilities {
   readonly requeue: boolean;
   /** Servers send heartbeats during long calls; clients see them. */
   readonly callMonitor: boolean;
+  /**
+   * A fanout reaches every server of the topic. A queue-only broker cannot fan out, and its
+   * driver's fanout() fails with UnsupportedFeature instead of reaching one server.
+   */
+  readonly broadcast: boolean;
 }
 
 export interface DriverCallOptions {

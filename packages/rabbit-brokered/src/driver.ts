@@ -64,6 +64,7 @@ export class RabbitDriver implements Driver {
       pools: true,
       requeue: true,
       callMonitor: true,
+      broadcast: true,
     };
     const { logger, name, controlExchange } = context;
     this.link = new Link(options, logger, name);

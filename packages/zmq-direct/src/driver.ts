@@ -35,6 +35,7 @@ export const zmqCapabilities: DriverCapabilities = {
   pools: true,
   requeue: false,
   callMonitor: true,
+  broadcast: true,
 };
 
 /** How long close() lets messages already handed over reach the wire (ms). */

@@ -51,6 +51,7 @@ export const RPC_CASES: readonly ConformanceCase[] = [
   {
     name: 'fanout: a cast reaches every server of the topic once',
     pattern: 'fanout',
+    needs: ['broadcast'],
     async run({ topic, newBus, startServer }) {
       const seen = new Collector<string>();
       for (const name of ['a', 'b', 'c']) {

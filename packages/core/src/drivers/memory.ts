@@ -97,6 +97,7 @@ export const memoryCapabilities: DriverCapabilities = {
   pools: true,
   requeue: true,
   callMonitor: true,
+  broadcast: true,
 };
 
 export class MemoryDriver implements Driver {

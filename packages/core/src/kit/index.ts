@@ -31,3 +31,4 @@ export {
 export * from '../message.js';
 export { MemoryDriver, memoryDriverFactory } from '../drivers/memory.js';
 export { Limiter } from '../limiter.js';
+export { optionParsers, UrlOptions, type OptionParser, type OptionSpec } from './url-options.js';

@@ -1,0 +1,82 @@
+/**
+ * A driver's options from its transport URL's query string, checked in one place: every
+ * unknown, repeated or malformed option is collected, and the caller gets one ConfigError that
+ * names each option, its value and the expected form (a typo must never fall back to a default).
+ */
+import { ConfigError } from '../errors.js';
+import { maskUrl } from '../mask.js';
+
+/** Parses one raw value: the value, or undefined when it is malformed. */
+export type OptionParser<T> = (raw: string) => T | undefined;
+
+export interface OptionSpec<T> {
+  readonly parse: OptionParser<T>;
+  /** The expected form, for the error ("a whole number >= 1"). */
+  readonly expected: string;
+  /** Never echo the value (passwords, keys). */
+  readonly secret?: boolean;
+}
+
+const TRUE = /^(1|true|yes|on)$/i;
+const FALSE = /^(0|false|no|off)$/i;
+
+export const optionParsers = {
+  bool: { parse: (raw) => (TRUE.test(raw) ? true : FALSE.test(raw) ? false : undefined), expected: 'a boolean (true/false, 1/0, yes/no, on/off)' } as OptionSpec<boolean>,
+  text: { parse: (raw) => (raw === '' ? undefined : raw), expected: 'a non-empty string' } as OptionSpec<string>,
+  intAtLeast: (min: number, what = `a whole number >= ${min}`): OptionSpec<number> => ({
+    parse: (raw) => (/^\d+$/.test(raw) && Number(raw) >= min ? Number(raw) : undefined),
+    expected: what,
+  }),
+  secondsAtLeast: (min: number): OptionSpec<number> => ({
+    parse: (raw) => (/^\d+(\.\d+)?$/.test(raw) && Number(raw) >= min ? Number(raw) : undefined),
+    expected: `a number of seconds >= ${min}`,
+  }),
+  oneOf: <T extends string>(...values: readonly T[]): OptionSpec<T> => ({
+    parse: (raw) => (values as readonly string[]).includes(raw) ? (raw as T) : undefined,
+    expected: `one of ${values.map((v) => `"${v}"`).join(', ')}`,
+  }),
+  list: { parse: (raw) => raw.split(/[\s,]+/).filter((s) => s !== ''), expected: 'a comma-separated list' } as OptionSpec<string[]>,
+};
+
+type Specs = Readonly<Record<string, OptionSpec<unknown>>>;
+type Values<S extends Specs> = { [K in keyof S]?: S[K] extends OptionSpec<infer T> ? T : never };
+
+/** The options read from a URL, plus the problems found so far (add your own, then `check()`). */
+export class UrlOptions<S extends Specs> {
+  readonly values: Values<S> = {};
+  readonly problems: string[] = [];
+
+  constructor(
+    readonly url: URL,
+    private readonly specs: S,
+  ) {
+    const seen = new Set<string>();
+    for (const [key, raw] of url.searchParams) {
+      const spec = specs[key];
+      if (!spec) {
+        this.problems.push(`unknown option "${key}"; expected one of: ${Object.keys(specs).join(', ')}`);
+        continue;
+      }
+      if (seen.has(key)) {
+        this.problems.push(`option "${key}" is given more than once`);
+        continue;
+      }
+      seen.add(key);
+      const v = spec.parse(raw);
+      const shown = spec.secret ? `<${raw.length} characters, hidden>` : JSON.stringify(raw);
+      if (v === undefined) this.problems.push(`option "${key}" has bad value ${shown}; expected ${spec.expected}`);
+      else (this.values as Record<string, unknown>)[key] = v;
+    }
+  }
+
+  /** The option's value, or `dflt` when the URL does not set it. */
+  get<K extends keyof S & string>(key: K, dflt: NonNullable<Values<S>[K]>): NonNullable<Values<S>[K]> {
+    const v = this.values[key];
+    return v === undefined || v === null ? dflt : (v as NonNullable<Values<S>[K]>);
+  }
+
+  /** Throws one ConfigError for every problem, naming the URL with its credentials masked. */
+  check(): void {
+    if (this.problems.length > 0) throw new ConfigError(this.problems, `transport ${maskUrl(this.url.href)}`);
+  }
+}
