@@ -69,7 +69,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
 
 // A child process that registers one record in a local registry, then waits:
 // "unregister" on stdin makes it close (unregistering); SIGKILL simulates a crash.
-const LOCAL_MODULE = new URL('./nameservice/local.js', import.meta.resolve('@hybridbus/zmq-direct')).href;
+const LOCAL_MODULE = new URL('./local.js', import.meta.resolve('@hybridbus/nameservice')).href;
 const CHILD = `
 const { LocalNameService } = await import(process.env.NS_MODULE);
 const ns = new LocalNameService({ dir: process.env.NS_DIR, ttlMs: Number(process.env.NS_TTL), cacheMs: 0 });
