@@ -17,7 +17,7 @@ import {
   StaticNameService,
   type HostRecord,
   type NameService,
-} from '@hybridbus/zmq-direct';
+} from '@hybridbus/nameservice';
 
 import { sharedServers, startRedis, startRedisSentinel } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
