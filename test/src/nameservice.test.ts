@@ -1,6 +1,7 @@
 /**
- * The zmq-direct name service ("matchmaker"): local (in-process and across processes), static,
- * and Redis (plain and Sentinel) against real redis-server processes from the launcher.
+ * The name services of @hybridbus/nameservice ("matchmaker"): local (in-process and across
+ * processes), static, and Redis (plain and Sentinel) against real redis-server processes from the
+ * launcher.
  */
 import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
