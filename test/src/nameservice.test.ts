@@ -1,6 +1,7 @@
 /**
- * The zmq-direct name service ("matchmaker"): local (in-process and across processes), static,
- * and Redis (plain and Sentinel) against real redis-server processes from the launcher.
+ * The name services of @hybridbus/nameservice ("matchmaker"): local (in-process and across
+ * processes), static, and Redis (plain and Sentinel) against real redis-server processes from the
+ * launcher.
  */
 import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import {
   StaticNameService,
   type HostRecord,
   type NameService,
-} from '@hybridbus/zmq-direct';
+} from '@hybridbus/nameservice';
 
 import { sharedServers, startRedis, startRedisSentinel } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
@@ -69,7 +70,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
 
 // A child process that registers one record in a local registry, then waits:
 // "unregister" on stdin makes it close (unregistering); SIGKILL simulates a crash.
-const LOCAL_MODULE = new URL('./nameservice/local.js', import.meta.resolve('@hybridbus/zmq-direct')).href;
+const LOCAL_MODULE = new URL('./local.js', import.meta.resolve('@hybridbus/nameservice')).href;
 const CHILD = `
 const { LocalNameService } = await import(process.env.NS_MODULE);
 const ns = new LocalNameService({ dir: process.env.NS_DIR, ttlMs: Number(process.env.NS_TTL), cacheMs: 0 });

@@ -12,8 +12,9 @@
  */
 import { readdirSync } from 'node:fs';
 import { Bus, type Context } from '@hybridbus/core';
+import { createNameService } from '@hybridbus/nameservice';
 import '@hybridbus/zmq-direct';
-import { createNameService, type ZmqDriver } from '@hybridbus/zmq-direct';
+import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import * as zmq from 'zeromq';
 import { fromParent, reportErrors, toParent, type Message } from '../lib/proc.js';
 

@@ -19,10 +19,10 @@ import type {
   SendOptions,
   Subscription,
 } from '@hybridbus/core/driver';
+import { createNameService, type NameService } from '@hybridbus/nameservice';
 import { randomBytes } from 'node:crypto';
 import { ZmqClient } from './client.js';
 import { Keys } from './keys.js';
-import { createNameService, type NameService } from './nameservice/index.js';
 import { ZmqNotifications } from './notifications.js';
 import type { ZmqOptions } from './options.js';
 import { Outbound } from './outbound.js';

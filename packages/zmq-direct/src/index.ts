@@ -6,7 +6,8 @@ import { parseOptions } from './options.js';
 export { ZmqDriver, zmqCapabilities } from './driver.js';
 export { parseOptions, type ZmqOptions, type CurveOptions } from './options.js';
 export { VERSION as FRAME_VERSION } from './frames.js';
-export * from './nameservice/index.js';
+// The name services moved to @hybridbus/nameservice; re-exported so existing imports keep working.
+export * from '@hybridbus/nameservice';
 
 /** Generate a CURVE keypair (Z85) for `curve_public_key` / `curve_secret_key`. */
 export const curveKeyPair = zmq.curveKeyPair;

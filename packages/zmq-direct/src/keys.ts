@@ -4,7 +4,7 @@
  */
 import type { Target } from '@hybridbus/core';
 import { exchangeOf, serverKey } from '@hybridbus/core/driver';
-import type { HostRecord } from './nameservice/index.js';
+import type { HostRecord } from '@hybridbus/nameservice';
 
 export interface TargetKeys {
   /** `<exchange>/<topic>`: every server of the topic (fanout, and calls naming no server). */

@@ -5,10 +5,10 @@
  */
 import { MessageUndeliverable, type Target } from '@hybridbus/core';
 import { notificationToOslo, type Notification, type NotificationListenOptions, type Subscription } from '@hybridbus/core/driver';
+import type { HostRecord, NameService } from '@hybridbus/nameservice';
 import type { ZmqClient } from './client.js';
 import { NOTIFY } from './frames.js';
 import type { Keys } from './keys.js';
-import type { HostRecord, NameService } from './nameservice/index.js';
 import type { ZmqOptions } from './options.js';
 import type { NotificationHandler, ZmqServer } from './server.js';
 

@@ -4,8 +4,8 @@
  * forgotten and the next one tried, so a message known not to have left fails over.
  */
 import { MessageUndeliverable, TransportClosed } from '@hybridbus/core';
+import type { HostRecord, NameService } from '@hybridbus/nameservice';
 import type { Encoded } from './frames.js';
-import type { HostRecord, NameService } from './nameservice/index.js';
 import type { Keys } from './keys.js';
 import type { ZmqOptions } from './options.js';
 import type { Outbound, Settle } from './outbound.js';

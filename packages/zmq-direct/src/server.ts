@@ -15,10 +15,10 @@ import {
   type RpcRequest,
   type Subscription,
 } from '@hybridbus/core/driver';
+import type { HostRecord, NameService } from '@hybridbus/nameservice';
 import { ACK, CALL, CAST, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
 import { Inbound, type InboundStats } from './inbound.js';
 import type { Keys } from './keys.js';
-import type { HostRecord, NameService } from './nameservice/index.js';
 import type { ZmqOptions } from './options.js';
 import { DUPLICATE, Receipts, type Finish } from './receipts.js';
 

@@ -315,8 +315,8 @@ export const sentinelFailover: Scenario = {
       const failoverMs = performance.now() - t0;
 
       // Written after the promotion: a record's score is its writer's clock + ns_ttl (packages/
-      // zmq-direct/src/nameservice/redis.ts), so a score past promotedAt + ns_ttl was written
-      // to the new master, not replicated from the old one.
+      // nameservice/src/redis.ts), so a score past promotedAt + ns_ttl was written to the new
+      // master, not replicated from the old one.
       const key = `hb:ns:openstack/${topic}`;
       const addresses = servers.map((s) => String(s.ready['address']));
       let refreshed = 0;

@@ -1,15 +1,16 @@
 /**
- * The name service (oslo's "matchmaker"): servers register where they listen, clients look
- * up the hosts of a key. Keys are "<exchange>/<topic>" and "<exchange>/<topic>.<server>" for RPC,
- * and "notify:<exchange>/<topic>" for notification listeners.
+ * The name service (oslo's "matchmaker") of the direct (brokerless) drivers: servers register
+ * where they listen, clients look up the hosts of a key and connect to one. Keys are
+ * "<exchange>/<topic>" and "<exchange>/<topic>.<server>" for RPC, and "notify:<exchange>/<topic>"
+ * for notification listeners.
  */
 import type { Logger } from '@hybridbus/core';
 
 /** One place a server listens. */
 export interface HostRecord {
-  /** "host:port" a client connects to (tcp). */
+  /** "host:port" a client connects to. */
   readonly address: string;
-  /** The server's CURVE public key (Z85), when CURVE is on. */
+  /** The server's public key, for transports that authenticate servers by one (zmq://: CURVE, Z85). */
   readonly publicKey?: string | undefined;
   /** Notification listener pool; listeners without one share the pool "". */
   readonly pool?: string | undefined;

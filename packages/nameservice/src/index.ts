@@ -1,5 +1,7 @@
 /**
- * The name service (oslo's "matchmaker"), chosen by a spec string:
+ * The name service (oslo's "matchmaker") shared by the direct (brokerless) drivers: a server
+ * registers the "host:port" it listens on under its keys, a client looks a key up and connects.
+ * createNameService() builds one from a spec string (zmq://'s `matchmaker` option):
  *
  *   local                          one host, no server: a registry directory in the tmp dir (default)
  *   local:/abs/dir                 the same in another (absolute, so every process finds it) directory

@@ -9,7 +9,7 @@ import { ConfigError } from '@hybridbus/core';
 import { BaseNameService, canonicalRecord, toHostRecord, type Registration, type SeenRecord } from './base.js';
 import type { HostRecord, NameServiceOptions } from './types.js';
 
-/** "host:port", or a full record (to give a CURVE public key or a notification pool). */
+/** "host:port", or a full record (to give a public key or a notification pool). */
 export type StaticHostEntry = string | HostRecord;
 export type StaticHosts = Readonly<Record<string, readonly StaticHostEntry[]>>;
 
