@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import type { Bus, DriverCapabilities, Pattern } from '@hybridbus/core';
 import { byGroup, CASES, runCase, skipReason, type ConformanceCase, type ConformanceEnv } from './conformance/suite.js';
 
-const every: DriverCapabilities = { durable: true, brokerless: true, pools: true, requeue: true, callMonitor: true };
+const every: DriverCapabilities = { durable: true, brokerless: true, pools: true, requeue: true, callMonitor: true, broadcast: true };
 const routed: string[] = [];
 /** A router's bus: notify over "broker" (no pools, no requeue), every other pattern over "direct". */
 const probe = {
