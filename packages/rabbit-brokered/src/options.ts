@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, maskUrl } from '@hybridbus/core';
+import { urlDecode, urlHosts, type UrlHost } from '@hybridbus/core/driver';
 import type { Options, SocketOptions } from 'amqplib';
 
 /** One broker to try; the failover list is tried in order, round-robin. */
@@ -101,88 +102,6 @@ function redact(url: URL): string {
   return maskUrl(url.href);
 }
 
-interface HostPort {
-  readonly host: string;
-  readonly port: number | undefined;
-  readonly username: string | undefined;
-  readonly password: string | undefined;
-}
-
-/** `[user[:pass]@]host[:port]`, host possibly a bracketed IPv6 literal. */
-function parseAuthorityEntry(entry: string): HostPort | string {
-  const at = entry.lastIndexOf('@');
-  const userinfo = at >= 0 ? entry.slice(0, at) : undefined;
-  const hostport = at >= 0 ? entry.slice(at + 1) : entry;
-  let host: string;
-  let portText: string | undefined;
-  if (hostport.startsWith('[')) {
-    const end = hostport.indexOf(']');
-    if (end < 0) return `unterminated IPv6 literal in ${JSON.stringify(entry)}`;
-    host = hostport.slice(1, end);
-    const rest = hostport.slice(end + 1);
-    if (rest !== '' && !rest.startsWith(':')) return `junk after the IPv6 literal in ${JSON.stringify(entry)}`;
-    portText = rest === '' ? undefined : rest.slice(1);
-  } else {
-    const colon = hostport.lastIndexOf(':');
-    host = colon >= 0 ? hostport.slice(0, colon) : hostport;
-    portText = colon >= 0 ? hostport.slice(colon + 1) : undefined;
-  }
-  if (host === '') return `no host in ${JSON.stringify(entry)}`;
-  let port: number | undefined;
-  if (portText !== undefined && portText !== '') {
-    if (!/^\d+$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-      return `bad port ${JSON.stringify(portText)} in ${JSON.stringify(entry)} (expected 1-65535)`;
-    }
-    port = Number(portText);
-  }
-  let username: string | undefined;
-  let password: string | undefined;
-  if (userinfo !== undefined) {
-    const colon = userinfo.indexOf(':');
-    username = colon >= 0 ? userinfo.slice(0, colon) : userinfo;
-    password = colon >= 0 ? userinfo.slice(colon + 1) : undefined;
-  }
-  return { host, port, username, password };
-}
-
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-
-/**
- * The brokers named by one URL. oslo writes a failover list in the authority
- * (`rabbit://u:p@h1:5672,u:p@h2:5672/`); WHATWG URL parsing folds everything before the last
- * `@` into the password, so the authority is rebuilt from the decoded parts and split on `,`.
- * (A literal `,` or `@` in a password of such a list is ambiguous: use `?failover=` then.)
- */
-function authorityEntries(url: URL): HostPort[] | string {
-  const user = decode(url.username);
-  const pass = decode(url.password);
-  const userinfo = user !== '' || pass !== '' ? `${user}${url.password !== '' ? `:${pass}` : ''}@` : '';
-  const authority = `${userinfo}${decode(url.host)}`;
-  if (!authority.includes(',')) {
-    return [
-      {
-        host: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port === '' ? undefined : Number(url.port),
-        username: user !== '' || pass !== '' ? user : undefined,
-        password: url.password !== '' ? pass : undefined,
-      },
-    ];
-  }
-  const out: HostPort[] = [];
-  for (const entry of authority.split(',')) {
-    const parsed = parseAuthorityEntry(entry.trim());
-    if (typeof parsed === 'string') return parsed;
-    out.push(parsed);
-  }
-  return out;
-}
-
 export function parseRabbitUrl(url: URL): RabbitOptions {
   const scheme = url.protocol.replace(/:$/, '');
   const source = `transport ${redact(url)}`;
@@ -230,10 +149,10 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
   }
 
   let vhost = '/';
-  if (url.pathname !== '' && url.pathname !== '/') vhost = decode(url.pathname.slice(1));
+  if (url.pathname !== '' && url.pathname !== '/') vhost = urlDecode(url.pathname.slice(1));
 
-  const hosts: HostPort[] = [];
-  const main = authorityEntries(url);
+  const hosts: UrlHost[] = [];
+  const main = urlHosts(url);
   if (typeof main === 'string') problems.push(`bad broker list in the URL: ${main}`);
   else hosts.push(...main);
   const failover = values.get('failover') as string | undefined;
@@ -246,7 +165,7 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
         problems.push(`option "failover" has bad URL ${JSON.stringify(item)}; expected ${SPECS['failover']?.expected}`);
         continue;
       }
-      const entries = authorityEntries(f);
+      const entries = urlHosts(f);
       if (typeof entries === 'string') problems.push(`option "failover": ${entries}`);
       else hosts.push(...entries);
     }

@@ -31,4 +31,4 @@ export {
 export * from '../message.js';
 export { MemoryDriver, memoryDriverFactory } from '../drivers/memory.js';
 export { Limiter } from '../limiter.js';
-export { optionParsers, UrlOptions, type OptionParser, type OptionSpec } from './url-options.js';
+export { optionParsers, urlDecode, urlHosts, UrlOptions, type OptionParser, type OptionSpec, type UrlHost } from './url-options.js';

@@ -80,3 +80,87 @@ export class UrlOptions<S extends Specs> {
     if (this.problems.length > 0) throw new ConfigError(this.problems, `transport ${maskUrl(this.url.href)}`);
   }
 }
+
+export interface UrlHost {
+  readonly host: string;
+  readonly port: number | undefined;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+}
+
+/** `[user[:pass]@]host[:port]`, host possibly a bracketed IPv6 literal. */
+function parseAuthorityEntry(entry: string): UrlHost | string {
+  const at = entry.lastIndexOf('@');
+  const userinfo = at >= 0 ? entry.slice(0, at) : undefined;
+  const hostport = at >= 0 ? entry.slice(at + 1) : entry;
+  let host: string;
+  let portText: string | undefined;
+  if (hostport.startsWith('[')) {
+    const end = hostport.indexOf(']');
+    if (end < 0) return `unterminated IPv6 literal in ${JSON.stringify(entry)}`;
+    host = hostport.slice(1, end);
+    const rest = hostport.slice(end + 1);
+    if (rest !== '' && !rest.startsWith(':')) return `junk after the IPv6 literal in ${JSON.stringify(entry)}`;
+    portText = rest === '' ? undefined : rest.slice(1);
+  } else {
+    const colon = hostport.lastIndexOf(':');
+    host = colon >= 0 ? hostport.slice(0, colon) : hostport;
+    portText = colon >= 0 ? hostport.slice(colon + 1) : undefined;
+  }
+  if (host === '') return `no host in ${JSON.stringify(entry)}`;
+  let port: number | undefined;
+  if (portText !== undefined && portText !== '') {
+    if (!/^\d+$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+      return `bad port ${JSON.stringify(portText)} in ${JSON.stringify(entry)} (expected 1-65535)`;
+    }
+    port = Number(portText);
+  }
+  let username: string | undefined;
+  let password: string | undefined;
+  if (userinfo !== undefined) {
+    const colon = userinfo.indexOf(':');
+    username = colon >= 0 ? userinfo.slice(0, colon) : userinfo;
+    password = colon >= 0 ? userinfo.slice(colon + 1) : undefined;
+  }
+  return { host, port, username, password };
+}
+
+/** decodeURIComponent, or the text as it is when it is not valid percent-encoding. */
+export function urlDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * The brokers named by one URL. oslo writes a failover list in the authority
+ * (`rabbit://u:p@h1:5672,u:p@h2:5672/`); WHATWG URL parsing folds everything before the last
+ * `@` into the password, so the authority is rebuilt from the decoded parts and split on `,`.
+ * (A literal `,` or `@` in a password of such a list is ambiguous: use `?failover=` then.)
+ */
+export function urlHosts(url: URL): UrlHost[] | string {
+  const user = urlDecode(url.username);
+  const pass = urlDecode(url.password);
+  const userinfo = user !== '' || pass !== '' ? `${user}${url.password !== '' ? `:${pass}` : ''}@` : '';
+  const authority = `${userinfo}${urlDecode(url.host)}`;
+  if (!authority.includes(',')) {
+    return [
+      {
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port === '' ? undefined : Number(url.port),
+        username: user !== '' || pass !== '' ? user : undefined,
+        password: url.password !== '' ? pass : undefined,
+      },
+    ];
+  }
+  const out: UrlHost[] = [];
+  for (const entry of authority.split(',')) {
+    const parsed = parseAuthorityEntry(entry.trim());
+    if (typeof parsed === 'string') return parsed;
+    out.push(parsed);
+  }
+  return out;
+}
+
