@@ -55,9 +55,10 @@ export class PendingCalls<C extends PendingCall = PendingCall> {
     return true;
   }
 
-  /** Fail every call in flight (connection lost, transport closed). */
-  rejectAll(error: (call: C) => Error): void {
+  /** Fail every call in flight (connection lost, transport closed), or those `which` picks. */
+  rejectAll(error: (call: C) => Error, which?: (call: C) => boolean): void {
     for (const [id, call] of [...this.calls]) {
+      if (which && !which(call)) continue;
       this.delete(id);
       call.reject(error(call));
     }

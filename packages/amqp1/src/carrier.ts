@@ -1,0 +1,110 @@
+/**
+ * Which connection a message goes out on. Through an intermediary there is one (Intermediary);
+ * in direct mode (Direct) the name service says which servers listen for a key, and each
+ * server's listener gets a pooled connection of its own.
+ */
+import { MessageUndeliverable, type Logger } from '@hybridbus/core';
+import type { HostRecord, NameService } from '@hybridbus/nameservice';
+import type { ConnectionOptions, Container } from 'rhea';
+import { Peer } from './peer.js';
+
+export interface Carrier {
+  /** One peer for a key (direct: round-robin over the key's hosts, skipping `except`). */
+  one(key: string, except?: ReadonlySet<string>): Promise<Peer>;
+  /** Every peer serving the key (a fanout), or, with pools, one per pool. */
+  all(key: string, perPool: boolean): Promise<Peer[]>;
+  /** The peer failed before it took a message: stop offering it (direct mode). */
+  failed(peer: Peer): void;
+  close(): void;
+}
+
+export class Intermediary implements Carrier {
+  constructor(readonly peer: Peer) {}
+  async one(): Promise<Peer> {
+    return this.peer;
+  }
+  async all(): Promise<Peer[]> {
+    return [this.peer];
+  }
+  failed(): void {}
+  close(): void {
+    this.peer.close();
+  }
+}
+
+export interface DirectCarrierOptions {
+  readonly container: Container;
+  readonly nameService: NameService;
+  readonly logger: Logger;
+  readonly connect: (record: HostRecord) => ConnectionOptions;
+  readonly replyCredit: number;
+}
+
+export class Direct implements Carrier {
+  private readonly peers = new Map<string, Peer>();
+  private readonly next = new Map<string, number>();
+
+  constructor(private readonly o: DirectCarrierOptions) {}
+
+  private peerFor(record: HostRecord): Peer {
+    let p = this.peers.get(record.address);
+    if (!p || p.isClosed) {
+      const address = record.address;
+      p = new Peer(this.o.container, {
+        label: `direct ${address}`,
+        address,
+        logger: this.o.logger,
+        connect: () => this.o.connect(record),
+        replySource: () => ({ dynamic: true }),
+        replyCredit: this.o.replyCredit,
+      });
+      const peer = p;
+      p.onDown(() => {
+        if (peer.isClosed && this.peers.get(address) === peer) this.peers.delete(address);
+      });
+      this.peers.set(address, p);
+    }
+    return p;
+  }
+
+  private async records(key: string): Promise<readonly HostRecord[]> {
+    const rs = this.o.nameService.cached(key) ?? (await this.o.nameService.lookup(key));
+    if (rs.length === 0) throw new MessageUndeliverable(`amqp1 direct: nobody listens for "${key}" (no record in the name service)`);
+    return rs;
+  }
+
+  async one(key: string, except?: ReadonlySet<string>): Promise<Peer> {
+    const all = await this.records(key);
+    const rs = except ? all.filter((r) => !except.has(r.address)) : all;
+    if (rs.length === 0) throw new MessageUndeliverable(`amqp1 direct: every server of "${key}" failed (${[...(except ?? [])].join(', ')})`);
+    const n = this.next.get(key) ?? 0;
+    this.next.set(key, n + 1);
+    return this.peerFor(rs[n % rs.length] as HostRecord);
+  }
+
+  async all(key: string, perPool: boolean): Promise<Peer[]> {
+    const rs = await this.records(key);
+    if (!perPool) return rs.map((r) => this.peerFor(r));
+    const pools = new Map<string, HostRecord[]>();
+    for (const r of rs) {
+      const pool = r.pool ?? '';
+      const members = pools.get(pool) ?? [];
+      members.push(r);
+      pools.set(pool, members);
+    }
+    const n = this.next.get(key) ?? 0;
+    this.next.set(key, n + 1);
+    return [...pools.values()].map((members) => this.peerFor(members[n % members.length] as HostRecord));
+  }
+
+  failed(peer: Peer): void {
+    this.o.nameService.forget(peer.address);
+    if (this.peers.get(peer.address) === peer) this.peers.delete(peer.address);
+    peer.close();
+  }
+
+  close(): void {
+    for (const p of this.peers.values()) p.close();
+    this.peers.clear();
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Taking messages off a receiving link, the same for an intermediary's links and a direct
+ * listener's: credit is granted by hand, `window` at a time, and comes back only as messages
+ * are settled, so a busy server stops the flow instead of buffering without bound. rhea
+ * re-attaches links after a reconnect; deliveries of the old connection can no longer be
+ * settled and give no credit back.
+ */
+import type { Delivery, EventContext, Message, Receiver } from 'rhea';
+
+export type Outcome =
+  | { readonly kind: 'accept' }
+  | { readonly kind: 'release' }
+  | { readonly kind: 'undeliverable' }
+  | { readonly kind: 'reject'; readonly condition: string; readonly description: string };
+
+export const ACCEPT: Outcome = { kind: 'accept' };
+export const RELEASE: Outcome = { kind: 'release' };
+
+export interface Inbound {
+  readonly message: Message;
+  readonly delivery: Delivery;
+  /** The connection it came on (a direct listener replies on it). */
+  readonly context: EventContext;
+  /** Settle once; later calls do nothing. */
+  settle(outcome: Outcome): void;
+}
+
+/** Receivers opened by us start with no credit: `consume` grants it. */
+export const MANUAL_CREDIT = { credit_window: 0, autoaccept: false } as const;
+
+export function consume(receiver: Receiver, window: number, onMessage: (msg: Inbound) => void): void {
+  let generation = 0;
+  const grant = (): void => {
+    generation++;
+    receiver.add_credit(window);
+  };
+  if (receiver.is_open()) grant();
+  receiver.on('receiver_open', grant);
+  receiver.on('message', (ctx: EventContext) => {
+    const delivery = ctx.delivery as Delivery;
+    const g = generation;
+    let settled = false;
+    onMessage({
+      message: ctx.message as Message,
+      delivery,
+      context: ctx,
+      settle(outcome) {
+        if (settled) return;
+        settled = true;
+        if (g !== generation || receiver.is_closed()) return;
+        if (outcome.kind === 'accept') delivery.accept();
+        else if (outcome.kind === 'release') delivery.release({ delivery_failed: false });
+        else if (outcome.kind === 'undeliverable') delivery.modified({ delivery_failed: true, undeliverable_here: true });
+        else delivery.reject({ condition: outcome.condition, description: outcome.description });
+        receiver.add_credit(1);
+      },
+    });
+  });
+}
+
+/** A redelivery: the header counts earlier attempts (our resends set it; brokers do on requeue). */
+export function wasRedelivered(m: Message): boolean {
+  return typeof m.delivery_count === 'number' && m.delivery_count > 0;
+}

@@ -1,0 +1,174 @@
+/**
+ * Direct mode's server side: no intermediary, so this process is what clients attach to. One
+ * listener per driver (rhea `container.listen`) takes the links clients open: a sender of
+ * theirs to a request or notification address becomes a receiver here, routed to the
+ * subscription that owns the address (unknown addresses are refused with amqp:not-found, so
+ * the client moves on to another server); a receiver of theirs with a dynamic source is given
+ * an address here, and replies to that address go back on it. Announcing a `product` makes
+ * oslo's Python clients in `dynamic` mode use routable addresses; subscriptions register
+ * both forms, so a client configured either way finds them.
+ */
+import type { Server } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '@hybridbus/core';
+import type { HostRecord } from '@hybridbus/nameservice';
+import rhea from 'rhea';
+import type { Connection, Container, EventContext, Message, Receiver, Sender } from 'rhea';
+import { consume, type Inbound } from './inbound.js';
+import type { Amqp1Options } from './options.js';
+
+export const PRODUCT = 'hybridbus';
+
+export interface Route {
+  readonly window: number;
+  onMessage(msg: Inbound): void;
+}
+
+export class DirectListener {
+  private readonly routes = new Map<string, Route>();
+  private readonly links = new Map<string, Set<Receiver>>();
+  private readonly replyLinks = new Map<string, Sender>();
+  private readonly connections = new Set<Connection>();
+  private readonly prefix = `${randomBytes(6).toString('hex')}.reply.`;
+  private replyCount = 0;
+  /** Replies whose client had gone (its reply link closed). */
+  repliesDropped = 0;
+
+  private constructor(
+    private readonly container: Container,
+    private readonly server: Server,
+    readonly record: HostRecord,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(options: Amqp1Options, logger: Logger, containerId: string): Promise<DirectListener> {
+    const container = rhea.create_container({ id: containerId });
+    if (options.username !== undefined) {
+      // Clients must present the deployment's credentials: no ANONYMOUS, no SASL-less connections.
+      const [user, pass] = [options.username, options.password ?? ''];
+      container.sasl_server_mechanisms.enable_plain((u: string, p: string) => u === user && p === pass);
+    }
+    const tls = options.tls;
+    const listenOptions = {
+      host: options.bindHost,
+      port: options.port,
+      container_id: containerId,
+      properties: { product: PRODUCT },
+      idle_time_out: options.idleTimeoutMs || undefined,
+      require_sasl: options.username !== undefined,
+      receiver_options: { credit_window: 0, autoaccept: false },
+      ...(tls
+        ? {
+            transport: 'tls' as const,
+            key: tls.key,
+            cert: tls.cert,
+            passphrase: tls.passphrase,
+            ca: tls.ca,
+            requestCert: options.allowedClients !== undefined,
+            rejectUnauthorized: options.allowedClients !== undefined,
+          }
+        : {}),
+    };
+    const server = container.listen(listenOptions as never) as unknown as Server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+    const port = (server.address() as { port: number }).port;
+    const listener = new DirectListener(container, server, { address: `${options.advertiseHost}:${port}` }, logger);
+    listener.wire(options);
+    return listener;
+  }
+
+  private wire(options: Amqp1Options): void {
+    const allowed = options.allowedClients;
+    if (allowed) {
+      // Checked as the TLS session is up, before rhea reads a frame from it.
+      this.server.on('secureConnection', (socket: TLSSocket) => {
+        const cn = socket.getPeerCertificate()?.subject?.CN;
+        if (typeof cn !== 'string' || !allowed.has(cn)) {
+          this.logger.warn({}, `amqp1 direct listener ${this.record.address}: refused a client whose certificate names ${JSON.stringify(cn ?? null)} (not in allowed_clients)`);
+          socket.destroy();
+        }
+      });
+    }
+    const c = this.container;
+    c.on('connection_open', (ctx: EventContext) => this.connections.add(ctx.connection));
+    const gone = (ctx: EventContext): void => {
+      this.connections.delete(ctx.connection);
+      for (const [addr, s] of this.replyLinks) if (s.connection === ctx.connection) this.replyLinks.delete(addr);
+    };
+    c.on('disconnected', gone);
+    c.on('connection_close', gone);
+    c.on('connection_error', () => undefined);
+    c.on('protocol_error', () => undefined);
+    c.on('error', (e: Error) => this.logger.warn({}, `amqp1 direct listener ${this.record.address}: ${e.message}`));
+    c.on('receiver_open', (ctx: EventContext) => this.onClientSender(ctx.receiver as Receiver));
+    c.on('sender_open', (ctx: EventContext) => this.onClientReceiver(ctx.sender as Sender));
+    c.on('sender_close', (ctx: EventContext) => {
+      const addr = ctx.sender?.source?.address;
+      if (addr && this.replyLinks.get(addr) === ctx.sender) this.replyLinks.delete(addr);
+    });
+    c.on('receiver_close', (ctx: EventContext) => {
+      const addr = ctx.receiver?.target?.address;
+      if (addr) this.links.get(addr)?.delete(ctx.receiver as Receiver);
+    });
+    for (const ev of ['sender_error', 'receiver_error', 'session_error', 'settled']) c.on(ev, () => undefined);
+  }
+
+  /** A client's sender to an address of ours: the subscription owning it consumes. */
+  private onClientSender(receiver: Receiver): void {
+    const address = receiver.target?.address;
+    const route = address !== undefined ? this.routes.get(address) : undefined;
+    if (!address || !route) {
+      receiver.close({ condition: 'amqp:not-found', description: `nothing listens on ${JSON.stringify(address ?? null)} at ${this.record.address}` });
+      return;
+    }
+    let set = this.links.get(address);
+    if (!set) this.links.set(address, (set = new Set()));
+    set.add(receiver);
+    consume(receiver, route.window, (m) => route.onMessage(m));
+  }
+
+  /** A client's receiver: a dynamic source becomes its reply address here. */
+  private onClientReceiver(sender: Sender): void {
+    if (!sender.source?.dynamic) {
+      sender.close({ condition: 'amqp:not-found', description: `only dynamic reply sources can be attached at ${this.record.address}` });
+      return;
+    }
+    const address = `${this.prefix}${this.replyCount++}`;
+    sender.set_source({ address, dynamic: true });
+    this.replyLinks.set(address, sender);
+  }
+
+  /** Route these addresses to `route` until the returned function is called. */
+  addRoute(addresses: readonly string[], route: Route): () => void {
+    for (const a of addresses) this.routes.set(a, route);
+    return () => {
+      for (const a of addresses) {
+        if (this.routes.get(a) !== route) continue;
+        this.routes.delete(a);
+        for (const r of this.links.get(a) ?? []) r.close({ condition: 'amqp:not-found', description: `the server stopped listening on ${a}` });
+        this.links.delete(a);
+      }
+    };
+  }
+
+  /** Send a reply on the reply link `to` names; false when its client is gone. */
+  reply(to: string, message: Message): boolean {
+    const s = this.replyLinks.get(to);
+    if (!s || !s.is_open()) {
+      this.repliesDropped++;
+      return false;
+    }
+    // Replies are not held back for credit: the client granted reply_link_credit and takes them as they come.
+    s.send(message);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    for (const conn of this.connections) conn.close();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * Sending on one link and learning what became of each message: the peer's outcome decides
+ * (oslo's rules, extended so nothing is lost silently):
+ *
+ *   accepted                               delivered: resolve
+ *   released, modified (not undeliverable) the peer did not take it: send again
+ *   modified {undeliverable-here}          MessageUndeliverable
+ *   rejected                               MessageDeliveryFailure with the peer's error
+ *   connection lost before an outcome      casts/notifications are sent again after the
+ *                                          reconnect (receivers drop duplicates by message-id);
+ *                                          calls fail with ConnectionLost
+ *   no credit / no outcome by the deadline MessageUndeliverable (a router gives no credit
+ *                                          while nobody consumes the address)
+ *
+ * Pre-settled sends resolve when written. A send waits for credit in order, so the link's
+ * credit is the backpressure.
+ */
+import { ConnectionLost, MessageDeliveryFailure, MessageUndeliverable } from '@hybridbus/core';
+import type { Delivery, EventContext, Message, Sender } from 'rhea';
+
+/** What LinkSender needs of its connection. */
+export interface SenderOwner {
+  readonly label: string;
+  readonly isClosed: boolean;
+  onDown(l: (error: Error) => void): () => void;
+}
+
+export interface SendOptions {
+  /** Fail unless the message has an outcome (or, pre-settled, was written) by this time (epoch ms). */
+  readonly deadline: number;
+  /** Send again after a lost connection (casts, notifications); false fails with ConnectionLost (calls). */
+  readonly resendOnLoss: boolean;
+  /** What a deadline failure says the message was ("cast", "notification"). */
+  readonly what: string;
+}
+
+class PendingSend {
+  timer: NodeJS.Timeout | undefined;
+  delivery: Delivery | undefined;
+  resends = 0;
+  constructor(
+    readonly message: Message,
+    readonly options: SendOptions,
+    readonly resolve: () => void,
+    readonly reject: (e: Error) => void,
+  ) {}
+}
+
+export class LinkSender {
+  private readonly queue: PendingSend[] = [];
+  private readonly inflight = new Map<Delivery, PendingSend>();
+  private dead: Error | undefined;
+  private readonly offDown: () => void;
+  private everSendable = false;
+
+  constructor(
+    private readonly link: Sender,
+    private readonly owner: SenderOwner,
+    readonly address: string,
+    /** Sent settled: done when written, no outcome comes (the link's own mode; the peer's answer may differ). */
+    private readonly presettled: boolean,
+    private readonly onDead: () => void,
+  ) {
+    link.on('sendable', () => {
+      this.everSendable = true;
+      this.flush();
+    });
+    link.on('accepted', (ctx: EventContext) => this.settle(ctx, undefined));
+    link.on('released', (ctx: EventContext) => this.again(ctx));
+    link.on('modified', (ctx: EventContext) => {
+      const state = ctx.delivery?.remote_state as { undeliverable_here?: boolean } | undefined;
+      if (state?.undeliverable_here) {
+        this.settle(ctx, new MessageUndeliverable(`amqp1 ${owner.label}: "${address}" refused the message (modified: undeliverable here)`));
+      } else this.again(ctx);
+    });
+    link.on('rejected', (ctx: EventContext) => {
+      const e = (ctx.delivery?.remote_state as { error?: { condition?: string; description?: string } } | undefined)?.error;
+      this.settle(ctx, new MessageDeliveryFailure(`amqp1 ${owner.label}: "${address}" rejected the message: ${e?.condition ?? 'rejected'}${e?.description ? ` (${e.description})` : ''}`));
+    });
+    const refused = (ctx: EventContext): void => {
+      const e = (ctx.sender?.error ?? {}) as { condition?: string; description?: string };
+      this.kill(new MessageUndeliverable(`amqp1 ${owner.label}: the link to "${address}" was ${this.everSendable ? 'closed' : 'refused'} by the peer: ${e.condition ?? 'detached'}${e.description ? ` (${e.description})` : ''}`));
+    };
+    link.on('sender_error', refused);
+    link.on('sender_close', refused);
+    this.offDown = owner.onDown((error) => this.connectionLost(error));
+  }
+
+  get isDead(): boolean {
+    return this.dead !== undefined;
+  }
+
+  /** Messages waiting for credit or an outcome. */
+  get pending(): number {
+    return this.queue.length + this.inflight.size;
+  }
+
+  send(message: Message, options: SendOptions): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      const p = new PendingSend(message, options, resolve, reject);
+      const wait = options.deadline - Date.now();
+      p.timer = setTimeout(() => this.expire(p), Math.max(0, wait));
+      this.queue.push(p);
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    const presettled = this.presettled;
+    while (this.queue.length > 0 && this.link.sendable()) {
+      const p = this.queue.shift() as PendingSend;
+      const d = this.link.send(p.message);
+      if (presettled) {
+        this.finish(p, undefined);
+      } else {
+        p.delivery = d;
+        this.inflight.set(d, p);
+      }
+    }
+  }
+
+  private take(ctx: EventContext): PendingSend | undefined {
+    const d = ctx.delivery;
+    if (!d) return undefined;
+    const p = this.inflight.get(d);
+    if (p) this.inflight.delete(d);
+    return p;
+  }
+
+  private settle(ctx: EventContext, error: Error | undefined): void {
+    const p = this.take(ctx);
+    if (p) this.finish(p, error);
+  }
+
+  private again(ctx: EventContext): void {
+    const p = this.take(ctx);
+    if (!p) return;
+    p.resends++;
+    p.delivery = undefined;
+    p.message.delivery_count = p.resends;
+    this.queue.push(p);
+    // A peer that keeps releasing gets the message again at once, bounded by its deadline.
+    this.flush();
+  }
+
+  private finish(p: PendingSend, error: Error | undefined): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = undefined;
+    if (error) p.reject(error);
+    else p.resolve();
+  }
+
+  private expire(p: PendingSend): void {
+    p.timer = undefined;
+    const i = this.queue.indexOf(p);
+    if (i >= 0) this.queue.splice(i, 1);
+    if (p.delivery) this.inflight.delete(p.delivery);
+    const waited = `${p.options.what} to "${this.address}"`;
+    p.reject(
+      p.delivery
+        ? new MessageDeliveryFailure(`amqp1 ${this.owner.label}: ${waited} got no outcome in time`)
+        : new MessageUndeliverable(
+            `amqp1 ${this.owner.label}: ${waited} could not be sent in time: ${this.everSendable ? 'no credit left' : 'the peer gave no credit'} (nobody consumes the address, or the connection is down)`,
+          ),
+    );
+  }
+
+  /** The connection dropped: unsettled sends go again after the reconnect, or fail. */
+  private connectionLost(error: Error): void {
+    const back: PendingSend[] = [];
+    for (const p of this.inflight.values()) {
+      p.delivery = undefined;
+      if (p.options.resendOnLoss && !this.owner.isClosed) {
+        p.resends++;
+        p.message.delivery_count = p.resends;
+        back.push(p);
+      }
+      else this.finish(p, error instanceof ConnectionLost ? error : new ConnectionLost(error.message, { cause: error }));
+    }
+    this.inflight.clear();
+    this.queue.unshift(...back);
+    if (this.owner.isClosed) this.failAll(error);
+  }
+
+  /** Withdraw a send that is no longer wanted (a cancelled call): only if not yet written. */
+  withdraw(message: Message): void {
+    const i = this.queue.findIndex((p) => p.message === message);
+    if (i < 0) return;
+    const [p] = this.queue.splice(i, 1);
+    if (p?.timer) clearTimeout(p.timer);
+  }
+
+  private kill(error: Error): void {
+    if (this.dead) return;
+    this.dead = error;
+    this.offDown();
+    this.onDead();
+    this.failAll(error);
+    if (!this.link.is_closed()) this.link.close();
+  }
+
+  /** Detach an idle link (its owner no longer needs it). */
+  detach(): void {
+    this.dead = new MessageUndeliverable(`amqp1 ${this.owner.label}: the link to "${this.address}" was closed`);
+    this.offDown();
+    if (!this.link.is_closed()) this.link.close();
+  }
+
+  failAll(error: Error): void {
+    for (const p of this.queue.splice(0)) this.finish(p, error);
+    for (const p of this.inflight.values()) this.finish(p, error);
+    this.inflight.clear();
+  }
+}

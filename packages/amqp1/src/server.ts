@@ -1,0 +1,127 @@
+/**
+ * The server side: a subscription takes requests from the topic's, the server's and the
+ * fanout addresses (an intermediary's links, or routes of the direct listener), hands each
+ * to core's handler and settles it when the handler is done: `accepted`, which through a
+ * router or directly is the caster's acknowledgement. A duplicate (our clients resend casts
+ * after a lost connection) is accepted and dropped; garbage is rejected, counted and logged.
+ */
+import type { Target } from '@hybridbus/core';
+import { SeenIds, type IncomingRpc, type RpcReply, type Subscription } from '@hybridbus/core/driver';
+import type { Message } from 'rhea';
+import type { Env } from './env.js';
+import { ACCEPT, consume, MANUAL_CREDIT, type Inbound } from './inbound.js';
+import type { Peer } from './peer.js';
+import { decodeRequest, encodeReply } from './wire.js';
+
+export type RpcHandler = (msg: IncomingRpc) => Promise<void> | void;
+/** How a reply gets to the address a request named. */
+type Replier = (to: string, message: Message) => Promise<void>;
+
+export interface ServerCounters {
+  requests: number;
+  duplicatesDropped: number;
+  malformed: number;
+}
+
+export class Amqp1Server {
+  readonly counters: ServerCounters = { requests: 0, duplicatesDropped: 0, malformed: 0 };
+  private readonly seen: SeenIds;
+
+  constructor(private readonly env: Env) {
+    this.seen = new SeenIds({ max: env.options.dedupMax });
+  }
+
+  async listen(target: Target, handler: RpcHandler): Promise<Subscription> {
+    const server = target.with({ fanout: false });
+    const group = target.with({ fanout: false, server: undefined });
+    if (this.env.direct) return this.listenDirect(server, group, handler);
+    const peer = (await this.env.carrier.one('')) as Peer;
+    await peer.whenUp(this.env.options.sendTimeoutMs);
+    const a = this.env.addresser(peer);
+    const replier: Replier = (to, message) => peer.sendReply(to, message, this.env.options.preSettled.has('rpc-reply'), this.env.options.replyTimeoutMs);
+    const receivers = [
+      [a.server(server), false],
+      [a.group(group), false],
+      [this.env.fanoutAddress(peer, group), true],
+    ].map(([address, fanout]) => {
+      const addr = address as string;
+      const r = peer.receiver({ source: { address: addr }, target: { address: addr }, ...MANUAL_CREDIT });
+      consume(r, this.env.options.rpcServerCredit, (m) => this.onRequest(m, fanout as boolean, handler, replier));
+      return r;
+    });
+    return {
+      stop: async () => {
+        for (const r of receivers) r.close();
+      },
+    };
+  }
+
+  private async listenDirect(server: Target, group: Target, handler: RpcHandler): Promise<Subscription> {
+    const listener = await this.env.listener();
+    const replier: Replier = async (to, message) => void listener.reply(to, message);
+    const forms = this.env.addressers();
+    const window = this.env.options.rpcServerCredit;
+    const offRequests = listener.addRoute(
+      forms.flatMap((a) => [a.server(server), a.group(group)]),
+      { window, onMessage: (m) => this.onRequest(m, false, handler, replier) },
+    );
+    const offFanout = listener.addRoute(
+      forms.map((a) => a.fanout(group)),
+      { window, onMessage: (m) => this.onRequest(m, true, handler, replier) },
+    );
+    const keys = [this.env.rpcKey(server), this.env.groupKey(group)];
+    const ns = this.env.nameService();
+    await ns.register(keys, listener.record);
+    return {
+      stop: async () => {
+        await ns.unregister(keys, listener.record).catch(() => undefined);
+        offRequests();
+        offFanout();
+      },
+    };
+  }
+
+  private onRequest(m: Inbound, fanout: boolean, handler: RpcHandler, replier: Replier): void {
+    const msg = m.message;
+    const id = typeof msg.message_id === 'string' ? msg.message_id : msg.message_id !== undefined ? String(msg.message_id) : '';
+    let decoded;
+    try {
+      decoded = decodeRequest(msg.body, id);
+    } catch (e) {
+      this.counters.malformed++;
+      if (this.counters.malformed === 1 || this.counters.malformed % 1000 === 0) {
+        this.env.logger.warn({}, `amqp1 "${this.env.name}": dropped a malformed request (${this.counters.malformed} so far): ${(e as Error).message}`);
+      }
+      m.settle({ kind: 'reject', condition: 'amqp:decode-error', description: (e as Error).message.slice(0, 512) });
+      return;
+    }
+    if (id !== '') {
+      if (this.seen.has(id)) {
+        this.counters.duplicatesDropped++;
+        m.settle(ACCEPT);
+        return;
+      }
+      this.seen.add(id);
+    }
+    this.counters.requests++;
+    const replyTo = msg.reply_to;
+    const cmt = decoded.callMonitorTimeoutMs;
+    const send = (message: Message): Promise<void> =>
+      replyTo ? replier(replyTo, { ...message, to: replyTo, correlation_id: id }).catch((e: unknown) => this.replyFailed(e)) : Promise.resolve();
+    const incoming: IncomingRpc = {
+      pattern: fanout ? 'fanout' : replyTo ? 'call' : 'cast',
+      request: decoded.request,
+      callMonitorTimeoutMs: cmt,
+      reply: (reply: Omit<RpcReply, 'ending'>) => send({ body: encodeReply(reply) }),
+      heartbeat: () => send({ ttl: cmt, body: undefined }),
+    };
+    Promise.resolve()
+      .then(() => handler(incoming))
+      .catch(() => undefined)
+      .finally(() => m.settle(ACCEPT));
+  }
+
+  private replyFailed(e: unknown): void {
+    this.env.logger.warn({}, `amqp1 "${this.env.name}": a reply could not be sent: ${(e as Error).message}`);
+  }
+}
