@@ -1,5 +1,5 @@
 /**
- * amqps:// with ssl_ca_file / ssl_cert_file / ssl_key_file against a RabbitMQ that requires a
+ * rabbit://…?ssl=true with ssl_ca_file / ssl_cert_file / ssl_key_file against a RabbitMQ that requires a
  * client certificate. The certificates are made for the run with the openssl command.
  */
 import assert from 'node:assert/strict';
@@ -30,7 +30,7 @@ function makeCerts(dir: string): void {
   ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.pem', '-days', '2', '-subj', '/CN=other CA');
 }
 
-describe('amqps:// with client certificates', { skip: haveOpenssl ? false : 'the openssl command is not installed' }, () => {
+describe('rabbit:// with ssl=true and client certificates', { skip: haveOpenssl ? false : 'the openssl command is not installed' }, () => {
   let dir: string;
   let rabbit: RabbitMQServer;
   let tlsPort: number;
@@ -59,7 +59,7 @@ describe('amqps:// with client certificates', { skip: haveOpenssl ? false : 'the
   });
 
   const tlsUrl = (query: Record<string, string>): string =>
-    `amqps://guest:guest@127.0.0.1:${tlsPort}/?${new URLSearchParams({ connect_timeout: '3', ...query }).toString()}`;
+    `rabbit://guest:guest@127.0.0.1:${tlsPort}/?${new URLSearchParams({ connect_timeout: '3', ssl: 'true', ...query }).toString()}`;
   const file = (name: string): string => path.join(dir, name);
 
   test('with the CA and a client certificate: RPC and notifications work over TLS', async () => {

@@ -63,7 +63,7 @@ function rabbitUrl(text: string): string {
   } catch {
     throw new InvalidArgumentError('expected a URL such as rabbit://guest:guest@127.0.0.1:5672/');
   }
-  if (!['rabbit:', 'amqp:', 'amqps:'].includes(u.protocol)) throw new InvalidArgumentError('expected a rabbit://, amqp:// or amqps:// URL');
+  if (u.protocol !== 'rabbit:') throw new InvalidArgumentError('expected a rabbit:// URL (amqp:// is AMQP 1.0, as in oslo)');
   return text;
 }
 

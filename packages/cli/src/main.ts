@@ -18,6 +18,7 @@ import {
 } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
+import { Amqp1Driver } from '@hybridbus/amqp1';
 import { ZmqDriver } from '@hybridbus/zmq-direct';
 import { addBenchCommand } from './bench.js';
 import { runDemo } from './demo.js';
@@ -214,15 +215,16 @@ program
   .description('the zmq:// name service')
   .command('ls')
   .description('list every key and the hosts registered under it')
-  .option('--transport <name>', 'zmq:// transport to inspect (default: the one carrying calls)')
+  .option('--transport <name>', 'zmq:// or amqp://?mode=direct transport to inspect (default: the one carrying calls)')
   .action(async (o: { transport?: string }) => {
     const cfg: HybridbusConfig = loadConfig({ file: common().config });
     const name = o.transport ?? cfg.patterns.call;
     const bus = await Bus.fromConfig(common().config);
     try {
       const driver = bus.transport(name);
-      if (!(driver instanceof ZmqDriver)) throw new HybridbusError(`transport "${name}" is ${maskSecrets(String(cfg.transports[name]))}, not zmq://: it has no name service`);
-      const all = await driver.nameService.list();
+      const ns = driver instanceof ZmqDriver ? driver.nameService : driver instanceof Amqp1Driver ? driver.nameService : undefined;
+      if (!ns) throw new HybridbusError(`transport "${name}" is ${maskSecrets(String(cfg.transports[name]))}: it has no name service (zmq:// and amqp://?mode=direct have one)`);
+      const all = await ns.list();
       if (all.size === 0) console.log('(no records)');
       for (const [key, records] of all) console.log(`${key}  ${records.map((r) => r.address + (r.pool ? ` pool=${r.pool}` : '')).join(', ')}`);
     } finally {

@@ -10,6 +10,7 @@
  */
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
+import '@hybridbus/amqp1';
 
 export * from '@hybridbus/core';
 export { curveKeyPair } from '@hybridbus/zmq-direct';

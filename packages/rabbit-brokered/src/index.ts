@@ -1,6 +1,7 @@
 /**
- * @hybridbus/rabbit-brokered: importing this package registers the `rabbit:`, `amqp:` and
- * `amqps:` schemes with core.
+ * @hybridbus/rabbit-brokered: importing this package registers the `rabbit:` scheme with core
+ * (TLS with `ssl=true`, as oslo's rabbit driver). As in oslo, `amqp://` and `amqps://` are the
+ * AMQP 1.0 driver's (@hybridbus/amqp1), not RabbitMQ's 0-9-1.
  */
 import { registerDriver, type DriverFactory } from '@hybridbus/core/driver';
 import { RabbitDriver } from './driver.js';
@@ -11,7 +12,7 @@ export { TopologyError } from './errors.js';
 export { parseRabbitUrl, OPTION_NAMES, type RabbitOptions, type BrokerAddress } from './options.js';
 
 export const rabbitDriverFactory: DriverFactory = {
-  schemes: ['rabbit', 'amqp', 'amqps'],
+  schemes: ['rabbit'],
   checkUrl: (url) => void parseRabbitUrl(url),
   async create(url, context) {
     const driver = new RabbitDriver(parseRabbitUrl(url), context);

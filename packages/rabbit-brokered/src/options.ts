@@ -135,7 +135,7 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
     const file = values.get(key) as string | undefined;
     if (file === undefined) continue;
     if (!tls) {
-      problems.push(`option "${key}" needs TLS: use an amqps:// URL or ssl=true`);
+      problems.push(`option "${key}" needs TLS: add ssl=true`);
       continue;
     }
     try {

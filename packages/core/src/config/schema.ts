@@ -180,7 +180,7 @@ const patternKey = (p: Pattern, fallback: string): convict.SchemaObj => ({
 
 export const schema = {
   transports: {
-    doc: 'Named transports: name → URL. The scheme picks the driver (one of those imported: zmq, rabbit/amqp/amqps, memory); the query string holds driver options, checked by the driver at load. Empty: one transport "default", the embedded default of the imported drivers (zmq:// with @hybridbus/zmq-direct).',
+    doc: 'Named transports: name → URL. The scheme picks the driver (one of those imported: zmq, rabbit, amqp/amqps (AMQP 1.0, as in oslo), memory); the query string holds driver options, checked by the driver at load. Empty: one transport "default", the embedded default of the imported drivers (zmq:// with @hybridbus/zmq-direct).',
     format: 'transport-map',
     default: {} as Record<string, string>,
     env: 'HYBRIDBUS_TRANSPORTS',
