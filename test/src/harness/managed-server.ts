@@ -1,6 +1,6 @@
 /**
  * One server process under the test launcher (launcher.ts): the RunningServer every kind
- * (redis.ts, sentinel.ts, rabbitmq.ts) is, started until it answers its protocol, stopped,
+ * (redis.ts, sentinel.ts, rabbitmq.ts, proton-broker.ts, qdrouterd.ts) is, started until it answers its protocol, stopped,
  * killed and restarted on the same port and data dir, its log tail in errors. The processes
  * themselves (spawn, process-tree kill, cleanup on exit and signals) are process.ts's.
  */
@@ -12,13 +12,16 @@ import path from 'node:path';
 import { isPortBindable, LOOPBACK, waitFor } from './ports.js';
 import { endProcessTree, keepData, killTreeSync, spawnDetached, track, tracked, untrack, type Cleanable, type ExitState, type Spawned } from './process.js';
 
-export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq';
+export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq' | 'proton-broker' | 'qdrouterd';
 
 export interface RunningServer {
   readonly kind: ServerKind;
   readonly host: '127.0.0.1';
   readonly port: number;
-  /** redis://127.0.0.1:PORT, redis+sentinel://127.0.0.1:PORT/<masterName> or amqp://guest:guest@127.0.0.1:PORT/ */
+  /**
+   * redis://127.0.0.1:PORT, redis+sentinel://127.0.0.1:PORT/<masterName>, amqp://guest:guest@127.0.0.1:PORT/
+   * (RabbitMQ) or amqp://127.0.0.1:PORT (an AMQP 1.0 Proton broker or qdrouterd: SASL ANONYMOUS, no user)
+   */
   readonly url: string;
   /** Private (0700) temporary directory holding all server state and logs. */
   readonly dataDir: string;
@@ -43,13 +46,16 @@ export interface RunningServer {
 export interface StartOptions {
   /** Use this port instead of a free one (no retry on EADDRINUSE then). */
   port?: number;
-  /** Give up starting after this long (default: Redis 15 s, RabbitMQ 90 s). */
+  /** Give up starting after this long (default: Redis, Proton brokers and qdrouterd 15 s, RabbitMQ 90 s). */
   startTimeoutMs?: number;
-  /** Time between SIGTERM and SIGKILL in stop()/restart() (default: Redis 5 s, RabbitMQ 15 s). */
+  /** Time between SIGTERM and SIGKILL in stop()/restart() (default: RabbitMQ 15 s, the others 5 s). */
   stopGraceMs?: number;
   /** Extra environment for the server process. */
   env?: Record<string, string>;
-  /** Server executable (default from REDIS_SERVER_BIN/RABBITMQ_SERVER_BIN, then well-known paths, then PATH). */
+  /**
+   * Server executable (default from REDIS_SERVER_BIN/RABBITMQ_SERVER_BIN/QDROUTERD_BIN, then well-known paths,
+   * then PATH; a Proton broker's is its own, see ProtonBrokerOptions).
+   */
   binary?: string;
 }
 
