@@ -25,6 +25,7 @@ import {
   startRabbitMQ,
   startRedis,
   type ProtonBrokerFlavour,
+  type RunningServer,
 } from './harness/launcher.js';
 import {
   AMQP_10_HEADER,
@@ -102,6 +103,29 @@ function definedPid(pid: number | undefined): number {
   return pid;
 }
 
+/** restart(): same port and data dir, a new process, the old one gone. */
+async function restartChecked(server: RunningServer): Promise<void> {
+  const { port, dataDir } = server;
+  const pid1 = definedPid(server.pid);
+  await server.restart();
+  assert.equal(server.port, port);
+  assert.equal(server.dataDir, dataDir);
+  assert.notEqual(server.pid, pid1);
+  assert.equal(isProcessAlive(pid1), false);
+}
+
+/** Runs `fn` with process.env[name] set to `value`, then puts back what was there. */
+async function withEnv<T>(name: string, value: string, fn: () => T | Promise<T>): Promise<T> {
+  const saved = process.env[name];
+  process.env[name] = value;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Redis
 // ---------------------------------------------------------------------------
@@ -167,14 +191,9 @@ describe('launcher: redis', { timeout: 60_000 }, () => {
   test('restart() keeps port and data dir (AOF data survives), new process', async () => {
     const redis = await startRedis({ appendonly: true });
     try {
-      const { port, dataDir } = redis;
-      const pid1 = definedPid(redis.pid);
+      const { port } = redis;
       assert.equal(await redisCommand(port, 'SET', 'k', 'survives'), '+OK\r\n');
-      await redis.restart();
-      assert.equal(redis.port, port);
-      assert.equal(redis.dataDir, dataDir);
-      assert.notEqual(redis.pid, pid1);
-      assert.equal(isProcessAlive(pid1), false);
+      await restartChecked(redis);
       assert.equal(await redisPing(port), '+PONG');
       assert.equal(await redisCommand(port, 'GET', 'k'), '$8\r\nsurvives\r\n');
     } finally {
@@ -315,15 +334,10 @@ describe('launcher: rabbitmq', { timeout: 180_000 }, () => {
 
   test('restart() keeps port, node name and durable state', async (t) => {
     const rabbit = servers.rabbit;
-    const { port, nodeName, dataDir } = rabbit;
-    const pid1 = definedPid(rabbit.pid);
+    const { port, nodeName } = rabbit;
     await rabbit.ctl(['add_vhost', 'hb-durable-check']);
-    await rabbit.restart();
-    assert.equal(rabbit.port, port);
+    await restartChecked(rabbit);
     assert.equal(rabbit.nodeName, nodeName);
-    assert.equal(rabbit.dataDir, dataDir);
-    assert.notEqual(rabbit.pid, pid1);
-    assert.equal(isProcessAlive(pid1), false);
     assert.notEqual(await amqpConnectionStart(port), null);
     assert.match(await rabbit.ctl(['list_vhosts', '--quiet']), /^hb-durable-check$/m);
     t.diagnostic(`rabbitmq boot after restart took ${rabbit.startupMs} ms`);
@@ -430,12 +444,7 @@ describe('launcher: Qpid Proton example brokers (AMQP 1.0)', { timeout: 60_000 }
       const broker = await startProtonBroker({ flavour });
       try {
         const { port, dataDir } = broker;
-        const pid1 = definedPid(broker.pid);
-        await broker.restart();
-        assert.equal(broker.port, port);
-        assert.equal(broker.dataDir, dataDir);
-        assert.notEqual(broker.pid, pid1);
-        assert.equal(isProcessAlive(pid1), false);
+        await restartChecked(broker);
         await assertMovesAMessage(port, 'after-restart');
         await broker.kill();
         assert.equal(await tryConnect(port), 'refused');
@@ -458,14 +467,8 @@ describe('launcher: Qpid Proton example brokers (AMQP 1.0)', { timeout: 60_000 }
     });
 
     test(`${flavour} broker: without Proton's examples the start fails naming the Debian package`, async () => {
-      const saved = process.env['PROTON_EXAMPLES_DIR'];
-      process.env['PROTON_EXAMPLES_DIR'] = path.join(os.tmpdir(), 'hybridbus-no-such-proton-examples');
-      try {
-        await assert.rejects(startProtonBroker({ flavour }), /libqpid-proton11-dev-examples/);
-      } finally {
-        if (saved === undefined) delete process.env['PROTON_EXAMPLES_DIR'];
-        else process.env['PROTON_EXAMPLES_DIR'] = saved;
-      }
+      const missing = path.join(os.tmpdir(), 'hybridbus-no-such-proton-examples');
+      await withEnv('PROTON_EXAMPLES_DIR', missing, () => assert.rejects(startProtonBroker({ flavour }), /libqpid-proton11-dev-examples/));
     });
   }
 
@@ -482,15 +485,10 @@ describe('launcher: Qpid Proton example brokers (AMQP 1.0)', { timeout: 60_000 }
 });
 
 describe('launcher: qdrouterd (AMQP 1.0 router)', { timeout: 60_000 }, () => {
-  test('qdrouterdAvailable(): QDROUTERD_BIN that is not an executable is a reason, not a binary', () => {
-    const saved = process.env['QDROUTERD_BIN'];
-    process.env['QDROUTERD_BIN'] = path.join(os.tmpdir(), 'hybridbus-no-such-qdrouterd');
-    try {
-      assert.deepEqual(qdrouterdAvailable(), { reason: `QDROUTERD_BIN=${process.env['QDROUTERD_BIN']} is not an executable file` });
-    } finally {
-      if (saved === undefined) delete process.env['QDROUTERD_BIN'];
-      else process.env['QDROUTERD_BIN'] = saved;
-    }
+  test('qdrouterdAvailable(): QDROUTERD_BIN that is not an executable is a reason, not a binary', async () => {
+    const missing = path.join(os.tmpdir(), 'hybridbus-no-such-qdrouterd');
+    const found = await withEnv('QDROUTERD_BIN', missing, qdrouterdAvailable);
+    assert.deepEqual(found, { reason: `QDROUTERD_BIN=${missing} is not an executable file` });
   });
 
   test('startQdrouterd(): oslo\'s addresses distribute as in a router network; restart() keeps the port; stop() leaves nothing', async (t) => {
@@ -538,12 +536,8 @@ describe('launcher: qdrouterd (AMQP 1.0 router)', { timeout: 60_000 }, () => {
         await Promise.all([a, b, c].map(amqp10Close));
       }
 
-      const { port } = router;
-      const pid1 = definedPid(router.pid);
-      await router.restart();
-      assert.equal(router.port, port);
-      assert.equal(isProcessAlive(pid1), false);
-      assert.notEqual(await amqp10HeaderReply(port), null);
+      await restartChecked(router);
+      assert.notEqual(await amqp10HeaderReply(router.port), null);
     } finally {
       const pid = router.pid;
       const tree = pid === undefined ? [] : processTree(pid);

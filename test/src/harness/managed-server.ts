@@ -284,19 +284,50 @@ export class ManagedServer implements RunningServer, Cleanable {
 // Factories
 // ---------------------------------------------------------------------------
 
+/**
+ * How to launch `command args` as `kind` when it starts in moments (Redis, Proton brokers,
+ * qdrouterd): ready once `probe` says so (tried every 20 ms), 15 s to start and 5 s to stop unless
+ * `opts` say otherwise; `env` and then `opts.env` over this process's environment.
+ */
+export function quickStartSpec(
+  kind: ServerKind,
+  command: string,
+  args: string[],
+  opts: StartOptions,
+  probe: (port: number) => Promise<boolean>,
+  probeName: string,
+  env: NodeJS.ProcessEnv = {},
+): LaunchSpec {
+  return {
+    kind,
+    command,
+    args,
+    env: { ...process.env, ...env, ...opts.env },
+    probe,
+    probeName,
+    probeIntervalMs: 20,
+    startTimeoutMs: opts.startTimeoutMs ?? 15_000,
+    stopGraceMs: opts.stopGraceMs ?? 5_000,
+    extraLogs: () => [],
+  };
+}
+
+/** True if `file` is a file this process may execute. */
+export function isExecutableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** The first executable of `candidates`, then of `name` on PATH. */
 export function findExecutable(candidates: readonly (string | undefined)[], name: string): string {
   const pathDirs = (process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean);
   const all = [...candidates, ...pathDirs.map((d) => path.join(d, name))];
-  for (const c of all) {
-    if (!c) continue;
-    try {
-      fs.accessSync(c, fs.constants.X_OK);
-      return c;
-    } catch {
-      /* next */
-    }
-  }
+  const found = all.find((c): c is string => !!c && isExecutableFile(c));
+  if (found) return found;
   throw new Error(
     `${name} not found (looked at ${all.filter(Boolean).join(', ')}); run scripts/install-deps.sh or set the *_SERVER_BIN env var`,
   );

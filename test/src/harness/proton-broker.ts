@@ -24,7 +24,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 
 import { amqp10HeaderReply, freePort, LOOPBACK } from './ports.js';
-import { ManagedServer, startWithRetry, type LaunchSpec, type RunningServer, type ServerKind, type StartOptions } from './managed-server.js';
+import { isExecutableFile, ManagedServer, quickStartSpec, startWithRetry, type LaunchSpec, type RunningServer, type ServerKind, type StartOptions } from './managed-server.js';
 
 const run = promisify(execFile);
 
@@ -84,20 +84,11 @@ async function cacheRoot(): Promise<string> {
   return root;
 }
 
-const isExecutable = (file: string): boolean => {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 async function buildCppBroker(key: string, sources: readonly string[]): Promise<string> {
   const root = await cacheRoot();
   const final = path.join(root, key);
   const bin = path.join(final, 'broker');
-  if (isExecutable(bin)) return bin;
+  if (isExecutableFile(bin)) return bin;
   const work = await fsp.mkdtemp(path.join(root, `${key}.build-`));
   try {
     await Promise.all(sources.map((f) => fsp.copyFile(f, path.join(work, path.basename(f)))));
@@ -111,7 +102,7 @@ async function buildCppBroker(key: string, sources: readonly string[]): Promise<
     // Atomic: a concurrent build of the same sources either lost (its rename fails, ours is used)
     // or won (ours fails here, its result is used); nobody ever runs a half-written binary.
     await fsp.rename(work, final).catch((err: NodeJS.ErrnoException) => {
-      if (!((err.code === 'ENOTEMPTY' || err.code === 'EEXIST') && isExecutable(bin))) throw err;
+      if (!((err.code === 'ENOTEMPTY' || err.code === 'EEXIST') && isExecutableFile(bin))) throw err;
     });
     return bin;
   } finally {
@@ -171,18 +162,8 @@ function checkPythonProton(python: string): Promise<void> {
  * answers the AMQP 1.0 header with an AMQP 1.0 or SASL header; 15 s to start, 5 s to stop.
  */
 export function amqp10Spec(kind: ServerKind, command: string, args: string[], opts: StartOptions, env: NodeJS.ProcessEnv = {}): LaunchSpec {
-  return {
-    kind,
-    command,
-    args,
-    env: { ...process.env, ...env, ...opts.env },
-    probe: async (p) => (await amqp10HeaderReply(p, undefined, 1000)) !== null,
-    probeName: 'the AMQP 1.0 protocol header with an AMQP 1.0 (or SASL) header',
-    probeIntervalMs: 20,
-    startTimeoutMs: opts.startTimeoutMs ?? 15_000,
-    stopGraceMs: opts.stopGraceMs ?? 5_000,
-    extraLogs: () => [],
-  };
+  const probe = async (p: number): Promise<boolean> => (await amqp10HeaderReply(p, undefined, 1000)) !== null;
+  return quickStartSpec(kind, command, args, opts, probe, 'the AMQP 1.0 protocol header with an AMQP 1.0 (or SASL) header', env);
 }
 
 class ManagedProtonBroker extends ManagedServer implements ProtonBrokerServer {

@@ -18,7 +18,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 
 import { freePort, LOOPBACK } from './ports.js';
-import { ManagedServer, startWithRetry, type LaunchSpec, type RunningServer, type StartOptions } from './managed-server.js';
+import { isExecutableFile, ManagedServer, startWithRetry, type LaunchSpec, type RunningServer, type StartOptions } from './managed-server.js';
 import { nextServerNumber } from './process.js';
 import { amqp10Spec } from './proton-broker.js';
 
@@ -56,15 +56,6 @@ export interface QdrouterdOptions extends StartOptions {
   /** Further qdrouterd.conf sections, appended verbatim. */
   config?: string;
 }
-
-const isExecutableFile = (file: string): boolean => {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-};
 
 /**
  * Where a qdrouterd is: QDROUTERD_BIN (which must then be an executable), else `qdrouterd` on
