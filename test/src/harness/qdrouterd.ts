@@ -10,6 +10,13 @@
  * `make install` puts them there), then the caller's PYTHONPATH. qdrouterdAvailable() says whether
  * there is one, and if not, why (tests skip with that reason).
  *
+ * Building one on Debian bookworm (qpid-dispatch 1.19.0, the last release, against Debian's
+ * Proton 0.37): Debian ships no ProtonConfig.cmake, so give CMake a small one (Proton_VERSION
+ * 0.37.0, Proton_{Core,Proactor}_LIBRARIES = libqpid-proton.so, *_INCLUDE_DIRS = /usr/include) via
+ * -DProton_DIR, with -DPython_EXECUTABLE=/usr/bin/python3 -DUSE_LIBWEBSOCKETS=OFF
+ * -DBUILD_TESTING=OFF -DCONSOLE_INSTALL=OFF -DCMAKE_INSTALL_PREFIX=<prefix>; `make install` then
+ * puts qdrouterd in <prefix>/sbin and `qpid_dispatch` in an egg below <prefix>/local/lib/python3.11.
+ *
  * The router distributes oslo.messaging's AMQP 1.0 addresses as a router network does
  * (OSLO_ADDRESSES): multicast for fanout, closest for a named server, balanced for a topic.
  */
