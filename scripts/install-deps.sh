@@ -14,9 +14,14 @@ set -euo pipefail
 APT_PACKAGES=(
   rabbitmq-server
   redis-server
-  python3-oslo.messaging # interop tests of the rabbit driver against real Python oslo.messaging
-  openssl                # certificates for the rabbit driver's TLS test
-  chromium               # renders the bench HTML report headless (test/src/bench-report.test.ts)
+  python3-oslo.messaging         # interop tests of the rabbit driver against real Python oslo.messaging
+  openssl                        # certificates for the rabbit driver's TLS test
+  chromium                       # renders the bench HTML report headless (test/src/bench-report.test.ts)
+  libqpid-proton11-dev-examples  # the Qpid Proton example brokers the AMQP 1.0 tests start (harness/proton-broker.ts)
+  python3-qpid-proton            # runs the Python example broker; with pyngus, oslo.messaging's amqp1 driver
+  python3-pyngus                 # oslo.messaging's amqp1 driver, for the Python interop peer over amqp://
+  libqpid-proton-cpp12-dev       # headers and library the C++ example broker is compiled against
+  g++                            # compiles the C++ example broker (once per source, cached under the temp dir)
 )
 read -r -a _extra_apt_packages <<<"${EXTRA_APT_PACKAGES:-}"
 APT_PACKAGES+=("${_extra_apt_packages[@]}")

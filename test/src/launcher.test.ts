@@ -1,26 +1,36 @@
 /**
  * Tests for the real-server launcher (test/src/harness/launcher.ts): real
- * redis-server and RabbitMQ processes on free 127.0.0.1 ports.
+ * redis-server, RabbitMQ, Qpid Proton broker and (when there is one) qdrouterd
+ * processes on free 127.0.0.1 ports.
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once, type EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import rhea, { type Connection, type EventContext, type Message } from 'rhea';
 
 import {
   activeServers,
   freePort,
   isProcessAlive,
+  OSLO_ADDRESSES,
   processTree,
+  qdrouterdAvailable,
   sharedServers,
+  startProtonBroker,
+  startQdrouterd,
   startRabbitMQ,
   startRedis,
+  type ProtonBrokerFlavour,
+  type RunningServer,
 } from './harness/launcher.js';
 import {
   AMQP_10_HEADER,
   AMQP_10_SASL_HEADER,
+  amqp10HeaderReply,
   amqpConnectionStart,
   exchange,
   isPortBindable,
@@ -93,6 +103,29 @@ function definedPid(pid: number | undefined): number {
   return pid;
 }
 
+/** restart(): same port and data dir, a new process, the old one gone. */
+async function restartChecked(server: RunningServer): Promise<void> {
+  const { port, dataDir } = server;
+  const pid1 = definedPid(server.pid);
+  await server.restart();
+  assert.equal(server.port, port);
+  assert.equal(server.dataDir, dataDir);
+  assert.notEqual(server.pid, pid1);
+  assert.equal(isProcessAlive(pid1), false);
+}
+
+/** Runs `fn` with process.env[name] set to `value`, then puts back what was there. */
+async function withEnv<T>(name: string, value: string, fn: () => T | Promise<T>): Promise<T> {
+  const saved = process.env[name];
+  process.env[name] = value;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Redis
 // ---------------------------------------------------------------------------
@@ -158,14 +191,9 @@ describe('launcher: redis', { timeout: 60_000 }, () => {
   test('restart() keeps port and data dir (AOF data survives), new process', async () => {
     const redis = await startRedis({ appendonly: true });
     try {
-      const { port, dataDir } = redis;
-      const pid1 = definedPid(redis.pid);
+      const { port } = redis;
       assert.equal(await redisCommand(port, 'SET', 'k', 'survives'), '+OK\r\n');
-      await redis.restart();
-      assert.equal(redis.port, port);
-      assert.equal(redis.dataDir, dataDir);
-      assert.notEqual(redis.pid, pid1);
-      assert.equal(isProcessAlive(pid1), false);
+      await restartChecked(redis);
       assert.equal(await redisPing(port), '+PONG');
       assert.equal(await redisCommand(port, 'GET', 'k'), '$8\r\nsurvives\r\n');
     } finally {
@@ -306,15 +334,10 @@ describe('launcher: rabbitmq', { timeout: 180_000 }, () => {
 
   test('restart() keeps port, node name and durable state', async (t) => {
     const rabbit = servers.rabbit;
-    const { port, nodeName, dataDir } = rabbit;
-    const pid1 = definedPid(rabbit.pid);
+    const { port, nodeName } = rabbit;
     await rabbit.ctl(['add_vhost', 'hb-durable-check']);
-    await rabbit.restart();
-    assert.equal(rabbit.port, port);
+    await restartChecked(rabbit);
     assert.equal(rabbit.nodeName, nodeName);
-    assert.equal(rabbit.dataDir, dataDir);
-    assert.notEqual(rabbit.pid, pid1);
-    assert.equal(isProcessAlive(pid1), false);
     assert.notEqual(await amqpConnectionStart(port), null);
     assert.match(await rabbit.ctl(['list_vhosts', '--quiet']), /^hb-durable-check$/m);
     t.diagnostic(`rabbitmq boot after restart took ${rabbit.startupMs} ms`);
@@ -328,6 +351,199 @@ describe('launcher: rabbitmq', { timeout: 180_000 }, () => {
     await rabbit.stop();
     await assertGone({ pid, port: rabbit.port, dataDir: rabbit.dataDir }, tree);
     assert.equal(await isPortBindable(rabbit.distPort), true, 'distribution port released');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// AMQP 1.0: the Qpid Proton example brokers and qdrouterd, driven with rhea
+// ---------------------------------------------------------------------------
+
+/** The first `event` on `emitter`, or a rejection naming `what` after `ms`. */
+async function next(emitter: EventEmitter, event: string, what: string, ms = 5_000): Promise<EventContext> {
+  const [ctx] = (await once(emitter, event, { signal: AbortSignal.timeout(ms) }).catch((err: unknown) => {
+    throw new Error(`no ${event} within ${ms} ms: ${what} (${String(err)})`);
+  })) as [EventContext];
+  return ctx;
+}
+
+/** An open AMQP 1.0 connection (SASL ANONYMOUS, no reconnect) to 127.0.0.1:port. */
+async function amqp10Connect(port: number): Promise<Connection> {
+  const conn = rhea.create_container().connect({ host: '127.0.0.1', port, reconnect: false });
+  conn.on('disconnected', () => undefined); // a closed connection is expected at the end; no unhandled-error noise
+  await next(conn, 'connection_open', `AMQP 1.0 connection to port ${port}`);
+  return conn;
+}
+
+async function amqp10Close(conn: Connection): Promise<void> {
+  if (!conn.is_open()) return;
+  const closed = next(conn, 'connection_close', 'connection close');
+  conn.close();
+  await closed;
+}
+
+/** Sends `body` to `address` and resolves once the server settled it with `accepted`. */
+async function sendAccepted(conn: Connection, address: string, body: string): Promise<void> {
+  const sender = conn.open_sender(address);
+  await next(sender, 'sendable', `credit to send to ${address}`);
+  const accepted = next(sender, 'accepted', `${address} to accept ${body}`);
+  sender.send({ body, message_id: body });
+  await accepted;
+  sender.close();
+}
+
+/** A receiver on `address` (attached once this resolves) that collects message bodies. */
+async function receiveInto(conn: Connection, address: string): Promise<{ bodies: string[]; arrived: (n: number) => Promise<void> }> {
+  const receiver = conn.open_receiver(address);
+  const bodies: string[] = [];
+  receiver.on('message', (ctx: EventContext) => void bodies.push(String((ctx.message as Message).body)));
+  await next(receiver, 'receiver_open', `receiver on ${address} to attach`);
+  const arrived = async (n: number): Promise<void> => {
+    while (bodies.length < n) await next(receiver, 'message', `message ${bodies.length + 1} of ${n} on ${address}`);
+  };
+  return { bodies, arrived };
+}
+
+/** A message goes from one connection through the server at `port` to another: the server forwards. */
+async function assertMovesAMessage(port: number, address: string): Promise<void> {
+  const [a, b] = await Promise.all([amqp10Connect(port), amqp10Connect(port)]);
+  try {
+    await sendAccepted(a, address, `hello ${address}`); // store-and-forward: no receiver yet
+    const inbox = await receiveInto(b, address);
+    await inbox.arrived(1);
+    assert.deepEqual(inbox.bodies, [`hello ${address}`]);
+  } finally {
+    await Promise.all([amqp10Close(a), amqp10Close(b)]);
+  }
+}
+
+describe('launcher: Qpid Proton example brokers (AMQP 1.0)', { timeout: 60_000 }, () => {
+  for (const flavour of ['cpp', 'python'] as const satisfies readonly ProtonBrokerFlavour[]) {
+    test(`startProtonBroker({ flavour: '${flavour}' }): answers the AMQP 1.0 header on 127.0.0.1 only and moves a message`, async (t) => {
+      const broker = await startProtonBroker({ flavour });
+      try {
+        t.diagnostic(`${flavour} broker start took ${broker.startupMs} ms`);
+        assert.equal(broker.kind, 'proton-broker');
+        assert.equal(broker.flavour, flavour);
+        assert.equal(broker.url, `amqp://127.0.0.1:${broker.port}`);
+        assert.equal(await amqp10HeaderReply(broker.port), 'amqp');
+        assert.equal(await amqp10HeaderReply(broker.port, AMQP_10_SASL_HEADER), 'sasl');
+        const addrs = listenAddresses(broker.port);
+        if (addrs) assert.deepEqual(addrs, ['127.0.0.1'], 'listens on 127.0.0.1 only');
+        assert.equal(fs.statSync(broker.dataDir).mode & 0o077, 0, 'data dir must be private (0700)');
+        assert.equal(path.dirname(broker.logFile), broker.dataDir);
+        await assertMovesAMessage(broker.port, `q-${flavour}`);
+        const conn = await amqp10Connect(broker.port);
+        assert.equal(conn.properties?.['product'], undefined, 'no product property: oslo picks its legacy addresses');
+        await amqp10Close(conn);
+      } finally {
+        await broker.stop();
+      }
+    });
+
+    test(`${flavour} broker: restart() keeps the port (queues are in memory), kill() then restart() revives it`, async () => {
+      const broker = await startProtonBroker({ flavour });
+      try {
+        const { port, dataDir } = broker;
+        await restartChecked(broker);
+        await assertMovesAMessage(port, 'after-restart');
+        await broker.kill();
+        assert.equal(await tryConnect(port), 'refused');
+        assert.equal(fs.existsSync(dataDir), true, 'kill() keeps the data dir');
+        await broker.restart();
+        assert.equal(await amqp10HeaderReply(port), 'amqp');
+      } finally {
+        await broker.stop();
+      }
+    });
+
+    test(`${flavour} broker: stop() frees the port and leaves no process`, async () => {
+      const broker = await startProtonBroker({ flavour });
+      const pid = definedPid(broker.pid);
+      const tree = processTree(pid);
+      await broker.stop();
+      assert.equal(broker.running, false);
+      await assertGone({ pid, port: broker.port, dataDir: broker.dataDir }, tree);
+      assert.equal(await isPortBindable(broker.port), true);
+    });
+
+    test(`${flavour} broker: without Proton's examples the start fails naming the Debian package`, async () => {
+      const missing = path.join(os.tmpdir(), 'hybridbus-no-such-proton-examples');
+      await withEnv('PROTON_EXAMPLES_DIR', missing, () => assert.rejects(startProtonBroker({ flavour }), /libqpid-proton11-dev-examples/));
+    });
+  }
+
+  test('the C++ broker is built once: two starts at once share one cached binary', async () => {
+    const [a, b] = await Promise.all([startProtonBroker(), startProtonBroker()]);
+    try {
+      const exe = (s: typeof a): string => fs.readlinkSync(`/proc/${definedPid(s.pid)}/exe`);
+      assert.equal(exe(a), exe(b));
+      assert.match(exe(a), new RegExp(`^${os.tmpdir()}/hybridbus-proton-broker-[^/]+/[0-9a-f]{16}/broker$`));
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
+
+describe('launcher: qdrouterd (AMQP 1.0 router)', { timeout: 60_000 }, () => {
+  test('qdrouterdAvailable(): QDROUTERD_BIN that is not an executable is a reason, not a binary', async () => {
+    const missing = path.join(os.tmpdir(), 'hybridbus-no-such-qdrouterd');
+    const found = await withEnv('QDROUTERD_BIN', missing, qdrouterdAvailable);
+    assert.deepEqual(found, { reason: `QDROUTERD_BIN=${missing} is not an executable file` });
+  });
+
+  test('startQdrouterd(): oslo\'s addresses distribute as in a router network; restart() keeps the port; stop() leaves nothing', async (t) => {
+    const available = qdrouterdAvailable();
+    if ('reason' in available) {
+      t.skip(available.reason);
+      return;
+    }
+    const router = await startQdrouterd();
+    try {
+      t.diagnostic(`qdrouterd ${available.bin} start took ${router.startupMs} ms`);
+      assert.equal(router.kind, 'qdrouterd');
+      assert.equal(router.url, `amqp://127.0.0.1:${router.port}`);
+      assert.notEqual(await amqp10HeaderReply(router.port), null);
+      const addrs = listenAddresses(router.port);
+      if (addrs) assert.deepEqual(addrs, ['127.0.0.1'], 'listens on 127.0.0.1 only');
+      const conf = fs.readFileSync(router.configFile, 'utf8');
+      assert.match(conf, new RegExp(`id: ${router.routerId}\n`));
+      for (const [prefix, distribution] of OSLO_ADDRESSES) assert.ok(conf.includes(`prefix: ${prefix}\n    distribution: ${distribution}\n`), prefix);
+
+      const [a, b, c] = await Promise.all([amqp10Connect(router.port), amqp10Connect(router.port), amqp10Connect(router.port)]);
+      try {
+        assert.equal(a.properties?.['product'], 'qpid-dispatch-router', 'oslo picks its routable addresses by this');
+        // multicast: every receiver gets a copy
+        for (const prefix of ['openstack.org/om/rpc/multicast', 'openstack.org/om/notify/multicast', 'broadcast']) {
+          const address = `${prefix}/x/t`;
+          const inboxes = await Promise.all([receiveInto(a, address), receiveInto(b, address)]);
+          await sendAccepted(c, address, `to all on ${prefix}`);
+          for (const inbox of inboxes) {
+            await inbox.arrived(1);
+            assert.deepEqual(inbox.bodies, [`to all on ${prefix}`]);
+          }
+        }
+        // balanced / closest: each message reaches one receiver
+        for (const prefix of ['openstack.org/om/rpc/anycast', 'openstack.org/om/rpc/unicast', 'exclusive', 'unicast']) {
+          const address = `${prefix}/x/t`;
+          const inboxes = await Promise.all([receiveInto(a, address), receiveInto(b, address)]);
+          const sent = ['1', '2', '3', '4'].map((n) => `${prefix} #${n}`);
+          for (const body of sent) await sendAccepted(c, address, body);
+          const got = (): string[] => inboxes.flatMap((i) => i.bodies);
+          await waitFor(() => got().length >= sent.length, { timeoutMs: 5_000, what: `4 messages on ${address}` });
+          assert.deepEqual(got().sort(), sent, `each message once on ${address}`);
+        }
+      } finally {
+        await Promise.all([a, b, c].map(amqp10Close));
+      }
+
+      await restartChecked(router);
+      assert.notEqual(await amqp10HeaderReply(router.port), null);
+    } finally {
+      const pid = router.pid;
+      const tree = pid === undefined ? [] : processTree(pid);
+      await router.stop();
+      if (pid !== undefined) await assertGone({ pid, port: router.port, dataDir: router.dataDir }, tree);
+    }
   });
 });
 

@@ -5,66 +5,15 @@
  * The Python side is test/src/interop/oslo_peer.py.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import fs from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { Bus, RemoteError, remoteError, type Context, type NotificationMetadata } from '@hybridbus/core';
 import '@hybridbus/rabbit-brokered';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
+import { pythonHas, PythonPeer, type Line } from './interop/python-peer.js';
 import { Collector, freshTopic, recordingLogger } from './util.js';
 
-const PYTHON = '/usr/bin/python3'; // Debian's, where python3-oslo.messaging lives (not a pyenv one)
-const PEER = fileURLToPath(new URL('../src/interop/oslo_peer.py', import.meta.url));
-const haveOslo = fs.existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import oslo_messaging'], { stdio: 'ignore' }).status === 0;
-
-type Line = Record<string, unknown>;
+const haveOslo = pythonHas('oslo_messaging');
 const ctx: Context = { user_id: 'u-ts', project_id: 'p-ts', request_id: 'req-ts-1' };
-
-/** One Python process; its stdout JSON lines are collected, stderr kept for failure messages. */
-class PythonPeer {
-  readonly lines = new Collector<Line>();
-  private stderr = '';
-  private readonly child: ChildProcessWithoutNullStreams;
-  readonly exited: Promise<number | null>;
-
-  constructor(args: string[]) {
-    this.child = spawn(PYTHON, [PEER, ...args], { stdio: 'pipe' });
-    createInterface({ input: this.child.stdout }).on('line', (l) => {
-      try {
-        this.lines.push(JSON.parse(l) as Line);
-      } catch {
-        this.stderr += `[stdout] ${l}\n`;
-      }
-    });
-    this.child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-8000)));
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
-  }
-
-  /** The first line matching `pred`, waiting up to `ms`. */
-  async line(pred: (l: Line) => boolean, ms = 20_000): Promise<Line> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = this.lines.items.find(pred);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`python peer: no matching line in ${ms} ms; got ${JSON.stringify(this.lines.items)}\nstderr:\n${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  result(op: string): Promise<Line> {
-    return this.line((l) => l['event'] === 'result' && l['op'] === op);
-  }
-
-  /** Close stdin (the peer stops cleanly), then make sure it is gone. */
-  async stop(): Promise<void> {
-    this.child.stdin.end();
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-}
 
 describe('interop with Python oslo.messaging over RabbitMQ', { skip: haveOslo ? false : 'python3-oslo.messaging is not installed (scripts/install-deps.sh installs it)' }, () => {
   const buses: Bus[] = [];

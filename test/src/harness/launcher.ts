@@ -1,12 +1,17 @@
 /**
  * Real-server launcher for tests (in the spirit of nats.js's nst/src/launcher.ts).
  *
- * Starts throw-away Redis and RabbitMQ servers on free 127.0.0.1 ports, each
+ * Starts throw-away Redis, RabbitMQ and AMQP 1.0 servers on free 127.0.0.1 ports, each
  * with a private temporary data directory, and tears them down again:
  *
  *   const redis = await startRedis();            // redis://127.0.0.1:PORT
  *   const rabbit = await startRabbitMQ();        // amqp://guest:guest@127.0.0.1:PORT/ (+ AMQP 1.0 on the same port)
  *   const sentinel = await startRedisSentinel(redis); // redis+sentinel://127.0.0.1:PORT/<masterName>
+ *   const broker = await startProtonBroker();    // amqp://127.0.0.1:PORT, a Qpid Proton example broker (AMQP 1.0
+ *                                                // queues only; { flavour: 'python' } for the Python one)
+ *   const avail = qdrouterdAvailable();          // { bin } or { reason } (Debian has no qdrouterd: skip with it)
+ *   const router = await startQdrouterd();       // amqp://127.0.0.1:PORT, a standalone Qpid Dispatch Router
+ *                                                // distributing oslo's AMQP 1.0 addresses as a router network does
  *   ...
  *   await rabbit.restart();                      // same port, same node name, same mnesia dir
  *   await redis.kill();                          // SIGKILL ("crash"), data dir kept; restart() brings it back
@@ -35,6 +40,8 @@
  *   method frame (an open port alone is not enough). RabbitMQ also opens its
  *   AMQP listener *before* its plugins (amqp1_0, ...) are started, so it
  *   additionally has to have logged "Server startup complete" for this boot.
+ *   A Proton broker and qdrouterd must answer the AMQP 1.0 protocol header with
+ *   an AMQP 1.0 (or SASL) header.
  * - Failed starts reject with an error that includes the tail of the server's
  *   output; a start that lost a port race (EADDRINUSE) is retried on new ports.
  * - Cleanup on failure/interrupt: all servers of this process are kept in a
@@ -54,13 +61,18 @@
  *
  * Environment knobs
  * - HYBRIDBUS_TEST_KEEP_DATA=1   keep data directories (logs, mnesia) after stop/exit for debugging
- * - REDIS_SERVER_BIN, RABBITMQ_SERVER_BIN   override the server executables
+ * - REDIS_SERVER_BIN, RABBITMQ_SERVER_BIN, QDROUTERD_BIN   override the server executables
+ * - QDROUTERD_PYTHONPATH         qdrouterd's Python modules, if a hand-built router needs them found
+ * - PROTON_EXAMPLES_DIR          Proton's examples (default /usr/share/proton/examples, from the Debian
+ *                                package libqpid-proton11-dev-examples); the C++ broker is compiled from
+ *                                them once per source into <tmpdir>/hybridbus-proton-broker-<uid>/
  *
  * Only Node built-ins are used; everything listens on and talks to 127.0.0.1 only.
  *
  * Modules: this file is the entry (and sharedServers()); process.ts spawns, kills process trees,
  * reads /proc and keeps the registry with its exit/signal cleanup; managed-server.ts is the
- * RunningServer lifecycle every kind shares; redis.ts, sentinel.ts and rabbitmq.ts start one kind.
+ * RunningServer lifecycle every kind shares; redis.ts, sentinel.ts, rabbitmq.ts, proton-broker.ts
+ * and qdrouterd.ts start one kind.
  */
 import { after, before } from 'node:test';
 
@@ -72,6 +84,8 @@ export { activeServers, stopAllServers, type RunningServer, type ServerKind, typ
 export { startRedis, type RedisOptions, type RedisServer } from './redis.js';
 export { startRedisSentinel, type RedisSentinelOptions, type RedisSentinelServer } from './sentinel.js';
 export { startRabbitMQ, type RabbitMQOptions, type RabbitMQServer } from './rabbitmq.js';
+export { startProtonBroker, type ProtonBrokerFlavour, type ProtonBrokerOptions, type ProtonBrokerServer } from './proton-broker.js';
+export { OSLO_ADDRESSES, qdrouterdAvailable, startQdrouterd, type QdrouterdDistribution, type QdrouterdOptions, type QdrouterdServer } from './qdrouterd.js';
 
 // ---------------------------------------------------------------------------
 // Sharing servers across the tests of a file / describe()

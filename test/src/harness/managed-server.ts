@@ -1,6 +1,6 @@
 /**
  * One server process under the test launcher (launcher.ts): the RunningServer every kind
- * (redis.ts, sentinel.ts, rabbitmq.ts) is, started until it answers its protocol, stopped,
+ * (redis.ts, sentinel.ts, rabbitmq.ts, proton-broker.ts, qdrouterd.ts) is, started until it answers its protocol, stopped,
  * killed and restarted on the same port and data dir, its log tail in errors. The processes
  * themselves (spawn, process-tree kill, cleanup on exit and signals) are process.ts's.
  */
@@ -12,13 +12,16 @@ import path from 'node:path';
 import { isPortBindable, LOOPBACK, waitFor } from './ports.js';
 import { endProcessTree, keepData, killTreeSync, spawnDetached, track, tracked, untrack, type Cleanable, type ExitState, type Spawned } from './process.js';
 
-export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq';
+export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq' | 'proton-broker' | 'qdrouterd';
 
 export interface RunningServer {
   readonly kind: ServerKind;
   readonly host: '127.0.0.1';
   readonly port: number;
-  /** redis://127.0.0.1:PORT, redis+sentinel://127.0.0.1:PORT/<masterName> or amqp://guest:guest@127.0.0.1:PORT/ */
+  /**
+   * redis://127.0.0.1:PORT, redis+sentinel://127.0.0.1:PORT/<masterName>, amqp://guest:guest@127.0.0.1:PORT/
+   * (RabbitMQ) or amqp://127.0.0.1:PORT (an AMQP 1.0 Proton broker or qdrouterd: SASL ANONYMOUS, no user)
+   */
   readonly url: string;
   /** Private (0700) temporary directory holding all server state and logs. */
   readonly dataDir: string;
@@ -43,13 +46,16 @@ export interface RunningServer {
 export interface StartOptions {
   /** Use this port instead of a free one (no retry on EADDRINUSE then). */
   port?: number;
-  /** Give up starting after this long (default: Redis 15 s, RabbitMQ 90 s). */
+  /** Give up starting after this long (default: Redis, Proton brokers and qdrouterd 15 s, RabbitMQ 90 s). */
   startTimeoutMs?: number;
-  /** Time between SIGTERM and SIGKILL in stop()/restart() (default: Redis 5 s, RabbitMQ 15 s). */
+  /** Time between SIGTERM and SIGKILL in stop()/restart() (default: RabbitMQ 15 s, the others 5 s). */
   stopGraceMs?: number;
   /** Extra environment for the server process. */
   env?: Record<string, string>;
-  /** Server executable (default from REDIS_SERVER_BIN/RABBITMQ_SERVER_BIN, then well-known paths, then PATH). */
+  /**
+   * Server executable (default from REDIS_SERVER_BIN/RABBITMQ_SERVER_BIN/QDROUTERD_BIN, then well-known paths,
+   * then PATH; a Proton broker's is its own, see ProtonBrokerOptions).
+   */
   binary?: string;
 }
 
@@ -278,19 +284,50 @@ export class ManagedServer implements RunningServer, Cleanable {
 // Factories
 // ---------------------------------------------------------------------------
 
+/**
+ * How to launch `command args` as `kind` when it starts in moments (Redis, Proton brokers,
+ * qdrouterd): ready once `probe` says so (tried every 20 ms), 15 s to start and 5 s to stop unless
+ * `opts` say otherwise; `env` and then `opts.env` over this process's environment.
+ */
+export function quickStartSpec(
+  kind: ServerKind,
+  command: string,
+  args: string[],
+  opts: StartOptions,
+  probe: (port: number) => Promise<boolean>,
+  probeName: string,
+  env: NodeJS.ProcessEnv = {},
+): LaunchSpec {
+  return {
+    kind,
+    command,
+    args,
+    env: { ...process.env, ...env, ...opts.env },
+    probe,
+    probeName,
+    probeIntervalMs: 20,
+    startTimeoutMs: opts.startTimeoutMs ?? 15_000,
+    stopGraceMs: opts.stopGraceMs ?? 5_000,
+    extraLogs: () => [],
+  };
+}
+
+/** True if `file` is a file this process may execute. */
+export function isExecutableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** The first executable of `candidates`, then of `name` on PATH. */
 export function findExecutable(candidates: readonly (string | undefined)[], name: string): string {
   const pathDirs = (process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean);
   const all = [...candidates, ...pathDirs.map((d) => path.join(d, name))];
-  for (const c of all) {
-    if (!c) continue;
-    try {
-      fs.accessSync(c, fs.constants.X_OK);
-      return c;
-    } catch {
-      /* next */
-    }
-  }
+  const found = all.find((c): c is string => !!c && isExecutableFile(c));
+  if (found) return found;
   throw new Error(
     `${name} not found (looked at ${all.filter(Boolean).join(', ')}); run scripts/install-deps.sh or set the *_SERVER_BIN env var`,
   );

@@ -156,6 +156,19 @@ export async function protocolHeaderReply(port: number, header: Uint8Array, time
   return data.subarray(0, 8);
 }
 
+/**
+ * Sends an AMQP 1.0 protocol header (by default the plain one; or AMQP_10_SASL_HEADER) and says
+ * which AMQP 1.0 header the server answers with: 'amqp' (it speaks AMQP 1.0 without SASL), 'sasl'
+ * (it wants, or offers, a SASL layer first), or null (refused, closed, another protocol such as
+ * 0-9-1's header, garbage, timeout). Either answer proves an AMQP 1.0 server behind the port.
+ */
+export async function amqp10HeaderReply(port: number, header: Uint8Array = AMQP_10_HEADER, timeoutMs = 2000): Promise<'amqp' | 'sasl' | null> {
+  const reply = await protocolHeaderReply(port, header, timeoutMs);
+  if (reply.equals(AMQP_10_HEADER)) return 'amqp';
+  if (reply.equals(AMQP_10_SASL_HEADER)) return 'sasl';
+  return null;
+}
+
 export class DeadlineError extends Error {
   override readonly name = 'DeadlineError';
 }

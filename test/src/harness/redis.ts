@@ -3,7 +3,7 @@
  * ready once it answers PING; no persistence unless asked (AOF).
  */
 import { freePort, LOOPBACK, redisPing } from './ports.js';
-import { findExecutable, ManagedServer, startWithRetry, type LaunchSpec, type RunningServer, type StartOptions } from './managed-server.js';
+import { findExecutable, ManagedServer, quickStartSpec, startWithRetry, type RunningServer, type StartOptions } from './managed-server.js';
 
 export interface RedisServer extends RunningServer {
   readonly kind: 'redis';
@@ -20,28 +20,6 @@ export interface RedisOptions extends StartOptions {
 export const redisServerBinary = (opts: StartOptions): string =>
   opts.binary ?? findExecutable([process.env['REDIS_SERVER_BIN'], '/usr/bin/redis-server'], 'redis-server');
 
-/** How to launch redis-server `args` as `kind`, ready when `probe` says so: Redis's 15 s to start, 5 s to stop. */
-export function redisSpec(
-  kind: 'redis' | 'redis-sentinel',
-  binary: string,
-  args: string[],
-  opts: StartOptions,
-  probe: (port: number) => Promise<boolean>,
-  probeName: string,
-): LaunchSpec {
-  return {
-    kind,
-    command: binary,
-    args,
-    env: { ...process.env, ...opts.env },
-    probe,
-    probeName,
-    probeIntervalMs: 20,
-    startTimeoutMs: opts.startTimeoutMs ?? 15_000,
-    stopGraceMs: opts.stopGraceMs ?? 5_000,
-    extraLogs: () => [],
-  };
-}
 
 /** Starts a private redis-server on a free 127.0.0.1 port; resolves once it answers PING. */
 export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> {
@@ -63,7 +41,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
       const reply = await redisPing(p, 1000);
       return reply === '+PONG' || (reply?.startsWith('-NOAUTH') ?? false);
     };
-    const spec = redisSpec('redis', binary, args, opts, probe, 'PING with +PONG');
+    const spec = quickStartSpec('redis', binary, args, opts, probe, 'PING with +PONG');
     return new ManagedServer('redis', port, `redis://${LOOPBACK}:${port}`, dataDir, spec) as ManagedServer & RedisServer;
   });
 }

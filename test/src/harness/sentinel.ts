@@ -6,8 +6,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 
 import { exchange, freePort, LOOPBACK } from './ports.js';
-import { ManagedServer, startWithRetry, type LaunchSpec, type RunningServer, type StartOptions } from './managed-server.js';
-import { redisServerBinary, redisSpec } from './redis.js';
+import { ManagedServer, quickStartSpec, startWithRetry, type LaunchSpec, type RunningServer, type StartOptions } from './managed-server.js';
+import { redisServerBinary } from './redis.js';
 
 export interface RedisSentinelServer extends RunningServer {
   readonly kind: 'redis-sentinel';
@@ -76,7 +76,7 @@ export async function startRedisSentinel(master: RunningServer, opts: RedisSenti
       ].join('\n'),
     );
     const probe = async (p: number): Promise<boolean> => (await sentinelMasterAddr(p, masterName)) === masterAddr;
-    const spec = redisSpec('redis-sentinel', binary, [configFile, '--sentinel'], opts, probe, `SENTINEL get-master-addr-by-name ${masterName} with ${masterAddr}`);
+    const spec = quickStartSpec('redis-sentinel', binary, [configFile, '--sentinel'], opts, probe, `SENTINEL get-master-addr-by-name ${masterName} with ${masterAddr}`);
     return new ManagedRedisSentinel(port, dataDir, spec, masterName, master);
   });
 }

@@ -1,17 +1,28 @@
-"""A real Python oslo.messaging peer for hybridbus's rabbit interop tests.
+"""A real Python oslo.messaging peer for hybridbus's interop tests.
 
     /usr/bin/python3 oslo_peer.py MODE TRANSPORT_URL TOPIC [ARG]
 
 MODE is one of
   server NAME    an RPC server for TOPIC (server NAME) until stdin closes
-  client         calls/casts a hybridbus server on TOPIC, one result line each, then exits
+  client         calls/casts a server on TOPIC (echo, add, fail, quota, nosuch, slow, then a
+                 call to server 'ts1', a cast and a fanout cast of tick), one result line each,
+                 then exits; a Python `server ts1` answers all but quota (NoSuchMethod)
   notify         sends an info and an error notification to TOPIC, then exits
   listen [POOL]  a notification listener on TOPIC (in POOL) until stdin closes
 
 Every event is one JSON line on stdout ({"event": ...}); logs go to stderr.
+
+TRANSPORT_URL picks oslo's driver by its scheme:
+  rabbit://user:pw@127.0.0.1:PORT/         the RabbitMQ (AMQP 0-9-1) driver
+  amqp://127.0.0.1:PORT/ (or without "/")  the AMQP 1.0 driver (python3-pyngus, python3-qpid-proton)
+Options of the driver's conf group ([oslo_rabbit], [oslo_messaging_amqp]) can be given as URL
+query parameters, e.g. amqp://127.0.0.1:PORT/?addressing_mode=routable (an unknown one is an
+error). Anything else: OSLO_PEER_CONFIG_FILE=<an oslo.config ini file> in the environment.
+The AMQP 1.0 driver has no notification pools: `listen POOL` fails with NotImplementedError.
 """
 import json
 import logging
+import os
 import sys
 import time
 
@@ -60,7 +71,11 @@ class Notifications(object):
 def conf():
     # The global CONF: oslo registers some options only there (e.g. oslo_messaging_metrics,
     # which the RPC client reads).
-    cfg.CONF([], project='interop')
+    config_file = os.environ.get('OSLO_PEER_CONFIG_FILE')
+    cfg.CONF(['--config-file', config_file] if config_file else [], project='interop')
+    # The RPC client's (disabled) metrics sender thread would otherwise keep the process alive
+    # for 10 s after its first call.
+    cfg.CONF.set_override('metrics_thread_stop_timeout', 0, group='oslo_messaging_metrics')
     return cfg.CONF
 
 
