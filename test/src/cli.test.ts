@@ -103,7 +103,7 @@ describe('hybridbus CLI', () => {
     // A transport that is not zmq://: the error names it, masked (the driver may not even connect).
     const ls = await run(['nameservice', 'ls', '--transport', 'broker'], { HYBRIDBUS_TRANSPORTS: transports, HYBRIDBUS_PATTERNS_NOTIFY: 'broker' });
     assert.equal(ls.code, 1);
-    assert.match(ls.stderr, /transport "broker" is rabbit:\/\/guest:\*\*\*@127\.0\.0\.1:1\/, not zmq:\/\//);
+    assert.match(ls.stderr, /transport "broker" is rabbit:\/\/guest:\*\*\*@127\.0\.0\.1:1\/: it has no name service/);
     // The demo's table shows each transport's URL: a CURVE secret key is masked like a password.
     const { curveKeyPair } = await import('@hybridbus/zmq-direct');
     const keys = curveKeyPair();
@@ -163,7 +163,7 @@ describe('an install without the benchmark engine', () => {
     cpSync(join(cliDir, 'package.json'), join(root, 'cli', 'package.json'));
     const installed = join(cliDir, '..', '..', 'node_modules');
     mkdirSync(join(root, 'node_modules', '@hybridbus'), { recursive: true });
-    for (const pkg of ['@hybridbus/core', '@hybridbus/zmq-direct', '@hybridbus/rabbit-brokered', 'commander']) {
+    for (const pkg of ['@hybridbus/core', '@hybridbus/nameservice', '@hybridbus/zmq-direct', '@hybridbus/rabbit-brokered', '@hybridbus/amqp1', 'commander']) {
       symlinkSync(realpathSync(join(installed, pkg)), join(root, 'node_modules', pkg));
     }
     const alone = join(root, 'cli', 'dist', 'main.js');

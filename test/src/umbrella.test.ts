@@ -5,7 +5,7 @@ import { Bus, ConfigError, loadConfig, registeredSchemes, type Context } from 'h
 import { freshTopic, tempDir } from './util.js';
 
 test('one import: the embedded default needs no config, and every driver scheme is known', async () => {
-  assert.deepEqual(registeredSchemes().sort(), ['amqp', 'amqps', 'memory', 'rabbit', 'zmq']);
+  assert.deepEqual(registeredSchemes().sort(), ['amqp', 'amqp1', 'amqps', 'memory', 'rabbit', 'zmq']);
   assert.deepEqual(loadConfig({ env: {} }).transports, { default: 'zmq://' });
   // The config's options reach the driver's own checks.
   assert.throws(() => loadConfig({ env: {}, overrides: { transports: { default: 'rabbit://h/?nosuch=1' } } }), ConfigError);
