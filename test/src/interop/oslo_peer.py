@@ -4,9 +4,11 @@
 
 MODE is one of
   server NAME    an RPC server for TOPIC (server NAME) until stdin closes
-  client         calls/casts a server on TOPIC (echo, add, fail, quota, nosuch, slow, then a
+  client [OPS]   calls/casts a server on TOPIC (echo, add, fail, quota, nosuch, slow, then a
                  call to server 'ts1', a cast and a fanout cast of tick), one result line each,
-                 then exits; a Python `server ts1` answers all but quota (NoSuchMethod)
+                 then exits; a Python `server ts1` answers all but quota (NoSuchMethod).
+                 ARG, if given: extra ops run after those, comma-separated:
+                   timeout  a call of slow(3) with a 1 s timeout (MessagingTimeout expected)
   notify         sends an info and an error notification to TOPIC, then exits
   listen [POOL]  a notification listener on TOPIC (in POOL) until stdin closes
 
@@ -101,7 +103,7 @@ def attempt(op, fn):
             message=str(e).split('\n')[0])
 
 
-def run_client(url, topic):
+def run_client(url, topic, extra=None):
     transport = om.get_rpc_transport(conf(), url=url)
     client = om.get_rpc_client(transport, om.Target(topic=topic, namespace='test', version='1.2'),
                                timeout=15)
@@ -115,6 +117,11 @@ def run_client(url, topic):
     attempt('direct', lambda: client.prepare(server='ts1').call(ctxt, 'add', a=1, b=1))
     attempt('cast', lambda: client.cast(ctxt, 'tick', n=1))
     attempt('fanout', lambda: client.prepare(fanout=True).cast(ctxt, 'tick', n=2))
+    for op in (extra.split(',') if extra else []):
+        if op == 'timeout':
+            attempt('timeout', lambda: client.prepare(timeout=1).call(ctxt, 'slow', seconds=3))
+        else:
+            raise SystemExit('unknown client op %r' % op)
     transport.cleanup()
 
 
@@ -146,7 +153,7 @@ def main(argv):
     if mode == 'server':
         run_server(url, topic, extra)
     elif mode == 'client':
-        run_client(url, topic)
+        run_client(url, topic, extra)
     elif mode == 'notify':
         run_notify(url, topic)
     elif mode == 'listen':
