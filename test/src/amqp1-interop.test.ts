@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Bus, MessagingTimeout, RemoteError, remoteError, type Context, type NotificationMetadata } from 'hybridbus';
+import { Bus, MessagingTimeout, PRIORITIES, RemoteError, remoteError, type Context, type NotificationMetadata } from 'hybridbus';
 import { freePort, qdrouterdAvailable, sharedServers, startProtonBroker, startQdrouterd } from './harness/launcher.js';
 import { pythonHas, PythonPeer, type Line } from './interop/python-peer.js';
 import { Collector, freshTopic, recordingLogger, tempDir } from './util.js';
@@ -26,6 +26,8 @@ const routerSkip = !haveAmqp1 ? noAmqp1 : 'reason' in qdrouterd ? qdrouterd.reas
 const ctx: Context = { user_id: 'u-ts', project_id: 'p-ts', request_id: 'req-ts-1' };
 const isReady = (l: Line): boolean => l['event'] === 'ready';
 const isNotification = (priority: string) => (l: Line): boolean => l['event'] === 'notification' && l['priority'] === priority;
+/** The priorities besides info and error, for oslo_peer.py's `notify TOPIC PRIOS`. */
+const MORE_PRIORITIES = PRIORITIES.filter((p) => p !== 'info' && p !== 'error');
 
 /** Buses and Python peers of a describe(), closed by its after() (registered before its servers'). */
 function fixtures(): { bus: (url: string) => Promise<Bus>; peer: (...args: string[]) => PythonPeer } {
@@ -145,14 +147,14 @@ async function tsListener(bus: Bus, topic: string): Promise<{ got: Collector<Rec
   const got = new Collector<Received>();
   const rec = (priority: string) => (c: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) =>
     void got.push({ priority, c, publisherId, eventType, payload, metadata });
-  const listener = bus.notificationListener([{ topic }], [{ info: rec('info'), error: rec('error') }]);
+  const listener = bus.notificationListener([{ topic }], [Object.fromEntries(PRIORITIES.map((p) => [p, rec(p)]))]);
   await listener.start();
   return { got, stop: () => listener.stop() };
 }
 
 /** What our listener got from oslo_peer.py's `notify`. */
 async function assertFromPythonNotifier(got: Collector<Received>): Promise<void> {
-  const items = await got.until(2);
+  const items = await got.until(2 + MORE_PRIORITIES.length);
   const info = items.find((i) => i.priority === 'info');
   assert.ok(info);
   assert.equal(info.publisherId, 'py.node1');
@@ -164,6 +166,11 @@ async function assertFromPythonNotifier(got: Collector<Received>): Promise<void>
   const error = items.find((i) => i.priority === 'error');
   assert.equal(error?.eventType, 'compute.instance.create.error');
   assert.deepEqual(error?.payload, { seq: 2 });
+  for (const p of MORE_PRIORITIES) {
+    const n = items.find((i) => i.priority === p);
+    assert.deepEqual([n?.eventType, n?.payload, n?.publisherId], [`test.${p}`, { p }, 'py.node1'], `priority ${p}`);
+  }
+  assert.equal(items.length, 2 + MORE_PRIORITIES.length);
 }
 
 /** What oslo_peer.py's `listen` got from our notifier. */
@@ -183,6 +190,11 @@ async function assertFromTsNotifier(bus: Bus, py: PythonPeer, topic: string): Pr
   const error = await py.line(isNotification('error'));
   assert.equal(error['event_type'], 'compute.instance.create.error');
   assert.deepEqual(error['payload'], { code: 500 });
+  for (const p of MORE_PRIORITIES) {
+    await notifier[p](ctx, `test.${p}`, { p });
+    const n = await py.line(isNotification(p));
+    assert.deepEqual([n['event_type'], n['payload'], n['publisher_id']], [`test.${p}`, { p }, 'compute.ts-1'], `priority ${p}`);
+  }
 }
 
 describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { skip: haveAmqp1 ? false : noAmqp1, timeout: 90_000 }, () => {
@@ -197,6 +209,18 @@ describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { sk
     const py = peer('client', `amqp://127.0.0.1:${port}/`, topic, 'timeout');
     await assertPythonClientOfTs(py, server.casts);
     await server.stop();
+  });
+
+  test('a Python notifier attached to our listener, with its legacy addresses: every priority arrives', async () => {
+    // The listener takes both address forms, so an oslo configured with addressing_mode=legacy finds it too.
+    const topic = freshTopic('py-direct-notif');
+    const port = await freePort();
+    const matchmaker = `local:${path.join(tempDir('hybridbus-amqp1-interop-'), 'ns')}`;
+    const listener = await tsListener(await bus(`amqp://?mode=direct&matchmaker=${encodeURIComponent(matchmaker)}&port=${port}`), topic);
+    const py = peer('notify', `amqp://127.0.0.1:${port}/?addressing_mode=legacy`, topic, MORE_PRIORITIES.join(','));
+    assert.equal(await py.exited, 0, py.stderrTail);
+    await assertFromPythonNotifier(listener.got);
+    await listener.stop();
   });
 });
 
@@ -231,7 +255,7 @@ function brokered({ bus, peer }: ReturnType<typeof fixtures>, url: () => string,
   test('notifications from a Python notifier reach our listener', async () => {
     const topic = freshTopic('py-notif');
     const listener = await tsListener(await bus(url()), topic);
-    const py = peer('notify', url(), topic);
+    const py = peer('notify', url(), topic, MORE_PRIORITIES.join(','));
     assert.equal(await py.exited, 0, py.stderrTail);
     await assertFromPythonNotifier(listener.got);
     await listener.stop();

@@ -9,7 +9,9 @@ MODE is one of
                  then exits; a Python `server ts1` answers all but quota (NoSuchMethod).
                  ARG, if given: extra ops run after those, comma-separated:
                    timeout  a call of slow(3) with a 1 s timeout (MessagingTimeout expected)
-  notify         sends an info and an error notification to TOPIC, then exits
+  notify [PRIOS] sends an info and an error notification to TOPIC, then exits; PRIOS, if
+                 given, adds one notification per comma-separated priority (audit, debug,
+                 warn, critical, sample...) with event_type test.<priority>, payload {"p": priority}
   listen [POOL]  a notification listener on TOPIC (in POOL) until stdin closes
 
 Every event is one JSON line on stdout ({"event": ...}); logs go to stderr.
@@ -69,6 +71,22 @@ class Notifications(object):
     def error(self, ctxt, publisher_id, event_type, payload, metadata):
         self._record('error', ctxt, publisher_id, event_type, payload, metadata)
 
+    # the rest of oslo's priorities (a listener endpoint without one drops its notifications)
+    def audit(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('audit', ctxt, publisher_id, event_type, payload, metadata)
+
+    def debug(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('debug', ctxt, publisher_id, event_type, payload, metadata)
+
+    def warn(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('warn', ctxt, publisher_id, event_type, payload, metadata)
+
+    def critical(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('critical', ctxt, publisher_id, event_type, payload, metadata)
+
+    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
+        self._record('sample', ctxt, publisher_id, event_type, payload, metadata)
+
 
 def conf():
     # The global CONF: oslo registers some options only there (e.g. oslo_messaging_metrics,
@@ -125,12 +143,14 @@ def run_client(url, topic, extra=None):
     transport.cleanup()
 
 
-def run_notify(url, topic):
+def run_notify(url, topic, extra=None):
     transport = om.get_notification_transport(conf(), url=url)
     notifier = om.Notifier(transport, publisher_id='py.node1', driver='messagingv2', topics=[topic])
     ctxt = {'user_id': 'u-py'}
     notifier.info(ctxt, 'compute.instance.create.end', {'seq': 1, 'state': 'active'})
     notifier.error(ctxt, 'compute.instance.create.error', {'seq': 2})
+    for priority in (extra.split(',') if extra else []):
+        getattr(notifier, priority)(ctxt, 'test.%s' % priority, {'p': priority})
     out(event='sent')
     transport.cleanup()
 
@@ -155,7 +175,7 @@ def main(argv):
     elif mode == 'client':
         run_client(url, topic, extra)
     elif mode == 'notify':
-        run_notify(url, topic)
+        run_notify(url, topic, extra)
     elif mode == 'listen':
         run_listen(url, topic, extra)
     else:
