@@ -17,6 +17,7 @@ import { Bus, MessagingTimeout, PRIORITIES, RemoteError, remoteError, type Conte
 import { freePort, qdrouterdAvailable, sharedServers, startProtonBroker, startQdrouterd } from './harness/launcher.js';
 import { pythonHas, PythonPeer, type Line } from './interop/python-peer.js';
 import { Collector, freshTopic, recordingLogger, tempDir } from './util.js';
+import rhea, { type Delivery, type EventContext, type Message } from 'rhea';
 
 const haveAmqp1 = pythonHas('oslo_messaging', 'pyngus', 'proton');
 const noAmqp1 = 'python3-oslo.messaging with python3-pyngus and python3-qpid-proton is not installed (scripts/install-deps.sh installs them)';
@@ -199,12 +200,16 @@ async function assertFromTsNotifier(bus: Bus, py: PythonPeer, topic: string): Pr
 
 describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { skip: haveAmqp1 ? false : noAmqp1, timeout: 90_000 }, () => {
   const { bus, peer } = fixtures();
+  const directUrl = async (): Promise<{ url: string; port: number }> => {
+    const port = await freePort();
+    const matchmaker = `local:${path.join(tempDir('hybridbus-amqp1-interop-'), 'ns')}`;
+    return { port, url: `amqp://?mode=direct&matchmaker=${encodeURIComponent(matchmaker)}&port=${port}` };
+  };
 
   test('a Python client attached to our listener: results, remote errors, call monitoring, a direct call, cast, fanout, timeout', async () => {
     const topic = freshTopic('py-direct');
-    const port = await freePort();
-    const matchmaker = `local:${path.join(tempDir('hybridbus-amqp1-interop-'), 'ns')}`;
-    const b = await bus(`amqp://?mode=direct&matchmaker=${encodeURIComponent(matchmaker)}&port=${port}`);
+    const { port, url } = await directUrl();
+    const b = await bus(url);
     const server = await startTsServer(b, topic);
     const py = peer('client', `amqp://127.0.0.1:${port}/`, topic, 'timeout');
     await assertPythonClientOfTs(py, server.casts);
@@ -214,13 +219,59 @@ describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { sk
   test('a Python notifier attached to our listener, with its legacy addresses: every priority arrives', async () => {
     // The listener takes both address forms, so an oslo configured with addressing_mode=legacy finds it too.
     const topic = freshTopic('py-direct-notif');
-    const port = await freePort();
-    const matchmaker = `local:${path.join(tempDir('hybridbus-amqp1-interop-'), 'ns')}`;
-    const listener = await tsListener(await bus(`amqp://?mode=direct&matchmaker=${encodeURIComponent(matchmaker)}&port=${port}`), topic);
+    const { port, url } = await directUrl();
+    const listener = await tsListener(await bus(url), topic);
     const py = peer('notify', `amqp://127.0.0.1:${port}/?addressing_mode=legacy`, topic, MORE_PRIORITIES.join(','));
     assert.equal(await py.exited, 0, py.stderrTail);
     await assertFromPythonNotifier(listener.got);
     await listener.stop();
+  });
+
+  test('any AMQP 1.0 client on our listener: data-section bodies, ulong/uuid/binary message-ids echoed with their type, enveloped requests, garbage rejected', async () => {
+    const topic = freshTopic('raw-direct');
+    const { port, url } = await directUrl();
+    const b = await bus(url);
+    const server = await startTsServer(b, topic);
+    const container = rhea.create_container({ id: 'raw-client' });
+    const conn = container.connect({ host: '127.0.0.1', port, reconnect: false });
+    after(() => conn.close());
+    const replyTo = await new Promise<string>((resolve) => {
+      conn.open_receiver({ source: { dynamic: true } as unknown as { address: string } }).once('receiver_open', (c: EventContext) => resolve(c.receiver?.source?.address as string));
+    });
+    const replies = new Collector<Message>();
+    conn.on('message', (c: EventContext) => void replies.push(c.message as Message));
+    const sender = conn.open_sender({ target: { address: `openstack.org/om/rpc/anycast/openstack/${topic}` } });
+    await new Promise((r) => sender.once('sendable', r));
+    const outcome = (m: Message): Promise<string> =>
+      new Promise((resolve) => {
+        const d: Delivery = sender.send(m);
+        for (const ev of ['accepted', 'rejected', 'released', 'modified']) sender.on(ev, (c: EventContext) => c.delivery === d && resolve(ev));
+      });
+    const request = (method: string, args: object, context: object = { user_id: 'u-raw' }): string => JSON.stringify({ request: { method, args, namespace: 'test', version: '1.2' }, context });
+    const uuid = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
+    const binary = Buffer.from('0a0b0c', 'hex');
+    const half = Buffer.from(request('add', { a: 20, b: 1 }));
+    const sent: Array<[Message, unknown]> = [
+      [{ message_id: 'str-1', reply_to: replyTo, body: rhea.message.data_section(Buffer.from(request('add', { a: 1, b: 2 }))) }, 3],
+      [{ message_id: 42, reply_to: replyTo, body: request('add', { a: 40, b: 2 }) }, 42],
+      [{ message_id: uuid, reply_to: replyTo, body: request('add', { a: 0, b: 7 }) }, 7],
+      [{ message_id: rhea.types.wrap_binary(binary) as unknown as Buffer, reply_to: replyTo, body: rhea.message.data_sections([half.subarray(0, 9), half.subarray(9)]) }, 21],
+      // a 2.0 envelope around the request, its context in _context_ keys (oslo's common.deserialize_msg takes it)
+      [{ message_id: 'env-1', reply_to: replyTo, body: JSON.stringify({ request: { 'oslo.version': '2.0', 'oslo.message': JSON.stringify({ method: 'echo', args: { arg: 1 }, namespace: 'test', version: '1.2', _context_user_id: 'u-env' }) } }) }, { arg: 1, ctxt: { user_id: 'u-env' } }],
+    ];
+    for (const [m] of sent) assert.equal(await outcome({ ...m, to: sender.target.address }), 'accepted');
+    const got = await replies.until(sent.length);
+    for (const [m, result] of sent) {
+      const id = (m.message_id as { value?: unknown }).value ?? m.message_id;
+      const reply = got.find((r) => (Buffer.isBuffer(id) ? Buffer.isBuffer(r.correlation_id) && id.equals(r.correlation_id) : r.correlation_id === id));
+      assert.ok(reply, `a reply to message-id ${String(id)}`);
+      assert.deepEqual(JSON.parse(reply.body as string), { response: result });
+    }
+    // garbage: rejected with amqp:decode-error, nothing dispatched
+    assert.equal(await outcome({ message_id: 'bad-1', reply_to: replyTo, body: 'not json' }), 'rejected');
+    assert.equal(await outcome({ message_id: 'bad-2', reply_to: replyTo, body: rhea.message.sequence_section([1, 2]) }), 'rejected');
+    conn.close();
+    await server.stop();
   });
 });
 
