@@ -7,7 +7,9 @@
  *   notification  {"request": {"oslo.version": "2.0", "oslo.message": "<notification JSON>"}, "context": {...}}
  *
  * The context is a plain object (no `_context_` keys) and correlation is the AMQP
- * `message-id` → `correlation-id`, so a request's de-duplication id is its message-id.
+ * `message-id` → `correlation-id`, so a request's de-duplication id is its message-id (oslo's
+ * casts have none: then its `_unique_id`). Received bodies may also be AMQP binary or data
+ * sections, requests enveloped and contexts in `_context_` keys, as oslo's own decoder takes them.
  */
 import { MalformedMessage } from '@hybridbus/core';
 import rhea from 'rhea';
