@@ -13,9 +13,19 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Bus, MessagingTimeout, PRIORITIES, RemoteError, remoteError, type Context, type NotificationMetadata } from 'hybridbus';
+import { Bus } from 'hybridbus';
 import { freePort, qdrouterdAvailable, sharedServers, startProtonBroker, startQdrouterd } from './harness/launcher.js';
 import { pythonHas, PythonPeer, type Line } from './interop/python-peer.js';
+import {
+  assertFromPythonNotifier,
+  assertFromTsNotifier,
+  assertPythonClientOfTs,
+  assertTsClientOfPython,
+  MORE_PRIORITIES,
+  sendTsNotifications,
+  startTsListener,
+  startTsServer,
+} from './interop/scenarios.js';
 import { Collector, freshTopic, recordingLogger, tempDir } from './util.js';
 import rhea, { type Delivery, type EventContext, type Message } from 'rhea';
 
@@ -24,11 +34,7 @@ const noAmqp1 = 'python3-oslo.messaging with python3-pyngus and python3-qpid-pro
 const qdrouterd = qdrouterdAvailable();
 const routerSkip = !haveAmqp1 ? noAmqp1 : 'reason' in qdrouterd ? qdrouterd.reason : false;
 
-const ctx: Context = { user_id: 'u-ts', project_id: 'p-ts', request_id: 'req-ts-1' };
 const isReady = (l: Line): boolean => l['event'] === 'ready';
-const isNotification = (priority: string) => (l: Line): boolean => l['event'] === 'notification' && l['priority'] === priority;
-/** The priorities besides info and error, for oslo_peer.py's `notify TOPIC PRIOS`. */
-const MORE_PRIORITIES = PRIORITIES.filter((p) => p !== 'info' && p !== 'error');
 
 /** Buses and Python peers of a describe(), closed by its after() (registered before its servers'). */
 function fixtures(): { bus: (url: string) => Promise<Bus>; peer: (...args: string[]) => PythonPeer } {
@@ -53,151 +59,6 @@ function fixtures(): { bus: (url: string) => Promise<Bus>; peer: (...args: strin
   };
 }
 
-class QuotaExceeded extends Error {
-  override name = 'QuotaExceeded';
-  readonly module = 'nova.exception';
-}
-
-/** Our RPC server on `topic` (server ts1) with the methods oslo_peer.py's client mode calls. */
-async function startTsServer(bus: Bus, topic: string): Promise<{ casts: Collector<{ n: number; c: Context }>; stop: () => Promise<void> }> {
-  const casts = new Collector<{ n: number; c: Context }>();
-  const server = bus.rpcServer({ topic, server: 'ts1' }, [
-    {
-      target: { namespace: 'test', version: '1.2' },
-      echo: (c: Context, a: { arg: unknown }) => ({ arg: a.arg, ctxt: c }),
-      add: (_c: Context, a: { a: number; b: number }) => a.a + a.b,
-      fail: () => {
-        throw remoteError('ValueError', 'boom', { module: 'builtins' });
-      },
-      quota: () => {
-        throw new QuotaExceeded('quota exceeded for cores');
-      },
-      slow: (_c: Context, a: { seconds: number }) => new Promise((r) => setTimeout(() => r(`slept ${a.seconds}`), a.seconds * 1000)),
-      tick: (c: Context, a: { n: number }) => void casts.push({ n: a.n, c }),
-    },
-  ]);
-  await server.start();
-  return { casts, stop: () => server.stop() };
-}
-
-/** What oslo_peer.py's `client TOPIC timeout` gets from startTsServer's server. */
-async function assertPythonClientOfTs(py: PythonPeer, casts: Collector<{ n: number; c: Context }>): Promise<void> {
-  const echo = await py.result('echo');
-  assert.deepEqual((echo['result'] as Line)['arg'], { s: 'héllo ☃', n: [1, 2.5, null, true] });
-  assert.equal(((echo['result'] as Line)['ctxt'] as Line)['user_id'], 'u-py');
-  assert.equal(((echo['result'] as Line)['ctxt'] as Line)['request_id'], 'req-py-1');
-  assert.equal((await py.result('add'))['result'], 42);
-  // a builtin class is rebuilt as itself by the Python client
-  const fail = await py.result('fail');
-  assert.deepEqual([fail['error'], fail['module'], fail['message']], ['ValueError', 'builtins', 'boom']);
-  // any other class arrives as oslo_messaging.RemoteError carrying our class and message
-  const quota = await py.result('quota');
-  assert.deepEqual([quota['error'], quota['exc_type'], quota['value']], ['RemoteError', 'QuotaExceeded', 'quota exceeded for cores']);
-  const nosuch = await py.result('nosuch');
-  assert.deepEqual([nosuch['error'], nosuch['exc_type'], nosuch['value']], ['RemoteError', 'NoSuchMethod', 'Endpoint does not support RPC method nosuch']);
-  // our server heartbeats at call_monitor_timeout/2, so oslo's 2 s call monitor keeps a 3 s call alive
-  assert.equal((await py.result('monitored'))['result'], 'slept 3', JSON.stringify(await py.result('monitored')));
-  assert.equal((await py.result('direct'))['result'], 2);
-  assert.equal((await py.result('cast'))['error'], undefined);
-  assert.equal((await py.result('fanout'))['error'], undefined);
-  assert.equal((await py.result('timeout'))['error'], 'MessagingTimeout');
-  assert.equal(await py.exited, 0, py.stderrTail);
-  const got = await casts.until(2);
-  assert.deepEqual(got.map((c) => c.n).sort(), [1, 2]);
-  assert.equal(got[0]?.c['user_id'], 'u-py');
-}
-
-/** Our client against oslo_peer.py's `server py1` on `topic`. */
-async function assertTsClientOfPython(bus: Bus, py: PythonPeer, topic: string): Promise<void> {
-  const client = bus.rpcClient({ topic, namespace: 'test', version: '1.2' }, { timeout: 15_000 });
-  const payload = { s: 'héllo ☃', n: [1, 2.5, null, true, false], nested: { k: 'v', empty: {} } };
-  const echoed = await client.call<{ arg: unknown; ctxt: Context }>(ctx, 'echo', { arg: payload });
-  assert.deepEqual(echoed.arg, payload);
-  assert.equal(echoed.ctxt['user_id'], 'u-ts');
-  assert.equal(echoed.ctxt['request_id'], 'req-ts-1');
-  assert.equal(await client.call(ctx, 'add', { a: 2, b: 40 }), 42);
-  assert.equal(await client.prepare({ server: 'py1', version: '1.0' }).call(ctx, 'add', { a: 1, b: 1 }), 2);
-
-  await assert.rejects(client.call(ctx, 'fail'), (e: unknown) => {
-    assert.ok(e instanceof RemoteError, String(e));
-    assert.equal(e.remoteClass, 'ValueError');
-    assert.equal(e.remoteModule, 'builtins');
-    assert.equal(e.remoteMessage, 'boom');
-    assert.ok(e.remoteTraceback.some((l) => l.includes('ValueError: boom')), 'the Python traceback comes along');
-    return true;
-  });
-  await assert.rejects(client.call(ctx, 'nosuch'), (e: unknown) => e instanceof RemoteError && e.remoteClass === 'NoSuchMethod' && e.remoteModule === 'oslo_messaging.rpc.dispatcher');
-  await assert.rejects(client.prepare({ version: '2.0' }).call(ctx, 'echo', { arg: 1 }), (e: unknown) => e instanceof RemoteError && e.remoteClass === 'UnsupportedVersion');
-
-  // oslo's server heartbeats every call_monitor_timeout/2 s: a 3 s call survives a 2 s monitor timeout.
-  const t0 = Date.now();
-  assert.equal(await client.prepare({ callMonitorTimeout: 2_000 }).call(ctx, 'slow', { seconds: 3 }), 'slept 3');
-  assert.ok(Date.now() - t0 >= 2_900);
-  // and without a monitor the call's own timeout ends it
-  await assert.rejects(client.prepare({ timeout: 1_000 }).call(ctx, 'slow', { seconds: 3 }), (e: unknown) => e instanceof MessagingTimeout);
-
-  await client.cast(ctx, 'tick', { n: 1 });
-  const cast = await py.line((l) => l['event'] === 'cast' && l['n'] === 1);
-  assert.equal((cast['ctxt'] as Context)['user_id'], 'u-ts');
-  assert.equal((cast['ctxt'] as Context)['request_id'], 'req-ts-1');
-}
-
-type Received = { priority: string; c: Context; publisherId: string; eventType: string; payload: unknown; metadata: NotificationMetadata };
-
-async function tsListener(bus: Bus, topic: string): Promise<{ got: Collector<Received>; stop: () => Promise<void> }> {
-  const got = new Collector<Received>();
-  const rec = (priority: string) => (c: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) =>
-    void got.push({ priority, c, publisherId, eventType, payload, metadata });
-  const listener = bus.notificationListener([{ topic }], [Object.fromEntries(PRIORITIES.map((p) => [p, rec(p)]))]);
-  await listener.start();
-  return { got, stop: () => listener.stop() };
-}
-
-/** What our listener got from oslo_peer.py's `notify`. */
-async function assertFromPythonNotifier(got: Collector<Received>): Promise<void> {
-  const items = await got.until(2 + MORE_PRIORITIES.length);
-  const info = items.find((i) => i.priority === 'info');
-  assert.ok(info);
-  assert.equal(info.publisherId, 'py.node1');
-  assert.equal(info.eventType, 'compute.instance.create.end');
-  assert.deepEqual(info.payload, { seq: 1, state: 'active' });
-  assert.equal(info.c['user_id'], 'u-py');
-  assert.match(info.metadata.messageId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-  assert.match(info.metadata.timestamp, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/);
-  const error = items.find((i) => i.priority === 'error');
-  assert.equal(error?.eventType, 'compute.instance.create.error');
-  assert.deepEqual(error?.payload, { seq: 2 });
-  for (const p of MORE_PRIORITIES) {
-    const n = items.find((i) => i.priority === p);
-    assert.deepEqual([n?.eventType, n?.payload, n?.publisherId], [`test.${p}`, { p }, 'py.node1'], `priority ${p}`);
-  }
-  assert.equal(items.length, 2 + MORE_PRIORITIES.length);
-}
-
-/** What oslo_peer.py's `listen` got from our notifier. */
-async function assertFromTsNotifier(bus: Bus, py: PythonPeer, topic: string): Promise<void> {
-  const notifier = bus.notifier({ publisherId: 'compute.ts-1', topics: [topic] });
-  await notifier.info(ctx, 'compute.instance.create.end', { state: 'active', s: 'héllo ☃' });
-  await notifier.error(ctx, 'compute.instance.create.error', { code: 500 });
-  const info = await py.line(isNotification('info'));
-  assert.equal(info['publisher_id'], 'compute.ts-1');
-  assert.equal(info['event_type'], 'compute.instance.create.end');
-  assert.deepEqual(info['payload'], { state: 'active', s: 'héllo ☃' });
-  assert.equal((info['ctxt'] as Line)['user_id'], 'u-ts');
-  assert.equal((info['ctxt'] as Line)['request_id'], 'req-ts-1');
-  const metadata = info['metadata'] as Line;
-  assert.match(String(metadata['message_id']), /^[0-9a-f-]{36}$/);
-  assert.match(String(metadata['timestamp']), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/);
-  const error = await py.line(isNotification('error'));
-  assert.equal(error['event_type'], 'compute.instance.create.error');
-  assert.deepEqual(error['payload'], { code: 500 });
-  for (const p of MORE_PRIORITIES) {
-    await notifier[p](ctx, `test.${p}`, { p });
-    const n = await py.line(isNotification(p));
-    assert.deepEqual([n['event_type'], n['payload'], n['publisher_id']], [`test.${p}`, { p }, 'compute.ts-1'], `priority ${p}`);
-  }
-}
-
 describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { skip: haveAmqp1 ? false : noAmqp1, timeout: 90_000 }, () => {
   const { bus, peer } = fixtures();
   const directUrl = async (): Promise<{ url: string; port: number }> => {
@@ -212,7 +73,7 @@ describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { sk
     const b = await bus(url);
     const server = await startTsServer(b, topic);
     const py = peer('client', `amqp://127.0.0.1:${port}/`, topic, 'timeout');
-    await assertPythonClientOfTs(py, server.casts);
+    await assertPythonClientOfTs(py, server.casts, { timeout: true });
     await server.stop();
   });
 
@@ -220,10 +81,10 @@ describe('Python oslo.messaging amqp1 clients and our direct-mode servers', { sk
     // The listener takes both address forms, so an oslo configured with addressing_mode=legacy finds it too.
     const topic = freshTopic('py-direct-notif');
     const { port, url } = await directUrl();
-    const listener = await tsListener(await bus(url), topic);
+    const listener = await startTsListener(await bus(url), topic);
     const py = peer('notify', `amqp://127.0.0.1:${port}/?addressing_mode=legacy`, topic, MORE_PRIORITIES.join(','));
     assert.equal(await py.exited, 0, py.stderrTail);
-    await assertFromPythonNotifier(listener.got);
+    await assertFromPythonNotifier(listener.got, MORE_PRIORITIES);
     await listener.stop();
   });
 
@@ -281,14 +142,14 @@ function brokered({ bus, peer }: ReturnType<typeof fixtures>, url: () => string,
     const topic = freshTopic('py-srv');
     const py = peer('server', url(), topic, 'py1');
     await py.line(isReady);
-    await assertTsClientOfPython(await bus(url()), py, topic);
+    await assertTsClientOfPython(await bus(url()), py, topic, { timeout: true });
   });
 
   test('a Python client calls our server: results, remote errors, call monitoring, a direct call, cast, fanout, timeout', async () => {
     const topic = freshTopic('ts-srv');
     const server = await startTsServer(await bus(url()), topic);
     const py = peer('client', url(), topic, 'timeout');
-    await assertPythonClientOfTs(py, server.casts);
+    await assertPythonClientOfTs(py, server.casts, { timeout: true });
     await server.stop();
   });
 
@@ -298,17 +159,17 @@ function brokered({ bus, peer }: ReturnType<typeof fixtures>, url: () => string,
       const [a, b] = [peer('server', url(), topic, 'py1'), peer('server', url(), topic, 'py2')];
       await Promise.all([a, b].map((p) => p.line(isReady)));
       const client = (await bus(url())).rpcClient({ topic, namespace: 'test', version: '1.2' });
-      await client.prepare({ fanout: true }).cast(ctx, 'tick', { n: 2 });
+      await client.prepare({ fanout: true }).cast({ user_id: 'u-ts' }, 'tick', { n: 2 });
       await Promise.all([a, b].map((p) => p.line((l) => l['event'] === 'cast' && l['n'] === 2)));
     });
   }
 
   test('notifications from a Python notifier reach our listener', async () => {
     const topic = freshTopic('py-notif');
-    const listener = await tsListener(await bus(url()), topic);
+    const listener = await startTsListener(await bus(url()), topic);
     const py = peer('notify', url(), topic, MORE_PRIORITIES.join(','));
     assert.equal(await py.exited, 0, py.stderrTail);
-    await assertFromPythonNotifier(listener.got);
+    await assertFromPythonNotifier(listener.got, MORE_PRIORITIES);
     await listener.stop();
   });
 
@@ -316,7 +177,8 @@ function brokered({ bus, peer }: ReturnType<typeof fixtures>, url: () => string,
     const topic = freshTopic('ts-notif');
     const py = peer('listen', url(), topic);
     await py.line(isReady);
-    await assertFromTsNotifier(await bus(url()), py, topic);
+    await sendTsNotifications(await bus(url()), topic, MORE_PRIORITIES);
+    await assertFromTsNotifier(py, MORE_PRIORITIES);
   });
 }
 

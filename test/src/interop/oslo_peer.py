@@ -61,31 +61,18 @@ class Api(object):
 
 
 class Notifications(object):
-    def _record(self, priority, ctxt, publisher_id, event_type, payload, metadata):
+    """A listener endpoint with a method for every oslo priority (one without a method drops them)."""
+
+
+def _recorder(priority):
+    def record(self, ctxt, publisher_id, event_type, payload, metadata):
         out(event='notification', priority=priority, ctxt=ctxt, publisher_id=publisher_id,
             event_type=event_type, payload=payload, metadata=metadata)
+    return record
 
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('info', ctxt, publisher_id, event_type, payload, metadata)
 
-    def error(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('error', ctxt, publisher_id, event_type, payload, metadata)
-
-    # the rest of oslo's priorities (a listener endpoint without one drops its notifications)
-    def audit(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('audit', ctxt, publisher_id, event_type, payload, metadata)
-
-    def debug(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('debug', ctxt, publisher_id, event_type, payload, metadata)
-
-    def warn(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('warn', ctxt, publisher_id, event_type, payload, metadata)
-
-    def critical(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('critical', ctxt, publisher_id, event_type, payload, metadata)
-
-    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('sample', ctxt, publisher_id, event_type, payload, metadata)
+for _priority in ('audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'):
+    setattr(Notifications, _priority, _recorder(_priority))
 
 
 def conf():
