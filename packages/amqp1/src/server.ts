@@ -11,7 +11,7 @@ import type { Message } from 'rhea';
 import type { Env } from './env.js';
 import { ACCEPT, consume, MANUAL_CREDIT, type Inbound } from './inbound.js';
 import type { Peer } from './peer.js';
-import { decodeRequest, encodeReply } from './wire.js';
+import { correlationIdFor, decodeRequest, encodeReply, messageIdText } from './wire.js';
 
 export type RpcHandler = (msg: IncomingRpc) => Promise<void> | void;
 /** How a reply gets to the address a request named. */
@@ -83,7 +83,7 @@ export class Amqp1Server {
 
   private onRequest(m: Inbound, fanout: boolean, handler: RpcHandler, replier: Replier): void {
     const msg = m.message;
-    const id = typeof msg.message_id === 'string' ? msg.message_id : msg.message_id !== undefined ? String(msg.message_id) : '';
+    const id = messageIdText(msg.message_id) ?? '';
     let decoded;
     try {
       decoded = decodeRequest(msg.body, id);
@@ -107,7 +107,7 @@ export class Amqp1Server {
     const replyTo = msg.reply_to;
     const cmt = decoded.callMonitorTimeoutMs;
     const send = (message: Message): Promise<void> =>
-      replyTo ? replier(replyTo, { ...message, to: replyTo, correlation_id: id }).catch((e: unknown) => this.replyFailed(e)) : Promise.resolve();
+      replyTo ? replier(replyTo, { ...message, to: replyTo, correlation_id: correlationIdFor(msg.message_id ?? id) }).catch((e: unknown) => this.replyFailed(e)) : Promise.resolve();
     const incoming: IncomingRpc = {
       pattern: fanout ? 'fanout' : replyTo ? 'call' : 'cast',
       request: decoded.request,

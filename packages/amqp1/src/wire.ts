@@ -7,9 +7,13 @@
  *   notification  {"request": {"oslo.version": "2.0", "oslo.message": "<notification JSON>"}, "context": {...}}
  *
  * The context is a plain object (no `_context_` keys) and correlation is the AMQP
- * `message-id` → `correlation-id`, so a request's de-duplication id is its message-id.
+ * `message-id` → `correlation-id`, so a request's de-duplication id is its message-id (oslo's
+ * casts have none: then its `_unique_id`). Received bodies may also be AMQP binary or data
+ * sections, requests enveloped and contexts in `_context_` keys, as oslo's own decoder takes them.
  */
 import { MalformedMessage } from '@hybridbus/core';
+import rhea from 'rhea';
+import type { Message } from 'rhea';
 import {
   notificationFromOslo,
   notificationToOslo,
@@ -25,14 +29,53 @@ type Dict = Record<string, unknown>;
 
 const isDict = (v: unknown): v is Dict => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** The body's text: an AMQP string, or a data section (a broker may have converted it). */
+const utf8 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+
+/**
+ * The body's text: an AMQP-value string (what oslo sends), an AMQP-value binary, or data
+ * sections (what a broker that converted the message, or a plain AMQP client, sends; several
+ * data sections are one body in order).
+ */
 function bodyText(body: unknown): string | undefined {
   if (body === undefined || body === null) return undefined;
   if (typeof body === 'string') return body;
-  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
-  // rhea hands a data section over as {typecode, content}
-  if (isDict(body) && body['content'] instanceof Uint8Array) return bodyText(body['content']);
-  throw new MalformedMessage(`body must be an AMQP string of JSON, got ${typeof body}`);
+  if (body instanceof Uint8Array) return utf8(body);
+  // rhea hands data sections over as {typecode: 0x75, content: Buffer | Buffer[] (several)}
+  if (isDict(body) && body['typecode'] === 0x75) {
+    const c = body['content'];
+    if (c instanceof Uint8Array) return utf8(c);
+    if (Array.isArray(c) && c.every((x) => x instanceof Uint8Array)) return utf8(Buffer.concat(c as Uint8Array[]));
+  }
+  throw new MalformedMessage(`body must be an AMQP string of JSON (or data sections of UTF-8 JSON), got ${isDict(body) && typeof body['typecode'] === 'number' ? `a section of type 0x${body['typecode'].toString(16)}` : typeof body}`);
+}
+
+/**
+ * A message-id (or correlation-id) as text, for de-duplication and logs. oslo's are strings
+ * (uuid4().hex); AMQP also allows ulong, uuid and binary ids, which rhea hands over as
+ * numbers or Buffers. The reply echoes the request's id as it came (its AMQP type), not this.
+ */
+export function messageIdText(id: unknown): string | undefined {
+  if (id === undefined || id === null) return undefined;
+  if (typeof id === 'string') return id;
+  if (typeof id === 'number' || typeof id === 'bigint') return `ulong:${id}`;
+  if (id instanceof Uint8Array) {
+    const hex = Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
+    // rhea decodes a uuid as a 16-byte Buffer: give it its canonical form
+    return id.byteLength === 16 ? `uuid:${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}` : `binary:${hex}`;
+  }
+  return `${typeof id}:${JSON.stringify(id)}`;
+}
+
+/**
+ * The correlation-id of a reply to a request with this message-id: the same value with the
+ * same AMQP type (oslo matches replies by equality, and so does any AMQP client). rhea decodes
+ * uuid and binary ids alike to Buffers and would send every Buffer back as a uuid: a binary id
+ * that is not 16 bytes long is wrapped as binary again.
+ */
+export function correlationIdFor(id: Message['message_id']): Message['correlation_id'] {
+  // rhea sends a Typed value as it is (its typings do not say so)
+  if (id instanceof Uint8Array && id.byteLength !== 16) return rhea.types.wrap_binary(Buffer.from(id.buffer, id.byteOffset, id.byteLength)) as unknown as Buffer;
+  return id;
 }
 
 function parseDict(body: unknown, what: string): Dict {
@@ -48,9 +91,10 @@ function parseDict(body: unknown, what: string): Dict {
   return d;
 }
 
-function contextOf(d: Dict): Context {
+/** The body's "context"; without one, `fallback` (the _context_ keys of an enveloped inner message). */
+function contextOf(d: Dict, fallback: Context = {}): Context {
   const c = d['context'];
-  if (c === undefined || c === null) return {};
+  if (c === undefined || c === null) return fallback;
   if (!isDict(c)) throw new MalformedMessage('"context" must be a JSON object');
   return c;
 }
@@ -71,15 +115,18 @@ export interface DecodedRequest {
 
 export function decodeRequest(body: unknown, messageId: string): DecodedRequest {
   const d = parseDict(body, 'request');
-  const inner = d['request'];
-  if (!isDict(inner)) throw new MalformedMessage('"request" must be a JSON object');
+  const request = d['request'];
+  if (!isDict(request)) throw new MalformedMessage('"request" must be a JSON object');
+  // oslo's unmarshal_request takes an enveloped request as well (common.deserialize_msg)
+  const inner = 'oslo.version' in request ? unenvelope(JSON.stringify(request)) : request;
   const req = requestFromOslo(inner);
   const cmt = d['call_monitor_timeout'];
   if (cmt !== undefined && cmt !== null && (typeof cmt !== 'number' || !(cmt > 0))) {
     throw new MalformedMessage(`"call_monitor_timeout" must be a positive number of seconds, got ${JSON.stringify(cmt)}`);
   }
   return {
-    request: { ...req, context: contextOf(d), uniqueId: messageId },
+    // oslo's casts carry no message-id: then the request's own _unique_id, if any
+    request: { ...req, context: contextOf(d, req.context), uniqueId: messageId !== '' ? messageId : req.uniqueId },
     callMonitorTimeoutMs: typeof cmt === 'number' ? cmt * 1000 : undefined,
   };
 }
@@ -112,5 +159,5 @@ export function decodeNotification(body: unknown, messageId: string | undefined)
   if (!isDict(request)) throw new MalformedMessage('"request" must be a JSON object');
   const inner = 'oslo.version' in request ? unenvelope(JSON.stringify(request)) : request;
   const n = notificationFromOslo(inner);
-  return { ...n, context: contextOf(d), uniqueId: n.uniqueId !== '' ? n.uniqueId : (messageId ?? n.messageId) };
+  return { ...n, context: contextOf(d, n.context), uniqueId: n.uniqueId !== '' ? n.uniqueId : (messageId ?? n.messageId) };
 }

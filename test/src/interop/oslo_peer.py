@@ -4,10 +4,14 @@
 
 MODE is one of
   server NAME    an RPC server for TOPIC (server NAME) until stdin closes
-  client         calls/casts a server on TOPIC (echo, add, fail, quota, nosuch, slow, then a
+  client [OPS]   calls/casts a server on TOPIC (echo, add, fail, quota, nosuch, slow, then a
                  call to server 'ts1', a cast and a fanout cast of tick), one result line each,
-                 then exits; a Python `server ts1` answers all but quota (NoSuchMethod)
-  notify         sends an info and an error notification to TOPIC, then exits
+                 then exits; a Python `server ts1` answers all but quota (NoSuchMethod).
+                 ARG, if given: extra ops run after those, comma-separated:
+                   timeout  a call of slow(3) with a 1 s timeout (MessagingTimeout expected)
+  notify [PRIOS] sends an info and an error notification to TOPIC, then exits; PRIOS, if
+                 given, adds one notification per comma-separated priority (audit, debug,
+                 warn, critical, sample...) with event_type test.<priority>, payload {"p": priority}
   listen [POOL]  a notification listener on TOPIC (in POOL) until stdin closes
 
 Every event is one JSON line on stdout ({"event": ...}); logs go to stderr.
@@ -57,15 +61,18 @@ class Api(object):
 
 
 class Notifications(object):
-    def _record(self, priority, ctxt, publisher_id, event_type, payload, metadata):
+    """A listener endpoint with a method for every oslo priority (one without a method drops them)."""
+
+
+def _recorder(priority):
+    def record(self, ctxt, publisher_id, event_type, payload, metadata):
         out(event='notification', priority=priority, ctxt=ctxt, publisher_id=publisher_id,
             event_type=event_type, payload=payload, metadata=metadata)
+    return record
 
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('info', ctxt, publisher_id, event_type, payload, metadata)
 
-    def error(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('error', ctxt, publisher_id, event_type, payload, metadata)
+for _priority in ('audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'):
+    setattr(Notifications, _priority, _recorder(_priority))
 
 
 def conf():
@@ -101,7 +108,7 @@ def attempt(op, fn):
             message=str(e).split('\n')[0])
 
 
-def run_client(url, topic):
+def run_client(url, topic, extra=None):
     transport = om.get_rpc_transport(conf(), url=url)
     client = om.get_rpc_client(transport, om.Target(topic=topic, namespace='test', version='1.2'),
                                timeout=15)
@@ -115,15 +122,22 @@ def run_client(url, topic):
     attempt('direct', lambda: client.prepare(server='ts1').call(ctxt, 'add', a=1, b=1))
     attempt('cast', lambda: client.cast(ctxt, 'tick', n=1))
     attempt('fanout', lambda: client.prepare(fanout=True).cast(ctxt, 'tick', n=2))
+    for op in (extra.split(',') if extra else []):
+        if op == 'timeout':
+            attempt('timeout', lambda: client.prepare(timeout=1).call(ctxt, 'slow', seconds=3))
+        else:
+            raise SystemExit('unknown client op %r' % op)
     transport.cleanup()
 
 
-def run_notify(url, topic):
+def run_notify(url, topic, extra=None):
     transport = om.get_notification_transport(conf(), url=url)
     notifier = om.Notifier(transport, publisher_id='py.node1', driver='messagingv2', topics=[topic])
     ctxt = {'user_id': 'u-py'}
     notifier.info(ctxt, 'compute.instance.create.end', {'seq': 1, 'state': 'active'})
     notifier.error(ctxt, 'compute.instance.create.error', {'seq': 2})
+    for priority in (extra.split(',') if extra else []):
+        getattr(notifier, priority)(ctxt, 'test.%s' % priority, {'p': priority})
     out(event='sent')
     transport.cleanup()
 
@@ -146,9 +160,9 @@ def main(argv):
     if mode == 'server':
         run_server(url, topic, extra)
     elif mode == 'client':
-        run_client(url, topic)
+        run_client(url, topic, extra)
     elif mode == 'notify':
-        run_notify(url, topic)
+        run_notify(url, topic, extra)
     elif mode == 'listen':
         run_listen(url, topic, extra)
     else:
