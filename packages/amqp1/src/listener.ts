@@ -15,18 +15,45 @@ import type { Logger } from '@hybridbus/core';
 import type { HostRecord } from '@hybridbus/nameservice';
 import rhea from 'rhea';
 import type { Connection, Container, EventContext, Message, Receiver, Sender } from 'rhea';
-import { consume, type Inbound } from './inbound.js';
+import { consume, type Inbound, type Outcome } from './inbound.js';
 import type { Amqp1Options } from './options.js';
 
 export const PRODUCT = 'hybridbus';
 
 export interface Route {
   readonly window: number;
+  /** Every subscription of the address gets each message (fanout), instead of one in turn. */
+  readonly each?: boolean;
   onMessage(msg: Inbound): void;
 }
 
+/** The subscriptions of one address in this process (several servers of a topic may share one listener). */
+class RouteSet {
+  readonly routes: Route[] = [];
+  private next = 0;
+
+  deliver(m: Inbound): void {
+    const routes = this.routes;
+    if (routes.length === 0) return m.settle({ kind: 'undeliverable' });
+    if (routes.length === 1) return (routes[0] as Route).onMessage(m);
+    if (!routes[0]?.each) return (routes[this.next++ % routes.length] as Route).onMessage(m);
+    // One delivery, several handlers: settled once all have, accepted if any took it.
+    let left = routes.length;
+    let outcome: Outcome | undefined;
+    for (const r of [...routes]) {
+      r.onMessage({
+        ...m,
+        settle(o) {
+          if (outcome === undefined || o.kind === 'accept') outcome = o;
+          if (--left === 0) m.settle(outcome);
+        },
+      });
+    }
+  }
+}
+
 export class DirectListener {
-  private readonly routes = new Map<string, Route>();
+  private readonly routes = new Map<string, RouteSet>();
   private readonly links = new Map<string, Set<Receiver>>();
   private readonly replyLinks = new Map<string, Sender>();
   private readonly connections = new Set<Connection>();
@@ -120,15 +147,16 @@ export class DirectListener {
   /** A client's sender to an address of ours: the subscription owning it consumes. */
   private onClientSender(receiver: Receiver): void {
     const address = receiver.target?.address;
-    const route = address !== undefined ? this.routes.get(address) : undefined;
-    if (!address || !route) {
+    const set = address !== undefined ? this.routes.get(address) : undefined;
+    const first = set?.routes[0];
+    if (!address || !set || !first) {
       receiver.close({ condition: 'amqp:not-found', description: `nothing listens on ${JSON.stringify(address ?? null)} at ${this.record.address}` });
       return;
     }
-    let set = this.links.get(address);
-    if (!set) this.links.set(address, (set = new Set()));
-    set.add(receiver);
-    consume(receiver, route.window, (m) => route.onMessage(m));
+    let links = this.links.get(address);
+    if (!links) this.links.set(address, (links = new Set()));
+    links.add(receiver);
+    consume(receiver, first.window, (m) => set.deliver(m));
   }
 
   /** A client's receiver: a dynamic source becomes its reply address here. */
@@ -144,10 +172,18 @@ export class DirectListener {
 
   /** Route these addresses to `route` until the returned function is called. */
   addRoute(addresses: readonly string[], route: Route): () => void {
-    for (const a of addresses) this.routes.set(a, route);
+    for (const a of addresses) {
+      let set = this.routes.get(a);
+      if (!set) this.routes.set(a, (set = new RouteSet()));
+      set.routes.push(route);
+    }
     return () => {
       for (const a of addresses) {
-        if (this.routes.get(a) !== route) continue;
+        const set = this.routes.get(a);
+        const i = set?.routes.indexOf(route) ?? -1;
+        if (!set || i < 0) continue;
+        set.routes.splice(i, 1);
+        if (set.routes.length > 0) continue;
         this.routes.delete(a);
         for (const r of this.links.get(a) ?? []) r.close({ condition: 'amqp:not-found', description: `the server stopped listening on ${a}` });
         this.links.delete(a);

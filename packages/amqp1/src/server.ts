@@ -26,15 +26,17 @@ export interface ServerCounters {
 export class Amqp1Server {
   readonly counters: ServerCounters = { requests: 0, duplicatesDropped: 0, malformed: 0 };
   private readonly seen: SeenIds;
+  private subscriptions = 0;
 
   constructor(private readonly env: Env) {
     this.seen = new SeenIds({ max: env.options.dedupMax });
   }
 
   async listen(target: Target, handler: RpcHandler): Promise<Subscription> {
+    const sub = this.subscriptions++;
     const server = target.with({ fanout: false });
     const group = target.with({ fanout: false, server: undefined });
-    if (this.env.direct) return this.listenDirect(server, group, handler);
+    if (this.env.direct) return this.listenDirect(server, group, handler, sub);
     const peer = (await this.env.carrier.one('')) as Peer;
     await peer.whenUp(this.env.options.sendTimeoutMs);
     const a = this.env.addresser(peer);
@@ -46,7 +48,7 @@ export class Amqp1Server {
     ].map(([address, fanout]) => {
       const addr = address as string;
       const r = peer.receiver({ source: { address: addr }, target: { address: addr }, ...MANUAL_CREDIT });
-      consume(r, this.env.options.rpcServerCredit, (m) => this.onRequest(m, fanout as boolean, handler, replier));
+      consume(r, this.env.options.rpcServerCredit, (m) => this.onRequest(m, fanout as boolean, handler, replier, sub));
       return r;
     });
     return {
@@ -56,18 +58,18 @@ export class Amqp1Server {
     };
   }
 
-  private async listenDirect(server: Target, group: Target, handler: RpcHandler): Promise<Subscription> {
+  private async listenDirect(server: Target, group: Target, handler: RpcHandler, sub: number): Promise<Subscription> {
     const listener = await this.env.listener();
     const replier: Replier = async (to, message) => void listener.reply(to, message);
     const forms = this.env.addressers();
     const window = this.env.options.rpcServerCredit;
     const offRequests = listener.addRoute(
       forms.flatMap((a) => [a.server(server), a.group(group)]),
-      { window, onMessage: (m) => this.onRequest(m, false, handler, replier) },
+      { window, onMessage: (m) => this.onRequest(m, false, handler, replier, sub) },
     );
     const offFanout = listener.addRoute(
       forms.map((a) => a.fanout(group)),
-      { window, onMessage: (m) => this.onRequest(m, true, handler, replier) },
+      { window, each: true, onMessage: (m) => this.onRequest(m, true, handler, replier, sub) },
     );
     const keys = [this.env.rpcKey(server), this.env.groupKey(group)];
     const ns = this.env.nameService();
@@ -81,7 +83,7 @@ export class Amqp1Server {
     };
   }
 
-  private onRequest(m: Inbound, fanout: boolean, handler: RpcHandler, replier: Replier): void {
+  private onRequest(m: Inbound, fanout: boolean, handler: RpcHandler, replier: Replier, sub: number): void {
     const msg = m.message;
     const id = messageIdText(msg.message_id) ?? '';
     let decoded;
@@ -95,13 +97,15 @@ export class Amqp1Server {
       m.settle({ kind: 'reject', condition: 'amqp:decode-error', description: (e as Error).message.slice(0, 512) });
       return;
     }
+    // Per subscription: one fanout copy reaches every server of the topic in this process.
+    const seenKey = `${sub}:${id}`;
     if (id !== '') {
-      if (this.seen.has(id)) {
+      if (this.seen.has(seenKey)) {
         this.counters.duplicatesDropped++;
         m.settle(ACCEPT);
         return;
       }
-      this.seen.add(id);
+      this.seen.add(seenKey);
     }
     this.counters.requests++;
     const replyTo = msg.reply_to;
