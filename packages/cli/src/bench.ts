@@ -67,8 +67,21 @@ function rabbitUrl(text: string): string {
   return text;
 }
 
+function amqpUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new InvalidArgumentError('expected a URL such as amqp://127.0.0.1:5672');
+  }
+  if (u.protocol !== 'amqp:' || u.host === '') throw new InvalidArgumentError('expected an amqp://host:port URL (AMQP 1.0)');
+  return text;
+}
+
 interface Flags {
   rabbitUrl: string;
+  protonUrl?: string;
+  routerUrl?: string;
   contenders?: string[];
   scenarios?: Array<Scenario | 'scale'>;
   scenario?: Array<Scenario | 'scale'>;
@@ -122,7 +135,8 @@ export async function addBenchCommand(program: Command, config: () => string | u
       const width = Math.max(...contenders.map((c) => c.id.length));
       return `
 Without --config it runs on the embedded default (zmq:// with a private name service) and adds
-RabbitMQ at --rabbit-url when it answers. Contenders (--contenders picks some; those that
+RabbitMQ at --rabbit-url when it answers (amqp1-rabbit through its AMQP 1.0 plugin), a Proton
+broker at --proton-url and a qdrouterd at --router-url (amqp1-direct needs no server). Contenders (--contenders picks some; those that
 cannot run are skipped with a reason):
 ${contenders.map((c) => `  ${c.id.padEnd(width)}  ${c.label}`).join('\n')}
 With --config: one contender per transport of the config, hybrid if it routes patterns to more
@@ -133,6 +147,8 @@ raw baseline, "target" the stated goal for that ratio, and
 ${CPU_COLUMN_NOTE}.`;
     })
     .addOption(new Option('--rabbit-url <url>', 'RabbitMQ for the default config (used only if reachable)').env('HYBRIDBUS_BENCH_RABBIT_URL').default(DEFAULT_RABBIT_URL).argParser(rabbitUrl))
+    .addOption(new Option('--proton-url <url>', 'an AMQP 1.0 queue broker (Proton\'s C++ example broker) for amqp1-proton and raw-rhea-proton').env('HYBRIDBUS_BENCH_PROTON_URL').argParser(amqpUrl))
+    .addOption(new Option('--router-url <url>', 'a qdrouterd for amqp1-router and raw-rhea-router').env('HYBRIDBUS_BENCH_ROUTER_URL').argParser(amqpUrl))
     .option('--contenders <ids>', 'contenders to run, e.g. zmq,raw-zeromq (default all)', idList)
     .option('--scenarios <list>', `scenarios to run ${d(SCENARIOS.join(','))}`, scenarioList)
     // The singular, as people type it (README: `--scenario scale`): listed, so help and README agree.
@@ -162,6 +178,8 @@ ${CPU_COLUMN_NOTE}.`;
       await runBench({
         config: config(),
         rabbitUrl: f.rabbitUrl,
+        protonUrl: f.protonUrl,
+        routerUrl: f.routerUrl,
         contenders: f.contenders,
         scenarios: f.scenarios ?? f.scenario ?? SCENARIOS,
         rounds: f.rounds ?? (q ? QUICK.rounds : DEFAULTS.rounds),
