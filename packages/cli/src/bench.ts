@@ -56,27 +56,22 @@ function payloadOf(parsePayload: (text: string) => PayloadOption | undefined): (
   };
 }
 
-function rabbitUrl(text: string): string {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new InvalidArgumentError('expected a URL such as rabbit://guest:guest@127.0.0.1:5672/');
-  }
-  if (u.protocol !== 'rabbit:') throw new InvalidArgumentError('expected a rabbit:// URL (amqp:// is AMQP 1.0, as in oslo)');
-  return text;
+/** A flag's URL parser: `protocol` (and a host, if `needsHost`); `example` and `wrong` say what was expected. */
+function urlFlag(protocol: string, needsHost: boolean, example: string, wrong: string): (text: string) => string {
+  return (text) => {
+    let u: URL;
+    try {
+      u = new URL(text);
+    } catch {
+      throw new InvalidArgumentError(`expected a URL such as ${example}`);
+    }
+    if (u.protocol !== protocol || (needsHost && u.host === '')) throw new InvalidArgumentError(wrong);
+    return text;
+  };
 }
 
-function amqpUrl(text: string): string {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new InvalidArgumentError('expected a URL such as amqp://127.0.0.1:5672');
-  }
-  if (u.protocol !== 'amqp:' || u.host === '') throw new InvalidArgumentError('expected an amqp://host:port URL (AMQP 1.0)');
-  return text;
-}
+const rabbitUrl = urlFlag('rabbit:', false, 'rabbit://guest:guest@127.0.0.1:5672/', 'expected a rabbit:// URL (amqp:// is AMQP 1.0, as in oslo)');
+const amqpUrl = urlFlag('amqp:', true, 'amqp://127.0.0.1:5672', 'expected an amqp://host:port URL (AMQP 1.0)');
 
 interface Flags {
   rabbitUrl: string;
