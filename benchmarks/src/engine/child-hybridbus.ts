@@ -1,11 +1,13 @@
 /**
  * A hybridbus contender's child, server or client (spec.role), for any bus config: the
  * public Bus API only, so every transport and the hybrid router are measured alike.
- * spec.data.config is the bus config (ConfigInput).
+ * spec.data.config is the bus config (ConfigInput); spec.data.notifyPool === false listens for
+ * notifications without a pool (amqp1 through an intermediary has none).
  */
 import { Bus, type ConfigInput, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
+import '@hybridbus/amqp1';
 import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
@@ -24,7 +26,8 @@ if (role === 'server') {
       const bus = await busOf(spec);
       buses.push(bus);
       // A pool: the listeners of one service sharing the work, as oslo's notification pools do.
-      const listener = bus.notificationListener([{ topic: spec.topic }], [{ info: () => void arrivals.hit() }], { pool: 'bench' });
+      const pool = spec.data['notifyPool'] === false ? {} : { pool: 'bench' };
+      const listener = bus.notificationListener([{ topic: spec.topic }], [{ info: () => void arrivals.hit() }], pool);
       await listener.start();
       stops.push(() => listener.stop());
     } else {

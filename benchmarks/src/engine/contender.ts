@@ -113,6 +113,11 @@ export interface Contender {
   /** id, label, kind and url (credentials removed) as the report shows them. */
   readonly info: Omit<ContenderInfo, 'skipped'>;
   readonly scenarios: readonly Scenario[];
+  /**
+   * Scenarios it cannot run, each with one line saying why (e.g. fanout on a queue broker with
+   * no multicast): they are left out of `scenarios`, and the run notes and reports the reason.
+   */
+  readonly unsupported?: Readonly<Partial<Record<Scenario, string>>>;
   /** Contender-specific data copied into every spec (`spec.data`). */
   readonly data: Readonly<Record<string, unknown>>;
   /** Why this contender cannot run here (one line, no stack), or undefined when it can. */

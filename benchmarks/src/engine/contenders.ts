@@ -1,7 +1,8 @@
 /**
  * The contenders this package ships: one hybridbus contender per transport of the bus config
  * (id by scheme), `hybrid` (the router as configured) and the raw zeromq.js baseline. Other
- * contenders (raw amqplib, oslo.messaging) register through `registerContender`.
+ * contenders (raw amqplib, oslo.messaging, the amqp1 driver and raw rhea per intermediary)
+ * register through `registerContender`.
  */
 import net from 'node:net';
 import { connect as amqpConnect } from 'amqplib';
@@ -16,11 +17,24 @@ const node = (script: string): ProcessCommand => ({ command: process.execPath, a
 /** Contender id for a transport URL's scheme. */
 export function schemeId(url: string): string {
   const scheme = new URL(url).protocol.replace(/:$/, '');
-  return scheme === 'amqp' || scheme === 'amqps' ? 'rabbit' : scheme;
+  // amqp:// is AMQP 1.0, as in oslo (rabbit:// is RabbitMQ's 0-9-1).
+  return scheme === 'amqp' || scheme === 'amqps' || scheme === 'amqp1' ? 'amqp1' : scheme;
 }
 
-/** The raw baseline of each transport id. */
+/**
+ * The raw baseline of each transport id. amqp1's depends on what carries its messages
+ * (raw-rhea-direct, -proton, -rabbit, -router): its registered contenders name their own, and an
+ * amqp:// transport of a --config is compared with raw rhea only in direct mode.
+ */
 export const BASELINE_OF: Readonly<Record<string, string>> = { zmq: 'raw-zeromq', rabbit: 'raw-amqplib' };
+
+/** The baseline of a config's transport URL (amqp1 in direct mode: raw-rhea-direct). */
+export function baselineOfUrl(url: string): string | undefined {
+  const id = schemeId(url);
+  if (id !== 'amqp1') return BASELINE_OF[id];
+  const u = new URL(url);
+  return u.host === '' || u.searchParams.get('mode') === 'direct' ? 'raw-rhea-direct' : undefined;
+}
 
 const LABELS: Readonly<Record<string, string>> = { zmq: 'hybridbus zmq-direct', rabbit: 'hybridbus rabbit-brokered', amqp1: 'hybridbus amqp1' };
 
@@ -73,6 +87,13 @@ export async function probeUrl(url: string): Promise<string | undefined> {
   const u = new URL(url);
   const id = schemeId(url);
   if (id === 'memory') return 'memory: in-process only; it cannot carry messages between processes';
+  // amqp1 in direct mode has no intermediary to reach (its name service is local or Redis).
+  if (id === 'amqp1' && u.host === '') {
+    const mm = u.searchParams.get('matchmaker') ?? 'local';
+    if (!/^redis(\+sentinel)?:/.test(mm)) return undefined;
+    const r = new URL(mm);
+    return tcpProbe('amqp1 name service (redis)', r.hostname || '127.0.0.1', Number(r.port) || 6379);
+  }
   if (id === 'rabbit' || id === 'amqp1') {
     // Several hosts may be listed ("h1:5672,h2:5672"): the first one is enough to run.
     const first = (u.host.split(',')[0] ?? '').split(':');
@@ -134,7 +155,7 @@ export function hybridbusContenders(config: HybridbusConfig): Contender[] {
     if (seen.has(id)) continue;
     seen.add(id);
     const cfg: ConfigInput = { transports: { default: url }, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
-    out.push(hybridbusContender(id, LABELS[id] ?? `hybridbus ${id}`, url, cfg, () => BASELINE_OF[id], [url]));
+    out.push(hybridbusContender(id, LABELS[id] ?? `hybridbus ${id}`, url, cfg, () => baselineOfUrl(url), [url]));
     // zmq:// acks one-way messages once handled by default; fire-and-forget is the opt-in for
     // speed, measured beside it on the one-way scenarios.
     if (id === 'zmq' && !new URL(url).searchParams.has('acks')) {
@@ -150,7 +171,7 @@ export function hybridbusContenders(config: HybridbusConfig): Contender[] {
       .join(' ');
     const cfg: ConfigInput = { transports: config.transports, patterns: config.patterns, topics: config.topics, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
     // Each pattern is compared with the raw baseline of the transport that carries it.
-    const baseline = (s: Scenario): string | undefined => BASELINE_OF[schemeId(config.transports[config.patterns[PATTERN_OF[s]]] as string)];
+    const baseline = (s: Scenario): string | undefined => baselineOfUrl(config.transports[config.patterns[PATTERN_OF[s]]] as string);
     out.push(hybridbusContender('hybrid', `hybridbus router (${routes})`, undefined, cfg, baseline, used.map((t) => config.transports[t] as string)));
   }
   return out;
@@ -167,17 +188,29 @@ export const rawZeromq: Contender = {
   baseline: () => undefined,
 };
 
-/** Contenders added by other modules (raw amqplib, oslo.messaging), by id. */
-const registered = new Map<string, (opts: { rabbitUrl: string | undefined }) => Contender>();
+/** What a registered contender is made from: the servers the bench uses. */
+export interface RegisteredOptions {
+  /** The RabbitMQ (rabbit://) the bench uses; undefined when none is configured. */
+  readonly rabbitUrl: string | undefined;
+  /** An AMQP 1.0 queue broker (amqp://host:port), e.g. Proton's C++ example broker. */
+  readonly protonUrl?: string | undefined;
+  /** A qdrouterd (amqp://host:port). */
+  readonly routerUrl?: string | undefined;
+  /** A private directory for a local name service (removed after the run). */
+  readonly nsDir?: string | undefined;
+}
+
+/** Contenders added by other modules (raw amqplib, oslo.messaging, amqp1 and raw rhea), by id. */
+const registered = new Map<string, (opts: RegisteredOptions) => Contender>();
 
 /**
- * Add a contender. `make` gets the RabbitMQ URL the bench uses (undefined when none is
- * configured), so a raw amqplib or an oslo.messaging contender can reach the same broker.
+ * Add a contender. `make` gets the servers the bench uses (undefined when none is configured),
+ * so e.g. a raw amqplib or an oslo.messaging contender can reach the same broker.
  */
-export function registerContender(id: string, make: (opts: { rabbitUrl: string | undefined }) => Contender): void {
+export function registerContender(id: string, make: (opts: RegisteredOptions) => Contender): void {
   registered.set(id, make);
 }
 
-export function registeredContenders(opts: { rabbitUrl: string | undefined }): Contender[] {
+export function registeredContenders(opts: RegisteredOptions): Contender[] {
   return [...registered.values()].map((make) => make(opts));
 }

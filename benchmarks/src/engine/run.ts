@@ -15,13 +15,14 @@ import { loadConfig, maskSecrets, type HybridbusConfig } from '@hybridbus/core';
 // The bench's configs name these transports: loading them needs their drivers.
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
+import '@hybridbus/amqp1';
 import cliProgress from 'cli-progress';
 import { Child, type Message } from '../lib/proc.js';
 import { median } from '../lib/stats.js';
 import type { BenchReport, Cell, ContenderInfo, LatencyDistribution, MetricInfo, Summary } from '../report/types.js';
 import { writeReportFiles } from '../report/html.js';
 import { SCENARIOS, type ClientSpec, type Contender, type Scenario, type ServerSpec } from './contender.js';
-import { hybridbusContenders, rawZeromq, registeredContenders, schemeId } from './contenders.js';
+import { hybridbusContenders, rawZeromq, registeredContenders, schemeId, type RegisteredOptions } from './contenders.js';
 import { meanSize, payloadSpec, type PayloadOption } from './payload.js';
 import { benchScale, renderScaleTable, SCALE_DEFAULTS } from '../scale/run.js';
 
@@ -31,6 +32,10 @@ export interface BenchOptions {
   /** Bus config file; none: embedded zmq:// (private name service) plus RabbitMQ at rabbitUrl if reachable. */
   readonly config?: string | undefined;
   readonly rabbitUrl: string;
+  /** An AMQP 1.0 queue broker for amqp1-proton / raw-rhea-proton (amqp://host:port); none: those are skipped. */
+  readonly protonUrl?: string | undefined;
+  /** A qdrouterd for amqp1-router / raw-rhea-router (amqp://host:port); none: those are skipped. */
+  readonly routerUrl?: string | undefined;
   /** Contender ids to run (default: all known). */
   readonly contenders?: readonly string[] | undefined;
   /** Scenarios (default: all but scale). */
@@ -108,6 +113,10 @@ function targetsFor(metric: string): MetricInfo['targets'] {
     cast: { zmq: { op: '>=', ratio: 1.0 }, rabbit: { op: '>=', ratio: 0.9 } },
     notify: { rabbit: { op: '>=', ratio: 0.9 } },
   };
+  // amqp1 against raw rhea through the same intermediary: p50 within 1.2×, throughput ≥ 0.9×.
+  const amqp1 = { 'latency.p50': { op: '<=', ratio: 1.2 }, 'throughput.16': { op: '>=', ratio: 0.9 }, 'throughput.256': { op: '>=', ratio: 0.9 }, cast: { op: '>=', ratio: 0.9 }, notify: { op: '>=', ratio: 0.9 } } as const;
+  const a = (amqp1 as Record<string, { op: '<=' | '>='; ratio: number }>)[metric];
+  if (a) for (const via of ['direct', 'proton', 'rabbit', 'router']) t[metric] = { ...t[metric], [`amqp1-${via}`]: a };
   if (/^fanout\.\d+\.rate$/.test(metric)) return { rabbit: { op: '>=', ratio: 0.85 } };
   return t[metric];
 }
@@ -359,8 +368,8 @@ function defaultConfig(rabbitUrl: string, nsDir: string): HybridbusConfig {
 }
 
 /** Every contender a run on `config` considers, in order, before any is probed. */
-function contendersOf(config: HybridbusConfig, rabbitUrl: string): Contender[] {
-  return [...hybridbusContenders(config), rawZeromq, ...registeredContenders({ rabbitUrl })];
+function contendersOf(config: HybridbusConfig, servers: RegisteredOptions): Contender[] {
+  return [...hybridbusContenders(config), rawZeromq, ...registeredContenders(servers)];
 }
 
 /**
@@ -368,7 +377,8 @@ function contendersOf(config: HybridbusConfig, rabbitUrl: string): Contender[] {
  * `rabbitUrl`): what `hybridbus bench --help` lists, from the same list the run uses.
  */
 export function defaultContenders(rabbitUrl: string = DEFAULT_RABBIT_URL): Array<{ id: string; label: string }> {
-  return contendersOf(defaultConfig(rabbitUrl, path.join(os.tmpdir(), 'hb-bench-ns')), rabbitUrl).map((c) => ({ id: c.info.id, label: c.info.label }));
+  const nsDir = path.join(os.tmpdir(), 'hb-bench-ns');
+  return contendersOf(defaultConfig(rabbitUrl, nsDir), { rabbitUrl, nsDir }).map((c) => ({ id: c.info.id, label: c.info.label }));
 }
 
 /** What the table's `cpu µs/msg c/s` column holds (the table, `bench --help` and README say it). */
@@ -396,9 +406,13 @@ export function renderTable(report: BenchReport): string {
   const table = rows.map((r) => r.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
   const verdicts = rows.slice(1).map((r) => r[5] ?? '').filter(Boolean);
   const legend = rows.some((r) => r[6]) ? `\n\n${CPU_COLUMN_NOTE}` : '';
-  if (verdicts.length === 0) return `${table}${legend}`;
+  const cannot = report.contenders
+    .filter((c) => c.skipped === undefined)
+    .flatMap((c) => Object.entries(c.unsupported ?? {}).map(([s, why]) => `not run: ${c.id} ${s} — ${why}`));
+  const notes = cannot.length ? `\n${cannot.join('\n')}` : '';
+  if (verdicts.length === 0) return `${table}${notes}${legend}`;
   const count = (suffix: string): number => verdicts.filter((v) => v.endsWith(suffix)).length;
-  return `${table}${legend}\ntargets: ${count(' ok')} met, ${count(' MISS')} missed, ${count(' ?')} without their baseline in this run`;
+  return `${table}${notes}${legend}\ntargets: ${count(' ok')} met, ${count(' MISS')} missed, ${count(' ?')} without their baseline in this run`;
 }
 
 /** Run the benchmark; writes the JSON (and HTML when the renderer is there) and returns the report. */
@@ -410,7 +424,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   try {
     const config = o.config ? loadConfig({ file: o.config }) : defaultConfig(o.rabbitUrl, nsDir);
     const rabbitUrl = Object.values(config.transports).find((u) => schemeId(u) === 'rabbit') ?? o.rabbitUrl;
-    const all = contendersOf(config, rabbitUrl);
+    const all = contendersOf(config, { rabbitUrl, protonUrl: o.protonUrl, routerUrl: o.routerUrl, nsDir });
     if (o.contenders) {
       const unknown = o.contenders.filter((id) => !all.some((c) => c.info.id === id));
       if (unknown.length) throw new Error(`--contenders: unknown ${unknown.map((u) => `"${u}"`).join(', ')}; expected some of ${all.map((c) => c.info.id).join(',')}`);
@@ -423,9 +437,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     // Nothing to measure (e.g. only `scale`): no need to reach any server.
     for (const c of scenarios.length ? chosen : []) {
       const why = await c.probe();
-      infos.push(why ? { ...c.info, skipped: why } : c.info);
+      const cannot = Object.fromEntries(Object.entries(c.unsupported ?? {}).filter(([s]) => scenarios.includes(s as Scenario)));
+      const info = Object.keys(cannot).length ? { ...c.info, unsupported: cannot } : c.info;
+      infos.push(why ? { ...info, skipped: why } : info);
       if (why) note(`skipped ${c.info.id} — ${why}`);
-      else running.push(c);
+      else {
+        running.push(c);
+        for (const [s, reason] of Object.entries(cannot)) note(`${c.info.id} does not run ${s} — ${reason}`);
+      }
     }
 
     const payload = payloadSpec(o.payload);

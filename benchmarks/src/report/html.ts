@@ -132,10 +132,13 @@ function contendersHtml(report: BenchReport, colors: Map<string, string>): strin
       const status = c.skipped === undefined
         ? '<span class="badge pass">ran</span>'
         : `<span class="badge skip">skipped</span> <span class="reason">${escapeHtml(c.skipped)}</span>`;
+      const cannot = Object.entries(c.unsupported ?? {})
+        .map(([sc, why]) => `<br><span class="badge skip">no ${escapeHtml(sc)}</span> <span class="reason">${escapeHtml(why)}</span>`)
+        .join('');
       return `<tr${c.skipped === undefined ? '' : ' class="skipped"'}><td>${swatch(colors.get(c.id))}${escapeHtml(c.label)}</td>` +
         `<td class="nowrap"><code>${escapeHtml(c.id)}</code></td><td>${escapeHtml(c.kind)}</td>` +
         `<td class="url">${c.url === undefined ? '' : `<code>${escapeHtml(c.url)}</code>`}</td>` +
-        `<td>${baselines(c)}</td><td>${status}</td></tr>`;
+        `<td>${baselines(c)}</td><td>${status}${cannot}</td></tr>`;
     })
     .join('');
   return `<section><h2>Contenders</h2>

@@ -26,6 +26,8 @@ export interface ContenderInfo {
   readonly url?: string;
   /** Set when the contender did not run: one line saying why (e.g. "rabbit: ECONNREFUSED 127.0.0.1:5672"). */
   readonly skipped?: string;
+  /** Scenarios it cannot run, each with why (e.g. fanout on a broker with no multicast). */
+  readonly unsupported?: Readonly<Record<string, string>>;
 }
 
 /** A figure a scenario produces, e.g. { id: 'latency.p99', unit: 'µs', better: 'lower' }. */

@@ -56,19 +56,27 @@ function payloadOf(parsePayload: (text: string) => PayloadOption | undefined): (
   };
 }
 
-function rabbitUrl(text: string): string {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new InvalidArgumentError('expected a URL such as rabbit://guest:guest@127.0.0.1:5672/');
-  }
-  if (u.protocol !== 'rabbit:') throw new InvalidArgumentError('expected a rabbit:// URL (amqp:// is AMQP 1.0, as in oslo)');
-  return text;
+/** A flag's URL parser: `protocol` (and a host, if `needsHost`); `example` and `wrong` say what was expected. */
+function urlFlag(protocol: string, needsHost: boolean, example: string, wrong: string): (text: string) => string {
+  return (text) => {
+    let u: URL;
+    try {
+      u = new URL(text);
+    } catch {
+      throw new InvalidArgumentError(`expected a URL such as ${example}`);
+    }
+    if (u.protocol !== protocol || (needsHost && u.host === '')) throw new InvalidArgumentError(wrong);
+    return text;
+  };
 }
+
+const rabbitUrl = urlFlag('rabbit:', false, 'rabbit://guest:guest@127.0.0.1:5672/', 'expected a rabbit:// URL (amqp:// is AMQP 1.0, as in oslo)');
+const amqpUrl = urlFlag('amqp:', true, 'amqp://127.0.0.1:5672', 'expected an amqp://host:port URL (AMQP 1.0)');
 
 interface Flags {
   rabbitUrl: string;
+  protonUrl?: string;
+  routerUrl?: string;
   contenders?: string[];
   scenarios?: Array<Scenario | 'scale'>;
   scenario?: Array<Scenario | 'scale'>;
@@ -122,7 +130,8 @@ export async function addBenchCommand(program: Command, config: () => string | u
       const width = Math.max(...contenders.map((c) => c.id.length));
       return `
 Without --config it runs on the embedded default (zmq:// with a private name service) and adds
-RabbitMQ at --rabbit-url when it answers. Contenders (--contenders picks some; those that
+RabbitMQ at --rabbit-url when it answers (amqp1-rabbit through its AMQP 1.0 plugin), a Proton
+broker at --proton-url and a qdrouterd at --router-url (amqp1-direct needs no server). Contenders (--contenders picks some; those that
 cannot run are skipped with a reason):
 ${contenders.map((c) => `  ${c.id.padEnd(width)}  ${c.label}`).join('\n')}
 With --config: one contender per transport of the config, hybrid if it routes patterns to more
@@ -133,6 +142,8 @@ raw baseline, "target" the stated goal for that ratio, and
 ${CPU_COLUMN_NOTE}.`;
     })
     .addOption(new Option('--rabbit-url <url>', 'RabbitMQ for the default config (used only if reachable)').env('HYBRIDBUS_BENCH_RABBIT_URL').default(DEFAULT_RABBIT_URL).argParser(rabbitUrl))
+    .addOption(new Option('--proton-url <url>', 'an AMQP 1.0 queue broker (Proton\'s C++ example broker) for amqp1-proton and raw-rhea-proton').env('HYBRIDBUS_BENCH_PROTON_URL').argParser(amqpUrl))
+    .addOption(new Option('--router-url <url>', 'a qdrouterd for amqp1-router and raw-rhea-router').env('HYBRIDBUS_BENCH_ROUTER_URL').argParser(amqpUrl))
     .option('--contenders <ids>', 'contenders to run, e.g. zmq,raw-zeromq (default all)', idList)
     .option('--scenarios <list>', `scenarios to run ${d(SCENARIOS.join(','))}`, scenarioList)
     // The singular, as people type it (README: `--scenario scale`): listed, so help and README agree.
@@ -162,6 +173,8 @@ ${CPU_COLUMN_NOTE}.`;
       await runBench({
         config: config(),
         rabbitUrl: f.rabbitUrl,
+        protonUrl: f.protonUrl,
+        routerUrl: f.routerUrl,
         contenders: f.contenders,
         scenarios: f.scenarios ?? f.scenario ?? SCENARIOS,
         rounds: f.rounds ?? (q ? QUICK.rounds : DEFAULTS.rounds),
