@@ -57,8 +57,11 @@ export abstract class BaseNameService implements NameService {
   protected abstract write(regs: readonly Registration[]): Promise<void>;
   /** Removes the registrations from the backend and tells other instances. */
   protected abstract remove(regs: readonly Registration[]): Promise<void>;
-  /** Stops timers, watchers and connections (registrations are already dealt with). */
-  protected abstract shutdown(): Promise<void>;
+  /**
+   * Stops timers, watchers and connections (registrations are already dealt with). `options` are
+   * close()'s, for backends whose records outlive their connection only on request (etcd's lease).
+   */
+  protected abstract shutdown(options: CloseOptions): Promise<void>;
 
   protected get logger(): Logger {
     this.ownLogger ??= (this.givenLogger ?? defaultLogger()).child({ component: 'nameservice', nameservice: this.kind });
@@ -158,7 +161,7 @@ export abstract class BaseNameService implements NameService {
       this.logger.warn({ err: errorMessage(err) }, 'name service: could not unregister on close; records will expire by TTL');
     } finally {
       this.listeners.clear();
-      await this.shutdown();
+      await this.shutdown(options);
     }
   }
 
@@ -224,6 +227,20 @@ export abstract class BaseNameService implements NameService {
     const p = this.queue.then(fn, fn);
     this.queue = p.catch(() => undefined);
     return p;
+  }
+
+  /**
+   * Runs a removal in the write queue. It never fails: records that cannot be removed now expire
+   * by TTL, so a failure only warns.
+   */
+  protected bestEffortRemove(run: () => Promise<unknown>): Promise<void> {
+    return this.serial(async () => {
+      try {
+        await run();
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err) }, 'name service: could not unregister; the records will expire by TTL');
+      }
+    });
   }
 
   /** Resolves once the writes queued so far are done. */

@@ -1,0 +1,287 @@
+/**
+ * EtcdNameService: a registry shared by many hosts, in etcd (v3 API, one node or a cluster).
+ *
+ * Client: the `etcd3` npm package (gRPC, the v3 API etcd's own clients use). It gives leases with
+ * their keep-alive stream, prefix watches that resume after a reconnect, and fails over between
+ * the members it is given; cockatiel (its fault-handling library) is used, as its documentation
+ * shows, to fail fast while etcd is away so that lookups fall back to the cache at once.
+ *
+ * Layout: one etcd key per (name service key, record, registering process):
+ * `<prefix><encodeURIComponent(key)>/<instance>/<encodeURIComponent(record)>`, its value the record's
+ * JSON plus `registeredAt` (ms epoch). Every key of a process is attached to that process's lease,
+ * whose TTL is ttlMs rounded up to whole seconds (etcd's unit); the library keeps it alive, so a
+ * process that dies takes its records with it within a TTL, one record at a time, and two processes
+ * registering the same record each keep their own copy. A lease etcd lost (expired while the
+ * process could not reach it, or etcd came back without it) is granted again and every record put
+ * again. unregister() deletes; close() revokes the lease, or with `unregister: false` stops keeping
+ * it alive so the records expire as if the process had crashed.
+ *
+ * Change events: a watch on the prefix turns every put/delete (lease expiry included) into cache
+ * invalidation and onChange; after the watch reconnects every known key counts as changed.
+ * Outages: calls have a deadline and fail fast, lookups then answer from the (stale) cache.
+ */
+import { randomBytes } from 'node:crypto';
+
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry, type IBackoff } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IOptions, type Lease, type Watcher } from 'etcd3';
+
+import { ConfigError, maskUrl, MessageDeliveryFailure } from '@hybridbus/core';
+
+import { BaseNameService, errorMessage, toHostRecord, type Registration, type SeenRecord } from './base.js';
+import type { CloseOptions, NameServiceOptions } from './types.js';
+
+export const ETCD_FORM = 'etcd://host[:port][,host[:port]...][/prefix][?username=...&password=...]';
+const DEFAULT_PORT = 2379;
+const DEFAULT_PREFIX = 'hybridbus/ns/';
+
+export interface EtcdNameServiceOptions extends Partial<NameServiceOptions> {
+  /** Bound on each etcd call (and on connecting), ms (default 2000). */
+  readonly commandTimeoutMs?: number | undefined;
+}
+
+export interface EtcdSpec {
+  /** "http://host:port" of each member. */
+  readonly hosts: readonly string[];
+  /** Every key lives under it; ends in "/". */
+  readonly prefix: string;
+  readonly auth?: { readonly username: string; readonly password: string } | undefined;
+}
+
+/** Parses an etcd:// spec; throws ConfigError naming `matchmaker` (with the password masked). */
+export function parseEtcdUrl(url: string): EtcdSpec {
+  const bad = (why: string): never => {
+    throw new ConfigError([`matchmaker: ${JSON.stringify(maskUrl(url))} ${why}; expected ${ETCD_FORM}`]);
+  };
+  const m = /^etcd:\/\/([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?$/.exec(url);
+  if (!m) return bad(url.startsWith('etcd://') ? 'has a fragment' : 'is not an etcd:// URL');
+  if (m[1] === '') bad('has no host');
+  if (m[1]!.includes('@')) bad('has credentials before the host (give them as ?username=...&password=...)');
+  const hosts = m[1]!.split(',').map((hostPort) => {
+    const hp = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(hostPort);
+    const port = hp?.[2] === undefined ? DEFAULT_PORT : Number(hp[2]);
+    if (!hp || port < 1 || port > 65535) return bad(`has member address ${JSON.stringify(hostPort)}, not host[:port]`);
+    return `http://${hp[1]}:${port}`;
+  });
+  let prefix = DEFAULT_PREFIX;
+  const path = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
+  if (path !== '') {
+    try {
+      prefix = `${decodeURIComponent(path)}/`;
+    } catch {
+      bad(`has prefix ${JSON.stringify(path)}, not valid percent-encoding`);
+    }
+  }
+  const query = new URLSearchParams(m[3] ?? '');
+  for (const k of query.keys()) if (k !== 'username' && k !== 'password') bad(`has unknown parameter "${k}"`);
+  const username = query.get('username');
+  const password = query.get('password');
+  if ((username === null) !== (password === null)) bad('needs both username and password, or neither');
+  return { hosts, prefix, auth: username !== null && password !== null ? { username, password } : undefined };
+}
+
+export class EtcdNameService extends BaseNameService {
+  readonly kind = 'etcd';
+  /** The URL without passwords. */
+  readonly url: string;
+  private readonly client: Etcd3;
+  private readonly prefix: string;
+  /** This process's part of its keys: a process's copy of a record is its own. */
+  private readonly instance = randomBytes(8).toString('hex');
+  private readonly leaseTtlSeconds: number;
+  private readonly watching: Promise<Watcher | undefined>;
+  private lease: Lease | undefined;
+  private regrantTimer: NodeJS.Timeout | undefined;
+  /** Some put failed: put everything again once etcd answers. */
+  private unwritten = false;
+  private watchDisconnected = false;
+
+  constructor(url: string, options: EtcdNameServiceOptions = {}) {
+    super(options);
+    this.url = maskUrl(url);
+    const spec = parseEtcdUrl(url);
+    this.prefix = spec.prefix;
+    this.leaseTtlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
+    const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
+    const etcdOptions: IOptions = {
+      hosts: [...spec.hosts],
+      dialTimeout: commandTimeoutMs,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + commandTimeoutMs }),
+      faultHandling: {
+        // Try each member once per call, and skip a failing member briefly rather than for 5 s.
+        global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+        // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
+      },
+    };
+    if (spec.auth) etcdOptions.auth = { ...spec.auth };
+    this.client = new Etcd3(etcdOptions);
+
+    this.watching = this.client
+      .watch()
+      .prefix(this.prefix)
+      .create()
+      .then(
+        (watcher) => {
+          const onEvent = (kv: { key: Buffer }): void => {
+            const key = this.keyOf(kv.key.toString());
+            if (key !== undefined) this.changed(key);
+          };
+          watcher.on('put', onEvent);
+          watcher.on('delete', onEvent);
+          watcher.on('disconnected', (err) => {
+            this.watchDisconnected = true;
+            if (!this.closed) this.noteBackendError(err, 'watch');
+          });
+          watcher.on('connected', () => {
+            if (!this.watchDisconnected) return;
+            this.watchDisconnected = false;
+            this.noteBackendOk();
+            this.changedAll(); // it resumes where it stopped, but a compaction meanwhile loses events
+          });
+          watcher.on('error', (err) => this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch failed; changes are seen by cache expiry only'));
+          return watcher;
+        },
+        (err: unknown) => {
+          if (!this.closed) this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch could not be created; changes are seen by cache expiry only');
+          return undefined;
+        },
+      );
+  }
+
+  /** Resolves once the watch is established (so no later change is missed). */
+  async ready(): Promise<void> {
+    await this.watching;
+  }
+
+  protected async fetch(key: string): Promise<readonly SeenRecord[]> {
+    const kvs = await this.client.getAll().prefix(this.keyPrefix(key)).strings();
+    return Object.values(kvs).flatMap((value) => this.toSeen(value));
+  }
+
+  protected async fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>> {
+    const kvs = await this.client.getAll().prefix(this.prefix).strings();
+    const all = new Map<string, SeenRecord[]>();
+    for (const [etcdKey, value] of Object.entries(kvs)) {
+      const key = this.keyOf(etcdKey);
+      if (key === undefined) continue;
+      let records = all.get(key);
+      if (!records) all.set(key, (records = []));
+      records.push(...this.toSeen(value));
+    }
+    return all;
+  }
+
+  protected write(regs: readonly Registration[]): Promise<void> {
+    return this.serial(async () => {
+      try {
+        await this.put(regs);
+      } catch (err) {
+        this.unwritten = true;
+        throw new MessageDeliveryFailure(
+          `name service (etcd) could not register ${regs[0]?.record.address} at ${this.url}: ${errorMessage(err)} ` +
+            '(it stays registered here and is written as soon as etcd answers)',
+          { cause: err },
+        );
+      }
+    });
+  }
+
+  protected remove(regs: readonly Registration[]): Promise<void> {
+    return this.bestEffortRemove(() => Promise.all(regs.map((r) => this.client.delete().key(this.recordKey(r)).exec())));
+  }
+
+  protected async shutdown(options: CloseOptions): Promise<void> {
+    clearTimeout(this.regrantTimer);
+    await this.drained();
+    const lease = this.lease;
+    this.lease = undefined;
+    if (lease && options.unregister === false) lease.release(); // the records expire by TTL
+    else if (lease) await lease.revoke().catch(() => undefined); // already gone, or expires by TTL
+    const watcher = await this.watching;
+    await watcher?.cancel().catch(() => undefined);
+    this.client.close();
+  }
+
+  // -- internals -----------------------------------------------------------
+
+  private keyPrefix(key: string): string {
+    return `${this.prefix}${encodeURIComponent(key)}/`;
+  }
+
+  private recordKey(r: Registration): string {
+    return `${this.keyPrefix(r.key)}${this.instance}/${encodeURIComponent(r.member)}`;
+  }
+
+  /** The name service key an etcd key under the prefix belongs to. */
+  private keyOf(etcdKey: string): string | undefined {
+    if (!etcdKey.startsWith(this.prefix)) return undefined;
+    const encoded = etcdKey.slice(this.prefix.length).split('/', 1)[0]!;
+    try {
+      return decodeURIComponent(encoded);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private toSeen(value: string): SeenRecord[] {
+    try {
+      const parsed = JSON.parse(value) as { registeredAt?: unknown };
+      const record = toHostRecord(parsed);
+      if (typeof record === 'string') return [];
+      return [{ record, refreshedAt: typeof parsed.registeredAt === 'number' ? parsed.registeredAt : 0 }];
+    } catch {
+      return [];
+    }
+  }
+
+  /** This process's lease, granted (again) on first use. */
+  private currentLease(): Lease {
+    if (this.lease) return this.lease;
+    const lease = this.client.lease(this.leaseTtlSeconds);
+    this.lease = lease;
+    lease.on('lost', (err) => {
+      if (this.closed || this.lease !== lease) return;
+      this.lease = undefined;
+      this.noteBackendError(err, 'lease lost');
+      this.scheduleRewrite();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      this.noteBackendOk();
+      if (this.unwritten) this.scheduleRewrite(0);
+    });
+    lease.on('keepaliveFailed', () => {
+      if (!this.closed) this.noteBackendError(new Error(`lease keep-alive to ${this.url} failed`), 'lease keep-alive');
+    });
+    return lease;
+  }
+
+  /** Puts the registrations under the lease (a new one if it was lost), all or none. */
+  private async put(regs: readonly Registration[]): Promise<void> {
+    const lease = this.currentLease();
+    const registeredAt = Date.now();
+    await Promise.all(regs.map((r) => lease.put(this.recordKey(r)).value(JSON.stringify({ ...r.record, registeredAt }))));
+  }
+
+  /** Puts every registration again soon (after a lost lease or a failed put); retries until it works. */
+  private scheduleRewrite(delayMs = Math.min(500, Math.floor(this.ttlMs / 3))): void {
+    if (this.closed || this.regrantTimer) return;
+    this.regrantTimer = setTimeout(() => {
+      this.regrantTimer = undefined;
+      void this.serial(async () => {
+        const regs = this.allRegistrations();
+        if (this.closed || regs.length === 0) return;
+        try {
+          await this.put(regs);
+          this.unwritten = false;
+          this.noteBackendOk();
+        } catch (err) {
+          this.unwritten = true;
+          this.noteBackendError(err, 'register');
+          this.scheduleRewrite();
+        }
+      });
+    }, delayMs);
+    this.regrantTimer.unref();
+  }
+}
