@@ -275,10 +275,13 @@ export abstract class BaseNameService implements NameService {
         this.noteBackendOk();
         const records = sortRecords(this.withUnrefreshed(key, fetched));
         this.unforgetRefreshed(records);
-        // Only cache it if no change event arrived meanwhile (changed() removes it from inflight).
+        // Only cache it as fresh if no change event arrived meanwhile (changed() removes it from
+        // inflight); otherwise it is still the best answer for an outage, kept as stale.
         if (this.inflight.get(key) === p) {
           this.inflight.delete(key);
           this.cache.set(key, { records, fetchedAt: startedAt });
+        } else if ((this.cache.get(key)?.fetchedAt ?? 0) === 0) {
+          this.cache.set(key, { records, fetchedAt: 0 });
         }
         return records;
       },

@@ -88,7 +88,8 @@ export class EtcdNameService extends BaseNameService {
   /** This process's part of its keys: a process's copy of a record is its own. */
   private readonly instance = randomBytes(8).toString('hex');
   private readonly leaseTtlSeconds: number;
-  private readonly watching: Promise<Watcher | undefined>;
+  private readonly watcher: Watcher;
+  private readonly watching: Promise<void>;
   private lease: Lease | undefined;
   private regrantTimer: NodeJS.Timeout | undefined;
   /** Some put failed: put everything again once etcd answers. */
@@ -117,36 +118,33 @@ export class EtcdNameService extends BaseNameService {
     if (spec.auth) etcdOptions.auth = { ...spec.auth };
     this.client = new Etcd3(etcdOptions);
 
-    this.watching = this.client
-      .watch()
-      .prefix(this.prefix)
-      .create()
-      .then(
-        (watcher) => {
-          const onEvent = (kv: { key: Buffer }): void => {
-            const key = this.keyOf(kv.key.toString());
-            if (key !== undefined) this.changed(key);
-          };
-          watcher.on('put', onEvent);
-          watcher.on('delete', onEvent);
-          watcher.on('disconnected', (err) => {
-            this.watchDisconnected = true;
-            if (!this.closed) this.noteBackendError(err, 'watch');
-          });
-          watcher.on('connected', () => {
-            if (!this.watchDisconnected) return;
-            this.watchDisconnected = false;
-            this.noteBackendOk();
-            this.changedAll(); // it resumes where it stopped, but a compaction meanwhile loses events
-          });
-          watcher.on('error', (err) => this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch failed; changes are seen by cache expiry only'));
-          return watcher;
-        },
-        (err: unknown) => {
-          if (!this.closed) this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch could not be created; changes are seen by cache expiry only');
-          return undefined;
-        },
-      );
+    // create() resolves only once etcd acknowledges the watch and gives no handle to cancel it
+    // before: a name service closed while etcd was never reached would leave the library retrying
+    // (and the process running) for ever. watcher() is create() without that wait (its doc comment).
+    const watcher = this.client.watch().prefix(this.prefix).watcher();
+    this.watcher = watcher;
+    this.watching = new Promise<void>((resolve) => {
+      watcher.once('connected', () => resolve());
+      watcher.once('error', () => resolve());
+    });
+    const onEvent = (kv: { key: Buffer }): void => {
+      const key = this.keyOf(kv.key.toString());
+      if (key !== undefined) this.changed(key);
+    };
+    watcher.on('put', onEvent);
+    watcher.on('delete', onEvent);
+    watcher.on('disconnected', (err) => {
+      this.watchDisconnected = true;
+      if (!this.closed) this.noteBackendError(err, 'watch');
+    });
+    watcher.on('connected', () => {
+      if (!this.watchDisconnected) return;
+      this.watchDisconnected = false;
+      this.reconnected();
+    });
+    watcher.on('error', (err) => {
+      if (!this.closed) this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch failed; changes are seen by cache expiry only');
+    });
   }
 
   /** Resolves once the watch is established (so no later change is missed). */
@@ -198,8 +196,8 @@ export class EtcdNameService extends BaseNameService {
     this.lease = undefined;
     if (lease && options.unregister === false) lease.release(); // the records expire by TTL
     else if (lease) await lease.revoke().catch(() => undefined); // already gone, or expires by TTL
-    const watcher = await this.watching;
-    await watcher?.cancel().catch(() => undefined);
+    // Not awaited: cancelling an established watch waits for etcd's answer, which may never come.
+    this.watcher.cancel().catch(() => undefined);
     this.client.close();
   }
 
@@ -254,6 +252,33 @@ export class EtcdNameService extends BaseNameService {
       if (!this.closed) this.noteBackendError(new Error(`lease keep-alive to ${this.url} failed`), 'lease keep-alive');
     });
     return lease;
+  }
+
+  /**
+   * etcd answers again: events may have been missed (the watch resumes where it stopped, but not
+   * across a compaction), puts may have failed meanwhile, and etcd may have come back without our
+   * lease (restored from an old snapshot, or replaced): find out now rather than at the next keep-alive.
+   */
+  private reconnected(): void {
+    this.noteBackendOk();
+    this.changedAll();
+    const lease = this.lease;
+    if (!lease) return;
+    lease.keepaliveOnce().then(
+      (res) => {
+        if (this.lease !== lease) return;
+        if (Number(res.TTL) <= 0) {
+          this.lease = undefined;
+          lease.release();
+          this.scheduleRewrite(0);
+        } else if (this.unwritten) {
+          this.scheduleRewrite(0);
+        }
+      },
+      () => {
+        if (this.unwritten) this.scheduleRewrite(); // the next keep-alive or watch reconnect tries again
+      },
+    );
   }
 
   /** Puts the registrations under the lease (a new one if it was lost), all or none. */
