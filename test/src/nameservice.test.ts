@@ -98,8 +98,13 @@ after(() => {
 });
 
 function spawnRegistrant(dir: string, key: string, address: string, ttlMs: number): Child {
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
-    env: { ...process.env, NS_MODULE: LOCAL_MODULE, NS_DIR: dir, NS_KEY: key, NS_ADDRESS: address, NS_TTL: String(ttlMs), HYBRIDBUS_LOG_LEVEL: 'error' },
+  return spawnChild(CHILD, { NS_MODULE: LOCAL_MODULE, NS_DIR: dir, NS_KEY: key, NS_ADDRESS: address, NS_TTL: String(ttlMs) });
+}
+
+/** Runs `script` (an ES module) in a child node process with `env` added; killed after the file at the latest. */
+function spawnChild(script: string, env: Record<string, string>): Child {
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, ...env, HYBRIDBUS_LOG_LEVEL: 'error' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(proc);
@@ -628,27 +633,14 @@ describe('nameservice: etcd (leases, members)', () => {
     const key = `nova/${freshTopic()}`;
     const reader = track(createNameService(servers.etcd.url, { ttlMs, cacheMs: 60_000, ...quiet }));
     await (reader as EtcdNameService).ready();
-    const proc = spawn(process.execPath, ['--input-type=module', '-e', ETCD_CHILD], {
-      env: { ...process.env, NS_MODULE: NS_PACKAGE, NS_SPEC: servers.etcd.url, NS_KEY: key, NS_ADDRESS: '10.6.0.1:1', NS_TTL: String(ttlMs), HYBRIDBUS_LOG_LEVEL: 'error' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(proc);
-    let out = '';
-    let err = '';
-    proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     const registered = nextChange(reader, key, 10_000);
-    await waitFor(() => out.includes('registered'), {
-      timeoutMs: 10_000,
-      intervalMs: 10,
-      what: 'the child to register',
-      abort: () => (proc.exitCode !== null ? `child exited ${proc.exitCode}: ${err}` : undefined),
-    });
+    const child = spawnChild(ETCD_CHILD, { NS_MODULE: NS_PACKAGE, NS_SPEC: servers.etcd.url, NS_KEY: key, NS_ADDRESS: '10.6.0.1:1', NS_TTL: String(ttlMs) });
+    await child.said('registered');
     await registered;
     assert.deepEqual(addresses(await reader.lookup(key)), ['10.6.0.1:1']);
 
     const expired = nextChange(reader, key, 10_000);
-    proc.kill('SIGKILL');
+    child.proc.kill('SIGKILL');
     const killedAt = performance.now();
     await expired; // the lease expired in etcd and the watch said so
     const after = performance.now() - killedAt;
