@@ -119,9 +119,12 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
 
 /**
  * Starts an etcd cluster of `size` members (default 3) on free 127.0.0.1 ports; resolves once every
- * member answers a range request. stop() stops them all.
+ * member answers a range request. stop() stops them all. A member's stop grace is 1 s unless
+ * `opts.stopGraceMs` says otherwise: after another member was killed, a leader that is stopped
+ * together with the rest may wait seconds for a leadership transfer that cannot happen.
  */
 export async function startEtcdCluster(size = 3, opts: Omit<EtcdOptions, 'port'> = {}): Promise<EtcdCluster> {
+  opts = { stopGraceMs: 1000, ...opts };
   const ports = await freePorts(2 * size);
   const plans = Array.from({ length: size }, (_, i) => ({ name: `hb-etcd-${i + 1}`, clientPort: ports[2 * i]!, peerPort: ports[2 * i + 1]! }));
   const token = `hb-${process.pid}-${ports[0]}`;
