@@ -655,8 +655,9 @@ describe('nameservice: etcd (leases, members)', () => {
     try {
       const ttlMs = 1000;
       const key = `nova/${freshTopic()}`;
-      const owner = track(createNameService(cluster.url, { ttlMs, ...quiet }));
-      const reader = track(createNameService(cluster.url, { ttlMs, cacheMs: 0, ...quiet }));
+      const log = recordingLogger();
+      const owner = track(createNameService(cluster.url, { ttlMs, logger: log }));
+      const reader = track(createNameService(cluster.url, { ttlMs, cacheMs: 0, logger: log }));
       await owner.register([key], { address: '10.7.0.1:1' });
       assert.deepEqual(addresses(await reader.lookup(key)), ['10.7.0.1:1']);
 
@@ -677,6 +678,7 @@ describe('nameservice: etcd (leases, members)', () => {
       const late = track(createNameService(cluster.url, { ttlMs, cacheMs: 0, ...quiet }));
       assert.deepEqual(addresses(await late.lookup(key)), ['10.7.0.1:1', '10.7.0.2:1'], 'a new client finds a live member');
       assert.equal(reader.stats.backendErrors, 0, 'no lookup needed the stale cache');
+      assert.equal(outageWarnings(log), 0, 'one member gone is no outage');
     } finally {
       await Promise.all(opened.splice(0).map((ns) => ns.close()));
       await cluster.stop();

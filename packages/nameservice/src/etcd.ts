@@ -133,9 +133,11 @@ export class EtcdNameService extends BaseNameService {
     };
     watcher.on('put', onEvent);
     watcher.on('delete', onEvent);
+    // A dropped watch stream is not an outage by itself (with several members it moves to another):
+    // the calls that fail (lookups, puts, a lost lease) say when etcd is really away.
     watcher.on('disconnected', (err) => {
       this.watchDisconnected = true;
-      if (!this.closed) this.noteBackendError(err, 'watch');
+      if (!this.closed) this.logger.debug({ err: errorMessage(err) }, 'name service: etcd watch disconnected; reconnecting');
     });
     watcher.on('connected', () => {
       if (!this.watchDisconnected) return;
@@ -248,9 +250,7 @@ export class EtcdNameService extends BaseNameService {
       this.noteBackendOk();
       if (this.unwritten) this.scheduleRewrite(0);
     });
-    lease.on('keepaliveFailed', () => {
-      if (!this.closed) this.noteBackendError(new Error(`lease keep-alive to ${this.url} failed`), 'lease keep-alive');
-    });
+    // keepaliveFailed is left alone: the library retries (on another member if there is one); 'lost' is the outage.
     return lease;
   }
 
