@@ -21,7 +21,7 @@ import {
   type NameService,
 } from '@hybridbus/nameservice';
 
-import { sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
+import { etcdRevokeAllLeases, sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
 import { freshTopic, recordingLogger, tempDir } from './util.js';
 
@@ -648,6 +648,25 @@ describe('nameservice: etcd (leases, members)', () => {
     // The library keeps the lease alive every TTL/3: it expires between 2/3 of a TTL and a TTL (+ etcd's lease check) after the kill.
     assert.ok(after >= ttlMs / 2, `gone after ${Math.round(after)} ms, before the lease could expire`);
     assert.ok(after < 3 * ttlMs, `gone only after ${Math.round(after)} ms`);
+  });
+
+  test('a lost lease (revoked in etcd) is granted again and the records put again', async () => {
+    const ttlMs = 1000;
+    const key = `nova/${freshTopic()}`;
+    const owner = track(createNameService(servers.etcd.url, { ttlMs, ...quiet }));
+    const reader = track(createNameService(servers.etcd.url, { ttlMs, cacheMs: 60_000, ...quiet }));
+    await (reader as EtcdNameService).ready();
+    await owner.register([key], { address: '10.8.0.1:1' });
+    assert.deepEqual(addresses(await reader.lookup(key)), ['10.8.0.1:1']);
+
+    const gone = nextChange(reader, key);
+    assert.ok((await etcdRevokeAllLeases(servers.etcd.port)) >= 1);
+    await gone;
+    assert.deepEqual(await reader.lookup(key), [], 'revoking the lease removed the record');
+    const back = nextChange(reader, key); // the owner's next keep-alive finds its lease gone (within ttl/3)
+    await back;
+    assert.deepEqual(addresses(await reader.lookup(key)), ['10.8.0.1:1']);
+    assert.equal(owner.stats.registered, 1);
   });
 
   test('3-member cluster loses a member: lookups and registrations keep working', async () => {

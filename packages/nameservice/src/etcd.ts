@@ -243,7 +243,8 @@ export class EtcdNameService extends BaseNameService {
     lease.on('lost', (err) => {
       if (this.closed || this.lease !== lease) return;
       this.lease = undefined;
-      this.noteBackendError(err, 'lease lost');
+      // Not an outage by itself (etcd may have answered "no such lease"); failing puts report one.
+      this.logger.warn({ err: errorMessage(err) }, 'name service: etcd lease lost (expired or revoked); granting a new one and registering again');
       this.scheduleRewrite();
     });
     lease.on('keepaliveSucceeded', () => {

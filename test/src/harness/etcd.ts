@@ -35,23 +35,48 @@ export interface EtcdCluster {
 /** etcd: `opts.binary`, else ETCD_BIN, /usr/bin/etcd or PATH (Debian package etcd-server). */
 const etcdBinary = (opts: StartOptions): string => opts.binary ?? findExecutable([process.env['ETCD_BIN'], '/usr/bin/etcd'], 'etcd');
 
-/** True once the member answers a v3 KV range request (served only with a leader). */
-export function etcdRangeOk(port: number, timeoutMs = 1000): Promise<boolean> {
+/**
+ * POSTs `body` to the member's v3 HTTP/JSON gateway at `path` (e.g. /v3/kv/range); resolves with
+ * the parsed reply of a 200, or null (another status, no answer within `timeoutMs`, not JSON).
+ */
+export function etcdGateway(port: number, path: string, body: object, timeoutMs = 1000): Promise<Record<string, unknown> | null> {
   return new Promise((resolve) => {
-    const body = JSON.stringify({ key: Buffer.from('hybridbus-harness-probe').toString('base64') });
     const req = http.request(
-      { host: LOOPBACK, port, method: 'POST', path: '/v3/kv/range', headers: { 'content-type': 'application/json' }, timeout: timeoutMs },
+      { host: LOOPBACK, port, method: 'POST', path, headers: { 'content-type': 'application/json' }, timeout: timeoutMs },
       (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve(res.statusCode === 200 && /"revision"/.test(text)));
-        res.on('error', () => resolve(false));
+        res.on('end', () => {
+          try {
+            resolve(res.statusCode === 200 ? (JSON.parse(text) as Record<string, unknown>) : null);
+          } catch {
+            resolve(null);
+          }
+        });
+        res.on('error', () => resolve(null));
       },
     );
     req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end(body);
+    req.on('error', () => resolve(null));
+    req.end(JSON.stringify(body));
   });
+}
+
+/** True once the member answers a v3 KV range request (served only with a leader). */
+export async function etcdRangeOk(port: number, timeoutMs = 1000): Promise<boolean> {
+  const reply = await etcdGateway(port, '/v3/kv/range', { key: Buffer.from('hybridbus-harness-probe').toString('base64') }, timeoutMs);
+  return typeof reply?.['header'] === 'object';
+}
+
+/** Revokes every lease etcd holds (their keys go with them), as if each had expired; resolves with how many. */
+export async function etcdRevokeAllLeases(port: number): Promise<number> {
+  const reply = await etcdGateway(port, '/v3/lease/leases', {});
+  if (!reply) throw new Error(`etcd on port ${port} did not list its leases`);
+  const leases = (reply['leases'] ?? []) as Array<{ ID: string }>;
+  for (const { ID } of leases) {
+    if (!(await etcdGateway(port, '/v3/lease/revoke', { ID }))) throw new Error(`etcd on port ${port} did not revoke lease ${ID}`);
+  }
+  return leases.length;
 }
 
 interface MemberPlan {
