@@ -21,7 +21,7 @@ import {
   type NameService,
 } from '@hybridbus/nameservice';
 
-import { etcdRevokeAllLeases, sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
+import { etcdGateway, etcdRevokeAllLeases, sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
 import { freshTopic, recordingLogger, tempDir } from './util.js';
 
@@ -648,6 +648,40 @@ describe('nameservice: etcd (leases, members)', () => {
     // The library keeps the lease alive every TTL/3: it expires between 2/3 of a TTL and a TTL (+ etcd's lease check) after the kill.
     assert.ok(after >= ttlMs / 2, `gone after ${Math.round(after)} ms, before the lease could expire`);
     assert.ok(after < 3 * ttlMs, `gone only after ${Math.round(after)} ms`);
+  });
+
+  test('username and password: with the right ones it works; a wrong password is a clear error that does not show it', async () => {
+    const etcd = await startEtcd();
+    try {
+      // etcd's own steps: a root user with the root role, then auth on
+      for (const [path, body] of [
+        ['/v3/auth/user/add', { name: 'root', password: 'r00t-s3cret' }],
+        ['/v3/auth/user/grant', { user: 'root', role: 'root' }],
+        ['/v3/auth/enable', {}],
+      ] as const) {
+        assert.ok(await etcdGateway(etcd.port, path, body), `${path} failed`);
+      }
+      const key = `nova/${freshTopic()}`;
+      const good = track(createNameService(`${etcd.url}?username=root&password=r00t-s3cret`, { cacheMs: 0, ...quiet }));
+      await good.register([key], { address: '10.9.0.1:1' });
+      assert.deepEqual(addresses(await good.lookup(key)), ['10.9.0.1:1']);
+
+      const bad = track(createNameService(`${etcd.url}?username=root&password=wr0ng-s3cret`, { cacheMs: 0, ...quiet }));
+      await assert.rejects(bad.lookup(key), (err: unknown) => {
+        assert.ok(err instanceof MessageDeliveryFailure, String(err));
+        assert.match(err.message, /authentication failed|invalid user ID or password/i);
+        assert.ok(!err.message.includes('wr0ng-s3cret'), err.message);
+        return true;
+      });
+      await assert.rejects(bad.register([key], { address: '10.9.0.2:1' }), (err: unknown) => {
+        assert.ok(err instanceof MessageDeliveryFailure && !err.message.includes('wr0ng-s3cret'), String(err));
+        assert.match(err.message, /password=\*\*\*/);
+        return true;
+      });
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await etcd.stop();
+    }
   });
 
   test('a lost lease (revoked in etcd) is granted again and the records put again', async () => {
