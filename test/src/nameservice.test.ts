@@ -1,7 +1,7 @@
 /**
  * The name services of @hybridbus/nameservice ("matchmaker"): local (in-process and across
- * processes), static, and Redis (plain and Sentinel) against real redis-server processes from the
- * launcher.
+ * processes), static, and Redis (plain and Sentinel) and etcd (one node, a 3-member cluster),
+ * which run the same shared cases, against real redis-server and etcd processes from the launcher.
  */
 import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
