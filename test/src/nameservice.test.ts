@@ -525,12 +525,13 @@ for (const backend of BACKENDS) {
       try {
         const key = `nova/${freshTopic()}`;
         const late = `${key}.late`;
+        const gone = `${key}.gone`;
         const rec = { address: '10.3.0.1:1' };
         const log = recordingLogger();
         // default TTL: its periodic refresh or keep-alive (every 10 s) is too slow to pass this test, only the re-registration on reconnect is fast enough
         const owner = track(createNameService(server.url, quiet));
         const client = track(createNameService(server.url, { cacheMs: 0, logger: log }));
-        await owner.register([key], rec);
+        await owner.register([key, gone], rec);
         assert.deepEqual(await client.lookup(key), [rec]);
 
         await server.kill();
@@ -545,6 +546,7 @@ for (const backend of BACKENDS) {
         assert.ok(performance.now() - t0 < 1500, 'uncached lookup did not fail fast');
         // registering while the backend is away fails, but the record is kept and written once it is back
         await assert.rejects(owner.register([late], rec), MessageDeliveryFailure);
+        await owner.unregister([gone], rec); // cannot reach the backend: only warns, and the record goes all the same
         for (let i = 0; i < 5; i++) await client.lookup(key);
         assert.equal(outageWarnings(log), 1, 'one warning per outage, not per lookup');
 
@@ -555,6 +557,7 @@ for (const backend of BACKENDS) {
           intervalMs: 50,
           what: 'the owner to re-register after the restart',
         });
+        await waitFor(async () => (await fresh.lookup(gone)).length === 0, { timeoutMs: 5_000, intervalMs: 50, what: 'the record unregistered during the outage to go' });
         await waitFor(async () => {
           const errors = client.stats.backendErrors;
           return (await client.lookup(late)).length === 1 && client.stats.backendErrors === errors;

@@ -230,15 +230,15 @@ export abstract class BaseNameService implements NameService {
   }
 
   /**
-   * Runs a removal in the write queue. It never fails: records that cannot be removed now expire
-   * by TTL, so a failure only warns.
+   * Runs a removal in the write queue. It never fails: records that cannot be removed now go later
+   * (by TTL, or as `later` says), so a failure only warns.
    */
-  protected bestEffortRemove(run: () => Promise<unknown>): Promise<void> {
+  protected bestEffortRemove(run: () => Promise<unknown>, later = 'the records will expire by TTL'): Promise<void> {
     return this.serial(async () => {
       try {
         await run();
       } catch (err) {
-        this.logger.warn({ err: errorMessage(err) }, 'name service: could not unregister; the records will expire by TTL');
+        this.logger.warn({ err: errorMessage(err) }, `name service: could not unregister; ${later}`);
       }
     });
   }

@@ -94,6 +94,8 @@ export class EtcdNameService extends BaseNameService {
   private regrantTimer: NodeJS.Timeout | undefined;
   /** Some put failed: put everything again once etcd answers. */
   private unwritten = false;
+  /** etcd keys unregistered while etcd did not answer: deleted once it does. */
+  private readonly undeleted = new Set<string>();
   private watchDisconnected = false;
 
   constructor(url: string, options: EtcdNameServiceOptions = {}) {
@@ -188,7 +190,16 @@ export class EtcdNameService extends BaseNameService {
   }
 
   protected remove(regs: readonly Registration[]): Promise<void> {
-    return this.bestEffortRemove(() => Promise.all(regs.map((r) => this.client.delete().key(this.recordKey(r)).exec())));
+    // Our live lease would keep a record that failed to go for ever: it is deleted once etcd answers.
+    for (const r of regs) this.undeleted.add(this.recordKey(r));
+    return this.bestEffortRemove(async () => {
+      try {
+        await this.deleteUndeleted();
+      } catch (err) {
+        this.scheduleRewrite();
+        throw err;
+      }
+    }, 'they are deleted as soon as etcd answers (or go with the lease)');
   }
 
   protected async shutdown(options: CloseOptions): Promise<void> {
@@ -249,7 +260,7 @@ export class EtcdNameService extends BaseNameService {
     });
     lease.on('keepaliveSucceeded', () => {
       this.noteBackendOk();
-      if (this.unwritten) this.scheduleRewrite(0);
+      if (this.unwritten || this.undeleted.size) this.scheduleRewrite(0);
     });
     // keepaliveFailed is left alone: the library retries (on another member if there is one); 'lost' is the outage.
     return lease;
@@ -264,7 +275,10 @@ export class EtcdNameService extends BaseNameService {
     this.noteBackendOk();
     this.changedAll();
     const lease = this.lease;
-    if (!lease) return;
+    if (!lease) {
+      if (this.undeleted.size) this.scheduleRewrite(0);
+      return;
+    }
     lease.keepaliveOnce().then(
       (res) => {
         if (this.lease !== lease) return;
@@ -272,12 +286,12 @@ export class EtcdNameService extends BaseNameService {
           this.lease = undefined;
           lease.release();
           this.scheduleRewrite(0);
-        } else if (this.unwritten) {
+        } else if (this.unwritten || this.undeleted.size) {
           this.scheduleRewrite(0);
         }
       },
       () => {
-        if (this.unwritten) this.scheduleRewrite(); // the next keep-alive or watch reconnect tries again
+        if (this.unwritten || this.undeleted.size) this.scheduleRewrite(); // tried again until it works
       },
     );
   }
@@ -286,24 +300,36 @@ export class EtcdNameService extends BaseNameService {
   private async put(regs: readonly Registration[]): Promise<void> {
     const lease = this.currentLease();
     const registeredAt = Date.now();
+    for (const r of regs) this.undeleted.delete(this.recordKey(r)); // registered again: not to be deleted
     await Promise.all(regs.map((r) => lease.put(this.recordKey(r)).value(JSON.stringify({ ...r.record, registeredAt }))));
   }
 
-  /** Puts every registration again soon (after a lost lease or a failed put); retries until it works. */
+  /** Deletes the keys unregistered while etcd did not answer. */
+  private async deleteUndeleted(): Promise<void> {
+    const keys = [...this.undeleted];
+    await Promise.all(keys.map((k) => this.client.delete().key(k).exec()));
+    for (const k of keys) this.undeleted.delete(k);
+  }
+
+  /**
+   * Soon catches etcd up with this process (after a lost lease, a failed put or a failed delete):
+   * deletes what was unregistered, puts every registration again if needed; retries until it works.
+   */
   private scheduleRewrite(delayMs = Math.min(500, Math.floor(this.ttlMs / 3))): void {
     if (this.closed || this.regrantTimer) return;
     this.regrantTimer = setTimeout(() => {
       this.regrantTimer = undefined;
       void this.serial(async () => {
+        if (this.closed) return;
         const regs = this.allRegistrations();
-        if (this.closed || regs.length === 0) return;
         try {
-          await this.put(regs);
+          if (this.undeleted.size) await this.deleteUndeleted();
+          if (regs.length && (this.unwritten || !this.lease)) await this.put(regs);
           this.unwritten = false;
           this.noteBackendOk();
         } catch (err) {
-          this.unwritten = true;
-          this.noteBackendError(err, 'register');
+          if (regs.length) this.unwritten = true;
+          this.noteBackendError(err, 'catching up after an outage');
           this.scheduleRewrite();
         }
       });
