@@ -22,6 +22,7 @@ APT_PACKAGES=(
   python3-pyngus                 # oslo.messaging's amqp1 driver, for the Python interop peer over amqp://
   libqpid-proton-cpp12-dev       # headers and library the C++ example broker is compiled against
   g++                            # compiles the C++ example broker (once per source, cached under the temp dir)
+  etcd-server                    # etcd 3.4 for the etcd:// name service tests (harness/etcd.ts starts private nodes/clusters)
 )
 read -r -a _extra_apt_packages <<<"${EXTRA_APT_PACKAGES:-}"
 APT_PACKAGES+=("${_extra_apt_packages[@]}")

@@ -1,6 +1,6 @@
 /**
  * Tests for the real-server launcher (test/src/harness/launcher.ts): real
- * redis-server, RabbitMQ, Qpid Proton broker and (when there is one) qdrouterd
+ * redis-server, RabbitMQ, Qpid Proton broker, etcd and (when there is one) qdrouterd
  * processes on free 127.0.0.1 ports.
  */
 import { test, describe, after } from 'node:test';
@@ -23,10 +23,13 @@ import {
   startProtonBroker,
   startQdrouterd,
   startRabbitMQ,
+  startEtcd,
+  startEtcdCluster,
   startRedis,
   type ProtonBrokerFlavour,
   type RunningServer,
 } from './harness/launcher.js';
+import { etcdRangeOk } from './harness/etcd.js';
 import {
   AMQP_10_HEADER,
   AMQP_10_SASL_HEADER,
@@ -553,4 +556,42 @@ after(() => {
     [],
     'every server started by this file was stopped',
   );
+});
+
+describe('launcher: etcd', { timeout: 60_000 }, () => {
+  test('startEtcd(): client and peer port on loopback, answers a range request, private data dir; kill() keeps the data dir, restart() revives it', async () => {
+    const etcd = await startEtcd();
+    try {
+      assert.match(etcd.url, /^etcd:\/\/127\.0\.0\.1:\d+$/);
+      assert.notEqual(etcd.peerPort, etcd.port);
+      assert.equal(await etcdRangeOk(etcd.port), true);
+      assert.equal(await tryConnect(etcd.peerPort), 'connected');
+      assert.equal(fs.statSync(etcd.dataDir).mode & 0o077, 0, 'private data dir');
+      const pid = definedPid(etcd.pid);
+      await etcd.kill();
+      assert.equal(isProcessAlive(pid), false);
+      assert.equal(await tryConnect(etcd.port), 'refused');
+      assert.equal(fs.existsSync(etcd.dataDir), true, 'kill() keeps the data dir');
+      await etcd.restart();
+      assert.equal(await etcdRangeOk(etcd.port), true);
+    } finally {
+      await etcd.stop();
+    }
+    assert.equal(fs.existsSync(etcd.dataDir), false);
+  });
+
+  test('startEtcdCluster(3): three members of one cluster; two of them still answer when one is killed', async () => {
+    const cluster = await startEtcdCluster(3);
+    try {
+      assert.equal(cluster.members.length, 3);
+      assert.equal(cluster.url, `etcd://${cluster.members.map((m) => `127.0.0.1:${m.port}`).join(',')}`);
+      assert.equal(new Set(cluster.members.flatMap((m) => [m.port, m.peerPort])).size, 6);
+      await cluster.members[1]!.kill();
+      for (const m of [cluster.members[0]!, cluster.members[2]!]) {
+        await waitFor(() => etcdRangeOk(m.port), { timeoutMs: 5000, what: `member ${m.name} to answer with a new leader` });
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });
 });

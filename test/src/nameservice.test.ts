@@ -1,7 +1,7 @@
 /**
  * The name services of @hybridbus/nameservice ("matchmaker"): local (in-process and across
- * processes), static, and Redis (plain and Sentinel) against real redis-server processes from the
- * launcher.
+ * processes), static, and Redis (plain and Sentinel) and etcd (one node, a 3-member cluster),
+ * which run the same shared cases, against real redis-server and etcd processes from the launcher.
  */
 import { after, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +12,7 @@ import path from 'node:path';
 import { ConfigError, MessageDeliveryFailure } from '@hybridbus/core';
 import {
   createNameService,
+  EtcdNameService,
   LocalNameService,
   NAME_SERVICE_DEFAULTS,
   RedisNameService,
@@ -20,7 +21,7 @@ import {
   type NameService,
 } from '@hybridbus/nameservice';
 
-import { sharedServers, startRedis, startRedisSentinel } from './harness/launcher.js';
+import { etcdGateway, etcdRevokeAllLeases, sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
 import { freshTopic, recordingLogger, tempDir } from './util.js';
 
@@ -97,8 +98,13 @@ after(() => {
 });
 
 function spawnRegistrant(dir: string, key: string, address: string, ttlMs: number): Child {
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
-    env: { ...process.env, NS_MODULE: LOCAL_MODULE, NS_DIR: dir, NS_KEY: key, NS_ADDRESS: address, NS_TTL: String(ttlMs), HYBRIDBUS_LOG_LEVEL: 'error' },
+  return spawnChild(CHILD, { NS_MODULE: LOCAL_MODULE, NS_DIR: dir, NS_KEY: key, NS_ADDRESS: address, NS_TTL: String(ttlMs) });
+}
+
+/** Runs `script` (an ES module) in a child node process with `env` added; killed after the file at the latest. */
+function spawnChild(script: string, env: Record<string, string>): Child {
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, ...env, HYBRIDBUS_LOG_LEVEL: 'error' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(proc);
@@ -368,6 +374,11 @@ describe('nameservice: createNameService specs', () => {
     ['redis://h:1/zero', /has database "zero", not a number/],
     ['redis+sentinel://h1:26379', /is not a Sentinel URL; expected redis\+sentinel:\/\/host\[:port\]/],
     ['redis+sentinel://h1:26379/m?pass=x', /has unknown parameter "pass"/],
+    ['etcd://', /"etcd:\/\/" has no host; expected etcd:\/\/host\[:port\]\[,host\[:port\]\.\.\.\]\[\/prefix\]/],
+    ['etcd://h1:2379,h2:99999', /has member address "h2:99999", not host\[:port\]/],
+    ['etcd://h1:2379?user=u', /has unknown parameter "user"/],
+    ['etcd://h1?username=u', /needs both username and password/],
+    ['etcd://u:pw@h1', /credentials before the host/],
   ];
   for (const [spec, mentions] of bad) {
     test(`bad spec ${JSON.stringify(spec)} → ConfigError naming matchmaker`, () => {
@@ -384,7 +395,7 @@ describe('nameservice: createNameService specs', () => {
   }
 
   test('passwords never appear in errors', () => {
-    for (const spec of ['redis://:s3cret@h:1/notadb', 'redis+sentinel://h:1/m?password=s3cret&bogus=1']) {
+    for (const spec of ['redis://:s3cret@h:1/notadb', 'redis+sentinel://h:1/m?password=s3cret&bogus=1', 'etcd://h:1?username=u&password=s3cret&bogus=1', 'etcd://u:s3cret@h:1']) {
       assert.throws(
         () => createNameService(spec, quiet),
         (err: unknown) => err instanceof ConfigError && !err.message.includes('s3cret') && err.message.includes('***'),
@@ -399,116 +410,173 @@ describe('nameservice: createNameService specs', () => {
 });
 
 // ---------------------------------------------------------------------------
-// redis
+// shared backends: Redis and etcd pass the same cases
 // ---------------------------------------------------------------------------
 
-describe('nameservice: redis', () => {
-  const servers = sharedServers({ redis: () => startRedis() });
+interface Backend {
+  readonly kind: 'redis' | 'etcd';
+  /** A private server of the backend; its url is a name service spec. */
+  start(): Promise<RunningServer>;
+  /** Resolves once `ns` hears every later change. */
+  ready(ns: NameService): Promise<void>;
+}
 
-  test('register/lookup/unregister; change events reach other instances promptly; cache hits; list()', async () => {
-    const a = track(createNameService(servers.redis.url, quiet));
-    const b = track(new RedisNameService(servers.redis.url, { cacheMs: 60_000, ...quiet }));
-    assert.equal(a.kind, 'redis');
-    await b.ready();
-    const key = `nova/${freshTopic()}`;
-    const keyHost = `${key}.host-1`;
-    const r1 = { address: '10.1.0.1:9501' };
-    const r2 = { address: '10.1.0.2:9501', pool: 'p' };
-    assert.deepEqual(await b.lookup(key), []);
+const BACKENDS: readonly Backend[] = [
+  { kind: 'redis', start: () => startRedis(), ready: (ns) => (ns as RedisNameService).ready() },
+  { kind: 'etcd', start: () => startEtcd(), ready: (ns) => (ns as EtcdNameService).ready() },
+];
 
-    let change = nextChange(b, key);
-    await a.register([key, keyHost], r1);
-    assert.ok((await change) < 1000, 'change event took over a second');
-    assert.deepEqual(await b.lookup(key), [r1]);
-    const hits = b.stats.cacheHits;
-    assert.deepEqual(await b.lookup(key), [r1]);
-    assert.equal(b.stats.cacheHits, hits + 1);
+/** The "unavailable" warnings of an outage in `log`. */
+const outageWarnings = (log: ReturnType<typeof recordingLogger>): number =>
+  log.records.filter((r) => r.level === 'warn' && /unavailable/.test(r.msg ?? '')).length;
 
-    change = nextChange(b, key);
-    await a.register([key], r2);
-    await change;
-    assert.deepEqual(await b.lookup(key), [r1, r2], 'the change event cleared the cached answer');
-    assert.equal(a.stats.registered, 3);
+for (const backend of BACKENDS) {
+  describe(`nameservice: ${backend.kind}`, () => {
+    const servers = sharedServers({ server: () => backend.start() });
 
-    const listed = await b.list();
-    assert.deepEqual(listed.get(key), [r1, r2]);
-    assert.deepEqual(listed.get(keyHost), [r1]);
-
-    change = nextChange(b, key);
-    await a.unregister([key], r1);
-    await change;
-    assert.deepEqual(await b.lookup(key), [r2]);
-    assert.equal(a.stats.registered, 2);
-
-    await a.close();
-    assert.deepEqual(await b.lookup(keyHost), []);
-    assert.equal((await b.list()).has(keyHost), false, 'a key without records leaves the index');
-  });
-
-  test('records expire per record: a dead registrant\'s record goes, the live one on the same key stays', async () => {
-    const ttlMs = 800;
-    const key = `nova/${freshTopic()}`;
-    const dying = track(createNameService(servers.redis.url, { ttlMs, ...quiet }));
-    const living = track(createNameService(servers.redis.url, { ttlMs, ...quiet }));
-    const reader = track(createNameService(servers.redis.url, { ttlMs, cacheMs: 0, ...quiet }));
-    await dying.register([key], { address: '10.2.0.1:1' });
-    await living.register([key], { address: '10.2.0.2:1' });
-    const livingSince = Date.now();
-    assert.deepEqual(addresses(await reader.lookup(key)), ['10.2.0.1:1', '10.2.0.2:1']);
-
-    await dying.close({ unregister: false }); // stops refreshing, like a killed process
-    await waitFor(async () => (await reader.lookup(key)).length === 1, { timeoutMs: 5000, intervalMs: 50, what: 'the dead record to expire' });
-    // the living record outlives its first TTL several times over, because it is refreshed
-    await waitFor(
-      async () => {
-        assert.deepEqual(addresses(await reader.lookup(key)), ['10.2.0.2:1']);
-        return Date.now() - livingSince > 3 * ttlMs;
-      },
-      { timeoutMs: 10_000, intervalMs: 100, what: 'three TTLs to pass' },
-    );
-  });
-
-  test('Redis down: lookups answer from the stale cache without hanging; restarted: records are re-registered', async () => {
-    const redis = await startRedis();
-    try {
+    test('register/lookup/unregister; change events reach other instances promptly; cache hits; list()', async () => {
+      const a = track(createNameService(servers.server.url, quiet));
+      const b = track(createNameService(servers.server.url, { cacheMs: 60_000, ...quiet }));
+      assert.equal(a.kind, backend.kind);
+      await backend.ready(b);
       const key = `nova/${freshTopic()}`;
-      const late = `${key}.late`;
-      const rec = { address: '10.3.0.1:1' };
-      // default TTL: its periodic refresh (every 10 s) is too slow to pass this test, only the re-registration on reconnect is fast enough
-      const owner = track(createNameService(redis.url, quiet));
-      const client = track(createNameService(redis.url, { cacheMs: 0, ...quiet }));
-      await owner.register([key], rec);
-      assert.deepEqual(await client.lookup(key), [rec]);
+      const keyHost = `${key}.host-1`;
+      const r1 = { address: '10.1.0.1:9501' };
+      const r2 = { address: '10.1.0.2:9501', pool: 'p' };
+      assert.deepEqual(await b.lookup(key), []);
 
-      await redis.kill();
-      const stale = await timed(() => client.lookup(key));
-      assert.deepEqual(stale.value, [rec]);
-      assert.ok(stale.ms < 1500, `stale lookup took ${Math.round(stale.ms)} ms`);
-      assert.deepEqual(await client.lookup(key), [rec]);
-      assert.ok(client.stats.backendErrors >= 2, `backendErrors ${client.stats.backendErrors}`);
+      let change = nextChange(b, key);
+      await a.register([key, keyHost], r1);
+      assert.ok((await change) < 1000, 'change event took over a second');
+      assert.deepEqual(await b.lookup(key), [r1]);
+      const hits = b.stats.cacheHits;
+      assert.deepEqual(await b.lookup(key), [r1]);
+      assert.equal(b.stats.cacheHits, hits + 1);
 
-      const t0 = performance.now();
-      await assert.rejects(client.lookup(`${key}.never-looked-up`), (err: unknown) => err instanceof MessageDeliveryFailure && /no cached answer/.test(err.message));
-      assert.ok(performance.now() - t0 < 1500, 'uncached lookup did not fail fast');
-      // registering while Redis is away fails, but the record is kept and written once Redis is back
-      await assert.rejects(owner.register([late], rec), MessageDeliveryFailure);
+      change = nextChange(b, key);
+      await a.register([key], r2);
+      await change;
+      assert.deepEqual(await b.lookup(key), [r1, r2], 'the change event cleared the cached answer');
+      assert.equal(a.stats.registered, 3);
 
-      await redis.restart(); // no persistence: Redis comes back empty
-      const fresh = track(createNameService(redis.url, { cacheMs: 0, ...quiet }));
-      await waitFor(async () => (await fresh.lookup(key)).length === 1 && (await fresh.lookup(late)).length === 1, {
-        timeoutMs: 5_000,
-        intervalMs: 50,
-        what: 'the owner to re-register after the restart',
-      });
-      await waitFor(async () => {
-        const errors = client.stats.backendErrors;
-        return (await client.lookup(key)).length === 1 && client.stats.backendErrors === errors;
-      }, { timeoutMs: 10_000, intervalMs: 50, what: 'the client to reach Redis again' });
-    } finally {
-      await Promise.all(opened.splice(0).map((ns) => ns.close()));
-      await redis.stop();
-    }
+      const listed = await b.list();
+      assert.deepEqual(listed.get(key), [r1, r2]);
+      assert.deepEqual(listed.get(keyHost), [r1]);
+
+      change = nextChange(b, key);
+      await a.unregister([key], r1);
+      await change;
+      assert.deepEqual(await b.lookup(key), [r2]);
+      assert.equal(a.stats.registered, 2);
+
+      await a.close();
+      assert.deepEqual(await b.lookup(keyHost), []);
+      assert.equal((await b.list()).has(keyHost), false, 'a key without records leaves the index');
+    });
+
+    test('records expire per record: a dead registrant\'s record goes, the live one on the same key stays', async () => {
+      const ttlMs = 1000; // etcd's leases count whole seconds
+      const key = `nova/${freshTopic()}`;
+      const dying = track(createNameService(servers.server.url, { ttlMs, ...quiet }));
+      const living = track(createNameService(servers.server.url, { ttlMs, ...quiet }));
+      const reader = track(createNameService(servers.server.url, { ttlMs, cacheMs: 0, ...quiet }));
+      await dying.register([key], { address: '10.2.0.1:1' });
+      await living.register([key], { address: '10.2.0.2:1' });
+      const livingSince = Date.now();
+      assert.deepEqual(addresses(await reader.lookup(key)), ['10.2.0.1:1', '10.2.0.2:1']);
+
+      await dying.close({ unregister: false }); // stops refreshing, like a killed process
+      await waitFor(async () => (await reader.lookup(key)).length === 1, { timeoutMs: 5000, intervalMs: 50, what: 'the dead record to expire' });
+      // the living record outlives its first TTL several times over, because it is refreshed
+      await waitFor(
+        async () => {
+          assert.deepEqual(addresses(await reader.lookup(key)), ['10.2.0.2:1']);
+          return Date.now() - livingSince > 3 * ttlMs;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'three TTLs to pass' },
+      );
+    });
+
+    test('two processes registering the same record: it stays while either lives', async () => {
+      const ttlMs = 1000;
+      const key = `nova/${freshTopic()}`;
+      const rec = { address: '10.2.1.1:1' };
+      const first = track(createNameService(servers.server.url, { ttlMs, ...quiet }));
+      const second = track(createNameService(servers.server.url, { ttlMs, ...quiet }));
+      const reader = track(createNameService(servers.server.url, { ttlMs, cacheMs: 0, ...quiet }));
+      await first.register([key], rec);
+      await second.register([key], rec);
+      assert.deepEqual(await reader.lookup(key), [rec], 'one record, not one per registrant');
+      await first.close({ unregister: false });
+      const since = Date.now();
+      await waitFor(
+        async () => {
+          assert.deepEqual(await reader.lookup(key), [rec]);
+          return Date.now() - since > 2 * ttlMs;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'two TTLs to pass' },
+      );
+      await second.unregister([key], rec);
+      assert.deepEqual(await reader.lookup(key), []);
+    });
+
+    test(`${backend.kind} down: lookups answer from the stale cache without hanging, one warning; back: fresh again, records re-registered`, async () => {
+      const server = await backend.start();
+      try {
+        const key = `nova/${freshTopic()}`;
+        const late = `${key}.late`;
+        const gone = `${key}.gone`;
+        const rec = { address: '10.3.0.1:1' };
+        const log = recordingLogger();
+        // default TTL: its periodic refresh or keep-alive (every 10 s) is too slow to pass this test, only the re-registration on reconnect is fast enough
+        const owner = track(createNameService(server.url, quiet));
+        const client = track(createNameService(server.url, { cacheMs: 0, logger: log }));
+        await owner.register([key, gone], rec);
+        assert.deepEqual(await client.lookup(key), [rec]);
+
+        await server.kill();
+        const stale = await timed(() => client.lookup(key));
+        assert.deepEqual(stale.value, [rec]);
+        assert.ok(stale.ms < 1500, `stale lookup took ${Math.round(stale.ms)} ms`);
+        assert.deepEqual(await client.lookup(key), [rec]);
+        assert.ok(client.stats.backendErrors >= 2, `backendErrors ${client.stats.backendErrors}`);
+
+        const t0 = performance.now();
+        await assert.rejects(client.lookup(`${key}.never-looked-up`), (err: unknown) => err instanceof MessageDeliveryFailure && /no cached answer/.test(err.message));
+        assert.ok(performance.now() - t0 < 1500, 'uncached lookup did not fail fast');
+        // registering while the backend is away fails, but the record is kept and written once it is back
+        await assert.rejects(owner.register([late], rec), MessageDeliveryFailure);
+        await owner.unregister([gone], rec); // cannot reach the backend: only warns, and the record goes all the same
+        for (let i = 0; i < 5; i++) await client.lookup(key);
+        assert.equal(outageWarnings(log), 1, 'one warning per outage, not per lookup');
+
+        await server.restart(); // Redis without persistence comes back empty; etcd with its data
+        const fresh = track(createNameService(server.url, { cacheMs: 0, ...quiet }));
+        await waitFor(async () => (await fresh.lookup(key)).length === 1 && (await fresh.lookup(late)).length === 1, {
+          timeoutMs: 5_000,
+          intervalMs: 50,
+          what: 'the owner to re-register after the restart',
+        });
+        await waitFor(async () => (await fresh.lookup(gone)).length === 0, { timeoutMs: 5_000, intervalMs: 50, what: 'the record unregistered during the outage to go' });
+        await waitFor(async () => {
+          const errors = client.stats.backendErrors;
+          return (await client.lookup(late)).length === 1 && client.stats.backendErrors === errors;
+        }, { timeoutMs: 10_000, intervalMs: 50, what: 'the client to answer fresh again' });
+        assert.equal(outageWarnings(log), 1, 'still the one warning');
+      } finally {
+        await Promise.all(opened.splice(0).map((ns) => ns.close()));
+        await server.stop();
+      }
+    });
   });
+}
+
+// ---------------------------------------------------------------------------
+// redis only
+// ---------------------------------------------------------------------------
+
+describe('nameservice: redis (Sentinel)', () => {
+  const servers = sharedServers({ redis: () => startRedis() });
 
   test('Sentinel URL', async () => {
     const sentinel = await startRedisSentinel(servers.redis);
@@ -526,6 +594,150 @@ describe('nameservice: redis', () => {
     } finally {
       await Promise.all(opened.splice(0).map((ns) => ns.close()));
       await sentinel.stop();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// etcd only
+// ---------------------------------------------------------------------------
+
+// A child process that registers one record in etcd and waits to be SIGKILLed (a crash: no unregister, no revoke).
+const NS_PACKAGE = import.meta.resolve('@hybridbus/nameservice');
+const ETCD_CHILD = `
+const { createNameService } = await import(process.env.NS_MODULE);
+const ns = createNameService(process.env.NS_SPEC, { ttlMs: Number(process.env.NS_TTL) });
+await ns.register([process.env.NS_KEY], { address: process.env.NS_ADDRESS });
+process.stdout.write('registered\\n');
+setInterval(() => {}, 1000);
+`;
+
+describe('nameservice: etcd (leases, members)', () => {
+  const servers = sharedServers({ etcd: () => startEtcd() });
+
+  test('spec: prefix and credentials; the password is not in url', () => {
+    const ns = track(createNameService('etcd://127.0.0.1:1,127.0.0.1:2/my%20app?username=u&password=s3cret', quiet));
+    assert.ok(ns instanceof EtcdNameService);
+    assert.equal(ns.url, 'etcd://127.0.0.1:1,127.0.0.1:2/my%20app?username=u&password=***');
+  });
+
+  test('a prefix keeps two registries apart on one etcd', async () => {
+    const key = `nova/${freshTopic()}`;
+    const a = track(createNameService(`${servers.etcd.url}/region-a`, { cacheMs: 0, ...quiet }));
+    const b = track(createNameService(`${servers.etcd.url}/region-b`, { cacheMs: 0, ...quiet }));
+    await a.register([key], { address: '10.5.0.1:1' });
+    assert.deepEqual(addresses(await a.lookup(key)), ['10.5.0.1:1']);
+    assert.deepEqual(await b.lookup(key), []);
+    assert.equal((await b.list()).has(key), false);
+  });
+
+  test('a registering process killed without unregistering disappears after its lease TTL', async () => {
+    const ttlMs = 1000;
+    const key = `nova/${freshTopic()}`;
+    const reader = track(createNameService(servers.etcd.url, { ttlMs, cacheMs: 60_000, ...quiet }));
+    await (reader as EtcdNameService).ready();
+    const registered = nextChange(reader, key, 10_000);
+    const child = spawnChild(ETCD_CHILD, { NS_MODULE: NS_PACKAGE, NS_SPEC: servers.etcd.url, NS_KEY: key, NS_ADDRESS: '10.6.0.1:1', NS_TTL: String(ttlMs) });
+    await child.said('registered');
+    await registered;
+    assert.deepEqual(addresses(await reader.lookup(key)), ['10.6.0.1:1']);
+
+    const expired = nextChange(reader, key, 10_000);
+    child.proc.kill('SIGKILL');
+    const killedAt = performance.now();
+    await expired; // the lease expired in etcd and the watch said so
+    const after = performance.now() - killedAt;
+    assert.deepEqual(await reader.lookup(key), [], 'the change event cleared the cached answer');
+    // The library keeps the lease alive every TTL/3: it expires between 2/3 of a TTL and a TTL (+ etcd's lease check) after the kill.
+    assert.ok(after >= ttlMs / 2, `gone after ${Math.round(after)} ms, before the lease could expire`);
+    assert.ok(after < 3 * ttlMs, `gone only after ${Math.round(after)} ms`);
+  });
+
+  test('username and password: with the right ones it works; a wrong password is a clear error that does not show it', async () => {
+    const etcd = await startEtcd();
+    try {
+      // etcd's own steps: a root user with the root role, then auth on
+      for (const [path, body] of [
+        ['/v3/auth/user/add', { name: 'root', password: 'r00t-s3cret' }],
+        ['/v3/auth/user/grant', { user: 'root', role: 'root' }],
+        ['/v3/auth/enable', {}],
+      ] as const) {
+        assert.ok(await etcdGateway(etcd.port, path, body), `${path} failed`);
+      }
+      const key = `nova/${freshTopic()}`;
+      const good = track(createNameService(`${etcd.url}?username=root&password=r00t-s3cret`, { cacheMs: 0, ...quiet }));
+      await good.register([key], { address: '10.9.0.1:1' });
+      assert.deepEqual(addresses(await good.lookup(key)), ['10.9.0.1:1']);
+
+      const bad = track(createNameService(`${etcd.url}?username=root&password=wr0ng-s3cret`, { cacheMs: 0, ...quiet }));
+      await assert.rejects(bad.lookup(key), (err: unknown) => {
+        assert.ok(err instanceof MessageDeliveryFailure, String(err));
+        assert.match(err.message, /authentication failed|invalid user ID or password/i);
+        assert.ok(!err.message.includes('wr0ng-s3cret'), err.message);
+        return true;
+      });
+      await assert.rejects(bad.register([key], { address: '10.9.0.2:1' }), (err: unknown) => {
+        assert.ok(err instanceof MessageDeliveryFailure && !err.message.includes('wr0ng-s3cret'), String(err));
+        assert.match(err.message, /password=\*\*\*/);
+        return true;
+      });
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await etcd.stop();
+    }
+  });
+
+  test('a lost lease (revoked in etcd) is granted again and the records put again', async () => {
+    const ttlMs = 1000;
+    const key = `nova/${freshTopic()}`;
+    const owner = track(createNameService(servers.etcd.url, { ttlMs, ...quiet }));
+    const reader = track(createNameService(servers.etcd.url, { ttlMs, cacheMs: 60_000, ...quiet }));
+    await (reader as EtcdNameService).ready();
+    await owner.register([key], { address: '10.8.0.1:1' });
+    assert.deepEqual(addresses(await reader.lookup(key)), ['10.8.0.1:1']);
+
+    const gone = nextChange(reader, key);
+    assert.ok((await etcdRevokeAllLeases(servers.etcd.port)) >= 1);
+    await gone;
+    assert.deepEqual(await reader.lookup(key), [], 'revoking the lease removed the record');
+    const back = nextChange(reader, key); // the owner's next keep-alive finds its lease gone (within ttl/3)
+    await back;
+    assert.deepEqual(addresses(await reader.lookup(key)), ['10.8.0.1:1']);
+    assert.equal(owner.stats.registered, 1);
+  });
+
+  test('3-member cluster loses a member: lookups and registrations keep working', async () => {
+    const cluster = await startEtcdCluster(3);
+    try {
+      const ttlMs = 1000;
+      const key = `nova/${freshTopic()}`;
+      const log = recordingLogger();
+      const owner = track(createNameService(cluster.url, { ttlMs, logger: log }));
+      const reader = track(createNameService(cluster.url, { ttlMs, cacheMs: 0, logger: log }));
+      await owner.register([key], { address: '10.7.0.1:1' });
+      assert.deepEqual(addresses(await reader.lookup(key)), ['10.7.0.1:1']);
+
+      await cluster.members[0]!.kill(); // the first endpoint of both clients
+      const since = Date.now();
+      const change = nextChange(reader, key);
+      await owner.register([key], { address: '10.7.0.2:1' });
+      await change;
+      assert.deepEqual(addresses(await reader.lookup(key)), ['10.7.0.1:1', '10.7.0.2:1']);
+      // answers are fresh (not the stale cache) and the lease is kept alive through the others, several TTLs long
+      await waitFor(
+        async () => {
+          assert.deepEqual(addresses(await reader.lookup(key)), ['10.7.0.1:1', '10.7.0.2:1']);
+          return Date.now() - since > 3 * ttlMs;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'three TTLs to pass' },
+      );
+      const late = track(createNameService(cluster.url, { ttlMs, cacheMs: 0, ...quiet }));
+      assert.deepEqual(addresses(await late.lookup(key)), ['10.7.0.1:1', '10.7.0.2:1'], 'a new client finds a live member');
+      assert.equal(reader.stats.backendErrors, 0, 'no lookup needed the stale cache');
+      assert.equal(outageWarnings(log), 0, 'one member gone is no outage');
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await cluster.stop();
     }
   });
 });

@@ -57,8 +57,11 @@ export abstract class BaseNameService implements NameService {
   protected abstract write(regs: readonly Registration[]): Promise<void>;
   /** Removes the registrations from the backend and tells other instances. */
   protected abstract remove(regs: readonly Registration[]): Promise<void>;
-  /** Stops timers, watchers and connections (registrations are already dealt with). */
-  protected abstract shutdown(): Promise<void>;
+  /**
+   * Stops timers, watchers and connections (registrations are already dealt with). `options` are
+   * close()'s, for backends whose records outlive their connection only on request (etcd's lease).
+   */
+  protected abstract shutdown(options: CloseOptions): Promise<void>;
 
   protected get logger(): Logger {
     this.ownLogger ??= (this.givenLogger ?? defaultLogger()).child({ component: 'nameservice', nameservice: this.kind });
@@ -158,7 +161,7 @@ export abstract class BaseNameService implements NameService {
       this.logger.warn({ err: errorMessage(err) }, 'name service: could not unregister on close; records will expire by TTL');
     } finally {
       this.listeners.clear();
-      await this.shutdown();
+      await this.shutdown(options);
     }
   }
 
@@ -226,6 +229,20 @@ export abstract class BaseNameService implements NameService {
     return p;
   }
 
+  /**
+   * Runs a removal in the write queue. It never fails: records that cannot be removed now go later
+   * (by TTL, or as `later` says), so a failure only warns.
+   */
+  protected bestEffortRemove(run: () => Promise<unknown>, later = 'the records will expire by TTL'): Promise<void> {
+    return this.serial(async () => {
+      try {
+        await run();
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err) }, `name service: could not unregister; ${later}`);
+      }
+    });
+  }
+
   /** Resolves once the writes queued so far are done. */
   protected drained(): Promise<unknown> {
     return this.queue;
@@ -258,10 +275,13 @@ export abstract class BaseNameService implements NameService {
         this.noteBackendOk();
         const records = sortRecords(this.withUnrefreshed(key, fetched));
         this.unforgetRefreshed(records);
-        // Only cache it if no change event arrived meanwhile (changed() removes it from inflight).
+        // Only cache it as fresh if no change event arrived meanwhile (changed() removes it from
+        // inflight); otherwise it is still the best answer for an outage, kept as stale.
         if (this.inflight.get(key) === p) {
           this.inflight.delete(key);
           this.cache.set(key, { records, fetchedAt: startedAt });
+        } else if ((this.cache.get(key)?.fetchedAt ?? 0) === 0) {
+          this.cache.set(key, { records, fetchedAt: 0 });
         }
         return records;
       },

@@ -9,6 +9,8 @@
  *   static:@/path/hosts.yaml       fixed hosts from a .json, .yaml or .yml file (relative to the cwd)
  *   redis://[[user]:password@]host[:port][/db]
  *   redis+sentinel://host[:port][,host[:port]...]/<masterName>[?password=...&sentinelPassword=...&db=N]
+ *   etcd://host[:port][,host[:port]...][/prefix][?username=...&password=...]   etcd v3 (a node or a
+ *                                  cluster's members; port 2379, prefix "hybridbus/ns" by default)
  *
  * Defaults (NAME_SERVICE_DEFAULTS): ttlMs 30000 (a dead server lingers at most that long, owners
  * refresh every ttlMs/3), cacheMs 5000 (a lookup asks the backend at most that often per key;
@@ -21,6 +23,7 @@ import { ConfigError } from '@hybridbus/core';
 import YAML from 'yaml';
 
 import { errorMessage } from './base.js';
+import { ETCD_FORM, EtcdNameService } from './etcd.js';
 import { LocalNameService } from './local.js';
 import { REDIS_FORM, RedisNameService, redactUrl, SENTINEL_FORM } from './redis.js';
 import { parseStaticHosts, StaticNameService } from './static.js';
@@ -31,6 +34,7 @@ export { NAME_SERVICE_DEFAULTS } from './base.js';
 export { defaultLocalDir, LocalNameService, type LocalNameServiceOptions } from './local.js';
 export { StaticNameService, type StaticHostEntry, type StaticHosts, type StaticNameServiceOptions } from './static.js';
 export { redactUrl, RedisNameService, type RedisNameServiceOptions } from './redis.js';
+export { EtcdNameService, parseEtcdUrl, type EtcdNameServiceOptions, type EtcdSpec } from './etcd.js';
 
 const FORMS = [
   'local',
@@ -39,6 +43,7 @@ const FORMS = [
   'static:@/path/to/hosts.json|.yaml|.yml',
   REDIS_FORM,
   SENTINEL_FORM,
+  ETCD_FORM,
 ];
 
 function badSpec(spec: unknown, why: string): ConfigError {
@@ -70,6 +75,7 @@ export function createNameService(spec: string, options: Partial<NameServiceOpti
     return new StaticNameService(parseStaticHosts(map), options);
   }
   if (spec.startsWith('redis://') || spec.startsWith('redis+sentinel://')) return new RedisNameService(spec, options);
+  if (spec.startsWith('etcd:')) return new EtcdNameService(spec, options);
   throw badSpec(spec, 'is not a name service spec');
 }
 

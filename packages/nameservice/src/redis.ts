@@ -224,16 +224,12 @@ export class RedisNameService extends BaseNameService {
 
   /** Best effort: records that cannot be removed now expire by TTL, so this never fails. */
   protected remove(regs: readonly Registration[]): Promise<void> {
-    return this.serial(async () => {
-      try {
-        if (!this.isReady) throw new Error(`not connected to ${this.url}`);
-        const multi = this.main.multi();
-        for (const r of regs) multi.zrem(KEY_PREFIX + r.key, r.member);
-        for (const key of new Set(regs.map((r) => r.key))) multi.publish(REDIS_CHANGES_CHANNEL, key);
-        results(await multi.exec());
-      } catch (err) {
-        this.logger.warn({ err: errorMessage(err) }, 'name service: could not unregister; the records will expire by TTL');
-      }
+    return this.bestEffortRemove(async () => {
+      if (!this.isReady) throw new Error(`not connected to ${this.url}`);
+      const multi = this.main.multi();
+      for (const r of regs) multi.zrem(KEY_PREFIX + r.key, r.member);
+      for (const key of new Set(regs.map((r) => r.key))) multi.publish(REDIS_CHANGES_CHANNEL, key);
+      results(await multi.exec());
     });
   }
 

@@ -28,7 +28,7 @@ export interface NameServiceStats {
 }
 
 export interface NameService {
-  /** "local", "static" or "redis". */
+  /** "local", "static", "redis" or "etcd". */
   readonly kind: string;
   /**
    * Register `record` under each key, kept alive (refreshed) until unregister() or close().

@@ -7,7 +7,7 @@ import { ConfigError } from '@hybridbus/core';
 import { readFileSync } from 'node:fs';
 
 export interface ZmqOptions {
-  /** Name service: "local", "local:/dir", "static:{json}", "static:@file", "redis://...", "redis+sentinel://...". */
+  /** Name service: "local", "local:/dir", "static:{json}", "static:@file", "redis://...", "redis+sentinel://...", "etcd://...". */
   readonly matchmaker: string;
   readonly bindHost: string;
   /** Host clients are told to connect to (default: bindHost). */

@@ -1,7 +1,7 @@
 /**
  * Real-server launcher for tests (in the spirit of nats.js's nst/src/launcher.ts).
  *
- * Starts throw-away Redis, RabbitMQ and AMQP 1.0 servers on free 127.0.0.1 ports, each
+ * Starts throw-away Redis, RabbitMQ, AMQP 1.0 and etcd servers on free 127.0.0.1 ports, each
  * with a private temporary data directory, and tears them down again:
  *
  *   const redis = await startRedis();            // redis://127.0.0.1:PORT
@@ -12,6 +12,8 @@
  *   const avail = qdrouterdAvailable();          // { bin } or { reason } (Debian has no qdrouterd: skip with it)
  *   const router = await startQdrouterd();       // amqp://127.0.0.1:PORT, a standalone Qpid Dispatch Router
  *                                                // distributing oslo's AMQP 1.0 addresses as a router network does
+ *   const etcd = await startEtcd();              // etcd://127.0.0.1:PORT, one etcd node (client + peer port on loopback)
+ *   const cluster = await startEtcdCluster(3);   // .url etcd://127.0.0.1:C1,…,C3; .members[i] stop/kill/restart
  *   ...
  *   await rabbit.restart();                      // same port, same node name, same mnesia dir
  *   await redis.kill();                          // SIGKILL ("crash"), data dir kept; restart() brings it back
@@ -41,7 +43,8 @@
  *   AMQP listener *before* its plugins (amqp1_0, ...) are started, so it
  *   additionally has to have logged "Server startup complete" for this boot.
  *   A Proton broker and qdrouterd must answer the AMQP 1.0 protocol header with
- *   an AMQP 1.0 (or SASL) header.
+ *   an AMQP 1.0 (or SASL) header. An etcd member must answer a v3 KV range request
+ *   (POST /v3/kv/range on its client port), which it only serves with a leader.
  * - Failed starts reject with an error that includes the tail of the server's
  *   output; a start that lost a port race (EADDRINUSE) is retried on new ports.
  * - Cleanup on failure/interrupt: all servers of this process are kept in a
@@ -61,7 +64,7 @@
  *
  * Environment knobs
  * - HYBRIDBUS_TEST_KEEP_DATA=1   keep data directories (logs, mnesia) after stop/exit for debugging
- * - REDIS_SERVER_BIN, RABBITMQ_SERVER_BIN, QDROUTERD_BIN   override the server executables
+ * - REDIS_SERVER_BIN, RABBITMQ_SERVER_BIN, QDROUTERD_BIN, ETCD_BIN   override the server executables
  * - QDROUTERD_PYTHONPATH         qdrouterd's Python modules, if a hand-built router needs them found
  * - PROTON_EXAMPLES_DIR          Proton's examples (default /usr/share/proton/examples, from the Debian
  *                                package libqpid-proton11-dev-examples); the C++ broker is compiled from
@@ -71,8 +74,8 @@
  *
  * Modules: this file is the entry (and sharedServers()); process.ts spawns, kills process trees,
  * reads /proc and keeps the registry with its exit/signal cleanup; managed-server.ts is the
- * RunningServer lifecycle every kind shares; redis.ts, sentinel.ts, rabbitmq.ts, proton-broker.ts
- * and qdrouterd.ts start one kind.
+ * RunningServer lifecycle every kind shares; redis.ts, sentinel.ts, rabbitmq.ts, proton-broker.ts,
+ * qdrouterd.ts and etcd.ts start one kind (etcd.ts also a cluster of members).
  */
 import { after, before } from 'node:test';
 
@@ -85,6 +88,7 @@ export { startRedis, type RedisOptions, type RedisServer } from './redis.js';
 export { startRedisSentinel, type RedisSentinelOptions, type RedisSentinelServer } from './sentinel.js';
 export { startRabbitMQ, type RabbitMQOptions, type RabbitMQServer } from './rabbitmq.js';
 export { startProtonBroker, type ProtonBrokerFlavour, type ProtonBrokerOptions, type ProtonBrokerServer } from './proton-broker.js';
+export { etcdGateway, etcdRevokeAllLeases, startEtcd, startEtcdCluster, type EtcdCluster, type EtcdOptions, type EtcdServer } from './etcd.js';
 export { OSLO_ADDRESSES, qdrouterdAvailable, startQdrouterd, type QdrouterdDistribution, type QdrouterdOptions, type QdrouterdServer } from './qdrouterd.js';
 
 // ---------------------------------------------------------------------------

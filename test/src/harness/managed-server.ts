@@ -12,7 +12,7 @@ import path from 'node:path';
 import { isPortBindable, LOOPBACK, waitFor } from './ports.js';
 import { endProcessTree, keepData, killTreeSync, spawnDetached, track, tracked, untrack, type Cleanable, type ExitState, type Spawned } from './process.js';
 
-export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq' | 'proton-broker' | 'qdrouterd';
+export type ServerKind = 'redis' | 'redis-sentinel' | 'rabbitmq' | 'proton-broker' | 'qdrouterd' | 'etcd';
 
 export interface RunningServer {
   readonly kind: ServerKind;
@@ -20,7 +20,8 @@ export interface RunningServer {
   readonly port: number;
   /**
    * redis://127.0.0.1:PORT, redis+sentinel://127.0.0.1:PORT/<masterName>, amqp://guest:guest@127.0.0.1:PORT/
-   * (RabbitMQ) or amqp://127.0.0.1:PORT (an AMQP 1.0 Proton broker or qdrouterd: SASL ANONYMOUS, no user)
+   * (RabbitMQ), amqp://127.0.0.1:PORT (an AMQP 1.0 Proton broker or qdrouterd: SASL ANONYMOUS, no user)
+   * or etcd://127.0.0.1:PORT (an etcd member's client port)
    */
   readonly url: string;
   /** Private (0700) temporary directory holding all server state and logs. */
