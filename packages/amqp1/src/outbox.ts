@@ -97,6 +97,8 @@ export class LinkSender {
 
   send(message: Message, options: SendOptions): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
+    // A closed connection never comes back: waiting out the deadline would only hold a timer.
+    if (this.owner.isClosed) return Promise.reject(new ConnectionLost(`amqp1 ${this.owner.label}: the connection is closed`));
     return new Promise((resolve, reject) => {
       const p = new PendingSend(message, options, resolve, reject);
       const wait = options.deadline - Date.now();
