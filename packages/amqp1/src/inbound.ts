@@ -19,6 +19,8 @@ export const RELEASE: Outcome = { kind: 'release' };
 
 export interface Inbound {
   readonly message: Message;
+  /** The address it was sent to, as the link names it. */
+  readonly address: string;
   readonly delivery: Delivery;
   /** The connection it came on (a direct listener replies on it). */
   readonly context: EventContext;
@@ -43,6 +45,8 @@ export function consume(receiver: Receiver, window: number, onMessage: (msg: Inb
     let settled = false;
     onMessage({
       message: ctx.message as Message,
+      // As the peer attached the link: a client's sender to a listener names it as target, a broker's queue as source.
+      address: receiver.target?.address ?? receiver.source?.address ?? '',
       delivery,
       context: ctx,
       settle(outcome) {

@@ -97,7 +97,9 @@ export class Amqp1Notifications {
     }
     // Our notifiers resend what a lost connection left unsettled: one already acknowledged
     // here is a duplicate (ids are remembered on ack, so a requeued one still comes back).
-    if (id !== undefined && this.seen.has(id)) {
+    // By address too: a notifier of several topics sends each the same message-id.
+    const key = id !== undefined ? `${m.address}\n${id}` : undefined;
+    if (key !== undefined && this.seen.has(key)) {
       m.settle(ACCEPT);
       return;
     }
@@ -105,7 +107,7 @@ export class Amqp1Notifications {
       notification,
       redelivered: wasRedelivered(m.message),
       ack: async () => {
-        if (id !== undefined) this.seen.add(id);
+        if (key !== undefined) this.seen.add(key);
         m.settle(ACCEPT);
       },
       requeue: async () => m.settle(RELEASE),
