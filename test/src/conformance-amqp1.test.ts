@@ -7,21 +7,12 @@
  */
 import { describe } from 'node:test';
 import { type Bus } from '@hybridbus/core';
-import { registerDriver } from '@hybridbus/core/driver';
-import { amqp1DriverFactory, parseAmqp1Url } from '@hybridbus/amqp1';
 import { conformance } from './conformance/suite.js';
-import { CrashableAmqp1Driver } from './amqp1/crashable.js';
+import { CrashableAmqp1Driver, registerCrashableAmqp1 } from './amqp1/crashable.js';
 import { qdrouterdAvailable, startProtonBroker, startQdrouterd, startRabbitMQ, type RunningServer } from './harness/launcher.js';
 import { tempDir } from './util.js';
 
-registerDriver({
-  schemes: amqp1DriverFactory.schemes,
-  async create(url, context) {
-    const driver = new CrashableAmqp1Driver(parseAmqp1Url(url), context);
-    await driver.started();
-    return driver;
-  },
-});
+registerCrashableAmqp1();
 
 const crash = (bus: Bus): Promise<void> => (bus.transport('default') as CrashableAmqp1Driver).crash();
 

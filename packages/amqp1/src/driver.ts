@@ -206,6 +206,11 @@ export class Amqp1Driver implements Driver {
         explicitSasl = true;
       }
     }
+    if (o.mode === 'direct' && !explicitSasl) {
+      // Our listeners take SASL or none; with SASL, one that wants credentials says so (AuthenticationFailed) instead of hanging up.
+      sasl.enable_anonymous('anonymous');
+      explicitSasl = true;
+    }
     const tls = o.tls;
     return {
       host: h.host,

@@ -8,7 +8,7 @@
  * our sends were unsettled when the connection dropped, so outbox.ts keeps those and is told
  * here (onDown) to resend or fail them.
  */
-import { ConnectionLost, MessageUndeliverable, type Logger } from '@hybridbus/core';
+import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, type Logger } from '@hybridbus/core';
 import rhea from 'rhea';
 import type { Connection, ConnectionOptions, Container, EventContext, Message, Receiver, ReceiverOptions, Sender } from 'rhea';
 import { LinkSender } from './outbox.js';
@@ -77,7 +77,8 @@ export class Peer {
     });
     this.connection.on('disconnected', (ctx: EventContext) => this.down(ctx.error, ctx.reconnecting === true));
     this.connection.on('connection_close', (ctx: EventContext) => {
-      if (!this.closed) this.down(ctx.connection.error as Error | undefined, this.options.reconnect !== undefined);
+      // A failed SASL exchange is reported here with the error in the context, not on the connection.
+      if (!this.closed) this.down((ctx.error ?? ctx.connection.error) as Error | undefined, this.options.reconnect !== undefined);
     });
     this.connection.on('connection_error', () => undefined);
     this.connection.on('protocol_error', (ctx: EventContext) => this.down(ctx.error, this.options.reconnect !== undefined));
@@ -123,12 +124,13 @@ export class Peer {
         : new Error(typeof error === 'object' && error !== null && 'description' in error ? String((error as { description: unknown }).description) : 'connection closed');
     const wasUp = this.up;
     this.up = false;
-    this.lastError = err;
+    // The SASL outcome or the peer's close said no: the first error says why; what follows is only the socket closing.
+    if (!(this.lastError instanceof AuthenticationFailed)) this.lastError = refusal(error) ?? err;
     if (!reconnecting && !this.closed) this.closed = true;
     if (wasUp || !this.everUp) {
       if (wasUp) this.options.logger.warn({}, `amqp1 ${this.options.label}: connection lost (${err.message})${reconnecting ? '; reconnecting' : ''}`);
       this.replyAddr = undefined;
-      const lost = new ConnectionLost(`amqp1 ${this.options.label}: connection lost: ${err.message}`, { cause: err });
+      const lost = this.lastError instanceof AuthenticationFailed ? this.lastError : new ConnectionLost(`amqp1 ${this.options.label}: connection lost: ${err.message}`, { cause: err });
       for (const l of [...this.downListeners]) l(lost);
       if (this.closed) {
         for (const w of this.replyWaiters.splice(0)) w.reject(lost);
@@ -144,6 +146,8 @@ export class Peer {
       const timer = setTimeout(() => {
         offUp();
         offDown();
+        const last = this.lastError;
+        if (last instanceof AuthenticationFailed) return reject(last);
         reject(new ConnectionLost(`amqp1 ${this.options.label}: not connected within ${timeoutMs} ms${this.lastError ? ` (${this.lastError.message})` : ''}`));
       }, timeoutMs);
       const offUp = this.onUp(() => {
@@ -163,6 +167,7 @@ export class Peer {
   }
 
   private goneError(): Error {
+    if (this.lastError instanceof AuthenticationFailed) return this.lastError;
     return new ConnectionLost(`amqp1 ${this.options.label}: connection closed${this.lastError ? ` (${this.lastError.message})` : ''}`);
   }
 
@@ -259,6 +264,13 @@ export class Peer {
     for (const s of [...this.senders.values(), ...this.replySenders.values()]) s.failAll(gone);
     this.connection.close();
   }
+}
+
+/** AuthenticationFailed when `error` is the peer refusing our credentials (SASL, or a close saying so). */
+function refusal(error: unknown): AuthenticationFailed | undefined {
+  const e = error as { condition?: unknown; description?: unknown } | undefined;
+  if (e?.condition !== 'amqp:unauthorized-access') return undefined;
+  return new AuthenticationFailed(`amqp1: the peer refused our credentials: ${String(e.description ?? e.condition)}`);
 }
 
 export { rhea };

@@ -4,7 +4,8 @@
  * an AMQP close, so peers see the TCP connection drop and nothing more (no detach, no reply).
  */
 import type { Server, Socket } from 'node:net';
-import { Amqp1Driver } from '@hybridbus/amqp1';
+import { registerDriver } from '@hybridbus/core/driver';
+import { Amqp1Driver, amqp1DriverFactory, parseAmqp1Url } from '@hybridbus/amqp1';
 import type { Connection } from 'rhea';
 
 /** rhea keeps a connection's socket as `socket` (connection.js, init()). */
@@ -17,6 +18,13 @@ interface ListenerInternals {
 }
 
 export class CrashableAmqp1Driver extends Amqp1Driver {
+  /** Direct mode: host:port of this driver's listener (once a server or listener started it). */
+  async listenerAddress(): Promise<string> {
+    const l = await this.listenerStarting;
+    if (!l) throw new Error('no listener: nothing listens in this driver yet');
+    return l.record.address;
+  }
+
   /**
    * Resolves as soon as the sockets are destroyed, before any peer can have noticed: a caller
    * awaiting this has its handlers in place before the peer's failures arrive.
@@ -33,4 +41,16 @@ export class CrashableAmqp1Driver extends Amqp1Driver {
     // Stops reconnects and timers; the sockets are gone already, so nothing reaches a peer.
     void this.close().catch(() => undefined);
   }
+}
+
+/** amqp:, amqps: and amqp1: make CrashableAmqp1Driver from here on (in this process). */
+export function registerCrashableAmqp1(): void {
+  registerDriver({
+    schemes: amqp1DriverFactory.schemes,
+    async create(url, context) {
+      const driver = new CrashableAmqp1Driver(parseAmqp1Url(url), context);
+      await driver.started();
+      return driver;
+    },
+  });
 }
