@@ -221,14 +221,15 @@ describe('amqp:// through a Proton C++ broker', () => {
     const server = await newBus(`${broker.url}/`);
     await server.rpcServer({ topic, server: 's' }, [{ record: (_c: Context, a: { i: number }) => void handled.push(a.i) }]).start();
     const client = (await newBus(`amqp://127.0.0.1:${proxy.port}/?connection_retry_interval=0.05`)).rpcClient({ topic });
-    // The broker's `accepted` never reaches the client: the cast stays unsettled until the cut.
+    await client.cast(ctx, 'record', { i: 0 });
+    // The link has its credit now; the broker's `accepted` for the next cast never reaches the client: unsettled until the cut.
     proxy.stall();
     const cast = client.cast(ctx, 'record', { i: 1 });
-    assert.deepEqual(await handled.until(1), [1]);
+    assert.deepEqual(await handled.until(2), [0, 1]);
     proxy.cut();
     await cast;
     await client.cast(ctx, 'record', { i: 2 });
-    assert.deepEqual(await handled.until(2), [1, 2]);
+    assert.deepEqual(await handled.until(3), [0, 1, 2]);
     assert.equal(driverOf(server).counters['duplicatesDropped'], 1);
   });
 });

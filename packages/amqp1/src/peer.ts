@@ -87,6 +87,25 @@ export class Peer {
     this.connection.on('sender_error', () => undefined);
     this.connection.on('receiver_error', () => undefined);
     this.connection.on('session_error', () => undefined);
+    this.connection.on('session_close', (ctx: EventContext) => this.sessionEnded(ctx));
+  }
+
+  /**
+   * The peer ended a session we did not close. RabbitMQ does so to every session before it shuts
+   * down (amqp:internal-error "shutdown"), and to one whose link failed; rhea would then drop the
+   * session and its links for good: every subscription and the reply link, silently. So it is
+   * kept (rhea re-begins a kept session and re-attaches its links on reconnect) and, where the
+   * connection itself stays up, the connection is dropped to reconnect with it.
+   */
+  private sessionEnded(ctx: EventContext): void {
+    const session = ctx.session as unknown as { state: { local_open: boolean; mark(): unknown } } | undefined;
+    if (!session?.state.local_open || this.closed || this.options.reconnect === undefined) return;
+    session.state.mark(); // rhea closes and removes an ended session unless its state was marked since
+    this.options.logger.warn({}, `amqp1 ${this.options.label}: the peer ended a session (${describe(ctx.session?.error)}); reconnecting to restore its links`);
+    setImmediate(() => {
+      // With an error: rhea hears of a socket's end only through its 'end' and 'error' events.
+      if (this.up) (this.connection as unknown as { socket?: { destroy(e: Error): void } }).socket?.destroy(new Error('the peer ended a session'));
+    });
   }
 
   get label(): string {
@@ -264,6 +283,11 @@ export class Peer {
     for (const s of [...this.senders.values(), ...this.replySenders.values()]) s.failAll(gone);
     this.connection.close();
   }
+}
+
+function describe(error: unknown): string {
+  const e = error as { condition?: unknown; description?: unknown } | undefined;
+  return [e?.condition, e?.description].filter((x) => x !== undefined && x !== null).join(': ') || 'no error given';
 }
 
 /** AuthenticationFailed when `error` is the peer refusing our credentials (SASL, or a close saying so). */
