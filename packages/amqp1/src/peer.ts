@@ -98,9 +98,10 @@ export class Peer {
    * connection itself stays up, the connection is dropped to reconnect with it.
    */
   private sessionEnded(ctx: EventContext): void {
-    const session = ctx.session as unknown as { state: { local_open: boolean; mark(): unknown } } | undefined;
+    const session = ctx.session as unknown as { state: { local_open: boolean; mark(o: object): unknown } } | undefined;
     if (!session?.state.local_open || this.closed || this.options.reconnect === undefined) return;
-    session.state.mark(); // rhea closes and removes an ended session unless its state was marked since
+    // rhea marks the session's state after this event and closes it on the next tick unless marked again since.
+    process.nextTick(() => session.state.mark({}));
     this.options.logger.warn({}, `amqp1 ${this.options.label}: the peer ended a session (${describe(ctx.session?.error)}); reconnecting to restore its links`);
     setImmediate(() => {
       // With an error: rhea hears of a socket's end only through its 'end' and 'error' events.
