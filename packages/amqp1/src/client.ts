@@ -82,7 +82,9 @@ export class Amqp1Client {
           sender.withdraw(message);
           reject(reason);
         });
-        sender.send(message, { deadline: Date.now() + options.timeoutMs, resendOnLoss: false, what: 'call' }).catch((e: unknown) => {
+        const now = Date.now();
+        const send = { deadline: now + options.timeoutMs, creditDeadline: now + this.env.options.sendTimeoutMs, resendOnLoss: false, what: 'call' };
+        sender.send(message, send).catch((e: unknown) => {
           if (!this.pending.get(id)) return;
           this.pending.delete(id);
           reject(e);
