@@ -102,7 +102,7 @@ export class Peer {
     if (!session?.state.local_open || this.closed || this.options.reconnect === undefined) return;
     // rhea marks the session's state after this event and closes it on the next tick unless marked again since.
     process.nextTick(() => session.state.mark({}));
-    this.options.logger.warn({}, `amqp1 ${this.options.label}: the peer ended a session (${describe(ctx.session?.error)}); reconnecting to restore its links`);
+    this.options.logger.warn({}, `amqp1 ${this.options.label}: the peer ended a session (${errorText(ctx.session?.error)}); reconnecting to restore its links`);
     setImmediate(() => {
       // With an error: rhea hears of a socket's end only through its 'end' and 'error' events.
       if (this.up) (this.connection as unknown as { socket?: { destroy(e: Error): void } }).socket?.destroy(new Error('the peer ended a session'));
@@ -286,7 +286,7 @@ export class Peer {
   }
 }
 
-function describe(error: unknown): string {
+function errorText(error: unknown): string {
   const e = error as { condition?: unknown; description?: unknown } | undefined;
   return [e?.condition, e?.description].filter((x) => x !== undefined && x !== null).join(': ') || 'no error given';
 }
