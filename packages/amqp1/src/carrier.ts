@@ -41,7 +41,8 @@ export interface DirectCarrierOptions {
 }
 
 export class Direct implements Carrier {
-  private readonly peers = new Map<string, Peer>();
+  /** The connections open now, by server address. */
+  readonly peers = new Map<string, Peer>();
   private readonly next = new Map<string, number>();
 
   constructor(private readonly o: DirectCarrierOptions) {}

@@ -7,7 +7,7 @@
  * is skipped for the next one of the key; a message it may have taken is never sent twice
  * to another server, except casts, which receivers de-duplicate.
  */
-import { ConnectionLost, MessageDeliveryFailure, MessageUndeliverable, TransportClosed, UnsupportedFeature, type Target } from '@hybridbus/core';
+import { AuthenticationFailed, ConnectionLost, MessageDeliveryFailure, MessageUndeliverable, TransportClosed, UnsupportedFeature, type Target } from '@hybridbus/core';
 import { PendingCalls, type DriverCallOptions, type PendingCall, type RpcReply, type RpcRequest, type SendOptions } from '@hybridbus/core/driver';
 import type { EventContext, Message } from 'rhea';
 import type { Env } from './env.js';
@@ -46,6 +46,8 @@ export class Amqp1Client {
       try {
         const left = Math.max(1, deadline - Date.now());
         await peer.whenUp(this.env.direct ? Math.min(CONNECT_TIMEOUT_MS, left) : left).catch((e: unknown) => {
+          // Refused credentials are ours, not the server's: every other server would refuse them too.
+          if (e instanceof AuthenticationFailed) throw e;
           // Never connected: the message was not handed over, so another server may take it.
           throw new MessageUndeliverable(`amqp1 "${this.env.name}": ${peer.label} unreachable: ${(e as Error).message}`, { cause: e });
         });
@@ -80,7 +82,9 @@ export class Amqp1Client {
           sender.withdraw(message);
           reject(reason);
         });
-        sender.send(message, { deadline: Date.now() + options.timeoutMs, resendOnLoss: false, what: 'call' }).catch((e: unknown) => {
+        const now = Date.now();
+        const send = { deadline: now + options.timeoutMs, creditDeadline: now + this.env.options.sendTimeoutMs, resendOnLoss: false, what: 'call' };
+        sender.send(message, send).catch((e: unknown) => {
           if (!this.pending.get(id)) return;
           this.pending.delete(id);
           reject(e);

@@ -58,10 +58,11 @@ function kindOf(product: unknown): Amqp1Kind {
 
 export class Amqp1Driver implements Driver {
   private readonly container: Container;
-  private readonly carrier: Carrier;
+  /** Protected, with listenerStarting: a test double destroys their sockets to play a crashed process. */
+  protected readonly carrier: Carrier;
   private readonly peer: Peer | undefined;
   private readonly ns: NameService | undefined;
-  private listenerStarting: Promise<DirectListener> | undefined;
+  protected listenerStarting: Promise<DirectListener> | undefined;
   private readonly client: Amqp1Client;
   private readonly server: Amqp1Server;
   private readonly notifications: Amqp1Notifications;
@@ -114,6 +115,7 @@ export class Amqp1Driver implements Driver {
       direct,
       listener: () => this.listener(),
       kind: () => this.kind(),
+      closed: () => this.closed,
       capabilities: () => this.capabilities,
       addresser: (peer) => this.addresserFor(addressingFor(options, peer.remoteProperties['product'])),
       addressers: () =>
@@ -203,6 +205,11 @@ export class Amqp1Driver implements Driver {
         sasl.enable_external();
         explicitSasl = true;
       }
+    }
+    if (o.mode === 'direct' && !explicitSasl) {
+      // Our listeners take SASL or none; with SASL, one that wants credentials says so (AuthenticationFailed) instead of hanging up.
+      sasl.enable_anonymous('anonymous');
+      explicitSasl = true;
     }
     const tls = o.tls;
     return {

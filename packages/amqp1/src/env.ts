@@ -22,6 +22,8 @@ export interface Env {
   /** Direct mode: this process's listener (made when its first server or listener starts). */
   listener(): Promise<DirectListener>;
   kind(): Amqp1Kind;
+  /** The driver was closed: replies and heartbeats stop (TransportClosed tells core so). */
+  closed(): boolean;
   capabilities(): DriverCapabilities;
   /** The addresses to use towards `peer` (oslo's `dynamic` mode decides by what it announced). */
   addresser(peer: Peer): Addresser;

@@ -57,6 +57,8 @@ export class DirectListener {
   private readonly links = new Map<string, Set<Receiver>>();
   private readonly replyLinks = new Map<string, Sender>();
   private readonly connections = new Set<Connection>();
+  /** TLS clients not in allowed_clients: told so at their open, and given no link. */
+  private readonly refused = new WeakSet<object>();
   private readonly prefix = `${randomBytes(6).toString('hex')}.reply.`;
   private replyCount = 0;
   /** Replies whose client had gone (its reply link closed). */
@@ -111,17 +113,25 @@ export class DirectListener {
   private wire(options: Amqp1Options): void {
     const allowed = options.allowedClients;
     if (allowed) {
-      // Checked as the TLS session is up, before rhea reads a frame from it.
+      // Checked as the TLS session is up; the client is told at its open (amqp:unauthorized-access), so it fails instead of retrying.
       this.server.on('secureConnection', (socket: TLSSocket) => {
         const cn = socket.getPeerCertificate()?.subject?.CN;
         if (typeof cn !== 'string' || !allowed.has(cn)) {
           this.logger.warn({}, `amqp1 direct listener ${this.record.address}: refused a client whose certificate names ${JSON.stringify(cn ?? null)} (not in allowed_clients)`);
-          socket.destroy();
+          this.refused.add(socket);
         }
       });
     }
     const c = this.container;
-    c.on('connection_open', (ctx: EventContext) => this.connections.add(ctx.connection));
+    c.on('connection_open', (ctx: EventContext) => {
+      const conn = ctx.connection;
+      if (this.refused.has((conn as unknown as { socket: object }).socket)) {
+        this.refused.add(conn);
+        conn.close({ condition: 'amqp:unauthorized-access', description: 'the client certificate is not in allowed_clients' });
+        return;
+      }
+      this.connections.add(conn);
+    });
     const gone = (ctx: EventContext): void => {
       this.connections.delete(ctx.connection);
       for (const [addr, s] of this.replyLinks) if (s.connection === ctx.connection) this.replyLinks.delete(addr);
@@ -147,7 +157,7 @@ export class DirectListener {
   /** A client's sender to an address of ours: the subscription owning it consumes. */
   private onClientSender(receiver: Receiver): void {
     const address = receiver.target?.address;
-    const set = address !== undefined ? this.routes.get(address) : undefined;
+    const set = address !== undefined && !this.refused.has(receiver.connection) ? this.routes.get(address) : undefined;
     const first = set?.routes[0];
     if (!address || !set || !first) {
       receiver.close({ condition: 'amqp:not-found', description: `nothing listens on ${JSON.stringify(address ?? null)} at ${this.record.address}` });
@@ -161,7 +171,7 @@ export class DirectListener {
 
   /** A client's receiver: a dynamic source becomes its reply address here. */
   private onClientReceiver(sender: Sender): void {
-    if (!sender.source?.dynamic) {
+    if (!sender.source?.dynamic || this.refused.has(sender.connection)) {
       sender.close({ condition: 'amqp:not-found', description: `only dynamic reply sources can be attached at ${this.record.address}` });
       return;
     }

@@ -12,7 +12,7 @@
 import { UnsupportedFeature, type Target } from '@hybridbus/core';
 import { SeenIds, type IncomingNotification, type Notification, type NotificationListenOptions, type SendOptions, type Subscription } from '@hybridbus/core/driver';
 import type { Env } from './env.js';
-import { ACCEPT, consume, MANUAL_CREDIT, RELEASE, wasRedelivered, type Inbound } from './inbound.js';
+import { ACCEPT, attached, consume, MANUAL_CREDIT, RELEASE, wasRedelivered, type Inbound } from './inbound.js';
 import type { Peer } from './peer.js';
 import { decodeNotification, encodeNotification } from './wire.js';
 
@@ -60,7 +60,12 @@ export class Amqp1Notifications {
           return r;
         }),
       );
-      return { stop: async () => receivers.forEach((r) => r.close()) };
+      const stop = async (): Promise<void> => receivers.forEach((r) => r.close());
+      await Promise.all(receivers.map((r) => attached(r, peer.label, this.env.options.sendTimeoutMs))).catch(async (e: unknown) => {
+        await stop();
+        throw e;
+      });
+      return { stop };
     }
     const listener = await this.env.listener();
     const addresses = this.env.addressers().flatMap((a) => targets.flatMap((t) => options.priorities.map((p) => a.notify(t, p))));
@@ -92,7 +97,9 @@ export class Amqp1Notifications {
     }
     // Our notifiers resend what a lost connection left unsettled: one already acknowledged
     // here is a duplicate (ids are remembered on ack, so a requeued one still comes back).
-    if (id !== undefined && this.seen.has(id)) {
+    // By address too: a notifier of several topics sends each the same message-id.
+    const key = id !== undefined ? `${m.address}\n${id}` : undefined;
+    if (key !== undefined && this.seen.has(key)) {
       m.settle(ACCEPT);
       return;
     }
@@ -100,7 +107,7 @@ export class Amqp1Notifications {
       notification,
       redelivered: wasRedelivered(m.message),
       ack: async () => {
-        if (id !== undefined) this.seen.add(id);
+        if (key !== undefined) this.seen.add(key);
         m.settle(ACCEPT);
       },
       requeue: async () => m.settle(RELEASE),

@@ -7,6 +7,10 @@
  *   amqp://user:pass@broker:5672/                     through a broker or a router (detected)
  *   amqp://h1:5672,h2:5672/?mode=router               failover list, router semantics declared
  *   amqp://?mode=direct&matchmaker=redis://ns:6379     no intermediary: servers listen, register
+ *   amqp://?mode=direct&username=u&password=p          ... and they (and their clients) use SASL PLAIN
+ *
+ * A URL with no host can hold no user:pass, so direct mode's credentials are oslo's
+ * `username`/`password` options (which an intermediary's URL may use instead of its userinfo).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -128,6 +132,8 @@ const SPECS = {
   ssl_key_file: p.text,
   ssl_key_password: { ...p.text, secret: true } as OptionSpec<string>,
   ssl_verify_vhost: p.bool,
+  username: p.text,
+  password: { ...p.text, secret: true } as OptionSpec<string>,
   sasl_mechanisms: {
     parse: (raw: string) => {
       const m = raw.split(/[\s,]+/).filter((s) => s !== '').map((s) => s.toUpperCase());
@@ -178,8 +184,17 @@ export function parseAmqp1Url(url: URL): Amqp1Options {
       password = withUser?.password;
     }
   }
+  if (o.values.username !== undefined || o.values.password !== undefined) {
+    if (username !== undefined) o.problems.push('options "username"/"password" and a user:pass@ in the URL both give credentials: keep one');
+    else if (o.values.username === undefined) o.problems.push('option "password" needs "username"');
+    else [username, password] = [o.values.username, o.values.password];
+  }
   if (mode === 'direct') {
-    if (hosts.length > 0) o.problems.push(`mode "direct" takes no host in the URL (servers are found through "matchmaker"); write amqp://${url.username ? 'user:pass@' : ''}?mode=direct&matchmaker=...`);
+    if (hosts.length > 0) {
+      o.problems.push(
+        `mode "direct" takes no host in the URL (servers are found through "matchmaker"); write amqp://?mode=direct&matchmaker=...${url.username ? '&username=...&password=...' : ''}`,
+      );
+    }
   } else if (hosts.length === 0) {
     o.problems.push(`mode "${mode}" needs a host, e.g. amqp://broker:5672/ (or mode=direct for no intermediary)`);
   } else {

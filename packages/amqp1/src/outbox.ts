@@ -28,6 +28,8 @@ export interface SenderOwner {
 export interface SendOptions {
   /** Fail unless the message has an outcome (or, pre-settled, was written) by this time (epoch ms). */
   readonly deadline: number;
+  /** Fail (MessageUndeliverable) unless it was written by this earlier time: a call waits for its reply, not for credit. */
+  readonly creditDeadline?: number | undefined;
   /** Send again after a lost connection (casts, notifications); false fails with ConnectionLost (calls). */
   readonly resendOnLoss: boolean;
   /** What a deadline failure says the message was ("cast", "notification"). */
@@ -97,9 +99,11 @@ export class LinkSender {
 
   send(message: Message, options: SendOptions): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
+    // A closed connection never comes back: waiting out the deadline would only hold a timer.
+    if (this.owner.isClosed) return Promise.reject(new ConnectionLost(`amqp1 ${this.owner.label}: the connection is closed`));
     return new Promise((resolve, reject) => {
       const p = new PendingSend(message, options, resolve, reject);
-      const wait = options.deadline - Date.now();
+      const wait = Math.min(options.deadline, options.creditDeadline ?? Infinity) - Date.now();
       p.timer = setTimeout(() => this.expire(p), Math.max(0, wait));
       this.queue.push(p);
       this.flush();
@@ -116,6 +120,10 @@ export class LinkSender {
       } else {
         p.delivery = d;
         this.inflight.set(d, p);
+        if (p.options.creditDeadline !== undefined && p.timer) {
+          clearTimeout(p.timer);
+          p.timer = setTimeout(() => this.expire(p), Math.max(0, p.options.deadline - Date.now()));
+        }
       }
     }
   }

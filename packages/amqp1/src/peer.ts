@@ -8,7 +8,7 @@
  * our sends were unsettled when the connection dropped, so outbox.ts keeps those and is told
  * here (onDown) to resend or fail them.
  */
-import { ConnectionLost, MessageUndeliverable, type Logger } from '@hybridbus/core';
+import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, type Logger } from '@hybridbus/core';
 import rhea from 'rhea';
 import type { Connection, ConnectionOptions, Container, EventContext, Message, Receiver, ReceiverOptions, Sender } from 'rhea';
 import { LinkSender } from './outbox.js';
@@ -77,7 +77,8 @@ export class Peer {
     });
     this.connection.on('disconnected', (ctx: EventContext) => this.down(ctx.error, ctx.reconnecting === true));
     this.connection.on('connection_close', (ctx: EventContext) => {
-      if (!this.closed) this.down(ctx.connection.error as Error | undefined, this.options.reconnect !== undefined);
+      // A failed SASL exchange is reported here with the error in the context, not on the connection.
+      if (!this.closed) this.down((ctx.error ?? ctx.connection.error) as Error | undefined, this.options.reconnect !== undefined);
     });
     this.connection.on('connection_error', () => undefined);
     this.connection.on('protocol_error', (ctx: EventContext) => this.down(ctx.error, this.options.reconnect !== undefined));
@@ -86,6 +87,26 @@ export class Peer {
     this.connection.on('sender_error', () => undefined);
     this.connection.on('receiver_error', () => undefined);
     this.connection.on('session_error', () => undefined);
+    this.connection.on('session_close', (ctx: EventContext) => this.sessionEnded(ctx));
+  }
+
+  /**
+   * The peer ended a session we did not close. RabbitMQ does so to every session before it shuts
+   * down (amqp:internal-error "shutdown"), and to one whose link failed; rhea would then drop the
+   * session and its links for good: every subscription and the reply link, silently. So it is
+   * kept (rhea re-begins a kept session and re-attaches its links on reconnect) and, where the
+   * connection itself stays up, the connection is dropped to reconnect with it.
+   */
+  private sessionEnded(ctx: EventContext): void {
+    const session = ctx.session as unknown as { state: { local_open: boolean; mark(o: object): unknown } } | undefined;
+    if (!session?.state.local_open || this.closed || this.options.reconnect === undefined) return;
+    // rhea marks the session's state after this event and closes it on the next tick unless marked again since.
+    process.nextTick(() => session.state.mark({}));
+    this.options.logger.warn({}, `amqp1 ${this.options.label}: the peer ended a session (${errorText(ctx.session?.error)}); reconnecting to restore its links`);
+    setImmediate(() => {
+      // With an error: rhea hears of a socket's end only through its 'end' and 'error' events.
+      if (this.up) (this.connection as unknown as { socket?: { destroy(e: Error): void } }).socket?.destroy(new Error('the peer ended a session'));
+    });
   }
 
   get label(): string {
@@ -123,12 +144,13 @@ export class Peer {
         : new Error(typeof error === 'object' && error !== null && 'description' in error ? String((error as { description: unknown }).description) : 'connection closed');
     const wasUp = this.up;
     this.up = false;
-    this.lastError = err;
+    // The SASL outcome or the peer's close said no: the first error says why; what follows is only the socket closing.
+    if (!(this.lastError instanceof AuthenticationFailed)) this.lastError = refusal(error) ?? err;
     if (!reconnecting && !this.closed) this.closed = true;
     if (wasUp || !this.everUp) {
       if (wasUp) this.options.logger.warn({}, `amqp1 ${this.options.label}: connection lost (${err.message})${reconnecting ? '; reconnecting' : ''}`);
       this.replyAddr = undefined;
-      const lost = new ConnectionLost(`amqp1 ${this.options.label}: connection lost: ${err.message}`, { cause: err });
+      const lost = this.lastError instanceof AuthenticationFailed ? this.lastError : new ConnectionLost(`amqp1 ${this.options.label}: connection lost: ${err.message}`, { cause: err });
       for (const l of [...this.downListeners]) l(lost);
       if (this.closed) {
         for (const w of this.replyWaiters.splice(0)) w.reject(lost);
@@ -144,6 +166,8 @@ export class Peer {
       const timer = setTimeout(() => {
         offUp();
         offDown();
+        const last = this.lastError;
+        if (last instanceof AuthenticationFailed) return reject(last);
         reject(new ConnectionLost(`amqp1 ${this.options.label}: not connected within ${timeoutMs} ms${this.lastError ? ` (${this.lastError.message})` : ''}`));
       }, timeoutMs);
       const offUp = this.onUp(() => {
@@ -163,6 +187,7 @@ export class Peer {
   }
 
   private goneError(): Error {
+    if (this.lastError instanceof AuthenticationFailed) return this.lastError;
     return new ConnectionLost(`amqp1 ${this.options.label}: connection closed${this.lastError ? ` (${this.lastError.message})` : ''}`);
   }
 
@@ -259,6 +284,18 @@ export class Peer {
     for (const s of [...this.senders.values(), ...this.replySenders.values()]) s.failAll(gone);
     this.connection.close();
   }
+}
+
+function errorText(error: unknown): string {
+  const e = error as { condition?: unknown; description?: unknown } | undefined;
+  return [e?.condition, e?.description].filter((x) => x !== undefined && x !== null).join(': ') || 'no error given';
+}
+
+/** AuthenticationFailed when `error` is the peer refusing our credentials (SASL, or a close saying so). */
+function refusal(error: unknown): AuthenticationFailed | undefined {
+  const e = error as { condition?: unknown; description?: unknown } | undefined;
+  if (e?.condition !== 'amqp:unauthorized-access') return undefined;
+  return new AuthenticationFailed(`amqp1: the peer refused our credentials: ${String(e.description ?? e.condition)}`);
 }
 
 export { rhea };

@@ -5,11 +5,11 @@
  * router or directly is the caster's acknowledgement. A duplicate (our clients resend casts
  * after a lost connection) is accepted and dropped; garbage is rejected, counted and logged.
  */
-import type { Target } from '@hybridbus/core';
+import { TransportClosed, type Target } from '@hybridbus/core';
 import { SeenIds, type IncomingRpc, type RpcReply, type Subscription } from '@hybridbus/core/driver';
 import type { Message } from 'rhea';
 import type { Env } from './env.js';
-import { ACCEPT, consume, MANUAL_CREDIT, type Inbound } from './inbound.js';
+import { ACCEPT, attached, consume, MANUAL_CREDIT, type Inbound } from './inbound.js';
 import type { Peer } from './peer.js';
 import { correlationIdFor, decodeRequest, encodeReply, messageIdText } from './wire.js';
 
@@ -51,11 +51,14 @@ export class Amqp1Server {
       consume(r, this.env.options.rpcServerCredit, (m) => this.onRequest(m, fanout as boolean, handler, replier, sub));
       return r;
     });
-    return {
-      stop: async () => {
-        for (const r of receivers) r.close();
-      },
+    const stop = async (): Promise<void> => {
+      for (const r of receivers) r.close();
     };
+    await Promise.all(receivers.map((r) => attached(r, peer.label, this.env.options.sendTimeoutMs))).catch(async (e: unknown) => {
+      await stop();
+      throw e;
+    });
+    return { stop };
   }
 
   private async listenDirect(server: Target, group: Target, handler: RpcHandler, sub: number): Promise<Subscription> {
@@ -110,8 +113,10 @@ export class Amqp1Server {
     this.counters.requests++;
     const replyTo = msg.reply_to;
     const cmt = decoded.callMonitorTimeoutMs;
-    const send = (message: Message): Promise<void> =>
-      replyTo ? replier(replyTo, { ...message, to: replyTo, correlation_id: correlationIdFor(msg.message_id ?? id) }).catch((e: unknown) => this.replyFailed(e)) : Promise.resolve();
+    const send = (message: Message): Promise<void> => {
+      if (this.env.closed()) return Promise.reject(new TransportClosed(`amqp1 transport "${this.env.name}" is closed: no reply or heartbeat can go out`));
+      return replyTo ? replier(replyTo, { ...message, to: replyTo, correlation_id: correlationIdFor(msg.message_id ?? id) }).catch((e: unknown) => this.replyFailed(e)) : Promise.resolve();
+    };
     const incoming: IncomingRpc = {
       pattern: fanout ? 'fanout' : replyTo ? 'call' : 'cast',
       request: decoded.request,
