@@ -9,7 +9,6 @@
  * both forms, so a client configured either way finds them.
  */
 import type { Server } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '@hybridbus/core';
 import type { HostRecord } from '@hybridbus/nameservice';
@@ -112,20 +111,14 @@ export class DirectListener {
 
   private wire(options: Amqp1Options): void {
     const allowed = options.allowedClients;
-    if (allowed) {
-      // Checked as the TLS session is up; the client is told at its open (amqp:unauthorized-access), so it fails instead of retrying.
-      this.server.on('secureConnection', (socket: TLSSocket) => {
-        const cn = socket.getPeerCertificate()?.subject?.CN;
-        if (typeof cn !== 'string' || !allowed.has(cn)) {
-          this.logger.warn({}, `amqp1 direct listener ${this.record.address}: refused a client whose certificate names ${JSON.stringify(cn ?? null)} (not in allowed_clients)`);
-          this.refused.add(socket);
-        }
-      });
-    }
     const c = this.container;
     c.on('connection_open', (ctx: EventContext) => {
       const conn = ctx.connection;
-      if (this.refused.has((conn as unknown as { socket: object }).socket)) {
+      // TLS already checked the certificate against the CA; its subject must also be listed. The
+      // client is told at its open (amqp:unauthorized-access), so it fails instead of retrying elsewhere.
+      const cn = allowed ? conn.get_peer_certificate()?.subject?.CN : undefined;
+      if (allowed && (typeof cn !== 'string' || !allowed.has(cn))) {
+        this.logger.warn({}, `amqp1 direct listener ${this.record.address}: refused a client whose certificate names ${JSON.stringify(cn ?? null)} (not in allowed_clients)`);
         this.refused.add(conn);
         conn.close({ condition: 'amqp:unauthorized-access', description: 'the client certificate is not in allowed_clients' });
         return;

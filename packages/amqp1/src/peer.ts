@@ -9,6 +9,8 @@
  * here (onDown) to resend or fail them.
  */
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, type Logger } from '@hybridbus/core';
+import net from 'node:net';
+import tls from 'node:tls';
 import rhea from 'rhea';
 import type { Connection, ConnectionOptions, Container, EventContext, Message, Receiver, ReceiverOptions, Sender } from 'rhea';
 import { LinkSender } from './outbox.js';
@@ -45,6 +47,8 @@ export class Peer {
   private replyReceiver: Receiver | undefined;
   private replyHandler: ((ctx: EventContext) => void) | undefined;
   private replyAddr: string | undefined;
+  /** The socket of the current connection attempt (opened by us through rhea's connect hook). */
+  private socket: net.Socket | undefined;
   private replyWaiters: Array<{ resolve: (a: string) => void; reject: (e: Error) => void }> = [];
   /** The `properties` of the peer's open frame (its `product` decides addressing). */
   remoteProperties: Readonly<Record<string, unknown>> = {};
@@ -63,7 +67,10 @@ export class Peer {
       max_reconnect_delay: reconnect?.maxMs,
       connection_details: () => {
         const o = options.connect(attempt++) as ConnectionOptions & { host: string; port: number };
-        return { host: o.host, port: o.port, transport: o.transport ?? 'tcp', options: o } as never;
+        // We open the socket (rhea's documented `connect` hook), so we can also drop it (sessionEnded).
+        const connect = (port: number, host: string, opts: tls.ConnectionOptions, done: () => void): net.Socket =>
+          (this.socket = o.transport === 'tls' ? tls.connect(port, host, opts, done) : net.connect(port, host, done));
+        return { host: o.host, port: o.port, transport: o.transport ?? 'tcp', options: o, connect } as never;
       },
       // A peer that refuses a link must not tear the whole connection down: errors are ours to handle.
       non_fatal_errors: ['amqp:connection:forced', 'amqp:resource-limit-exceeded'],
@@ -98,14 +105,15 @@ export class Peer {
    * connection itself stays up, the connection is dropped to reconnect with it.
    */
   private sessionEnded(ctx: EventContext): void {
-    const session = ctx.session as unknown as { state: { local_open: boolean; mark(o: object): unknown } } | undefined;
-    if (!session?.state.local_open || this.closed || this.options.reconnect === undefined) return;
-    // rhea marks the session's state after this event and closes it on the next tick unless marked again since.
-    process.nextTick(() => session.state.mark({}));
+    const session = ctx.session;
+    if (!session || session.is_itself_closed() || this.closed || this.options.reconnect === undefined) return;
+    // rhea closes a session the peer ended on the next tick unless the application has acted on it
+    // since the event: opening it again (a no-op on the wire for an open session) is that act.
+    process.nextTick(() => session.open());
     this.options.logger.warn({}, `amqp1 ${this.options.label}: the peer ended a session (${errorText(ctx.session?.error)}); reconnecting to restore its links`);
     setImmediate(() => {
       // With an error: rhea hears of a socket's end only through its 'end' and 'error' events.
-      if (this.up) (this.connection as unknown as { socket?: { destroy(e: Error): void } }).socket?.destroy(new Error('the peer ended a session'));
+      if (this.up) this.socket?.destroy(new Error('the peer ended a session'));
     });
   }
 
