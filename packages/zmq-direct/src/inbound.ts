@@ -34,13 +34,6 @@ interface Outbox {
   full?: boolean;
 }
 
-/**
- * Resolves after the microtasks queued now have run. Arming a receive costs a ZMQ_EVENTS check
- * (a poll of the socket's mailbox) and a poll watcher; done straight after a message, it sits
- * between the message and the replies or calls it causes. Waiting a turn first lets those leave.
- */
-export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 /** A day: in effect, never (see the socket options below). */
 const SERVER_HEARTBEAT_TIMEOUT = 86_400_000;
 
@@ -54,8 +47,6 @@ export class Inbound {
   /** ms before retrying a client whose pipe was full; doubles while it stays full. */
   private retryDelay = 0.5;
   private closed = false;
-  /** The last message held one record: the next receive waits a turn (nextTurn). */
-  private lone = false;
   /** Records handed to handlers and not finished; reading pauses at options.serverBacklog. */
   private unfinished = 0;
   private resume: (() => void) | undefined;
@@ -133,13 +124,7 @@ export class Inbound {
 
   private async receive(): Promise<void> {
     try {
-      while (!this.closed) {
-        // After a lone record, the next receive is armed only once its reply has left (see
-        // nextTurn). Under load (many records a message) the next message is read at once, so
-        // that replies to several messages leave together.
-        if (this.lone) await nextTurn();
-        this.lone = false;
-        const [client, ...frames] = await this.socket.receive();
+      for await (const [client, ...frames] of this.socket) {
         if (!client) continue;
         let records: string[];
         try {
@@ -148,7 +133,6 @@ export class Inbound {
           this.dropped(err);
           continue;
         }
-        this.lone = records.length === 1;
         for (const record of records) {
           this.stats.received++;
           const max = this.options.maxMessageSize;

@@ -10,7 +10,6 @@
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import { pack, unpack, VERSION, type Encoded } from './frames.js';
-import { nextTurn } from './inbound.js';
 import { connectPeer, socketClosed, socketOpened } from './zeromq-adapter.js';
 import type { CurveOptions, ZmqOptions } from './options.js';
 
@@ -308,11 +307,7 @@ export class Outbound {
 
   private async receive(): Promise<void> {
     try {
-      for (let lone = false; !this.closed; ) {
-        // After a lone reply, its caller may call again at once: that call leaves before the next
-        // receive is armed (see nextTurn). Under load the next message is read at once.
-        if (lone) await nextTurn();
-        const [from, ...frames] = await this.socket.receive();
+      for await (const [from, ...frames] of this.socket) {
         if (!from) continue;
         // The routing id is "host:port#n" (see Peer.routingId).
         const id = from.toString();
@@ -324,7 +319,6 @@ export class Outbound {
           this.logger.warn({ err, address }, 'zmq-direct: dropping a message with a bad version frame');
           continue;
         }
-        lone = records.length === 1;
         this.events.onFrames(address, records);
       }
     } catch (e) {
