@@ -27,6 +27,8 @@ export class AckedSend {
   /** The host that has it (or had it last). */
   private address: string | undefined;
   private again: Encoded | undefined;
+  /** Acked or failed. */
+  private over = false;
 
   constructor(
     private readonly env: AckedSendEnv,
@@ -87,6 +89,11 @@ export class AckedSend {
   }
 
   private sent(err: Error | undefined, address: string | undefined): void {
+    // Answered before its send's continuation ran (see OutgoingCall.left in client.ts).
+    if (this.over) {
+      if (!err && address !== undefined) this.env.routing.untrack(address, this.body.i);
+      return;
+    }
     if (!err) {
       this.address = address;
       return this.arm();
@@ -121,6 +128,7 @@ export class AckedSend {
   }
 
   private finish(err?: Error): void {
+    this.over = true;
     clearTimeout(this.timer);
     this.env.inFlight.delete(this.body.i);
     this.untrack();

@@ -6,7 +6,7 @@
 import { ConnectionLost, MessageUndeliverable, type Logger, type Target } from '@hybridbus/core';
 import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
-import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, type Body, type Encoded, type Kind } from './frames.js';
+import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
 import type { Keys } from './keys.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
@@ -19,6 +19,8 @@ class OutgoingCall implements PendingCall {
   address: string | undefined;
   /** Hosts that refused it; none until one has. */
   private tried: Set<string> | undefined;
+  /** Answered, failed or cancelled. */
+  private over = false;
 
   constructor(
     private readonly routing: Routing,
@@ -45,11 +47,22 @@ class OutgoingCall implements PendingCall {
   /** Send (again): to a host not yet tried. */
   send(): void {
     if (this.address !== undefined) (this.tried ??= new Set()).add(this.address);
-    this.routing.route(this.key, this.frame, this.tried, (err, address) => (err ? this.reject(err) : (this.address = address)), { id: this.id });
+    this.routing.route(this.key, this.frame, this.tried, (err, address) => (err ? this.reject(err) : this.left(address)), { id: this.id });
+  }
+
+  /**
+   * It left for `address`. Its answer may have been handled already: a send can resolve a
+   * pending receive (zeromq.js checks the socket after every send), whose continuation then
+   * runs before the send's. Then the host is told at once that nothing is in flight.
+   */
+  private left(address: string | undefined): void {
+    this.address = address;
+    if (this.over && address !== undefined) this.routing.untrack(address, this.id);
   }
 
   /** Over: forget it here and at the host it went to. */
   private settled(): void {
+    this.over = true;
     this.calls.delete(this.id);
     if (this.address !== undefined) this.routing.untrack(this.address, this.id);
   }
@@ -100,16 +113,31 @@ export class ZmqClient {
 
   async fanout(target: Target, request: RpcRequest): Promise<void> {
     const key = this.keys.of(target).topic;
-    const hosts = [...new Set((await this.routing.nameService.lookup(key)).map((r) => r.address))];
+    const ns = this.routing.nameService;
+    const hosts = [...new Set((ns.cached(key) ?? (await ns.lookup(key))).map((r) => r.address))];
     if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     const m = requestToOslo(request);
-    await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address })));
+    if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
+    const shared = this.shared(FANOUT, key, m);
+    await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address }, shared)));
   }
 
-  /** A one-way record to one host of `key` (or to `opts.address`), acked as `acks` says. */
-  oneWay(kind: Kind, key: string, m: Record<string, unknown>, opts: { pool?: string; address?: string } = {}): Promise<void> {
+  /**
+   * The record every copy of a fanout shares (without an ack id): the message is encoded once,
+   * not once per host.
+   */
+  shared(kind: Kind, key: string, m: Record<string, unknown>, pool?: string): Encoded {
+    const a = this.options.acks === 'received' ? 1 : undefined;
+    return encodeChecked(kind, this.options.acks === 'none' ? { k: key, m, pool } : { k: key, m, pool, a }, this.options.maxMessageSize);
+  }
+
+  /**
+   * A one-way record to one host of `key` (or to `opts.address`), acked as `acks` says. `shared`
+   * is its record without an ack id, from shared(), when several copies are sent.
+   */
+  oneWay(kind: Kind, key: string, m: Record<string, unknown>, opts: { pool?: string; address?: string } = {}, shared?: Encoded): Promise<void> {
     if (this.options.acks === 'none') {
-      const frame = encodeChecked(kind, { k: key, m, pool: opts.pool }, this.options.maxMessageSize);
+      const frame = shared ?? encodeChecked(kind, { k: key, m, pool: opts.pool }, this.options.maxMessageSize);
       return new Promise((resolve, reject) => {
         const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
         if (opts.address !== undefined) this.routing.sendTo(opts.address, frame, done);
@@ -117,7 +145,8 @@ export class ZmqClient {
       });
     }
     const body = { i: this.id(), k: key, m, pool: opts.pool, a: this.options.acks === 'received' ? 1 : undefined };
-    const first = encodeChecked(kind, body, this.options.maxMessageSize);
+    const max = this.options.maxMessageSize;
+    const first = shared ? withId(shared, body.i, max) : encodeChecked(kind, body, max);
     return new Promise((resolve, reject) => void new AckedSend(this.acked, kind, key, body, first, opts.address, opts.pool, resolve, reject));
   }
 
