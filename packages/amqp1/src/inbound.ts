@@ -33,8 +33,13 @@ export const MANUAL_CREDIT = { credit_window: 0, autoaccept: false } as const;
 
 export function consume(receiver: Receiver, window: number, onMessage: (msg: Inbound) => void): void {
   let generation = 0;
+  // Credit goes back in batches of half the window: a flow frame per message would be a frame
+  // (and a wake-up of the sender) per message.
+  const batch = Math.max(1, Math.floor(window / 2));
+  let owed = 0;
   const grant = (): void => {
     generation++;
+    owed = 0;
     receiver.add_credit(window);
   };
   if (receiver.is_open()) grant();
@@ -58,7 +63,10 @@ export function consume(receiver: Receiver, window: number, onMessage: (msg: Inb
         else if (outcome.kind === 'release') delivery.release();
         else if (outcome.kind === 'undeliverable') delivery.modified({ delivery_failed: true, undeliverable_here: true });
         else delivery.reject({ condition: outcome.condition, description: outcome.description });
-        receiver.add_credit(1);
+        if (++owed >= batch) {
+          receiver.add_credit(owed);
+          owed = 0;
+        }
       },
     });
   });

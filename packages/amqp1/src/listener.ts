@@ -86,6 +86,10 @@ export class DirectListener {
       idle_time_out: options.idleTimeoutMs || undefined,
       require_sasl: options.username !== undefined,
       receiver_options: { credit_window: 0, autoaccept: false },
+      // Replies and heartbeats go out pre-settled (oslo's default for rpc-reply): no disposition back per reply.
+      sender_options: { snd_settle_mode: 1, autosettle: true },
+      // A reply is one small write: Nagle's delay against the client's delayed ACK cost 40 ms at p99.
+      tcp_no_delay: true,
       ...(tls
         ? {
             transport: 'tls' as const,
