@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 
 from oslo_config import cfg
@@ -36,8 +37,16 @@ import oslo_messaging as om
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 
 
+_out_lock = threading.Lock()
+
+
 def out(**fields):
-    print(json.dumps(fields), flush=True)
+    # One write per event line, under a lock: oslo's executor threads print concurrently, and
+    # print()'s separate write of the newline let two events run together on one line.
+    line = json.dumps(fields) + '\n'
+    with _out_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class Api(object):
