@@ -159,6 +159,14 @@ function brokered({ bus, peer }: ReturnType<typeof fixtures>, url: () => string,
       const [a, b] = [peer('server', url(), topic, 'py1'), peer('server', url(), topic, 'py2')];
       await Promise.all([a, b].map((p) => p.line(isReady)));
       const client = (await bus(url())).rpcClient({ topic, namespace: 'test', version: '1.2' });
+      // A peer says "ready" before the router has spread its multicast link: fanout probes until
+      // both servers have seen one (each probe is a real fanout; the router drops none it accepts).
+      for (let i = 0; ; i++) {
+        assert.ok(i < 40, 'the Python servers never both received a probe fanout');
+        await client.prepare({ fanout: true }).cast({ user_id: 'u-ts' }, 'tick', { n: `probe-${i}` });
+        const seen = await Promise.all([a, b].map((p) => p.line((l) => l['event'] === 'cast' && String(l['n']).startsWith('probe-'), 250).then(() => true, () => false)));
+        if (seen.every(Boolean)) break;
+      }
       await client.prepare({ fanout: true }).cast({ user_id: 'u-ts' }, 'tick', { n: 2 });
       await Promise.all([a, b].map((p) => p.line((l) => l['event'] === 'cast' && l['n'] === 2)));
     });
