@@ -2,8 +2,8 @@
  * The server side: a subscription takes requests from the topic's, the server's and the
  * fanout addresses (an intermediary's links, or routes of the direct listener), hands each
  * to core's handler and settles it when the handler is done: `accepted`, which through a
- * router or directly is the caster's acknowledgement. A duplicate (our clients resend casts
- * after a lost connection) is accepted and dropped; garbage is rejected, counted and logged.
+ * router or directly is the caster's acknowledgement. A duplicate cast or fanout (our clients
+ * resend those after a lost connection, never a call) is accepted and dropped; garbage is rejected, counted and logged.
  */
 import { TransportClosed, type Target } from '@hybridbus/core';
 import { SeenIds, type IncomingRpc, type RpcReply, type Subscription } from '@hybridbus/core/driver';
@@ -100,9 +100,12 @@ export class Amqp1Server {
       m.settle({ kind: 'reject', condition: 'amqp:decode-error', description: (e as Error).message.slice(0, 512) });
       return;
     }
+    const replyTo = msg.reply_to;
+    // Only casts and fanouts are ever resent (after a lost connection); our clients never
+    // resend a call, so calls keep no de-duplication record.
     // Per subscription: one fanout copy reaches every server of the topic in this process.
-    const seenKey = `${sub}:${id}`;
-    if (id !== '') {
+    if (id !== '' && (fanout || !replyTo)) {
+      const seenKey = `${sub}:${id}`;
       if (this.seen.has(seenKey)) {
         this.counters.duplicatesDropped++;
         m.settle(ACCEPT);
@@ -111,7 +114,6 @@ export class Amqp1Server {
       this.seen.add(seenKey);
     }
     this.counters.requests++;
-    const replyTo = msg.reply_to;
     const cmt = decoded.callMonitorTimeoutMs;
     const send = (message: Message): Promise<void> => {
       if (this.env.closed()) return Promise.reject(new TransportClosed(`amqp1 transport "${this.env.name}" is closed: no reply or heartbeat can go out`));
