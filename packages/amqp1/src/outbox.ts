@@ -14,6 +14,11 @@
  *
  * Pre-settled sends resolve when written. A send waits for credit in order, so the link's
  * credit is the backpressure.
+ *
+ * Deadlines: no timer per send. Each pending send carries the time it is due (its credit
+ * deadline until written, then its deadline); the link keeps one timer, armed for the earliest
+ * due time, which fails whatever is due when it fires and re-arms for the next. The timer keeps
+ * the process alive only while sends are pending.
  */
 import { ConnectionLost, MessageDeliveryFailure, MessageUndeliverable } from '@hybridbus/core';
 import type { Delivery, EventContext, Message, Sender } from 'rhea';
@@ -37,7 +42,9 @@ export interface SendOptions {
 }
 
 class PendingSend {
-  timer: NodeJS.Timeout | undefined;
+  /** When it fails (epoch ms): the credit deadline until written, then the deadline. */
+  due: number;
+  done = false;
   delivery: Delivery | undefined;
   resends = 0;
   constructor(
@@ -45,7 +52,9 @@ class PendingSend {
     readonly options: SendOptions,
     readonly resolve: () => void,
     readonly reject: (e: Error) => void,
-  ) {}
+  ) {
+    this.due = Math.min(options.deadline, options.creditDeadline ?? Infinity);
+  }
 }
 
 export class LinkSender {
@@ -54,6 +63,9 @@ export class LinkSender {
   private dead: Error | undefined;
   private readonly offDown: () => void;
   private everSendable = false;
+  /** The link's one deadline timer, and the time it is armed for. */
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
 
   constructor(
     private readonly link: Sender,
@@ -103,11 +115,52 @@ export class LinkSender {
     if (this.owner.isClosed) return Promise.reject(new ConnectionLost(`amqp1 ${this.owner.label}: the connection is closed`));
     return new Promise((resolve, reject) => {
       const p = new PendingSend(message, options, resolve, reject);
-      const wait = Math.min(options.deadline, options.creditDeadline ?? Infinity) - Date.now();
-      p.timer = setTimeout(() => this.expire(p), Math.max(0, wait));
       this.queue.push(p);
       this.flush();
+      // A pre-settled send written at once needs no timer.
+      if (!p.done) this.arm(p.due);
     });
+  }
+
+  /** Have the timer fire by `due`, and keep the process alive while sends are pending. */
+  private arm(due: number): void {
+    if (this.timer && due >= this.timerAt) {
+      this.timer.ref();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = due;
+    this.timer = setTimeout(() => this.sweep(), Math.max(0, due - Date.now()));
+  }
+
+  /** Nothing pending: an armed timer no longer holds the process (it fires into an empty sweep). */
+  private idle(): void {
+    if (this.timer && this.queue.length === 0 && this.inflight.size === 0) this.timer.unref();
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  /** The timer fired: fail every send that is due, then re-arm for the earliest left. */
+  private sweep(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    const expired: PendingSend[] = [];
+    let next = Infinity;
+    for (const p of this.queue) {
+      if (p.due <= now) expired.push(p);
+      else if (p.due < next) next = p.due;
+    }
+    for (const p of this.inflight.values()) {
+      if (p.due <= now) expired.push(p);
+      else if (p.due < next) next = p.due;
+    }
+    for (const p of expired) this.expire(p);
+    if (next !== Infinity) this.arm(next);
   }
 
   private flush(): void {
@@ -120,10 +173,9 @@ export class LinkSender {
       } else {
         p.delivery = d;
         this.inflight.set(d, p);
-        if (p.options.creditDeadline !== undefined && p.timer) {
-          clearTimeout(p.timer);
-          p.timer = setTimeout(() => this.expire(p), Math.max(0, p.options.deadline - Date.now()));
-        }
+        // Written: from now on only the deadline counts. It is later than the credit deadline,
+        // so the armed timer fires no later than it, and its sweep re-arms.
+        p.due = p.options.deadline;
       }
     }
   }
@@ -153,14 +205,16 @@ export class LinkSender {
   }
 
   private finish(p: PendingSend, error: Error | undefined): void {
-    if (p.timer) clearTimeout(p.timer);
-    p.timer = undefined;
+    if (p.done) return;
+    p.done = true;
+    this.idle();
     if (error) p.reject(error);
     else p.resolve();
   }
 
   private expire(p: PendingSend): void {
-    p.timer = undefined;
+    if (p.done) return;
+    p.done = true;
     const i = this.queue.indexOf(p);
     if (i >= 0) this.queue.splice(i, 1);
     if (p.delivery) this.inflight.delete(p.delivery);
@@ -172,6 +226,7 @@ export class LinkSender {
             `amqp1 ${this.owner.label}: ${waited} could not be sent in time: ${this.everSendable ? 'no credit left' : 'the peer gave no credit'} (nobody consumes the address, or the connection is down)`,
           ),
     );
+    this.idle();
   }
 
   /** The connection dropped: unsettled sends go again after the reconnect, or fail. */
@@ -189,6 +244,7 @@ export class LinkSender {
     this.inflight.clear();
     this.queue.unshift(...back);
     if (this.owner.isClosed) this.failAll(error);
+    this.idle();
   }
 
   /** Withdraw a send that is no longer wanted (a cancelled call): only if not yet written. */
@@ -196,7 +252,9 @@ export class LinkSender {
     const i = this.queue.findIndex((p) => p.message === message);
     if (i < 0) return;
     const [p] = this.queue.splice(i, 1);
-    if (p?.timer) clearTimeout(p.timer);
+    // Withdrawn: it neither resolves nor fails from here (the caller has settled it).
+    if (p) p.done = true;
+    this.idle();
   }
 
   private kill(error: Error): void {
@@ -219,5 +277,6 @@ export class LinkSender {
     for (const p of this.queue.splice(0)) this.finish(p, error);
     for (const p of this.inflight.values()) this.finish(p, error);
     this.inflight.clear();
+    this.stopTimer();
   }
 }
