@@ -11,6 +11,8 @@ import { Peer } from './peer.js';
 export interface Carrier {
   /** One peer for a key (direct: round-robin over the key's hosts, skipping `except`). */
   one(key: string, except?: ReadonlySet<string>): Promise<Peer>;
+  /** As one(key), synchronously, when the answer is at hand (direct: the key's hosts are cached); else undefined. */
+  oneNow(key: string): Peer | undefined;
   /** Every peer serving the key (a fanout), or, with pools, one per pool. */
   all(key: string, perPool: boolean): Promise<Peer[]>;
   /** The peer failed before it took a message: stop offering it (direct mode). */
@@ -21,6 +23,9 @@ export interface Carrier {
 export class Intermediary implements Carrier {
   constructor(readonly peer: Peer) {}
   async one(): Promise<Peer> {
+    return this.peer;
+  }
+  oneNow(): Peer {
     return this.peer;
   }
   async all(): Promise<Peer[]> {
@@ -78,6 +83,17 @@ export class Direct implements Carrier {
     const all = await this.records(key);
     const rs = except ? all.filter((r) => !except.has(r.address)) : all;
     if (rs.length === 0) throw new MessageUndeliverable(`amqp1 direct: every server of "${key}" failed (${[...(except ?? [])].join(', ')})`);
+    return this.pick(key, rs);
+  }
+
+  /** The name service's cached answer is synchronous: no promise when it has one. */
+  oneNow(key: string): Peer | undefined {
+    const rs = this.o.nameService.cached(key);
+    return rs && rs.length > 0 ? this.pick(key, rs) : undefined;
+  }
+
+  /** Round-robin over the key's hosts. */
+  private pick(key: string, rs: readonly HostRecord[]): Peer {
     const n = this.next.get(key) ?? 0;
     this.next.set(key, n + 1);
     return this.peerFor(rs[n % rs.length] as HostRecord);

@@ -37,12 +37,43 @@ export class Amqp1Client {
 
   /**
    * Run `send` on a peer of `key`; in direct mode try the key's other servers while the
-   * failure says the peer never took the message.
+   * failure says the peer never took the message. When the carrier has the peer at hand and
+   * it is up, `send` runs synchronously (no promise hop before the message is written).
    */
-  private async onPeer<T>(key: string, deadline: number, send: (peer: Peer) => Promise<T>): Promise<T> {
-    const tried = new Set<string>();
+  private onPeer<T>(key: string, deadline: number, send: (peer: Peer) => Promise<T>): Promise<T> {
+    let peer: Peer | undefined;
+    try {
+      peer = this.env.carrier.oneNow(key);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!peer?.isUp) return this.tryPeers(key, deadline, send, new Set<string>(), peer);
+    const first = peer;
+    let sent: Promise<T>;
+    try {
+      sent = send(first);
+    } catch (e) {
+      sent = Promise.reject(e);
+    }
+    return sent.catch((e: unknown) => {
+      const tried = new Set<string>();
+      this.skip(key, first, e, tried);
+      return this.tryPeers(key, deadline, send, tried, undefined);
+    });
+  }
+
+  /** A failure on `peer`: throws it unless another server of the key may take the message. */
+  private skip(key: string, peer: Peer, e: unknown, tried: Set<string>): void {
+    if (!this.env.direct || !(e instanceof MessageUndeliverable) || tried.size + 1 >= MAX_HOSTS_TRIED) throw e;
+    tried.add(peer.address);
+    this.env.carrier.failed(peer);
+    this.env.logger.warn({}, `amqp1 "${this.env.name}": server ${peer.address} of "${key}" skipped: ${(e as Error).message}`);
+  }
+
+  private async tryPeers<T>(key: string, deadline: number, send: (peer: Peer) => Promise<T>, tried: Set<string>, first: Peer | undefined): Promise<T> {
     for (;;) {
-      const peer = await this.env.carrier.one(key, tried);
+      const peer = first ?? (await this.env.carrier.one(key, tried));
+      first = undefined;
       try {
         const left = Math.max(1, deadline - Date.now());
         await peer.whenUp(this.env.direct ? Math.min(CONNECT_TIMEOUT_MS, left) : left).catch((e: unknown) => {
@@ -53,42 +84,49 @@ export class Amqp1Client {
         });
         return await send(peer);
       } catch (e) {
-        if (!this.env.direct || !(e instanceof MessageUndeliverable) || tried.size + 1 >= MAX_HOSTS_TRIED) throw e;
-        tried.add(peer.address);
-        this.env.carrier.failed(peer);
-        this.env.logger.warn({}, `amqp1 "${this.env.name}": server ${peer.address} of "${key}" skipped: ${(e as Error).message}`);
+        this.skip(key, peer, e, tried);
       }
     }
   }
 
-  async call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
-    const key = this.env.rpcKey(target);
-    return this.onPeer(key, Date.now() + options.timeoutMs, async (peer) => {
-      const replyTo = await peer.replyAddress(this.replyHandler);
-      this.watch(peer);
-      const id = request.uniqueId;
-      const message: Message = {
-        message_id: id,
-        to: this.env.addresser(peer).request(target),
-        reply_to: replyTo,
-        ttl: options.timeoutMs,
-        body: encodeRequest(request, options.callMonitorTimeoutMs),
-      };
-      const sender = peer.sender(message.to as string, this.env.options.preSettled.has('rpc-call'));
-      return new Promise<RpcReply>((resolve, reject) => {
-        this.pending.add(id, { what: `call ${request.method} to ${message.to}`, onHeartbeat: options.onHeartbeat, resolve, reject, peer });
-        options.cancel.onCancel((reason) => {
-          this.pending.delete(id);
-          sender.withdraw(message);
-          reject(reason);
-        });
-        const now = Date.now();
-        const send = { deadline: now + options.timeoutMs, creditDeadline: now + this.env.options.sendTimeoutMs, resendOnLoss: false, what: 'call' };
-        sender.send(message, send).catch((e: unknown) => {
-          if (!this.pending.get(id)) return;
-          this.pending.delete(id);
-          reject(e);
-        });
+  call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
+    let key: string;
+    try {
+      key = this.env.rpcKey(target);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.onPeer(key, Date.now() + options.timeoutMs, (peer) => {
+      const replyTo = peer.replyAddressNow(this.replyHandler);
+      if (replyTo !== undefined) return this.callOn(peer, replyTo, target, request, options);
+      return peer.replyAddress(this.replyHandler).then((r) => this.callOn(peer, r, target, request, options));
+    });
+  }
+
+  private callOn(peer: Peer, replyTo: string, target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
+    this.watch(peer);
+    const id = request.uniqueId;
+    const message: Message = {
+      message_id: id,
+      to: this.env.addresser(peer).request(target),
+      reply_to: replyTo,
+      ttl: options.timeoutMs,
+      body: encodeRequest(request, options.callMonitorTimeoutMs),
+    };
+    const sender = peer.sender(message.to as string, this.env.options.preSettled.has('rpc-call'));
+    return new Promise<RpcReply>((resolve, reject) => {
+      this.pending.add(id, { what: `call ${request.method} to ${message.to}`, onHeartbeat: options.onHeartbeat, resolve, reject, peer });
+      options.cancel.onCancel((reason) => {
+        this.pending.delete(id);
+        sender.withdraw(message);
+        reject(reason);
+      });
+      const now = Date.now();
+      const send = { deadline: now + options.timeoutMs, creditDeadline: now + this.env.options.sendTimeoutMs, resendOnLoss: false, what: 'call' };
+      sender.send(message, send).catch((e: unknown) => {
+        if (!this.pending.get(id)) return;
+        this.pending.delete(id);
+        reject(e);
       });
     });
   }

@@ -248,8 +248,16 @@ export class Peer {
 
   /**
    * The address replies to this connection go to, once the peer has attached the reply
-   * receiver (a dynamic source gets its address from the peer, again after each reconnect).
+   * receiver (a dynamic source gets its address from the peer, again after each reconnect);
+   * undefined until then.
    */
+  replyAddressNow(handler: (ctx: EventContext) => void): string | undefined {
+    if (this.replyAddr === undefined) return undefined;
+    this.replyHandler = handler;
+    return this.replyAddr;
+  }
+
+  /** As replyAddressNow, waiting for the peer to attach the reply receiver when it has not yet. */
   replyAddress(handler: (ctx: EventContext) => void): Promise<string> {
     this.replyHandler = handler;
     if (this.replyAddr !== undefined) return Promise.resolve(this.replyAddr);
