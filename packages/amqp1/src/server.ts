@@ -1,9 +1,11 @@
 /**
  * The server side: a subscription takes requests from the topic's, the server's and the
  * fanout addresses (an intermediary's links, or routes of the direct listener), hands each
- * to core's handler and settles it when the handler is done: `accepted`, which through a
- * router or directly is the caster's acknowledgement. A duplicate cast or fanout (our clients
- * resend those after a lost connection, never a call) is accepted and dropped; garbage is rejected, counted and logged.
+ * to core's handler and settles it `accepted`: a call's when its reply is written (in the
+ * same tick), a cast's or fanout's when the handler is done, which through a router or
+ * directly is the caster's acknowledgement. A duplicate cast or fanout (our clients resend
+ * those after a lost connection, never a call) is accepted and dropped; garbage is rejected,
+ * counted and logged.
  */
 import { TransportClosed, type Target } from '@hybridbus/core';
 import { SeenIds, type IncomingRpc, type RpcReply, type Subscription } from '@hybridbus/core/driver';
@@ -119,13 +121,20 @@ export class Amqp1Server {
       if (this.env.closed()) return Promise.reject(new TransportClosed(`amqp1 transport "${this.env.name}" is closed: no reply or heartbeat can go out`));
       return replyTo ? replier(replyTo, { ...message, to: replyTo, correlation_id: correlationIdFor(msg.message_id ?? id) }).catch((e: unknown) => this.replyFailed(e)) : Promise.resolve();
     };
+    const pattern = fanout ? 'fanout' : replyTo ? 'call' : 'cast';
     const incoming: IncomingRpc = {
-      pattern: fanout ? 'fanout' : replyTo ? 'call' : 'cast',
+      pattern,
       request: decoded.request,
       callMonitorTimeoutMs: cmt,
-      reply: (reply: Omit<RpcReply, 'ending'>) => send({ body: encodeReply(reply) }),
+      reply: (reply: Omit<RpcReply, 'ending'>) => {
+        // A call's request is accepted in the tick its reply is written, so both share a write
+        // and the client wakes once (settling is idempotent: the finally below is then a no-op).
+        if (pattern === 'call') m.settle(ACCEPT);
+        return send({ body: encodeReply(reply) });
+      },
       heartbeat: () => send({ ttl: cmt, body: undefined }),
     };
+    // A cast's accept is its acknowledgement: after the handler.
     Promise.resolve()
       .then(() => handler(incoming))
       .catch(() => undefined)
