@@ -127,10 +127,12 @@ export class Amqp1Server {
       request: decoded.request,
       callMonitorTimeoutMs: cmt,
       reply: (reply: Omit<RpcReply, 'ending'>) => {
-        // A call's request is accepted in the tick its reply is written, so both share a write
-        // and the client wakes once (settling is idempotent: the finally below is then a no-op).
+        // A call's request is accepted in the tick its reply is written, right after it (the
+        // reply first: it is what the caller waits for); settling is idempotent, so the
+        // finally below is then a no-op.
+        const sent = send({ body: encodeReply(reply) });
         if (pattern === 'call') m.settle(ACCEPT);
-        return send({ body: encodeReply(reply) });
+        return sent;
       },
       heartbeat: () => send({ ttl: cmt, body: undefined }),
     };
