@@ -1,8 +1,10 @@
 /**
  * The RabbitMQ contenders beside hybridbus's own: `raw-amqplib` (the baseline of the rabbit
  * transport, child-raw-amqplib.ts) and `oslo` (Python oslo.messaging's rabbit driver,
- * ../../oslo/bench_child.py, run with Debian's /usr/bin/python3). Importing this module
- * registers both.
+ * ../../oslo/bench_child.py, run with Debian's /usr/bin/python3), and `raw-amqplib-oslo` (raw
+ * amqplib doing the driver's wire work: oslo's topology, envelopes, confirms and `mandatory`;
+ * child-raw-amqplib-oslo.ts), the rabbit transport's like-for-like baseline. Importing this
+ * module registers them.
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -34,6 +36,17 @@ registerContender('raw-amqplib', ({ rabbitUrl }): Contender => ({
   server: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib.js')] }),
   client: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib.js')] }),
   baseline: () => undefined,
+}));
+
+registerContender('raw-amqplib-oslo', ({ rabbitUrl }): Contender => ({
+  info: { id: 'raw-amqplib-oslo', label: 'raw amqplib, oslo wire work', kind: 'raw', ...(rabbitUrl ? { url: redactUrl(rabbitUrl) } : {}) },
+  scenarios: SCENARIOS,
+  data: { url: rabbitUrl },
+  probe: async () => (rabbitUrl ? probeUrl(rabbitUrl) : noBroker('raw-amqplib-oslo')),
+  server: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib-oslo.js')] }),
+  client: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib-oslo.js')] }),
+  // What oslo's wire work costs over the minimal floor.
+  baseline: () => 'raw-amqplib',
 }));
 
 /** Can Debian's python import oslo_messaging? One line saying why not, or undefined. */

@@ -22,7 +22,7 @@ import { median } from '../lib/stats.js';
 import type { BenchReport, Cell, ContenderInfo, LatencyDistribution, MetricInfo, Summary } from '../report/types.js';
 import { writeReportFiles } from '../report/html.js';
 import { SCENARIOS, type ClientSpec, type Contender, type Scenario, type ServerSpec } from './contender.js';
-import { hybridbusContenders, rawZeromq, registeredContenders, schemeId, type RegisteredOptions } from './contenders.js';
+import { BASELINE_FALLBACK, hybridbusContenders, rawZeromq, registeredContenders, schemeId, type RegisteredOptions } from './contenders.js';
 import { meanSize, payloadSpec, type PayloadOption } from './payload.js';
 import { benchScale, renderScaleTable, SCALE_DEFAULTS } from '../scale/run.js';
 
@@ -497,7 +497,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       for (const c of running) {
         const mine = cells.filter((x) => x.metric === m.id && x.contender === c.info.id);
         if (mine.length === 0) continue;
-        const baseline = c.baseline(m.scenario as Scenario);
+        const declared = c.baseline(m.scenario as Scenario);
+        const baseline = declared !== undefined && !running.some((r) => r.info.id === declared) ? (BASELINE_FALLBACK[declared] ?? declared) : declared;
         const ratios = baseline
           ? mine.flatMap((x) => {
               const b = cells.find((y) => y.metric === m.id && y.contender === baseline && y.round === x.round);
