@@ -6,6 +6,9 @@
  * - calls: `broker.call('bench.echo', {p})`, the server's action returning its params;
  * - cast: a balanced event, `broker.emit('bench.sink', {p})` (one instance of the service's group
  *   gets it; fire-and-forget over TCP), 64 in flight like the hybridbus child.
+ * `moleculer-amqp` (spec.data.url set): the same through its AMQP transporter on the bench's
+ * RabbitMQ, `prefetch: 0` (no limit, as the rabbit driver's default; Moleculer's own default is
+ * 1), defaults otherwise; no endpoints are needed.
  * Moleculer has no notification pools and no fanout to "every server of a topic" here, so the
  * contender declares those unsupported.
  */
@@ -16,11 +19,15 @@ import type { ClientSpec, ServerSpec } from './contender.js';
 const SEND_WINDOW = 64;
 const SERVICE = 'bench';
 
-function broker(nodeID: string, urls: readonly string[] | undefined): ServiceBroker {
+function broker(spec: ServerSpec | ClientSpec, nodeID: string, urls: readonly string[] | undefined): ServiceBroker {
+  const amqp = spec.data['url'];
   return new ServiceBroker({
     nodeID,
     logger: false,
-    transporter: { type: 'TCP', options: { udpDiscovery: false, ...(urls ? { urls: urls.join(",") } : {}) } },
+    transporter:
+      typeof amqp === 'string'
+        ? { type: 'AMQP', options: { url: amqp, prefetch: 0 } }
+        : { type: 'TCP', options: { udpDiscovery: false, ...(urls ? { urls: urls.join(',') } : {}) } },
   });
 }
 
@@ -36,7 +43,7 @@ if (role === 'server') {
   await runServer(async (spec, arrivals) => {
     const brokers: ServiceBroker[] = [];
     for (const server of spec.servers) {
-      const b = broker(`${spec.topic}-${server}`, undefined);
+      const b = broker(spec, `${spec.topic}-${server}`, undefined);
       b.createService({
         name: SERVICE,
         actions: { echo: (ctx: Context<Record<string, unknown>>) => ctx.params },
@@ -46,13 +53,13 @@ if (role === 'server') {
       brokers.push(b);
     }
     return {
-      endpoints: brokers.map((b) => `127.0.0.1:${portOf(b)}/${b.nodeID}`),
+      endpoints: typeof spec.data['url'] === 'string' ? [] : brokers.map((b) => `127.0.0.1:${portOf(b)}/${b.nodeID}`),
       close: async () => void (await Promise.allSettled(brokers.map((b) => b.stop()))),
     };
   });
 } else {
   await runClient(async (spec): Promise<ClientSide> => {
-    const b = broker(`${spec.topic}-client${spec.process}`, spec.endpoints);
+    const b = broker(spec, `${spec.topic}-client${spec.process}`, typeof spec.data['url'] === 'string' ? undefined : spec.endpoints);
     await b.start();
     await b.waitForServices(SERVICE, 60_000);
     const payloads = new Payloads(spec.payload.sizes);
