@@ -72,7 +72,7 @@ describe('hybridbus bench: like-for-like and peer contenders', { concurrency: fa
     const servers = noRabbit ? undefined : sharedServers({ rabbit: () => startRabbitMQ({ plugins: [] }) });
     const url = (): string => (servers?.rabbit.url ?? '').replace(/^amqp:/, 'rabbit:');
 
-    test('raw-amqplib-oslo: every scenario; rabbit is compared with it, it with raw-amqplib; the broker's CPU on every figure', { timeout: 180_000 }, async () => {
+    test('raw-amqplib-oslo: every scenario; rabbit is compared with it, it with raw-amqplib; broker CPU on every figure', { timeout: 180_000 }, async () => {
       const { report, output } = await run('oslo-wire', ['rabbit', 'raw-amqplib-oslo', 'raw-amqplib'], ['latency', 'throughput', 'cast', 'fanout', 'notify'], url());
       for (const m of ['latency.p50', 'throughput.16', 'cast', 'fanout.2.rate', 'notify']) {
         const rabbit = figure(report, output, 'rabbit', m);
