@@ -8,7 +8,8 @@
  *   `reply_<id>` with the same `x-expires`; notifications to `<topic>.info` on the exchange, with
  *   oslo's default queue `<topic>.info` declared and bound by the sender besides the pool's;
  * - every publish on a confirm channel with the driver's properties (application/json, utf-8,
- *   delivery mode 2, priority 0, `mandatory` except notifications, as the driver's default
+ *   delivery mode 2, priority 0, `mandatory` except notifications, requests with the call timeout
+ *   (60 s, the bus's default) as their `expiration`, as the driver's default
  *   `notification_default_queue`), requests, replies, casts and notifications alike;
  * - the same bodies: oslo 2.0 envelopes built per message with the kit's codec (`envelope`,
  *   `requestToOslo`, `replyToOslo`, `notificationToOslo` from @hybridbus/core/driver), each with
@@ -26,6 +27,8 @@ import type { ClientSpec, ServerSpec } from './contender.js';
 import { connectOptions } from './amqp-connect.js';
 
 const CONFIRM_WINDOW = 64;
+/** The bus's default call timeout (config rpc.timeout, oslo's rpc_response_timeout). */
+const CALL_TIMEOUT_MS = 60_000;
 const EXCHANGE = 'openstack';
 const TRANSIENT: Options.AssertQueue = { durable: false, autoDelete: false, exclusive: false, arguments: { 'x-expires': 1800 * 1000 } };
 const QUEUE: Options.AssertQueue = { durable: false, autoDelete: false, exclusive: false };
@@ -33,6 +36,8 @@ const TOPIC_EXCHANGE: Options.AssertExchange = { durable: false, autoDelete: fal
 const props = (mandatory: boolean): Options.Publish => ({ contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {}, mandatory });
 const MANDATORY = props(true);
 const NOT_MANDATORY = props(false);
+/** A request carries the call's timeout as its TTL, as the driver's do (the bus's default timeout). */
+const REQUEST: Options.Publish = { ...MANDATORY, expiration: String(CALL_TIMEOUT_MS) };
 const ctx = {};
 
 const open = (spec: ServerSpec | ClientSpec) => connect(connectOptions(String(spec.data['url'])), { noDelay: true });
@@ -126,7 +131,7 @@ if (role === 'server') {
         call: () =>
           new Promise<void>((resolve) => {
             const msgId = uniqueId();
-            const dict = { ...requestToOslo(request('echo')) };
+            const dict = requestToOslo(request('echo'));
             // The driver's field order: its correlation fields before `_unique_id`.
             const body: Record<string, unknown> = {};
             for (const [k, v] of Object.entries(dict)) {
@@ -134,7 +139,7 @@ if (role === 'server') {
               body[k] = v;
             }
             waiting.set(msgId, resolve);
-            publish(pub, EXCHANGE, spec.topic, Buffer.from(envelope(body)), MANDATORY);
+            publish(pub, EXCHANGE, spec.topic, Buffer.from(envelope(body)), REQUEST);
           }),
         sendMany: () => Promise.reject(new Error('no one-way messages in call scenarios')),
         close: () => conn.close(),
