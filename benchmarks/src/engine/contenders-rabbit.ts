@@ -28,26 +28,25 @@ export function osloTransportUrl(url: string): string {
 
 const noBroker = (id: string): string => `${id}: no RabbitMQ URL configured (--rabbit-url)`;
 
-registerContender('raw-amqplib', ({ rabbitUrl }): Contender => ({
-  info: { id: 'raw-amqplib', label: 'raw amqplib', kind: 'raw', ...(rabbitUrl ? { url: redactUrl(rabbitUrl) } : {}) },
-  scenarios: SCENARIOS,
-  data: { url: rabbitUrl },
-  probe: async () => (rabbitUrl ? probeUrl(rabbitUrl) : noBroker('raw-amqplib')),
-  server: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib.js')] }),
-  client: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib.js')] }),
-  baseline: () => undefined,
-}));
+/** A raw amqplib contender: a Node child script on the bench's RabbitMQ. */
+function rawAmqplib(id: string, label: string, script: string, baseline: string | undefined): void {
+  registerContender(id, ({ rabbitUrl }): Contender => {
+    const child = { command: process.execPath, args: [path.join(here, script)] };
+    return {
+      info: { id, label, kind: 'raw', ...(rabbitUrl ? { url: redactUrl(rabbitUrl) } : {}) },
+      scenarios: SCENARIOS,
+      data: { url: rabbitUrl },
+      probe: async () => (rabbitUrl ? probeUrl(rabbitUrl) : noBroker(id)),
+      server: () => child,
+      client: () => child,
+      baseline: () => baseline,
+    };
+  });
+}
 
-registerContender('raw-amqplib-oslo', ({ rabbitUrl }): Contender => ({
-  info: { id: 'raw-amqplib-oslo', label: 'raw amqplib, oslo wire work', kind: 'raw', ...(rabbitUrl ? { url: redactUrl(rabbitUrl) } : {}) },
-  scenarios: SCENARIOS,
-  data: { url: rabbitUrl },
-  probe: async () => (rabbitUrl ? probeUrl(rabbitUrl) : noBroker('raw-amqplib-oslo')),
-  server: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib-oslo.js')] }),
-  client: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib-oslo.js')] }),
-  // What oslo's wire work costs over the minimal floor.
-  baseline: () => 'raw-amqplib',
-}));
+rawAmqplib('raw-amqplib', 'raw amqplib', 'child-raw-amqplib.js', undefined);
+// Compared with the floor: what oslo's wire work costs.
+rawAmqplib('raw-amqplib-oslo', 'raw amqplib, oslo wire work', 'child-raw-amqplib-oslo.js', 'raw-amqplib');
 
 /** Can Debian's python import oslo_messaging? One line saying why not, or undefined. */
 function probeOslo(): Promise<string | undefined> {
