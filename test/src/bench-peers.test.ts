@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { DEFAULTS, QUICK, runBench, type BenchOptions, type BenchReport } from '@hybridbus/benchmarks';
+import { DEFAULTS, TINY, runBench, type BenchOptions, type BenchReport } from '@hybridbus/benchmarks';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { tempDir } from './util.js';
 
@@ -25,19 +25,10 @@ async function run(name: string, contenders: string[], scenarios: BenchOptions['
   const json = path.join(dir, `${name}.json`);
   const report = await runBench({
     ...DEFAULTS,
-    ...QUICK,
+    ...TINY,
     rabbitUrl: rabbitUrl ?? 'rabbit://guest:guest@127.0.0.1:1/',
     contenders,
     scenarios,
-    payload: 100,
-    durationMs: 300,
-    warmupMs: 100,
-    warmupCalls: 100,
-    latencyCalls: 300,
-    inflight: [16],
-    fanoutServers: [2],
-    fanoutProbes: 2,
-    pin: false,
     json,
     html: path.join(dir, `${name}.html`),
     command: 'bench-peers.test',

@@ -101,6 +101,20 @@ export const QUICK = {
   fanoutProbes: 5,
 } as const;
 
+/** Tiny settings for tests that only check a contender runs every scenario (seconds, not minutes). */
+export const TINY = {
+  ...QUICK,
+  payload: 100 as PayloadOption,
+  durationMs: 150,
+  warmupMs: 50,
+  warmupCalls: 100,
+  latencyCalls: 200,
+  inflight: [16],
+  fanoutServers: [2],
+  fanoutProbes: 2,
+  pin: false,
+} as const;
+
 /** Server processes a fanout to N servers is spread over. */
 const FANOUT_PROCS = 4;
 
