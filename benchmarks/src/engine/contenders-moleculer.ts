@@ -37,8 +37,9 @@ registerContender('moleculer-tcp', (): Contender => ({
 
 /** The directory holding this package's amqplib, for NODE_PATH. */
 function amqplibDir(): string {
-  const pkg = createRequire(import.meta.url).resolve('amqplib/package.json');
-  return path.dirname(path.dirname(pkg));
+  const main = createRequire(import.meta.url).resolve('amqplib');
+  const marker = `${path.sep}node_modules${path.sep}amqplib${path.sep}`;
+  return main.slice(0, main.lastIndexOf(marker) + marker.length - `amqplib${path.sep}`.length - 1);
 }
 
 registerContender('moleculer-amqp', ({ rabbitUrl }): Contender => {
