@@ -1,7 +1,8 @@
 /** @hybridbus/benchmarks: the `hybridbus bench` engine and the contender interface. */
 import './engine/contenders-rabbit.js';
 import './engine/contenders-amqp1.js';
-export { runBench, renderTable, defaultContenders, CPU_COLUMN_NOTE, DEFAULTS, QUICK, DEFAULT_RABBIT_URL, type BenchOptions } from './engine/run.js';
+import './engine/contenders-moleculer.js';
+export { runBench, renderTable, defaultContenders, CPU_COLUMN_NOTE, DEFAULTS, QUICK, TINY, DEFAULT_RABBIT_URL, type BenchOptions } from './engine/run.js';
 export { SCALE_DEFAULTS } from './scale/run.js';
 export { parsePayload, type PayloadOption } from './engine/payload.js';
 export { registerContender, BASELINE_OF, type RegisteredOptions } from './engine/contenders.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { DEFAULTS, QUICK, runBench, type BenchReport } from '@hybridbus/benchmarks';
+import { DEFAULTS, TINY, runBench, type BenchReport } from '@hybridbus/benchmarks';
 import { qdrouterdAvailable, sharedServers, startProtonBroker, startQdrouterd, startRabbitMQ } from './harness/launcher.js';
 import { tempDir } from './util.js';
 
@@ -21,21 +21,12 @@ async function run(name: string, contenders: string[], urls: { rabbitUrl?: strin
   const json = path.join(dir, `${name}.json`);
   const report = await runBench({
     ...DEFAULTS,
-    ...QUICK,
     rabbitUrl: urls.rabbitUrl ?? 'rabbit://guest:guest@127.0.0.1:1/',
     protonUrl: urls.protonUrl,
     routerUrl: urls.routerUrl,
     contenders,
     scenarios: ['latency', 'throughput', 'cast', 'fanout', 'notify'],
-    payload: 100,
-    durationMs: 150,
-    warmupMs: 50,
-    warmupCalls: 100,
-    latencyCalls: 200,
-    inflight: [16],
-    fanoutServers: [2],
-    fanoutProbes: 2,
-    pin: false,
+    ...TINY,
     json,
     html: path.join(dir, `${name}.html`),
     command: 'bench-amqp1.test',

@@ -10,28 +10,13 @@
  * Like the hybridbus child, each server has its own connection (its own peer).
  * spec.data.url is the broker (rabbit://, amqp:// or amqps://).
  */
-import { connect, type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
+import { connect, type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { connectOptions } from './amqp-connect.js';
 import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
 /** Unconfirmed publishes at once: the hybridbus child keeps 64 sends in flight too. */
 const CONFIRM_WINDOW = 64;
-
-/** amqplib's connect options for a rabbit:// URL (oslo's empty vhost is '/'). */
-function connectOptions(url: string): Options.Connect {
-  const u = new URL(url);
-  const tls = u.protocol === 'amqps:';
-  const host = (u.host.split(',')[0] ?? '').split(':');
-  const vhost = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  return {
-    protocol: tls ? 'amqps' : 'amqp',
-    hostname: host[0] || '127.0.0.1',
-    port: Number(host[1]) || (tls ? 5671 : 5672),
-    username: decodeURIComponent(u.username) || 'guest',
-    password: decodeURIComponent(u.password) || 'guest',
-    vhost: vhost || '/',
-  };
-}
 
 const open = (spec: ServerSpec | ClientSpec): Promise<ChannelModel> => connect(connectOptions(String(spec.data['url'])), { noDelay: true });
 const fanoutExchange = (topic: string): string => `${topic}_fanout`;

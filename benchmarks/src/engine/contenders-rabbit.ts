@@ -1,8 +1,10 @@
 /**
  * The RabbitMQ contenders beside hybridbus's own: `raw-amqplib` (the baseline of the rabbit
  * transport, child-raw-amqplib.ts) and `oslo` (Python oslo.messaging's rabbit driver,
- * ../../oslo/bench_child.py, run with Debian's /usr/bin/python3). Importing this module
- * registers both.
+ * ../../oslo/bench_child.py, run with Debian's /usr/bin/python3), and `raw-amqplib-oslo` (raw
+ * amqplib doing the driver's wire work: oslo's topology, envelopes, confirms and `mandatory`;
+ * child-raw-amqplib-oslo.ts), the rabbit transport's like-for-like baseline. Importing this
+ * module registers them.
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -26,15 +28,25 @@ export function osloTransportUrl(url: string): string {
 
 const noBroker = (id: string): string => `${id}: no RabbitMQ URL configured (--rabbit-url)`;
 
-registerContender('raw-amqplib', ({ rabbitUrl }): Contender => ({
-  info: { id: 'raw-amqplib', label: 'raw amqplib', kind: 'raw', ...(rabbitUrl ? { url: redactUrl(rabbitUrl) } : {}) },
-  scenarios: SCENARIOS,
-  data: { url: rabbitUrl },
-  probe: async () => (rabbitUrl ? probeUrl(rabbitUrl) : noBroker('raw-amqplib')),
-  server: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib.js')] }),
-  client: () => ({ command: process.execPath, args: [path.join(here, 'child-raw-amqplib.js')] }),
-  baseline: () => undefined,
-}));
+/** A raw amqplib contender: a Node child script on the bench's RabbitMQ. */
+function rawAmqplib(id: string, label: string, script: string, baseline: string | undefined): void {
+  registerContender(id, ({ rabbitUrl }): Contender => {
+    const child = { command: process.execPath, args: [path.join(here, script)] };
+    return {
+      info: { id, label, kind: 'raw', ...(rabbitUrl ? { url: redactUrl(rabbitUrl) } : {}) },
+      scenarios: SCENARIOS,
+      data: { url: rabbitUrl },
+      probe: async () => (rabbitUrl ? probeUrl(rabbitUrl) : noBroker(id)),
+      server: () => child,
+      client: () => child,
+      baseline: () => baseline,
+    };
+  });
+}
+
+rawAmqplib('raw-amqplib', 'raw amqplib', 'child-raw-amqplib.js', undefined);
+// Compared with the floor: what oslo's wire work costs.
+rawAmqplib('raw-amqplib-oslo', 'raw amqplib, oslo wire work', 'child-raw-amqplib-oslo.js', 'raw-amqplib');
 
 /** Can Debian's python import oslo_messaging? One line saying why not, or undefined. */
 function probeOslo(): Promise<string | undefined> {

@@ -24,9 +24,14 @@ export function schemeId(url: string): string {
 /**
  * The raw baseline of each transport id. amqp1's depends on what carries its messages
  * (raw-rhea-direct, -proton, -rabbit, -router): its registered contenders name their own, and an
- * amqp:// transport of a --config is compared with raw rhea only in direct mode.
+ * amqp:// transport of a --config is compared with raw rhea only in direct mode. rabbit's is
+ * raw amqplib doing the driver's wire work (raw-amqplib-oslo), or, in a run without it, the
+ * minimal raw-amqplib (BASELINE_FALLBACK).
  */
-export const BASELINE_OF: Readonly<Record<string, string>> = { zmq: 'raw-zeromq', rabbit: 'raw-amqplib' };
+export const BASELINE_OF: Readonly<Record<string, string>> = { zmq: 'raw-zeromq', rabbit: 'raw-amqplib-oslo' };
+
+/** The baseline used when a contender's own is not in the run. */
+export const BASELINE_FALLBACK: Readonly<Record<string, string>> = { 'raw-amqplib-oslo': 'raw-amqplib' };
 
 /** The baseline of a config's transport URL (amqp1 in direct mode: raw-rhea-direct). */
 export function baselineOfUrl(url: string): string | undefined {

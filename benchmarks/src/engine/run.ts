@@ -19,10 +19,11 @@ import '@hybridbus/amqp1';
 import cliProgress from 'cli-progress';
 import { Child, type Message } from '../lib/proc.js';
 import { median } from '../lib/stats.js';
-import type { BenchReport, Cell, ContenderInfo, LatencyDistribution, MetricInfo, Summary } from '../report/types.js';
+import { brokerPidOf, processCpuUs } from '../lib/broker-cpu.js';
+import type { BenchReport, Cell, CpuPerMsg, ContenderInfo, LatencyDistribution, MetricInfo, Summary } from '../report/types.js';
 import { writeReportFiles } from '../report/html.js';
 import { SCENARIOS, type ClientSpec, type Contender, type Scenario, type ServerSpec } from './contender.js';
-import { hybridbusContenders, rawZeromq, registeredContenders, schemeId, type RegisteredOptions } from './contenders.js';
+import { BASELINE_FALLBACK, hybridbusContenders, rawZeromq, registeredContenders, schemeId, type RegisteredOptions } from './contenders.js';
 import { meanSize, payloadSpec, type PayloadOption } from './payload.js';
 import { benchScale, renderScaleTable, SCALE_DEFAULTS } from '../scale/run.js';
 
@@ -100,6 +101,20 @@ export const QUICK = {
   fanoutProbes: 5,
 } as const;
 
+/** Tiny settings for tests that only check a contender runs every scenario (seconds, not minutes). */
+export const TINY = {
+  ...QUICK,
+  payload: 100 as PayloadOption,
+  durationMs: 150,
+  warmupMs: 50,
+  warmupCalls: 100,
+  latencyCalls: 200,
+  inflight: [16],
+  fanoutServers: [2],
+  fanoutProbes: 2,
+  pin: false,
+} as const;
+
 /** Server processes a fanout to N servers is spread over. */
 const FANOUT_PROCS = 4;
 
@@ -175,7 +190,7 @@ const hasTaskset = (): boolean => {
 interface Raw {
   readonly metric: string;
   readonly value: number;
-  readonly cpu?: { client?: number; server?: number };
+  readonly cpu?: CpuPerMsg;
 }
 
 let profSeq = 0;
@@ -197,6 +212,7 @@ class Measurement {
     private readonly payload: ClientSpec['payload'],
     private readonly cpus: { client?: string; server?: string },
     private readonly profDir: string | undefined,
+    private readonly brokerPid: number | undefined,
   ) {}
 
   private spawn(role: 'client' | 'server', cmd: { command: string; args: readonly string[]; env?: Readonly<Record<string, string>> }, spec: ServerSpec | ClientSpec, name: string): Child {
@@ -238,10 +254,12 @@ class Measurement {
     return Promise.all(this.clients.map((c) => c.next('done', timeoutMs)));
   }
 
-  async serverCpuUs(): Promise<number> {
+  /** CPU µs so far of the server processes and of the broker (undefined: none, or not readable). */
+  async cpuUs(): Promise<{ server: number; broker: number | undefined }> {
     for (const s of this.servers) s.send({ kind: 'cpu' });
     const r = await Promise.all(this.servers.map((s) => s.next('cpu', 30_000)));
-    return r.reduce((a, m) => a + Number(m['us']), 0);
+    const broker = this.brokerPid === undefined ? undefined : processCpuUs(this.brokerPid);
+    return { server: r.reduce((a, m) => a + Number(m['us']), 0), broker };
   }
 
   /** Wait until server process i has counted `perServer × its servers` one-way messages. */
@@ -273,13 +291,19 @@ class Measurement {
 
 const sum = (ms: readonly Message[], k: string): number => ms.reduce((a, m) => a + Number(m[k]), 0);
 const perMsg = (us: number, n: number): number => Math.round((us / Math.max(1, n)) * 10) / 10;
+type CpuSample = Awaited<ReturnType<Measurement['cpuUs']>>;
+/** Per message: the client's µs, and the servers' and the broker's between two samples. */
+function cpuPer(clientUs: number, s0: CpuSample, s1: CpuSample, n: number): CpuPerMsg {
+  const broker = s0.broker !== undefined && s1.broker !== undefined ? perMsg(s1.broker - s0.broker, n) : undefined;
+  return { client: perMsg(clientUs, n), server: perMsg(s1.server - s0.server, n), ...(broker !== undefined ? { broker } : {}) };
+}
 
 /** One scenario for one contender in one round: its figures. */
-async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payload: ClientSpec['payload'], cpus: { client?: string; server?: string }, hist: (h: Array<[number, number]>) => void): Promise<Raw[]> {
+async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payload: ClientSpec['payload'], cpus: { client?: string; server?: string }, hist: (h: Array<[number, number]>) => void, brokerPid: number | undefined): Promise<Raw[]> {
   const out: Raw[] = [];
   const deliverTimeout = o.durationMs * 20 + 30_000;
   const run = async (names: readonly string[], procs: number, clients: number, body: (m: Measurement) => Promise<void>): Promise<void> => {
-    const m = new Measurement(c, scenario, payload, cpus, o.cpuProf);
+    const m = new Measurement(c, scenario, payload, cpus, o.cpuProf, brokerPid);
     try {
       await m.start(names, procs, clients);
       await body(m);
@@ -292,13 +316,13 @@ async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payloa
   if (scenario === 'latency') {
     await run(serverNames(o.servers), o.servers, 1, async (m) => {
       await m.command({ kind: 'latency', count: o.warmupCalls }, 600_000);
-      const s0 = await m.serverCpuUs();
+      const s0 = await m.cpuUs();
       const [r] = await m.command({ kind: 'latency', count: o.latencyCalls }, 600_000);
-      const s1 = await m.serverCpuUs();
+      const s1 = await m.cpuUs();
       const h = (r?.['histogram'] ?? []) as Array<[number, number]>;
       hist(h);
       const at = (p: number): number => h.find(([q]) => q === p)?.[1] ?? NaN;
-      const cpu = { client: perMsg(Number(r?.['cpuUs']), o.latencyCalls), server: perMsg(s1 - s0, o.latencyCalls) };
+      const cpu = cpuPer(Number(r?.['cpuUs']), s0, s1, o.latencyCalls);
       for (const [id, p] of [['p50', 50], ['p90', 90], ['p99', 99], ['max', 100]] as const) out.push({ metric: `latency.${id}`, value: at(p), cpu });
     });
   } else if (scenario === 'throughput') {
@@ -306,12 +330,12 @@ async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payloa
       for (const n of o.inflight) {
         const inflight = Math.ceil(n / o.clients);
         await m.command({ kind: 'throughput', inflight, durationMs: o.warmupMs }, deliverTimeout);
-        const s0 = await m.serverCpuUs();
+        const s0 = await m.cpuUs();
         const r = await m.command({ kind: 'throughput', inflight, durationMs: o.durationMs }, deliverTimeout);
-        const s1 = await m.serverCpuUs();
+        const s1 = await m.cpuUs();
         const ops = sum(r, 'ops');
         const seconds = Math.max(...r.map((x) => Number(x['seconds'])));
-        out.push({ metric: `throughput.${n}`, value: ops / seconds, cpu: { client: perMsg(sum(r, 'cpuUs'), ops), server: perMsg(s1 - s0, ops) } });
+        out.push({ metric: `throughput.${n}`, value: ops / seconds, cpu: cpuPer(sum(r, 'cpuUs'), s0, s1, ops) });
       }
     });
   } else if (scenario === 'cast' || scenario === 'notify') {
@@ -319,14 +343,14 @@ async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payloa
     await run(serverNames(1), 1, o.clients, async (m) => {
       const warm = await m.command({ kind: 'send', durationMs: o.warmupMs }, deliverTimeout);
       await m.reached(sum(warm, 'ops'), true, deliverTimeout);
-      const s0 = await m.serverCpuUs();
+      const s0 = await m.cpuUs();
       const r = await m.command({ kind: 'send', durationMs: o.durationMs }, deliverTimeout);
       const sent = sum(r, 'ops');
       const [got] = await m.reached(sent, false, deliverTimeout);
-      const s1 = await m.serverCpuUs();
+      const s1 = await m.cpuUs();
       const startedAt = Math.min(...r.map((x) => Number(x['startedAt'])));
       const seconds = (Number(got?.['lastAt']) - startedAt) / 1000;
-      out.push({ metric: scenario, value: sent / seconds, cpu: { client: perMsg(sum(r, 'cpuUs'), sent), server: perMsg(s1 - s0, sent) } });
+      out.push({ metric: scenario, value: sent / seconds, cpu: cpuPer(sum(r, 'cpuUs'), s0, s1, sent) });
     });
   } else if (scenario === 'fanout') {
     for (const n of o.fanoutServers) {
@@ -340,14 +364,14 @@ async function measure(o: BenchOptions, c: Contender, scenario: Scenario, payloa
           const got = await m.reached(1, true, 60_000);
           complete.push(Math.max(...got.map((g) => Number(g['lastAt']))) - Number(r?.['startedAt']));
         }
-        const s0 = await m.serverCpuUs();
+        const s0 = await m.cpuUs();
         const r = await m.command({ kind: 'send', durationMs: o.durationMs }, deliverTimeout);
         const sent = sum(r, 'ops');
         const got = await m.reached(sent, false, deliverTimeout);
-        const s1 = await m.serverCpuUs();
+        const s1 = await m.cpuUs();
         const deliveries = sum(got, 'count');
         const seconds = (Math.max(...got.map((g) => Number(g['lastAt']))) - Number(r[0]?.['startedAt'])) / 1000;
-        const cpu = { client: perMsg(sum(r, 'cpuUs'), deliveries), server: perMsg(s1 - s0, deliveries) };
+        const cpu = cpuPer(sum(r, 'cpuUs'), s0, s1, deliveries);
         out.push({ metric: `fanout.${n}.rate`, value: deliveries / seconds, cpu });
         out.push({ metric: `fanout.${n}.complete`, value: Math.round(median(complete) * 1000) / 1000 });
       });
@@ -383,20 +407,20 @@ export function defaultContenders(rabbitUrl: string = DEFAULT_RABBIT_URL): Array
 
 /** What the table's `cpu µs/msg c/s` column holds (the table, `bench --help` and README say it). */
 export const CPU_COLUMN_NOTE =
-  'cpu µs/msg c/s: CPU time (user + system) per message in microseconds, client processes / server processes, median over the rounds; a fanout counts per delivery';
+  'median: a rate (per second, higher is better) or a latency (µs, ms); cpu µs/msg c/s/b: a cost, CPU time (user + system) per message in microseconds of the client processes / the server processes / the broker (when the bench can read its process: one it started), median over the rounds; a fanout counts per delivery';
 
 /** Format a figure for the table. */
 const fmt = (v: number): string => (!Number.isFinite(v) ? '–' : v >= 100 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
 export function renderTable(report: BenchReport): string {
-  const rows: string[][] = [['metric', 'contender', 'median', 'unit', 'vs raw', 'target', 'cpu µs/msg c/s']];
+  const rows: string[][] = [['metric', 'contender', 'median', 'unit', 'vs raw', 'target', 'cpu µs/msg c/s/b']];
   const byMetric = new Map(report.metrics.map((m) => [m.id, m]));
   for (const m of report.metrics) {
     for (const s of report.summaries.filter((x) => x.metric === m.id)) {
       const t = byMetric.get(s.metric)?.targets?.[s.contender];
       const ok = t && s.ratio !== undefined ? (t.op === '<=' ? s.ratio <= t.ratio : s.ratio >= t.ratio) : undefined;
       const target = t ? `${t.op}${t.ratio} ${ok === undefined ? '?' : ok ? 'ok' : 'MISS'}` : '';
-      const cpu = s.cpuUsPerMsg ? `${fmt(s.cpuUsPerMsg.client ?? NaN)}/${fmt(s.cpuUsPerMsg.server ?? NaN)}` : '';
+      const cpu = s.cpuUsPerMsg ? `${fmt(s.cpuUsPerMsg.client ?? NaN)}/${fmt(s.cpuUsPerMsg.server ?? NaN)}${s.cpuUsPerMsg.broker !== undefined ? `/${fmt(s.cpuUsPerMsg.broker)}` : ''}` : '';
       const ratio = s.ratio !== undefined ? `${s.ratio.toFixed(2)}× ${s.baseline}` : s.baseline ? `– (no ${s.baseline})` : '';
       rows.push([m.id, s.contender, fmt(s.median), m.unit, ratio, target, cpu]);
     }
@@ -447,6 +471,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
     }
 
+    // The local broker each contender goes through, when its process is readable (CPU per message).
+    const brokers = new Map(running.map((c) => [c.info.id, brokerPidOf(c.info.url)] as const));
+    for (const [id, pid] of brokers) if (pid !== undefined) note(`${id}: broker CPU from pid ${pid}`);
     const payload = payloadSpec(o.payload);
     if (o.cpuProf) mkdirSync(o.cpuProf, { recursive: true });
     const cores = os.cpus().length;
@@ -474,7 +501,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           bar?.update({ task: `round ${round + 1} ${scenario} ${c.info.id}` });
           if (c.scenarios.includes(scenario)) {
             try {
-              const raws = await measure(o, c, scenario, payload, cpus, (h) => hists.set(c.info.id, [...(hists.get(c.info.id) ?? []), h]));
+              const raws = await measure(o, c, scenario, payload, cpus, (h) => hists.set(c.info.id, [...(hists.get(c.info.id) ?? []), h]), brokers.get(c.info.id));
               for (const r of raws) cells.push({ metric: r.metric, contender: c.info.id, round, value: r.value, ...(r.cpu ? { cpuUsPerMsg: r.cpu } : {}) });
             } catch (e) {
               errors.push(`${c.info.id} ${scenario} round ${round + 1}: ${maskSecrets((e as Error).message.split('\n')[0] ?? '')}`);
@@ -497,19 +524,21 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       for (const c of running) {
         const mine = cells.filter((x) => x.metric === m.id && x.contender === c.info.id);
         if (mine.length === 0) continue;
-        const baseline = c.baseline(m.scenario as Scenario);
+        const declared = c.baseline(m.scenario as Scenario);
+        const baseline = declared !== undefined && !running.some((r) => r.info.id === declared) ? (BASELINE_FALLBACK[declared] ?? declared) : declared;
         const ratios = baseline
           ? mine.flatMap((x) => {
               const b = cells.find((y) => y.metric === m.id && y.contender === baseline && y.round === x.round);
               return b && b.value > 0 ? [x.value / b.value] : [];
             })
           : [];
-        const cpuMed = (k: 'client' | 'server'): number | undefined => {
+        const cpuMed = (k: keyof CpuPerMsg): number | undefined => {
           const xs = mine.flatMap((x) => (x.cpuUsPerMsg?.[k] !== undefined ? [x.cpuUsPerMsg[k] as number] : []));
           return xs.length ? median(xs) : undefined;
         };
         const client = cpuMed('client');
         const server = cpuMed('server');
+        const broker = cpuMed('broker');
         summaries.push({
           metric: m.id,
           contender: c.info.id,
@@ -517,7 +546,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           rounds: mine.map((x) => x.value),
           ...(baseline ? { baseline } : {}),
           ...(ratios.length ? { ratio: Math.round(median(ratios) * 1000) / 1000 } : {}),
-          ...(client !== undefined || server !== undefined ? { cpuUsPerMsg: { client, server } } : {}),
+          ...(client !== undefined || server !== undefined ? { cpuUsPerMsg: { client, server, ...(broker !== undefined ? { broker } : {}) } } : {}),
         });
       }
     }

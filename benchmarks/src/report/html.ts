@@ -151,6 +151,8 @@ ${targetScoreboard(report, colors)}
 function resultsTable(report: BenchReport, metrics: readonly MetricInfo[], colors: Map<string, string>): string {
   const ran = report.contenders.filter((c) => c.skipped === undefined);
   const hasCpu = metrics.some((m) => ran.some((c) => summaryOf(report, m.id, c.id)?.cpuUsPerMsg !== undefined));
+  const hasBroker = metrics.some((m) => ran.some((c) => summaryOf(report, m.id, c.id)?.cpuUsPerMsg?.broker !== undefined));
+  const brokerCell = (v: number | undefined): string => (hasBroker ? `<td class="num">${v === undefined ? '' : formatNumber(v)}</td>` : '');
   const body = metrics
     .map((m) => {
       const rows = ran.flatMap((c) => {
@@ -164,9 +166,10 @@ function resultsTable(report: BenchReport, metrics: readonly MetricInfo[], color
           const rounds = s.rounds.length === 0 ? '' : `${formatNumber(Math.min(...s.rounds))}–${formatNumber(Math.max(...s.rounds))}`;
           const base = s.baseline === undefined ? '' : escapeHtml(report.contenders.find((x) => x.id === s.baseline)?.label ?? s.baseline);
           const cpu = s.cpuUsPerMsg === undefined
-            ? '<td></td><td></td>'
+            ? `<td></td><td></td>${brokerCell(undefined)}`
             : `<td class="num">${s.cpuUsPerMsg.client === undefined ? '' : formatNumber(s.cpuUsPerMsg.client)}</td>` +
-              `<td class="num">${s.cpuUsPerMsg.server === undefined ? '' : formatNumber(s.cpuUsPerMsg.server)}</td>`;
+              `<td class="num">${s.cpuUsPerMsg.server === undefined ? '' : formatNumber(s.cpuUsPerMsg.server)}</td>` +
+              brokerCell(s.cpuUsPerMsg.broker);
           const first = i === 0
             ? `<th rowspan="${rows.length}" class="metric">${escapeHtml(m.label)}<div class="small">${escapeHtml(m.unit)}, ${m.better} is better</div></th>`
             : '';
@@ -184,7 +187,7 @@ function resultsTable(report: BenchReport, metrics: readonly MetricInfo[], color
         .join('');
     })
     .join('');
-  const cpuHead = hasCpu ? '<th>CPU client<br>µs/msg</th><th>CPU server<br>µs/msg</th>' : '';
+  const cpuHead = hasCpu ? `<th>CPU client<br>µs/msg</th><th>CPU server<br>µs/msg</th>${hasBroker ? '<th>CPU broker<br>µs/msg</th>' : ''}` : '';
   return `<table class="results"><thead><tr><th>metric</th><th>contender</th><th>median</th><th>rounds<br>min–max</th>` +
     `<th>baseline</th><th>ratio</th><th>target</th><th>verdict</th>${cpuHead}</tr></thead><tbody>${body}</tbody></table>`;
 }

@@ -45,14 +45,25 @@ export interface MetricInfo {
   readonly targets?: Readonly<Record<string, { readonly op: '<=' | '>='; readonly ratio: number }>>;
 }
 
+/** CPU µs per message of the client processes, the server processes and the broker. */
+export interface CpuPerMsg {
+  readonly client?: number | undefined;
+  readonly server?: number | undefined;
+  readonly broker?: number | undefined;
+}
+
 /** One measurement: a metric for a contender in a round. */
 export interface Cell {
   readonly metric: string;
   readonly contender: string;
   readonly round: number;
   readonly value: number;
-  /** CPU time per message, per process role, in µs (user + system). */
-  readonly cpuUsPerMsg?: { readonly client?: number; readonly server?: number };
+  /**
+   * CPU time per message, per process role, in µs (user + system): a cost, where the figure
+   * itself is a rate. `broker`: the local broker the contender goes through (RabbitMQ's
+   * beam.smp, the Proton broker), when the bench can read its process (lib/broker-cpu.ts).
+   */
+  readonly cpuUsPerMsg?: CpuPerMsg;
 }
 
 /** The median of a metric's cells for one contender, and its ratio to the baseline. */
@@ -65,7 +76,7 @@ export interface Summary {
   readonly baseline?: string;
   /** Median over rounds of (this round's value / the baseline's value in the same round). */
   readonly ratio?: number;
-  readonly cpuUsPerMsg?: { readonly client?: number; readonly server?: number };
+  readonly cpuUsPerMsg?: CpuPerMsg;
 }
 
 /** A latency distribution for charting: [percentile (0–100), µs] pairs, percentile ascending. */
