@@ -23,6 +23,8 @@ import type {
   RpcRequest,
   SendOptions,
   Subscription,
+  DriverStats,
+  TransportHealth,
 } from '@hybridbus/core/driver';
 import { exchangeOf, serverKey } from '@hybridbus/core/driver';
 import { createNameService, type HostRecord, type NameService } from '@hybridbus/nameservice';
@@ -260,6 +262,15 @@ export class Amqp1Driver implements Driver {
   ): Promise<Subscription> {
     this.checkOpen();
     return this.notifications.listen(targets, handler, options);
+  }
+
+  stats(): DriverStats {
+    return { connections: this.connected ? 1 : 0, pendingCalls: this.client.inFlight, queued: 0, unacked: 0, retried: 0, reconnects: 0, dropped: this.notifications.malformed };
+  }
+
+  health(): TransportHealth {
+    if (this.closed) return { state: 'down', reason: 'closed' };
+    return this.connected ? { state: 'connected' } : { state: 'down', reason: 'not connected' };
   }
 
   async close(): Promise<void> {

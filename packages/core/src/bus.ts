@@ -3,7 +3,8 @@
  * overrides. The router only selects a driver; it never touches messages.
  */
 import { loadConfig, type ConfigInput, type HybridbusConfig, type LoadConfigOptions } from './config.js';
-import { createDriver, PATTERNS, type Driver, type Pattern } from './driver.js';
+import type { TransportRef } from './diagnostics.js';
+import { createDriver, PATTERNS, schemeOf, type Driver, type DriverStats, type HealthState, type Pattern, type TransportHealth } from './driver.js';
 import type { BusRuntime } from './runtime.js';
 import { TransportClosed } from './errors.js';
 import { defaultLogger, type Logger } from './logger.js';
@@ -19,9 +20,18 @@ export interface BusOptions {
   readonly serializer?: Serializer | undefined;
 }
 
+/** Each transport's health and the worst of them (`down` beats `degraded` beats `connected`). */
+export interface BusHealth {
+  readonly state: HealthState;
+  readonly transports: Readonly<Record<string, TransportHealth & TransportRef>>;
+}
+
+const SEVERITY: Record<HealthState, number> = { connected: 0, degraded: 1, down: 2 };
+
 export class Bus {
   private closed = false;
   private readonly runtime: BusRuntime;
+  private readonly refs = new Map<Driver, TransportRef>();
 
   private constructor(
     readonly config: HybridbusConfig,
@@ -29,6 +39,7 @@ export class Bus {
     logger: Logger,
     serializer: Serializer,
   ) {
+    for (const [name, d] of drivers) this.refs.set(d, { transport: name, scheme: schemeOf(config.transports[name] as string) });
     const transportFor = (topic: string, pattern: Pattern): Driver => {
       if (this.closed) throw new TransportClosed('the bus is closed');
       return this.transport(this.route(topic, pattern));
@@ -43,6 +54,7 @@ export class Bus {
         }
         return out;
       },
+      refOf: (d) => this.refs.get(d) ?? { transport: 'unknown', scheme: 'unknown' },
       serializer,
       logger,
       controlExchange: config.controlExchange,
@@ -113,6 +125,25 @@ export class Bus {
 
   batchNotificationListener(targets: readonly TargetFields[], endpoints: readonly BatchNotificationEndpoint[], options: BatchOptions): BatchNotificationListener {
     return new BatchNotificationListener(this.open('batchNotificationListener'), targets, endpoints, options);
+  }
+
+  /** Each transport in use: whether it can carry messages now, and if not why (for probes: `/healthz`). */
+  health(): BusHealth {
+    const transports: Record<string, TransportHealth & TransportRef> = {};
+    let worst: HealthState = 'connected';
+    for (const [d, ref] of this.refs) {
+      const h: TransportHealth = this.closed ? { state: 'down', reason: 'the bus is closed' } : d.health();
+      transports[ref.transport] = { ...ref, ...h };
+      if (SEVERITY[h.state] > SEVERITY[worst]) worst = h.state;
+    }
+    return { state: worst, transports };
+  }
+
+  /** Each transport's figures, under the same names for every driver (metrics read these). */
+  stats(): Readonly<Record<string, DriverStats & TransportRef>> {
+    const out: Record<string, DriverStats & TransportRef> = {};
+    for (const [d, ref] of this.refs) out[ref.transport] = { ...ref, ...d.stats() };
+    return out;
   }
 
   /** Close every transport. Stop servers and listeners first to let them drain. */

@@ -31,6 +31,38 @@ export interface DriverCapabilities {
   readonly broadcast: boolean;
 }
 
+/**
+ * What a driver reports about itself, under the same names for every driver (metrics export
+ * these). Gauges are "now"; the others count since the driver was made.
+ */
+export interface DriverStats {
+  /** Connections open now (to servers, brokers or peers). */
+  readonly connections: number;
+  /** Calls sent and waiting for their reply. */
+  readonly pendingCalls: number;
+  /** Messages waiting in this process to be written (for a connection, credit or a free slot). */
+  readonly queued: number;
+  /** Messages written and waiting for their ack, confirm or settlement. */
+  readonly unacked: number;
+  /** Since start: messages sent again (after a lost connection, a nack, a missing ack). */
+  readonly retried: number;
+  /** Since start: connections made again after one was lost. */
+  readonly reconnects: number;
+  /** Since start: frames or messages that could not be decoded or authenticated and were dropped. */
+  readonly dropped: number;
+  /** Driver-specific figures, for operators who know the driver. */
+  readonly extra?: Readonly<Record<string, number>> | undefined;
+}
+
+/** `connected`: working; `degraded`: working with a fault (a name service unreachable, a peer lost); `down`: cannot send. */
+export type HealthState = 'connected' | 'degraded' | 'down';
+
+export interface TransportHealth {
+  readonly state: HealthState;
+  /** Why it is not `connected` (never contains credentials). */
+  readonly reason?: string | undefined;
+}
+
 export interface DriverCallOptions {
   /** The overall timeout in ms, for drivers that put it on the wire (message TTL). */
   readonly timeoutMs: number;
@@ -150,6 +182,10 @@ export interface Driver {
     handler: (msg: IncomingNotification) => Promise<void> | void,
     options: NotificationListenOptions,
   ): Promise<Subscription>;
+  /** A snapshot of the driver's figures (cheap: metrics read it at every scrape). */
+  stats(): DriverStats;
+  /** Whether it can carry messages now, and if not why. */
+  health(): TransportHealth;
   /** Release every connection; pending calls reject with TransportClosed. */
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MalformedMessage, RemoteError } from './errors.js';
+import type { TraceCarrier } from './diagnostics.js';
 
 export type Context = Readonly<Record<string, unknown>>;
 
@@ -22,6 +23,8 @@ export interface RpcRequest {
   readonly context: Context;
   /** De-duplication id (uuid4 hex). */
   readonly uniqueId: string;
+  /** The sender's trace context (W3C keys), when a tracer put one there. */
+  readonly trace?: Readonly<TraceCarrier> | undefined;
 }
 
 /** A reply as the server sends it: `ending: false` is a call-monitor heartbeat. */
@@ -43,6 +46,8 @@ export interface Notification {
   readonly timestamp: string;
   readonly context: Context;
   readonly uniqueId: string;
+  /** As RpcRequest's. */
+  readonly trace?: Readonly<TraceCarrier> | undefined;
 }
 
 // 80 random bits per process, then a 48-bit counter: 32 hex digits like oslo's uuid4().hex,
@@ -71,6 +76,31 @@ export function osloTimestamp(d?: Date): string {
 
 type Dict = Record<string, unknown>;
 const CONTEXT_PREFIX = '_context_';
+/**
+ * hybridbus's key for the trace context in the inner message (docs/wire.md): oslo's dispatchers
+ * read only the keys they know, so Python peers ignore it.
+ */
+const TRACE_KEY = '_trace';
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false;
+  return true;
+}
+
+/** Only a carrier a tracer wrote into goes on the wire: untraced messages stay oslo's bytes. */
+function addTrace(d: Dict, trace: Readonly<TraceCarrier> | undefined): Dict {
+  if (trace !== undefined && !isEmpty(trace)) d[TRACE_KEY] = trace;
+  return d;
+}
+
+/** The sender's carrier, if it is a dict of strings; anything else is ignored (it only feeds tracing). */
+function extractTrace(d: Dict): TraceCarrier | undefined {
+  const t = d[TRACE_KEY];
+  if (!isDict(t)) return undefined;
+  const out: TraceCarrier = {};
+  for (const k in t) if (Object.hasOwn(t, k) && typeof t[k] === 'string') out[k] = t[k];
+  return out;
+}
 
 function isDict(v: unknown): v is Dict {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -105,14 +135,14 @@ export function requestToOslo(req: RpcRequest): Dict {
   if (req.namespace !== undefined && req.namespace !== null) d['namespace'] = req.namespace;
   if (req.version !== undefined) d['version'] = req.version;
   d['_unique_id'] = req.uniqueId;
-  return flattenContext(d, req.context);
+  return flattenContext(addTrace(d, req.trace), req.context);
 }
 
 export function requestFromOslo(d: unknown): RpcRequest {
   if (!isDict(d)) throw new MalformedMessage('request must be a JSON object');
   const method = field(d, 'method', isString, 'a string') as string;
   const args = d['args'] === undefined ? {} : field(d, 'args', isDict, 'an object');
-  return {
+  const req: { -readonly [K in keyof RpcRequest]: RpcRequest[K] } = {
     method,
     args: args as Dict,
     namespace: field(d, 'namespace', isStringOrNull, 'a string or null', true),
@@ -120,6 +150,9 @@ export function requestFromOslo(d: unknown): RpcRequest {
     context: extractContext(d),
     uniqueId: field(d, '_unique_id', isString, 'a string', true) ?? '',
   };
+  // Only when sent: the application sees the same request whether or not a tracer ran.
+  if (d[TRACE_KEY] !== undefined) req.trace = extractTrace(d);
+  return req;
 }
 
 export function replyToOslo(reply: RpcReply): Dict {
@@ -137,7 +170,7 @@ export function replyFromOslo(d: unknown): RpcReply {
 
 export function notificationToOslo(n: Notification): Dict {
   return flattenContext(
-    {
+    addTrace({
       message_id: n.messageId,
       publisher_id: n.publisherId,
       event_type: n.eventType,
@@ -145,7 +178,7 @@ export function notificationToOslo(n: Notification): Dict {
       payload: n.payload,
       timestamp: n.timestamp,
       _unique_id: n.uniqueId,
-    },
+    }, n.trace),
     n.context,
   );
 }
@@ -154,7 +187,7 @@ export function notificationFromOslo(d: unknown): Notification {
   if (!isDict(d)) throw new MalformedMessage('notification must be a JSON object');
   const priority = String(field(d, 'priority', isString, 'a priority string')).toLowerCase();
   if (!isPriority(priority)) throw new MalformedMessage(`unknown notification priority ${JSON.stringify(d['priority'])}`);
-  return {
+  const n: { -readonly [K in keyof Notification]: Notification[K] } = {
     messageId: field(d, 'message_id', isStringOrNull, 'a string', true) ?? '',
     publisherId: field(d, 'publisher_id', isStringOrNull, 'a string', true) ?? '',
     eventType: field(d, 'event_type', isStringOrNull, 'a string', true) ?? '',
@@ -164,6 +197,8 @@ export function notificationFromOslo(d: unknown): Notification {
     context: extractContext(d),
     uniqueId: field(d, '_unique_id', isString, 'a string', true) ?? '',
   };
+  if (d[TRACE_KEY] !== undefined) n.trace = extractTrace(d);
+  return n;
 }
 
 export const ENVELOPE_VERSION = '2.0';

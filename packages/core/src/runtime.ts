@@ -1,4 +1,5 @@
 import type { HybridbusConfig } from './config/schema.js';
+import type { TransportRef } from './diagnostics.js';
 import type { Driver, Pattern } from './driver.js';
 import type { Logger } from './logger.js';
 import type { Serializer } from './serializer.js';
@@ -9,6 +10,8 @@ export interface BusRuntime {
   transportFor(topic: string, pattern: Pattern): Driver;
   /** Every distinct transport that any of `patterns` for `topic` maps to. */
   transportsFor(topic: string, patterns: readonly Pattern[]): Map<Driver, Set<Pattern>>;
+  /** A transport's name and scheme, for diagnostics events. */
+  refOf(driver: Driver): TransportRef;
   readonly serializer: Serializer;
   readonly logger: Logger;
   readonly controlExchange: string;

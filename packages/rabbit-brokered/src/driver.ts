@@ -28,6 +28,8 @@ import type {
   RpcRequest,
   SendOptions,
   Subscription,
+  DriverStats,
+  TransportHealth,
 } from '@hybridbus/core/driver';
 import { RabbitClient } from './client.js';
 import { Link } from './link.js';
@@ -150,6 +152,15 @@ export class RabbitDriver implements Driver {
   ): Promise<Subscription> {
     this.checkOpen();
     return this.notifications.listen(targets, handler, options);
+  }
+
+  stats(): DriverStats {
+    return { connections: this.link.isUp ? 1 : 0, pendingCalls: 0, queued: 0, unacked: this.sender.window.inUse, retried: this.sender.stats.nackRetries, reconnects: 0, dropped: 0 };
+  }
+
+  health(): TransportHealth {
+    if (this.closed || this.link.isClosed) return { state: 'down', reason: 'closed' };
+    return this.link.isUp ? { state: 'connected' } : { state: 'down', reason: 'not connected to the broker' };
   }
 
   async close(): Promise<void> {

@@ -18,6 +18,8 @@ import type {
   NotificationListenOptions,
   SendOptions,
   Subscription,
+  DriverStats,
+  TransportHealth,
 } from '@hybridbus/core/driver';
 import { createNameService, type NameService } from '@hybridbus/nameservice';
 import { randomBytes } from 'node:crypto';
@@ -111,6 +113,24 @@ export class ZmqDriver implements Driver {
       peers: this.outbound?.size ?? 0,
       ...(await this.server.counters()),
     };
+  }
+
+  stats(): DriverStats {
+    const c = this.client.stats;
+    return {
+      connections: this.outbound?.size ?? 0,
+      pendingCalls: c.pendingCalls,
+      queued: 0,
+      unacked: c.pendingAcks,
+      retried: c.retries,
+      reconnects: 0,
+      dropped: 0,
+    };
+  }
+
+  health(): TransportHealth {
+    if (this.closed) return { state: 'down', reason: 'closed' };
+    return { state: 'connected' };
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,7 @@
 import type {
   DriverCallOptions,
   Driver,
+  DriverStats,
   DriverCapabilities,
   DriverContext,
   DriverFactory,
@@ -17,6 +18,7 @@ import type {
   NotificationListenOptions,
   SendOptions,
   Subscription,
+  TransportHealth,
 } from '../driver.js';
 import { MessageUndeliverable, TransportClosed } from '../errors.js';
 import {
@@ -290,6 +292,14 @@ export class MemoryDriver implements Driver {
   crash(): void {
     this.crashed = true;
     for (const detach of [...this.subscriptions]) detach();
+  }
+
+  stats(): DriverStats {
+    return { connections: this.closed ? 0 : 1, pendingCalls: this.pending.size, queued: 0, unacked: 0, retried: 0, reconnects: 0, dropped: 0 };
+  }
+
+  health(): TransportHealth {
+    return this.closed ? { state: 'down', reason: 'closed' } : { state: 'connected' };
   }
 
   async close(): Promise<void> {

@@ -20,6 +20,9 @@ export {
   type Driver,
   type DriverCapabilities,
   type DriverContext,
+  type DriverStats,
+  type HealthState,
+  type TransportHealth,
   type DriverFactory,
   type IncomingNotification,
   type IncomingRpc,
@@ -29,6 +32,7 @@ export {
   type Subscription,
 } from '../driver.js';
 export * from '../message.js';
+export { publishTransportEvent, type TransportEvent } from '../diagnostics.js';
 export { MemoryDriver, memoryDriverFactory } from '../drivers/memory.js';
 export { Limiter } from '../limiter.js';
 export { optionParsers, urlDecode, urlHosts, UrlOptions, type OptionParser, type OptionSpec, type UrlHost } from './url-options.js';

@@ -4,6 +4,7 @@ import { TransportClosed, UnsupportedFeature } from '../errors.js';
 import { Limiter } from '../limiter.js';
 import { PRIORITIES, type Context, type Priority } from '../message.js';
 import { validateTarget, type Target, type TargetFields } from '../target.js';
+import { channels, finish, type NotifyDispatchEvent } from '../diagnostics.js';
 
 /** Returned by an endpoint method to hand the notification back for redelivery. */
 export const REQUEUE = 'requeue';
@@ -84,6 +85,8 @@ interface Received {
   readonly incoming: IncomingNotification;
   readonly priority: Priority;
   readonly message: BatchMessage;
+  /** Its diagnostics event, when someone subscribed. */
+  readonly event?: NotifyDispatchEvent | undefined;
 }
 
 /**
@@ -148,8 +151,14 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
   private receive(driver: Driver, incoming: IncomingNotification): Promise<void> {
     const n = incoming.notification;
     const ctxt = this.runtime.serializer.deserializeContext({ ...n.context });
+    let event: NotifyDispatchEvent | undefined;
+    if (channels.notifyDispatch.start.hasSubscribers) {
+      event = { ...this.runtime.refOf(driver), pattern: 'notify', notification: n, pool: this.options.pool, trace: n.trace, startedAt: performance.now() };
+      channels.notifyDispatch.start.publish(event);
+    }
     const received: Received = {
       incoming,
+      event,
       priority: n.priority,
       message: {
         ctxt,
@@ -159,7 +168,8 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
         metadata: { messageId: n.messageId, timestamp: n.timestamp, redelivered: incoming.redelivered ?? false },
       },
     };
-    return this.accept(received, driver.capabilities.requeue && this.options.allowRequeue === true);
+    const done = this.accept(received, driver.capabilities.requeue && this.options.allowRequeue === true);
+    return event ? done.then(() => finish(channels.notifyDispatch, event)) : done;
   }
 
   /** Take a notification; resolves once it has been handled and settled (never rejects). */
@@ -181,12 +191,14 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
   }
 
   protected async settle(items: readonly Received[], result: NotificationResult, canRequeue: boolean): Promise<void> {
+    const requeue = result === REQUEUE && canRequeue;
     await Promise.all(
-      items.map((r) =>
-        (result === REQUEUE && canRequeue ? r.incoming.requeue() : r.incoming.ack()).catch((err: unknown) =>
+      items.map((r) => {
+        if (r.event) r.event.outcome = requeue ? 'requeue' : 'ack';
+        return (requeue ? r.incoming.requeue() : r.incoming.ack()).catch((err: unknown) =>
           this.runtime.logger.warn({ err }, 'could not settle a notification'),
-        ),
-      ),
+        );
+      }),
     );
   }
 }
@@ -195,9 +207,12 @@ export class NotificationListener extends ListenerBase<NotificationEndpoint> {
   protected accept(r: Received, canRequeue: boolean): Promise<void> {
     return this.limiter.run(async () => {
       const { message: m } = r;
-      const result = await this.dispatch(r.priority, (e) =>
-        filterMatches(e.filterRule, m) ? e[r.priority]?.(m.ctxt, m.publisherId, m.eventType, m.payload, m.metadata) : undefined,
-      );
+      const run = (): Promise<NotificationResult> =>
+        this.dispatch(r.priority, (e) =>
+          filterMatches(e.filterRule, m) ? e[r.priority]?.(m.ctxt, m.publisherId, m.eventType, m.payload, m.metadata) : undefined,
+        );
+      const bind = r.event?.bind;
+      const result = await (bind ? bind(run) : run());
       await this.settle([r], result, canRequeue);
     });
   }

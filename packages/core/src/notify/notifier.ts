@@ -2,6 +2,8 @@ import type { BusRuntime } from '../runtime.js';
 import { osloTimestamp, uniqueId, type Context, type Notification, type Priority } from '../message.js';
 import { Target, validateTarget } from '../target.js';
 import { randomUUID } from 'node:crypto';
+import { channels, finish, type NotifySendEvent } from '../diagnostics.js';
+import type { Driver } from '../driver.js';
 
 export interface NotifierOptions {
   /** Who sends, e.g. "compute.node-7". */
@@ -74,7 +76,25 @@ export class Notifier {
     };
     const retry = this.options.retry ?? this.runtime.notifications.retry;
     await Promise.all(
-      this.targets.map((t) => this.runtime.transportFor(t.topic as string, 'notify').notify(t, notification, { retry })),
+      this.targets.map((t) => {
+        const driver = this.runtime.transportFor(t.topic as string, 'notify');
+        return channels.notify.start.hasSubscribers ? this.observed(driver, t, notification, retry) : driver.notify(t, notification, { retry });
+      }),
     );
+  }
+
+  /** The send, with diagnostics events (each topic gets its own carrier: its own span). */
+  private async observed(driver: Driver, target: Target, n: Notification, retry: number | undefined): Promise<void> {
+    const trace = {};
+    const notification: Notification = { ...n, trace };
+    const event: NotifySendEvent = { ...this.runtime.refOf(driver), pattern: 'notify', target, notification, trace, startedAt: performance.now() };
+    channels.notify.start.publish(event);
+    try {
+      await driver.notify(target, notification, { retry });
+    } catch (e) {
+      finish(channels.notify, event, e);
+      throw e;
+    }
+    finish(channels.notify, event);
   }
 }

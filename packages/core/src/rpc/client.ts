@@ -1,5 +1,6 @@
 import { CallAborted, CallMonitorTimeout, ConfigError, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
 import { CallCancel } from '../driver.js';
+import { channels, finish, type RpcSendEvent, type TraceCarrier } from '../diagnostics.js';
 import type { BusRuntime } from '../runtime.js';
 import { jsonSerializer } from '../serializer.js';
 import { deserializeFailure, uniqueId, type Context, type RpcRequest } from '../message.js';
@@ -75,9 +76,16 @@ export class RpcClient {
   /** Invoke `method` on one server and resolve with its result. */
   async call<T = unknown>(ctx: Context, method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
     const target = (this.callTarget ??= validateTarget(this.target, 'rpc-call'));
-    const request = this.request(ctx, method, args);
+    // Diagnostics only when someone subscribed: otherwise one boolean read per call.
+    const trace: TraceCarrier | undefined = channels.call.start.hasSubscribers ? {} : undefined;
+    const request = this.request(ctx, method, args, trace);
     const driver = this.runtime.transportFor(target.topic as string, 'call');
     checkCallTimeout(options.timeout, 'call option timeout');
+    let event: RpcSendEvent | undefined;
+    if (trace) {
+      event = { ...this.runtime.refOf(driver), pattern: 'call', target, method, request, trace, startedAt: performance.now() };
+      channels.call.start.publish(event);
+    }
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.runtime.rpc.timeout;
     const monitorMs = this.options.callMonitorTimeout ?? this.runtime.rpc.callMonitorTimeout;
 
@@ -118,9 +126,13 @@ export class RpcClient {
         retry: this.options.retry,
       });
       if (reply.failure !== null) throw deserializeFailure(reply.failure);
-      return this.runtime.serializer.deserializeEntity(ctx, reply.result) as T;
+      const result = this.runtime.serializer.deserializeEntity(ctx, reply.result) as T;
+      if (event) finish(channels.call, event);
+      return result;
     } catch (e) {
-      throw cancel.reason ?? e;
+      const err = cancel.reason ?? e;
+      if (event) finish(channels.call, event, err);
+      throw err;
     } finally {
       clearTimeout(timer);
       if (monitor) clearTimeout(monitor);
@@ -130,18 +142,29 @@ export class RpcClient {
 
   /** Send `method` without waiting for a result: to one server, or to all with `fanout`. */
   async cast(ctx: Context, method: string, args: Record<string, unknown> = {}, options: Pick<CallOptions, 'signal'> = {}): Promise<void> {
-    const request = this.request(ctx, method, args);
+    const trace: TraceCarrier | undefined = channels.cast.start.hasSubscribers ? {} : undefined;
+    const request = this.request(ctx, method, args, trace);
     const topic = this.target.topic as string;
     const sendOptions = { signal: options.signal, retry: this.options.retry };
-    if (this.target.fanout) {
-      if (this.target.server !== undefined) throw new InvalidTarget(`${this.target}: a fanout cast cannot name a server`);
-      await this.runtime.transportFor(topic, 'fanout').fanout(this.target, request, sendOptions);
-    } else {
-      await this.runtime.transportFor(topic, 'cast').cast(this.target, request, sendOptions);
+    const pattern = this.target.fanout ? 'fanout' : 'cast';
+    if (pattern === 'fanout' && this.target.server !== undefined) throw new InvalidTarget(`${this.target}: a fanout cast cannot name a server`);
+    const driver = this.runtime.transportFor(topic, pattern);
+    if (!trace) {
+      await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));
+      return;
     }
+    const event: RpcSendEvent = { ...this.runtime.refOf(driver), pattern, target: this.target, method, request, trace, startedAt: performance.now() };
+    channels.cast.start.publish(event);
+    try {
+      await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));
+    } catch (e) {
+      finish(channels.cast, event, e);
+      throw e;
+    }
+    finish(channels.cast, event);
   }
 
-  private request(ctx: Context, method: string, args: Record<string, unknown>): RpcRequest {
+  private request(ctx: Context, method: string, args: Record<string, unknown>, trace: TraceCarrier | undefined): RpcRequest {
     if (typeof method !== 'string' || method === '') throw new TypeError('method must be a non-empty string');
     if (!this.canSendVersion()) {
       throw new VersionCapError(`Requested message version, ${this.target.version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${this.options.versionCap}.`);
@@ -161,6 +184,7 @@ export class RpcClient {
       version: this.target.version,
       context: identity ? ctx : serializer.serializeContext(ctx),
       uniqueId: uniqueId(),
+      trace,
     };
   }
 }

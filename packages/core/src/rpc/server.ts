@@ -4,6 +4,7 @@ import { jsonSerializer } from '../serializer.js';
 import { TransportClosed } from '../errors.js';
 import { Limiter } from '../limiter.js';
 import { serializeFailure } from '../message.js';
+import { channels, finish, type RpcDispatchEvent } from '../diagnostics.js';
 import { validateTarget, type Target, type TargetFields } from '../target.js';
 import { RpcDispatcher, type AccessPolicy, type Endpoint } from './dispatcher.js';
 
@@ -103,10 +104,28 @@ export class RpcServer {
   }
 
   private listen(driver: Driver, patterns: Set<'call' | 'cast' | 'fanout'>): Promise<Subscription> {
-    return driver.listen(this.target, (msg) => this.limiter.run(() => this.process(msg)), { patterns });
+    const ref = this.runtime.refOf(driver);
+    return driver.listen(
+      this.target,
+      (msg) => {
+        if (!channels.dispatch.start.hasSubscribers) return this.limiter.run(() => this.process(msg, undefined));
+        const event: RpcDispatchEvent = {
+          ...ref,
+          pattern: msg.pattern,
+          target: this.target,
+          method: msg.request.method,
+          request: msg.request,
+          trace: msg.request.trace,
+          startedAt: performance.now(),
+        };
+        channels.dispatch.start.publish(event);
+        return this.limiter.run(() => this.process(msg, event)).then(() => finish(channels.dispatch, event, event.outcome === 'ok' ? undefined : event.error));
+      },
+      { patterns },
+    );
   }
 
-  private async process(msg: IncomingRpc): Promise<void> {
+  private async process(msg: IncomingRpc, event: RpcDispatchEvent | undefined): Promise<void> {
     const { serializer, logger } = this.runtime;
     const { request } = msg;
     const isCall = msg.pattern === 'call';
@@ -137,10 +156,16 @@ export class RpcServer {
         args = {};
         for (const [k, v] of Object.entries(request.args)) args[k] = serializer.deserializeEntity(ctx, v);
       }
-      const result = await found.fn.call(found.endpoint, ctx, args);
+      const bind = event?.bind;
+      const result = await (bind ? bind(() => found.fn.call(found.endpoint, ctx, args)) : found.fn.call(found.endpoint, ctx, args));
       if (isCall) await msg.reply({ result: serializer.serializeEntity(ctx, result), failure: null });
       this.count.handled++;
+      if (event) event.outcome = 'ok';
     } catch (err) {
+      if (event) {
+        event.outcome = endpoint === undefined ? 'undispatchable' : 'failed';
+        event.error = err instanceof Error ? err : new Error(String(err));
+      }
       const log = { err, method: request.method, target: String(this.target), pattern: msg.pattern };
       if (endpoint === undefined) {
         this.count.undispatchable++;
