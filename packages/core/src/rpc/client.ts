@@ -116,6 +116,7 @@ export class RpcClient {
       signal.addEventListener('abort', onCallerAbort, { once: true });
     }
     armMonitor();
+    let replied = false;
     try {
       // Drivers reject with the cancel's reason once it fires (the conformance suite holds them to it).
       const reply = await driver.call(target, request, {
@@ -125,12 +126,15 @@ export class RpcClient {
         onHeartbeat: armMonitor,
         retry: this.options.retry,
       });
+      replied = true;
       if (reply.failure !== null) throw deserializeFailure(reply.failure);
       const result = this.runtime.serializer.deserializeEntity(ctx, reply.result) as T;
       if (event) finish(channels.call, event);
       return result;
     } catch (e) {
-      const err = cancel.reason ?? e;
+      // Once the reply is in, a later cancel (rabbit's "settled" that stops an unconfirmed send)
+      // must not replace the remote error it carried.
+      const err = replied ? e : (cancel.reason ?? e);
       if (event) finish(channels.call, event, err);
       throw err;
     } finally {
