@@ -10,11 +10,12 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { after, before, describe, test } from 'node:test';
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, trace, TraceFlags } from '@opentelemetry/api';
+import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { connect, type ConsumeMessage } from 'amqplib';
-import { Bus, channels, MessagingTimeout, RemoteError, remoteError, TransportClosed, type Context, type Target, type NotifyDispatchEvent, type RpcDispatchEvent, type TraceCarrier } from 'hybridbus';
+import { Bus, channels, MessagingTimeout, RemoteError, remoteError, TransportClosed, type Context, type Target, type NotifyDispatchEvent, type RpcDispatchEvent, type RpcSendEvent, type TraceCarrier } from 'hybridbus';
 import { MemoryDriver, registerDriver, type DriverCallOptions, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
-import { instrumentTracing } from '@hybridbus/observability';
+import { instrumentTracing, type CarrierPropagator } from '@hybridbus/observability';
 import { sharedServers, startProtonBroker, startRabbitMQ } from './harness/launcher.js';
 import { Arrivals, startTracedPeer, type TracedPeer } from './otel/peer.js';
 import { RecordingExporter, registerSdk, type SpanRecord } from './otel/sdk.js';
@@ -253,6 +254,44 @@ describe('the trace carrier, in process (memory://)', () => {
       await listener.stop();
       await server.stop();
     }
+  });
+
+  test('options: spans go to the given tracerProvider, the carrier is written and read by the given propagator', async () => {
+    const bus = await newBus(`memory://${freshTopic('hub')}`, cleanup);
+    const topic = freshTopic('mem-opts');
+    const server = bus.rpcServer({ topic, server: 's1' }, [{ ping: () => 'pong' }]);
+    await server.start();
+    const mine = new Arrivals<SpanRecord>();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(new RecordingExporter(mine.push, 'mine'))] });
+    // A propagator of its own: one key holding "traceId/spanId".
+    const propagator: CarrierPropagator = {
+      inject: (ctx, carrier, setter) => {
+        const sc = trace.getSpanContext(ctx);
+        if (sc) setter.set(carrier, 'x-span', `${sc.traceId}/${sc.spanId}`);
+      },
+      extract: (ctx, carrier, getter) => {
+        const [traceId, spanId] = String(getter.get(carrier, 'x-span') ?? '').split('/');
+        return traceId && spanId ? trace.setSpanContext(ctx, { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true }) : ctx;
+      },
+    };
+    const carriers: TraceCarrier[] = [];
+    const onEnd = (e: unknown): void => void carriers.push((e as RpcSendEvent).trace);
+    diagnostics.subscribe(channels.call.end.name, onEnd);
+    const stop = instrumentTracing({ tracerProvider: provider, propagator });
+    const globalBefore = local.items.length;
+    try {
+      assert.equal(await bus.rpcClient({ topic }).call(CTX, 'ping'), 'pong');
+    } finally {
+      stop();
+      diagnostics.unsubscribe(channels.call.end.name, onEnd);
+    }
+    const call = await mine.find('the call span', (s) => s.name === `call ${topic}`);
+    const served = await mine.find('the server span', (s) => s.name === `process ${topic}`);
+    assertChildOf(served, call);
+    assert.deepEqual(carriers, [{ 'x-span': `${call.traceId}/${call.spanId}` }]);
+    assert.equal(local.items.length, globalBefore, 'nothing went to the global provider');
+    await server.stop();
+    await provider.shutdown();
   });
 
   test('a timed-out call ends its span ERROR (MessagingTimeout); unsubscribing stops the spans', async () => {
