@@ -45,7 +45,7 @@ export interface CarrierPropagator {
 }
 
 export interface TracingOptions {
-  /** Where spans go (default: the global one, `trace.getTracerProvider()`, looked up at each span). */
+  /** Where spans go (default: the global one, `trace.getTracerProvider()`). */
   readonly tracerProvider?: TracerProvider | undefined;
   /**
    * How span contexts are written to and read from a message's carrier (default: the global
@@ -79,10 +79,9 @@ type Handler = (message: unknown, name: string | symbol) => void;
  * open when it is undone are never ended, so undo it only when no message is in flight.
  */
 export function instrumentTracing(options: TracingOptions = {}): () => void {
-  const provider = options.tracerProvider;
-  // With the global provider, go through trace.getTracer each time: an SDK registered later is found.
-  const fixed = provider?.getTracer('hybridbus', VERSION);
-  const tracer = (): Tracer => fixed ?? trace.getTracer('hybridbus', VERSION);
+  // Before an SDK is registered the global provider hands out a proxy tracer, which finds the
+  // SDK's tracer once one is: instrumenting first and registering after works.
+  const tracer: Tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer('hybridbus', VERSION);
   const propagator: CarrierPropagator = options.propagator ?? propagation;
   // The same event object goes to start and end/error (diagnostics.ts): the span hangs off it.
   const spans = new WeakMap<object, Span>();
@@ -90,7 +89,7 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
   const send = (kind: SpanKind) => (message: unknown): void => {
     const e = message as SendEvent;
     const parent = context.active();
-    const span = tracer().startSpan(sendName(e), { kind, attributes: sendAttributes(e) }, parent);
+    const span = tracer.startSpan(sendName(e), { kind, attributes: sendAttributes(e) }, parent);
     spans.set(e, span);
     propagator.inject(trace.setSpan(parent, span), e.trace, defaultTextMapSetter);
   };
@@ -99,7 +98,7 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
     const e = message as DispatchEvent;
     // The sender's context or none: never whatever happened to be active in the driver's callback.
     const parent = e.trace === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, e.trace, defaultTextMapGetter);
-    const span = tracer().startSpan(dispatchName(e), { kind: kind(e), attributes: dispatchAttributes(e) }, parent);
+    const span = tracer.startSpan(dispatchName(e), { kind: kind(e), attributes: dispatchAttributes(e) }, parent);
     spans.set(e, span);
     const current = trace.setSpan(parent, span);
     e.bind = (fn) => context.with(current, fn);
