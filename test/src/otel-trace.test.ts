@@ -294,6 +294,33 @@ describe('the trace carrier, in process (memory://)', () => {
     await provider.shutdown();
   });
 
+  test('a tracer fault costs the span, never the call nor the process', async () => {
+    const bus = await newBus(`memory://${freshTopic('hub')}`, cleanup);
+    const topic = freshTopic('mem-fault');
+    const server = bus.rpcServer({ topic, server: 's1' }, [{ ping: () => 'pong' }]);
+    await server.start();
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown): void => void uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    const broken: CarrierPropagator = {
+      inject: () => {
+        throw new Error('a broken propagator');
+      },
+      extract: (ctx) => ctx,
+    };
+    const stop = instrumentTracing({ propagator: broken });
+    try {
+      assert.equal(await bus.rpcClient({ topic }).call(CTX, 'ping'), 'pong');
+      // diagnostics_channel would rethrow on the next tick: let one pass
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      stop();
+      process.off('uncaughtException', onUncaught);
+    }
+    assert.deepEqual(uncaught, []);
+    await server.stop();
+  });
+
   test('a timed-out call ends its span ERROR (MessagingTimeout); unsubscribing stops the spans', async () => {
     const bus = await newBus(`memory://${freshTopic('hub')}`, cleanup);
     const topic = freshTopic('mem-hang');

@@ -21,6 +21,7 @@ import {
   context,
   defaultTextMapGetter,
   defaultTextMapSetter,
+  diag,
   propagation,
   ROOT_CONTEXT,
   SpanKind,
@@ -136,9 +137,21 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
   for (const ch of [channels.call, channels.cast, channels.notify, channels.dispatch, channels.notifyDispatch]) {
     subscriptions.push([ch.end.name, end], [ch.error.name, fail]);
   }
-  for (const [name, fn] of subscriptions) diagnostics.subscribe(name, fn);
+  // diagnostics_channel rethrows a subscriber's error as an uncaught exception: a fault here (a
+  // propagator that throws, a malformed event from another publisher) costs a span, not the process.
+  const guarded = subscriptions.map(([name, fn]): [string | symbol, Handler] => [
+    name,
+    (message, channel) => {
+      try {
+        fn(message, channel);
+      } catch (err) {
+        diag.error(`hybridbus tracing: ${String(channel)} failed`, err);
+      }
+    },
+  ]);
+  for (const [name, fn] of guarded) diagnostics.subscribe(name, fn);
   return () => {
-    for (const [name, fn] of subscriptions) diagnostics.unsubscribe(name, fn);
+    for (const [name, fn] of guarded) diagnostics.unsubscribe(name, fn);
   };
 }
 
