@@ -12,7 +12,7 @@ import '@hybridbus/rabbit-brokered';
 import { registerMetrics, serveObservability, type ObservabilityServer } from '@hybridbus/observability';
 import { Registry } from 'prom-client';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
-import { Collector, freshTopic, tempDir } from './util.js';
+import { Collector, deferred, freshTopic, tempDir } from './util.js';
 
 const ctx: Context = { user_id: 'u', project_id: 'p', request_id: 'req-metrics' };
 
@@ -89,8 +89,10 @@ async function trafficMovesTheCounters(bus: Bus, server: ObservabilityServer): P
         throw new Error('no capacity');
       },
       poke: () => undefined,
+      hold: () => held.promise,
     },
   ]);
+  const held = deferred<string>();
   const nTopic = freshTopic('metrics-n');
   const listener = bus.notificationListener([{ topic: nTopic }], [{ info: () => undefined }]);
   await rpc.start();
@@ -138,6 +140,19 @@ async function trafficMovesTheCounters(bus: Bus, server: ObservabilityServer): P
     const h = await healthz(server);
     assert.equal(h.status, 200);
     assert.equal(h.body.state, 'connected');
+
+    // A call the server holds is in flight until its reply.
+    const started = collect(channels.dispatch.start);
+    try {
+      const pending = client.call(ctx, 'hold', {});
+      await started.events.until(1, 30_000);
+      assert.equal(value(await scrape(server), 'hybridbus_calls_in_flight', t), 1);
+      held.resolve('done');
+      assert.equal(await pending, 'done');
+      assert.equal(value(await scrape(server), 'hybridbus_calls_in_flight', t), 0);
+    } finally {
+      started.stop();
+    }
   } finally {
     dispatched.stop();
     dispatchFailed.stop();
@@ -231,6 +246,25 @@ describe('metrics over zmq:// (the embedded default)', () => {
   });
 });
 
+test('transport events are counted by transport and kind', async () => {
+  const registry = new Registry();
+  const bus = await Bus.create({ transports: { default: `zmq://?matchmaker=local:${tempDir('hb-metrics-ns-')}` } });
+  const off = registerMetrics(bus, { registry });
+  try {
+    // As a driver reports them (core's kit: publishTransportEvent).
+    channels.transport.disconnect.publish({ transport: 'rabbit', scheme: 'rabbit', peer: '127.0.0.1:5672', reason: 'ECONNRESET' });
+    channels.transport.reconnect.publish({ transport: 'rabbit', scheme: 'rabbit', peer: '127.0.0.1:5672' });
+    channels.transport.reconnect.publish({ transport: 'rabbit', scheme: 'rabbit', peer: '127.0.0.1:5672' });
+    const samples = parse(await registry.metrics());
+    assert.equal(value(samples, 'hybridbus_transport_events_total', { transport: 'rabbit', event: 'disconnect' }), 1);
+    assert.equal(value(samples, 'hybridbus_transport_events_total', { transport: 'rabbit', event: 'reconnect' }), 2);
+    assert.equal(value(samples, 'hybridbus_transport_events_total', { transport: 'rabbit', event: 'connect' }), 0);
+  } finally {
+    off();
+    await bus.close();
+  }
+});
+
 describe('metrics over rabbit:// (a real RabbitMQ)', () => {
   const open: Array<() => Promise<void> | void> = [];
   // Registered before sharedServers' hooks, so it runs before the broker stops.
@@ -249,6 +283,9 @@ describe('metrics over rabbit:// (a real RabbitMQ)', () => {
     open.push(() => server.close());
     await trafficMovesTheCounters(bus, server);
 
+    // Whatever the driver reports of the outage, the counter says the same.
+    const disconnects = collect(channels.transport.disconnect);
+    open.push(disconnects.stop);
     await servers.rabbit.kill();
     const down = await healthzUntil(server, 503, 60_000);
     assert.equal(down.body.state, 'down');
@@ -258,6 +295,8 @@ describe('metrics over rabbit:// (a real RabbitMQ)', () => {
     await servers.rabbit.restart();
     const up = await healthzUntil(server, 200, 90_000);
     assert.equal(up.body.state, 'connected');
-    assert.equal(value(await scrape(server), 'hybridbus_transport_up', { bus: 'default', transport: 'default' }), 1);
+    const back = await scrape(server);
+    assert.equal(value(back, 'hybridbus_transport_up', { bus: 'default', transport: 'default' }), 1);
+    assert.equal(value(back, 'hybridbus_transport_events_total', { transport: 'default', event: 'disconnect' }), disconnects.events.items.length);
   });
 });
