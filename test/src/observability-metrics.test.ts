@@ -10,7 +10,7 @@ import { Bus, channels, RemoteError, type ConfigInput, type Context } from '@hyb
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import { registerMetrics, serveObservability, type ObservabilityServer } from '@hybridbus/observability';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { Collector, deferred, freshTopic, tempDir } from './util.js';
 
@@ -239,6 +239,11 @@ describe('metrics over zmq:// (the embedded default)', () => {
     for (const ch of [channels.call.start, channels.call.end, channels.cast.start, channels.cast.end, channels.dispatch.start, channels.notifyDispatch.start, channels.dispatch.end, channels.notify.end, channels.notifyDispatch.end, channels.transport.connect]) {
       assert.equal(ch.hasSubscribers, false, `${ch.name.toString()} has no subscriber left`);
     }
+    // A clash with a metric someone else registered changes nothing.
+    const foreign = new Counter({ name: 'hybridbus_connections', help: 'not ours', registers: [registry] });
+    assert.throws(() => registerMetrics(a, { registry }), /hybridbus_connections already registered in this registry by something else/);
+    assert.deepEqual(registry.getMetricsAsArray(), [foreign]);
+    registry.removeSingleMetric('hybridbus_connections');
     // And a fresh registration works again, from zero.
     const again = registerMetrics(a, { registry });
     assert.equal(value(parse(await registry.metrics()), 'hybridbus_messages_sent_total'), 0);

@@ -58,6 +58,27 @@ function errorOutcome(err: Error | undefined): string {
   return err !== undefined && ERROR_OUTCOMES.has(err.name) ? err.name : 'error';
 }
 
+/** Every metric's name, without the prefix (README.md describes each). */
+export const METRIC_NAMES = [
+  'messages_sent_total',
+  'messages_handled_total',
+  'call_duration_seconds',
+  'dispatch_duration_seconds',
+  'calls_in_flight',
+  'transport_events_total',
+  'connections',
+  'pending_calls',
+  'queued_messages',
+  'unacked_messages',
+  'retried_messages_total',
+  'reconnects_total',
+  'dropped_frames_total',
+  'transport_extra',
+  'transport_up',
+  'transport_state',
+] as const;
+type MetricName = (typeof METRIC_NAMES)[number];
+
 const HEALTH_STATES: readonly HealthState[] = ['connected', 'degraded', 'down'];
 
 type SendEvent = RpcSendEvent | NotifySendEvent;
@@ -66,7 +87,6 @@ type HandleEvent = RpcDispatchEvent | NotifyDispatchEvent;
 /** The metrics of one registry and prefix, shared by every bus registered there. */
 class Shared {
   readonly buses = new Map<string, Bus>();
-  private readonly names: string[] = [];
   private readonly unsubscribe: Array<() => void> = [];
   /** Calls whose start this instance saw: only those leave the in-flight gauge. */
   private readonly inFlightSeen = new WeakSet<RpcSendEvent>();
@@ -77,7 +97,7 @@ class Shared {
     readonly buckets: readonly number[],
   ) {
     const registers = [registry];
-    const name = (n: string): string => (this.names.push(prefix + n), prefix + n);
+    const name = (n: MetricName): string => prefix + n;
     const buses = this.buses;
     /** One row per (bus, transport) at scrape time; reset first so a closed or removed bus's rows go. */
     const eachTransport = (fill: (bus: string, transport: string, stats: DriverStats) => void): void => {
@@ -91,7 +111,7 @@ class Shared {
     const inFlight = new Gauge({ name: name('calls_in_flight'), help: 'RPC calls sent and not yet settled', labelNames: ['transport'] as const, registers });
     const transportEvents = new Counter({ name: name('transport_events_total'), help: 'Connection changes reported by the drivers while metrics were registered', labelNames: ['transport', 'event'] as const, registers });
 
-    const gauge = (n: string, help: string, pick: (s: DriverStats) => number): void => {
+    const gauge = (n: MetricName, help: string, pick: (s: DriverStats) => number): void => {
       new Gauge({
         name: name(n),
         help,
@@ -104,7 +124,7 @@ class Shared {
       });
     };
     // Totals the drivers keep since they started: counters, set from the driver's own figure.
-    const total = (n: string, help: string, pick: (s: DriverStats) => number): void => {
+    const total = (n: MetricName, help: string, pick: (s: DriverStats) => number): void => {
       new Counter({
         name: name(n),
         help,
@@ -206,7 +226,7 @@ class Shared {
 
   dispose(): void {
     for (const u of this.unsubscribe.splice(0)) u();
-    for (const n of this.names) this.registry.removeSingleMetric(n);
+    for (const n of METRIC_NAMES) this.registry.removeSingleMetric(this.prefix + n);
   }
 }
 
@@ -230,6 +250,9 @@ export function registerMetrics(bus: Bus, options: MetricsOptions = {}): () => v
     if (s.buses.has(busName)) throw new Error(`registerMetrics: a bus named "${busName}" is already registered in this registry with prefix "${prefix}"; give each bus its own busName`);
     if (s.buckets.join() !== buckets.join()) throw new Error(`registerMetrics buckets: the metrics with prefix "${prefix}" in this registry already use [${s.buckets.join(', ')}]: value was [${buckets.join(', ')}]`);
   } else {
+    // Checked before creating any, so a clash leaves the registry as it was.
+    const taken = METRIC_NAMES.map((n) => prefix + n).filter((n) => registry.getSingleMetric(n) !== undefined);
+    if (taken.length > 0) throw new Error(`registerMetrics: ${taken.join(', ')} already registered in this registry by something else (another copy of @hybridbus/observability?); use another registry or prefix`);
     s = new Shared(registry, prefix, buckets);
     byPrefix.set(prefix, s);
   }
