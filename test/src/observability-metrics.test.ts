@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { after, describe, test } from 'node:test';
-import { Bus, channels, RemoteError, type ConfigInput, type Context } from '@hybridbus/core';
+import { Bus, channels, RemoteError, type ConfigInput, type Context, type TransportEvent } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import { registerMetrics, serveObservability, type ObservabilityServer } from '@hybridbus/observability';
@@ -260,6 +260,9 @@ test('transport events are counted by transport and kind', async () => {
     channels.transport.disconnect.publish({ transport: 'rabbit', scheme: 'rabbit', peer: '127.0.0.1:5672', reason: 'ECONNRESET' });
     channels.transport.reconnect.publish({ transport: 'rabbit', scheme: 'rabbit', peer: '127.0.0.1:5672' });
     channels.transport.reconnect.publish({ transport: 'rabbit', scheme: 'rabbit', peer: '127.0.0.1:5672' });
+    // A malformed event from some other publisher is not the application's uncaught exception.
+    channels.transport.connect.publish(null as unknown as TransportEvent);
+    await new Promise((r) => setImmediate(r));
     const samples = parse(await registry.metrics());
     assert.equal(value(samples, 'hybridbus_transport_events_total', { transport: 'rabbit', event: 'disconnect' }), 1);
     assert.equal(value(samples, 'hybridbus_transport_events_total', { transport: 'rabbit', event: 'reconnect' }), 2);

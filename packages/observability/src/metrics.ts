@@ -99,7 +99,8 @@ class Shared {
     const registers = [registry];
     const name = (n: MetricName): string => prefix + n;
     const buses = this.buses;
-    /** One row per (bus, transport) at scrape time; reset first so a closed or removed bus's rows go. */
+    // Scrape-time metrics: one row per (bus, transport); each collect() resets first, so the
+    // rows of an unregistered bus or a transport no longer in use go away.
     const eachTransport = (fill: (bus: string, transport: string, stats: DriverStats) => void): void => {
       for (const [busName, bus] of buses) for (const [transport, s] of Object.entries(bus.stats())) fill(busName, transport, s);
     };
@@ -201,7 +202,14 @@ class Shared {
       inFlight.inc({ transport: e.transport });
     };
     const sub = <T>(channel: diagnostics.Channel<T>, fn: (e: T) => void): void => {
-      const listener = (message: unknown): void => fn(message as T);
+      const listener = (message: unknown): void => {
+        try {
+          fn(message as T);
+        } catch {
+          // diagnostics_channel rethrows a subscriber's error as an uncaught exception: a
+          // malformed event from some publisher must cost a sample, not the process.
+        }
+      };
       channel.subscribe(listener);
       this.unsubscribe.push(() => channel.unsubscribe(listener));
     };
