@@ -10,7 +10,7 @@ import { Bus, channels, RemoteError, type ConfigInput, type Context, type Transp
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import { registerMetrics, serveObservability, type ObservabilityServer } from '@hybridbus/observability';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { Collector, deferred, freshTopic, tempDir } from './util.js';
 
@@ -249,6 +249,40 @@ describe('metrics over zmq:// (the embedded default)', () => {
     assert.equal(value(parse(await registry.metrics()), 'hybridbus_messages_sent_total'), 0);
     again();
   });
+});
+
+test('/healthz: degraded is 200 and says so; a failing collect() is a 500 for that scrape only', async () => {
+  let state: 'connected' | 'degraded' | 'down' = 'degraded';
+  const bus = {
+    health: () => ({ state, transports: { default: { transport: 'default', scheme: 'zmq', state, reason: state === 'connected' ? undefined : 'peer 10.0.0.7:9501 lost' } } }),
+  };
+  const registry = new Registry();
+  let fail = true;
+  new Gauge({
+    name: 'flaky',
+    help: 'fails once',
+    registers: [registry],
+    collect() {
+      if (fail) throw new Error('collect broke');
+      this.set(1);
+    },
+  });
+  const server = await serveObservability({ bus, registry, port: 0 });
+  try {
+    const degraded = await healthz(server);
+    assert.equal(degraded.status, 200);
+    assert.equal(degraded.body.state, 'degraded');
+    assert.equal(degraded.body.transports['default']?.reason, 'peer 10.0.0.7:9501 lost');
+    state = 'down';
+    assert.equal((await healthz(server)).status, 503);
+    const broken = await fetch(`${server.url}/metrics`);
+    assert.equal(broken.status, 500);
+    assert.match(await broken.text(), /collect broke/);
+    fail = false;
+    assert.match(await (await fetch(`${server.url}/metrics`)).text(), /^flaky 1$/m);
+  } finally {
+    await server.close();
+  }
 });
 
 test('transport events are counted by transport and kind', async () => {
