@@ -35,6 +35,9 @@ export class Amqp1Client {
     return this.pending.size;
   }
 
+  /** Replies dropped because they did not decode (or had no correlation-id). */
+  malformed = 0;
+
   /**
    * Run `send` on a peer of `key`; in direct mode try the key's other servers while the
    * failure says the peer never took the message. When the carrier has the peer at hand and
@@ -66,7 +69,7 @@ export class Amqp1Client {
   private skip(key: string, peer: Peer, e: unknown, tried: Set<string>): void {
     if (!this.env.direct || !(e instanceof MessageUndeliverable) || tried.size + 1 >= MAX_HOSTS_TRIED) throw e;
     tried.add(peer.address);
-    this.env.carrier.failed(peer);
+    this.env.carrier.failed(peer, (e as Error).message);
     this.env.logger.warn({}, `amqp1 "${this.env.name}": server ${peer.address} of "${key}" skipped: ${(e as Error).message}`);
   }
 
@@ -177,6 +180,7 @@ export class Amqp1Client {
     const m = ctx.message;
     const id = m?.correlation_id;
     if (typeof id !== 'string') {
+      this.malformed++;
       this.env.logger.warn({}, `amqp1 "${this.env.name}": a reply without a string correlation-id was dropped`);
       return;
     }
@@ -184,6 +188,7 @@ export class Amqp1Client {
     try {
       reply = decodeReply(m?.body);
     } catch (e) {
+      this.malformed++;
       const call = this.pending.get(id);
       if (call) {
         this.pending.delete(id);
