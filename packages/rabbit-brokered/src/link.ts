@@ -215,10 +215,12 @@ export class Link {
       const reason = await gen.lost;
       this.gen = undefined;
       this.wakeWaiters();
-      publishTransportEvent('disconnect', () => ({ transport: this.transportName, scheme: this.scheme, peer: ep.label, reason: this.closed ? 'closed' : errorMessage(reason) }));
+      if (!this.closed) {
+        this.lost = errorMessage(reason);
+        this.downReason = `connection lost: ${this.lost}; reconnecting`;
+      }
+      publishTransportEvent('disconnect', () => ({ transport: this.transportName, scheme: this.scheme, peer: ep.label, reason: this.closed ? 'closed' : this.lost }));
       if (this.closed) break;
-      this.lost = errorMessage(reason);
-      this.downReason = `connection lost: ${this.lost}; reconnecting`;
       this.logger.warn({ err: reason, broker: ep.label }, 'broker connection lost; reconnecting');
       for (const l of [...this.downListeners]) {
         try {
