@@ -144,7 +144,8 @@ export class Link {
         // than at the call's timeout (attempts go on, for when the broker's config is fixed).
         const why = handshakeRefusal(err);
         this.refused = why ? new AuthenticationFailed(`${ep.label} refused the connection: ${why}`, { cause: err }) : undefined;
-        this.downReason = this.refused?.message ?? `${this.lost ? `connection lost: ${this.lost}; ` : ''}cannot connect to ${ep.label}: ${errorMessage(err)}; retrying`;
+        const attempt = `cannot connect to ${ep.label}: ${errorMessage(err)}`;
+        this.downReason = this.refused?.message ?? (this.lost ? `connection lost: ${this.lost}; reconnecting (${attempt})` : `${attempt}; retrying`);
         this.wakeWaiters();
         if (failures >= eps.length) this.firstPass.resolve();
         const now = Date.now();
