@@ -14,7 +14,7 @@ import '@hybridbus/amqp1';
 import '@hybridbus/rabbit-brokered';
 import '@hybridbus/zmq-direct';
 import { FRAME_VERSION, type ZmqDriver } from '@hybridbus/zmq-direct';
-import { freePort, startProtonBroker, startRabbitMQ, type RunningServer } from './harness/launcher.js';
+import { freePort, startProtonBroker, startRabbitMQ, startRedis, type RunningServer } from './harness/launcher.js';
 import { Collector, deferred, freshTopic, tempDir } from './util.js';
 
 const ctx: Context = { request_id: 'req-health' };
@@ -119,6 +119,38 @@ describe('zmq:// statistics and health', () => {
     assert.equal(driver.health().state, 'connected');
     assert.equal(await client.call(ctx, 'ping'), 'pong again');
     assert.equal(connects.items.length, 1, 'the reconnect is not a new connect');
+  });
+});
+
+describe('zmq:// health while its name service is away', () => {
+  test('Redis down: degraded, saying the name service is unreachable, calls answered from the cache; Redis back: connected', async () => {
+    const redis = await startRedis();
+    servers.push(redis);
+    const config: ConfigInput = { transports: { default: `zmq://?matchmaker=${encodeURIComponent(redis.url)}&heartbeat_interval=200&ns_cache=0` } };
+    const topic = freshTopic();
+    await (await newBus(config)).rpcServer({ topic, server: 's' }, [{ ping: () => 'pong' }]).start();
+    const cbus = await newBus(config);
+    const client = cbus.rpcClient({ topic }, { timeout: 10_000 });
+    const driver = transport(cbus);
+    assert.equal(await client.call(ctx, 'ping'), 'pong');
+    assert.equal(driver.health().state, 'connected');
+
+    await redis.kill();
+    // Without a lookup cache every call asks Redis: this one fails to, and is answered from the stale cache.
+    assert.equal(await client.call(ctx, 'ping'), 'pong');
+    const h = driver.health();
+    assert.equal(h.state, 'degraded');
+    assert.match(h.reason ?? '', /name service \(redis\) unreachable/);
+    assert.equal(cbus.health().state, 'degraded');
+
+    await redis.restart();
+    // The name service is reachable again once a lookup (or the reconnect) succeeds: no event says when.
+    const deadline = Date.now() + 30_000;
+    while (driver.health().state !== 'connected') {
+      assert.ok(Date.now() < deadline, `still ${JSON.stringify(driver.health())}`);
+      assert.equal(await client.call(ctx, 'ping'), 'pong');
+      await new Promise((r) => setTimeout(r, 50));
+    }
   });
 });
 

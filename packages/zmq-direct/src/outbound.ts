@@ -212,7 +212,7 @@ export class Outbound {
   private evictOne(): boolean {
     for (const peer of this.peers.values()) {
       if (!peer.hot && peer.inflight.size === 0 && peer.outbox.length === 0) {
-        this.drop(peer);
+        this.drop(peer, 'evicted: the pool is full (pool_max)');
         this.stats.evictions++;
         return true;
       }
