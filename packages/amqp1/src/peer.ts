@@ -64,6 +64,8 @@ export class Peer {
   /** The socket of the current connection attempt (opened by us through rhea's connect hook). */
   private socket: net.Socket | undefined;
   private replyWaiters: Array<{ resolve: (a: string) => void; reject: (e: Error) => void }> = [];
+  /** "host:port" of the current connection attempt (one of a failover list's), for events. */
+  private endpoint: string | undefined;
   /** The `properties` of the peer's open frame (its `product` decides addressing). */
   remoteProperties: Readonly<Record<string, unknown>> = {};
 
@@ -81,6 +83,7 @@ export class Peer {
       max_reconnect_delay: reconnect?.maxMs,
       connection_details: () => {
         const o = options.connect(attempt++) as ConnectionOptions & { host: string; port: number };
+        this.endpoint = `${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`;
         // We open the socket (rhea's documented `connect` hook), so we can also drop it (sessionEnded).
         const connect = (port: number, host: string, opts: tls.ConnectionOptions, done: () => void): net.Socket =>
           (this.socket = o.transport === 'tls' ? tls.connect(port, host, opts, done) : net.connect(port, host, done));
@@ -168,7 +171,7 @@ export class Peer {
   }
 
   private event(kind: 'connect' | 'disconnect' | 'reconnect', reason?: string): void {
-    publishTransportEvent(kind, () => ({ ...this.options.transport, peer: this.options.address, reason }));
+    publishTransportEvent(kind, () => ({ ...this.options.transport, peer: this.endpoint ?? this.options.address, reason }));
   }
 
   get address(): string {
