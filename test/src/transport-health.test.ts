@@ -104,8 +104,9 @@ describe('zmq:// statistics and health', () => {
 
     const call = client.call(ctx, 'hang');
     await started.promise;
+    const failed = assert.rejects(call, ConnectionLost); // handled before it can reject
     await transport(first).close(); // the server process "dies"
-    await assert.rejects(call, ConnectionLost);
+    await failed;
     const [gone] = await disconnects.until(1);
     assert.ok(gone?.reason, 'a disconnect says why');
     const h = driver.health();
@@ -224,21 +225,35 @@ describe('amqp:// statistics and health', () => {
     assert.equal(await client.call(ctx, 'ping'), 'pong');
   });
 
-  test('direct: a connect event when a client reaches a server, a disconnect when the server closes', async () => {
+  test('direct: a connect event when a client reaches a server; the server lost with a call in flight: a disconnect event, ConnectionLost, degraded naming it', async () => {
     const dir = tempDir('hb-health-amqp1-');
     const config: ConfigInput = { transports: { default: `amqp://?mode=direct&matchmaker=local:${dir}&ns_cache=0` } };
     const topic = freshTopic();
+    const started = deferred();
     const sbus = await newBus(config);
-    await sbus.rpcServer({ topic, server: 's' }, [{ ping: () => 'pong' }]).start();
+    await sbus.rpcServer({ topic, server: 's' }, [{ ping: () => 'pong', hang: () => (started.resolve(), new Promise(() => undefined)) }]).start();
     const connects = watching('connect', (e) => e.scheme === 'amqp' && e.transport === 'default');
     const cbus = await newBus(config);
-    assert.equal(await cbus.rpcClient({ topic }).call(ctx, 'ping'), 'pong');
+    const client = cbus.rpcClient({ topic }, { timeout: 60_000 });
+    const driver = transport(cbus);
+    assert.equal(await client.call(ctx, 'ping'), 'pong');
     const [open] = await connects.until(1);
     const disconnects = watching('disconnect', (e) => e.peer === open?.peer);
-    assert.equal(transport(cbus).stats().connections, 1);
-    await sbus.close();
+    assert.equal(driver.stats().connections, 1);
+    assert.equal(driver.health().state, 'connected');
+
+    const call = client.call(ctx, 'hang');
+    await started.promise;
+    assert.equal(driver.stats().pendingCalls, 1);
+    const failed = assert.rejects(call, ConnectionLost); // handled before it can reject
+    await transport(sbus).close(); // the server process goes
+    await failed;
     const [gone] = await disconnects.until(1);
     assert.ok(gone?.reason);
-    assert.equal(transport(cbus).stats().connections, 0);
+    assert.equal(driver.stats().connections, 0);
+    assert.equal(driver.stats().pendingCalls, 0);
+    const h = driver.health();
+    assert.equal(h.state, 'degraded');
+    assert.ok((h.reason ?? '').includes(open?.peer as string), h.reason);
   });
 });

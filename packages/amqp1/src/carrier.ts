@@ -17,6 +17,8 @@ export interface Carrier {
   all(key: string, perPool: boolean): Promise<Peer[]>;
   /** The peer failed before it took a message (`reason`: the failure): stop offering it (direct mode). */
   failed(peer: Peer, reason: string): void;
+  /** Calls to the peer were lost with its connection (`reason`): direct mode counts that against its health. */
+  lostCalls(peer: Peer, reason: string): void;
   /** Connections open now. */
   readonly connections: number;
   /** Add the sends waiting for credit and for an outcome, on every connection, to `acc`. */
@@ -36,6 +38,7 @@ export class Intermediary implements Carrier {
     return [this.peer];
   }
   failed(): void {}
+  lostCalls(): void {}
   get connections(): number {
     return this.peer.isUp ? 1 : 0;
   }
@@ -147,6 +150,10 @@ export class Direct implements Carrier {
     const n = this.next.get(key) ?? 0;
     this.next.set(key, n + 1);
     return [...pools.values()].map((members) => this.peerFor(members[n % members.length] as HostRecord));
+  }
+
+  lostCalls(peer: Peer, reason: string): void {
+    this.troubled.set(peer.address, { at: Date.now(), reason });
   }
 
   failed(peer: Peer, reason: string): void {

@@ -168,12 +168,14 @@ export class Amqp1Client {
   private watch(peer: Peer): void {
     if (this.watched.has(peer)) return;
     this.watched.add(peer);
-    peer.onDown((error) =>
+    peer.onDown((error) => {
+      let lost = 0;
       this.pending.rejectAll(
         (c) => new ConnectionLost(`amqp1 "${this.env.name}": the connection of ${c.what} was lost while it waited for its reply`, { cause: error }),
-        (c) => c.peer === peer,
-      ),
-    );
+        (c) => c.peer === peer && ++lost > 0,
+      );
+      if (lost > 0) this.env.carrier.lostCalls(peer, `connection to ${peer.address} lost with ${lost} call(s) waiting for their reply`);
+    });
   }
 
   private onReply(ctx: EventContext): void {
