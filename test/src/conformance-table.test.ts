@@ -22,7 +22,7 @@ test('every case of the table has a name of its own', () => {
 test('the groups of the table each stand together; a group split in two is refused', () => {
   assert.deepEqual(
     byGroup(CASES).map((r) => r.group),
-    [undefined, 'namespaces and versions', 'access policy', undefined, 'call monitoring', 'notifications'],
+    [undefined, 'namespaces and versions', 'access policy', undefined, 'call monitoring', 'notifications', 'health and stats'],
   );
   assert.throws(() => byGroup([row('a', { group: 'g' }), row('b'), row('c', { group: 'g' })]), /group "g"/);
 });

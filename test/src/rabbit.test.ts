@@ -708,7 +708,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     assert.deepEqual(
       { ...d, brokers: undefined },
       {
-        durableQueues: false, autoDelete: false, quorumQueues: false, transientQueuesTtlS: 1800, prefetch: 0, heartbeatS: 60,
+        scheme: 'amqps', durableQueues: false, autoDelete: false, quorumQueues: false, transientQueuesTtlS: 1800, prefetch: 0, heartbeatS: 60,
         missingConsumerRetryTimeoutS: 60, retryIntervalS: 1, retryBackoffS: 2, intervalMaxS: 30, confirmWindow: 1000, connectTimeoutS: 10,
         notificationDefaultQueue: true, brokers: undefined,
       },

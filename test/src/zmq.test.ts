@@ -331,8 +331,15 @@ describe('CURVE', () => {
     assert.equal(driver(buses.at(-1) as Bus).options.curve?.publicKey, good.publicKey);
 
     const t0 = Date.now();
-    const bad = (await bus(curveUrl(dir, intruder))).rpcClient({ topic }, { timeout: 10_000 });
+    const intruderBus = await bus(curveUrl(dir, intruder));
+    const bad = intruderBus.rpcClient({ topic }, { timeout: 10_000 });
     await assert.rejects(bad.call({}, 'secret'), (e: unknown) => e instanceof AuthenticationFailed && /CURVE handshake/.test(e.message));
+    // Counted, and the transport says why it is degraded (never with a key in it).
+    assert.equal(driver(intruderBus).stats().extra?.['authFailures'], 1);
+    const health = driver(intruderBus).health();
+    assert.equal(health.state, 'degraded');
+    assert.match(health.reason ?? '', /CURVE handshake/);
+    assert.ok(!(health.reason ?? '').includes(intruder.secretKey));
     const plain = (await bus(url(dir))).rpcClient({ topic }, { timeout: 10_000 });
     await assert.rejects(plain.call({}, 'secret'), AuthenticationFailed);
     assert.ok(Date.now() - t0 < 8_000, 'refused well before the timeout');

@@ -6,7 +6,7 @@
 import { MessageUndeliverable, type Logger } from '@hybridbus/core';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
 import type { ConnectionOptions, Container } from 'rhea';
-import { Peer } from './peer.js';
+import { Peer, type PeerCounts } from './peer.js';
 
 export interface Carrier {
   /** One peer for a key (direct: round-robin over the key's hosts, skipping `except`). */
@@ -15,8 +15,14 @@ export interface Carrier {
   oneNow(key: string): Peer | undefined;
   /** Every peer serving the key (a fanout), or, with pools, one per pool. */
   all(key: string, perPool: boolean): Promise<Peer[]>;
-  /** The peer failed before it took a message: stop offering it (direct mode). */
-  failed(peer: Peer): void;
+  /** The peer failed before it took a message (`reason`: the failure): stop offering it (direct mode). */
+  failed(peer: Peer, reason: string): void;
+  /** Calls to the peer were lost with its connection (`reason`): direct mode counts that against its health. */
+  lostCalls(peer: Peer, reason: string): void;
+  /** Connections open now. */
+  readonly connections: number;
+  /** Add the sends waiting for credit and for an outcome, on every connection, to `acc`. */
+  addOutstanding(acc: { queued: number; unacked: number }): void;
   close(): void;
 }
 
@@ -32,6 +38,13 @@ export class Intermediary implements Carrier {
     return [this.peer];
   }
   failed(): void {}
+  lostCalls(): void {}
+  get connections(): number {
+    return this.peer.isUp ? 1 : 0;
+  }
+  addOutstanding(acc: { queued: number; unacked: number }): void {
+    this.peer.addOutstanding(acc);
+  }
   close(): void {
     this.peer.close();
   }
@@ -43,12 +56,25 @@ export interface DirectCarrierOptions {
   readonly logger: Logger;
   readonly connect: (record: HostRecord) => ConnectionOptions;
   readonly replyCredit: number;
+  readonly counts: PeerCounts;
+  readonly transport: { readonly transport: string; readonly scheme: string };
 }
+
+/** Addresses remembered as lost (for counting reconnects) at most: a churning fleet must not grow it. */
+const MAX_LOST = 1_000;
 
 export class Direct implements Carrier {
   /** The connections open now, by server address. */
   readonly peers = new Map<string, Peer>();
   private readonly next = new Map<string, number>();
+  /** Servers whose connection was lost: the next connection to one is a reconnect. */
+  private readonly lost = new Set<string>();
+  /**
+   * Servers whose sends failed lately, and why: the transport is degraded while any is listed.
+   * A new connection to the server clears it; otherwise it ends after ns_ttl (the name
+   * service offers a forgotten server again then).
+   */
+  private readonly troubled = new Map<string, { at: number; reason: string }>();
 
   constructor(private readonly o: DirectCarrierOptions) {}
 
@@ -63,9 +89,21 @@ export class Direct implements Carrier {
         connect: () => this.o.connect(record),
         replySource: () => ({ dynamic: true }),
         replyCredit: this.o.replyCredit,
+        counts: this.o.counts,
+        transport: this.o.transport,
+        again: this.lost.delete(address),
       });
       const peer = p;
-      p.onDown(() => {
+      p.onUp(() => this.troubled.delete(address));
+      // Registered before any of its links' own listeners: their sends are still counted here.
+      p.onDown((error) => {
+        if (peer.everConnected) {
+          if (this.lost.size >= MAX_LOST) this.lost.clear();
+          this.lost.add(address);
+        }
+        const acc = { queued: 0, unacked: 0 };
+        peer.addOutstanding(acc);
+        if (acc.queued + acc.unacked > 0) this.troubled.set(address, { at: Date.now(), reason: error.message });
         if (peer.isClosed && this.peers.get(address) === peer) this.peers.delete(address);
       });
       this.peers.set(address, p);
@@ -114,14 +152,44 @@ export class Direct implements Carrier {
     return [...pools.values()].map((members) => this.peerFor(members[n % members.length] as HostRecord));
   }
 
-  failed(peer: Peer): void {
+  lostCalls(peer: Peer, reason: string): void {
+    this.troubled.set(peer.address, { at: Date.now(), reason });
+  }
+
+  failed(peer: Peer, reason: string): void {
+    this.troubled.set(peer.address, { at: Date.now(), reason });
     this.o.nameService.forget(peer.address);
     if (this.peers.get(peer.address) === peer) this.peers.delete(peer.address);
     peer.close();
   }
 
+  get connections(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.isUp) n++;
+    return n;
+  }
+
+  addOutstanding(acc: { queued: number; unacked: number }): void {
+    for (const p of this.peers.values()) p.addOutstanding(acc);
+  }
+
+  /** Why some server is in trouble: its sends failed within `forMs`, and no connection to it since. */
+  trouble(forMs: number): string | undefined {
+    if (this.troubled.size === 0) return undefined;
+    const since = Date.now() - forMs;
+    let latest: { at: number; reason: string } | undefined;
+    for (const [address, t] of this.troubled) {
+      if (t.at < since) this.troubled.delete(address);
+      else if (!latest || t.at > latest.at) latest = t;
+    }
+    if (!latest) return undefined;
+    const others = this.troubled.size - 1;
+    return `${latest.reason}${others > 0 ? ` (and ${others} other server${others > 1 ? 's' : ''})` : ''}`;
+  }
+
   close(): void {
     for (const p of this.peers.values()) p.close();
     this.peers.clear();
+    this.troubled.clear();
   }
 }

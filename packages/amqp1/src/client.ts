@@ -35,6 +35,9 @@ export class Amqp1Client {
     return this.pending.size;
   }
 
+  /** Replies dropped because they did not decode (or had no correlation-id). */
+  malformed = 0;
+
   /**
    * Run `send` on a peer of `key`; in direct mode try the key's other servers while the
    * failure says the peer never took the message. When the carrier has the peer at hand and
@@ -66,7 +69,7 @@ export class Amqp1Client {
   private skip(key: string, peer: Peer, e: unknown, tried: Set<string>): void {
     if (!this.env.direct || !(e instanceof MessageUndeliverable) || tried.size + 1 >= MAX_HOSTS_TRIED) throw e;
     tried.add(peer.address);
-    this.env.carrier.failed(peer);
+    this.env.carrier.failed(peer, (e as Error).message);
     this.env.logger.warn({}, `amqp1 "${this.env.name}": server ${peer.address} of "${key}" skipped: ${(e as Error).message}`);
   }
 
@@ -165,18 +168,21 @@ export class Amqp1Client {
   private watch(peer: Peer): void {
     if (this.watched.has(peer)) return;
     this.watched.add(peer);
-    peer.onDown((error) =>
+    peer.onDown((error) => {
+      let lost = 0;
       this.pending.rejectAll(
         (c) => new ConnectionLost(`amqp1 "${this.env.name}": the connection of ${c.what} was lost while it waited for its reply`, { cause: error }),
-        (c) => c.peer === peer,
-      ),
-    );
+        (c) => c.peer === peer && ++lost > 0,
+      );
+      if (lost > 0) this.env.carrier.lostCalls(peer, `connection to ${peer.address} lost with ${lost} call(s) waiting for their reply`);
+    });
   }
 
   private onReply(ctx: EventContext): void {
     const m = ctx.message;
     const id = m?.correlation_id;
     if (typeof id !== 'string') {
+      this.malformed++;
       this.env.logger.warn({}, `amqp1 "${this.env.name}": a reply without a string correlation-id was dropped`);
       return;
     }
@@ -184,6 +190,7 @@ export class Amqp1Client {
     try {
       reply = decodeReply(m?.body);
     } catch (e) {
+      this.malformed++;
       const call = this.pending.get(id);
       if (call) {
         this.pending.delete(id);

@@ -37,7 +37,7 @@ import type { Amqp1Kind, Env } from './env.js';
 import { DirectListener, PRODUCT } from './listener.js';
 import { Amqp1Notifications } from './notifications.js';
 import type { Amqp1Host, Amqp1Options } from './options.js';
-import { Peer } from './peer.js';
+import { Peer, type PeerCounts } from './peer.js';
 import { Amqp1Server } from './server.js';
 
 /** What each kind of carrier can do: declared, never pretended (README, "amqp1"). */
@@ -72,6 +72,8 @@ export class Amqp1Driver implements Driver {
   private readonly addressers = new Map<string, Addresser>();
   private readonly containerId: string;
   private closed = false;
+  /** Totals over every connection this driver made (direct peers come and go). */
+  private readonly counts: PeerCounts = { resends: 0, reconnects: 0 };
 
   constructor(
     readonly options: Amqp1Options,
@@ -81,6 +83,7 @@ export class Amqp1Driver implements Driver {
     this.container = rhea.create_container({ id: this.containerId });
     const { logger, name, controlExchange } = context;
     const direct = options.mode === 'direct';
+    const transport = { transport: name, scheme: options.scheme ?? 'amqp' };
     if (direct) {
       this.ns = createNameService(options.matchmaker, { ttlMs: options.nsTtlMs, cacheMs: options.nsCacheMs, logger });
       this.carrier = new Direct({
@@ -89,6 +92,8 @@ export class Amqp1Driver implements Driver {
         logger,
         connect: (record) => this.connectOptions(hostOf(record)),
         replyCredit: options.replyLinkCredit,
+        counts: this.counts,
+        transport,
       });
     } else {
       const hosts = options.hosts;
@@ -103,6 +108,8 @@ export class Amqp1Driver implements Driver {
         // RabbitMQ's plugin has no dynamic sources: a private queue bound to amq.topic instead.
         replySource: () => (this.kind() === 'rabbitmq' ? { address: `/topic/reply.${replyTag}` } : { dynamic: true }),
         replyCredit: options.replyLinkCredit,
+        counts: this.counts,
+        transport,
       });
       this.carrier = new Intermediary(this.peer);
     }
@@ -265,12 +272,40 @@ export class Amqp1Driver implements Driver {
   }
 
   stats(): DriverStats {
-    return { connections: this.connected ? 1 : 0, pendingCalls: this.client.inFlight, queued: 0, unacked: 0, retried: 0, reconnects: 0, dropped: this.notifications.malformed };
+    // Summed over the links at each read (O(links)) rather than kept per message.
+    const out = { queued: 0, unacked: 0 };
+    if (!this.closed) this.carrier.addOutstanding(out);
+    const malformed = this.notifications.malformed + this.server.counters.malformed + this.client.malformed;
+    return {
+      connections: this.closed ? 0 : this.carrier.connections,
+      pendingCalls: this.client.inFlight,
+      queued: out.queued,
+      unacked: out.unacked,
+      retried: this.counts.resends,
+      reconnects: this.counts.reconnects,
+      dropped: malformed,
+      extra: {
+        ...this.server.counters,
+        notificationsMalformed: this.notifications.malformed,
+        repliesMalformed: this.client.malformed,
+      },
+    };
   }
 
+  /**
+   * Through an intermediary: connected while its connection is up, down (with why) while it is
+   * re-made. Direct: degraded while the name service is unreachable or sends to a server failed
+   * lately (as zmq://), else connected.
+   */
   health(): TransportHealth {
     if (this.closed) return { state: 'down', reason: 'closed' };
-    return this.connected ? { state: 'connected' } : { state: 'down', reason: 'not connected' };
+    const peer = this.peer;
+    if (peer) return peer.isUp ? { state: 'connected' } : { state: 'down', reason: peer.downReason };
+    const ns = this.ns?.unreachable;
+    if (ns !== undefined) return { state: 'degraded', reason: ns };
+    const trouble = this.carrier instanceof Direct ? this.carrier.trouble(this.options.nsTtlMs) : undefined;
+    if (trouble !== undefined) return { state: 'degraded', reason: trouble };
+    return { state: 'connected' };
   }
 
   async close(): Promise<void> {

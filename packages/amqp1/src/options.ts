@@ -39,6 +39,8 @@ export interface TlsFiles {
 }
 
 export interface Amqp1Options {
+  /** The URL's scheme ("amqp", "amqps"), for diagnostics events. */
+  readonly scheme?: string | undefined;
   readonly mode: Amqp1Mode;
   /** Intermediaries, tried in turn (oslo's failover list); empty in direct mode. */
   readonly hosts: readonly Amqp1Host[];
@@ -268,6 +270,7 @@ export function parseAmqp1Url(url: URL): Amqp1Options {
     advertiseHost: o.get('advertise_host', bindHost === '0.0.0.0' || bindHost === '::' ? '127.0.0.1' : bindHost),
     port: o.get('port', 0),
     nsTtlMs: o.get('ns_ttl', 30_000),
+    scheme,
     nsCacheMs: o.get('ns_cache', 5_000),
     allowedClients: o.values.allowed_clients ? new Set(o.values.allowed_clients) : undefined,
     dedupMax: o.get('dedup_max', 100_000),

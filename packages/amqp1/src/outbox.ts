@@ -27,6 +27,8 @@ import type { Delivery, EventContext, Message, Sender } from 'rhea';
 export interface SenderOwner {
   readonly label: string;
   readonly isClosed: boolean;
+  /** Totals of every link of the driver (stats()). */
+  readonly counts: { resends: number };
   onDown(l: (error: Error) => void): () => void;
 }
 
@@ -107,6 +109,16 @@ export class LinkSender {
   /** Messages waiting for credit or an outcome. */
   get pending(): number {
     return this.queue.length + this.inflight.size;
+  }
+
+  /** Messages waiting for credit (not written yet). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Messages written and waiting for their outcome. */
+  get unsettled(): number {
+    return this.inflight.size;
   }
 
   send(message: Message, options: SendOptions): Promise<void> {
@@ -197,6 +209,7 @@ export class LinkSender {
     const p = this.take(ctx);
     if (!p) return;
     p.resends++;
+    this.owner.counts.resends++;
     p.delivery = undefined;
     p.message.delivery_count = p.resends;
     this.queue.push(p);
@@ -236,6 +249,7 @@ export class LinkSender {
       p.delivery = undefined;
       if (p.options.resendOnLoss && !this.owner.isClosed) {
         p.resends++;
+        this.owner.counts.resends++;
         p.message.delivery_count = p.resends;
         back.push(p);
       }

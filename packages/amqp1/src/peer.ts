@@ -9,6 +9,7 @@
  * here (onDown) to resend or fail them.
  */
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, type Logger } from '@hybridbus/core';
+import { publishTransportEvent } from '@hybridbus/core/driver';
 import net from 'node:net';
 import tls from 'node:tls';
 import rhea from 'rhea';
@@ -27,6 +28,19 @@ export interface PeerOptions {
   /** The reply receiver's source, asked once connected: dynamic (the peer names it) or a fixed address. */
   readonly replySource: () => { readonly dynamic: true } | { readonly address: string };
   readonly replyCredit: number;
+  /** The driver's totals, shared by all its peers (a direct peer lives only as long as its connection). */
+  readonly counts: PeerCounts;
+  /** Who publishes the `hybridbus:transport:*` events: the transport's name and URL scheme. */
+  readonly transport: { readonly transport: string; readonly scheme: string };
+  /** Its first connection re-makes one lost before (a direct peer made again for the same server). */
+  readonly again?: boolean | undefined;
+}
+
+export interface PeerCounts {
+  /** Messages sent again (released, or unsettled when a connection was lost). */
+  resends: number;
+  /** Connections made again after one was lost. */
+  reconnects: number;
 }
 
 type Listener = () => void;
@@ -50,6 +64,8 @@ export class Peer {
   /** The socket of the current connection attempt (opened by us through rhea's connect hook). */
   private socket: net.Socket | undefined;
   private replyWaiters: Array<{ resolve: (a: string) => void; reject: (e: Error) => void }> = [];
+  /** "host:port" of the current connection attempt (one of a failover list's), for events. */
+  private endpoint: string | undefined;
   /** The `properties` of the peer's open frame (its `product` decides addressing). */
   remoteProperties: Readonly<Record<string, unknown>> = {};
 
@@ -67,6 +83,7 @@ export class Peer {
       max_reconnect_delay: reconnect?.maxMs,
       connection_details: () => {
         const o = options.connect(attempt++) as ConnectionOptions & { host: string; port: number };
+        this.endpoint = `${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`;
         // We open the socket (rhea's documented `connect` hook), so we can also drop it (sessionEnded).
         const connect = (port: number, host: string, opts: tls.ConnectionOptions, done: () => void): net.Socket =>
           (this.socket = o.transport === 'tls' ? tls.connect(port, host, opts, done) : net.connect(port, host, done));
@@ -78,6 +95,9 @@ export class Peer {
     this.connection.on('connection_open', (ctx: EventContext) => {
       this.remoteProperties = (ctx.connection.properties ?? {}) as Record<string, unknown>;
       this.up = true;
+      const again = this.everUp || options.again === true;
+      if (again) options.counts.reconnects++;
+      this.event(again ? 'reconnect' : 'connect');
       this.everUp = true;
       this.lastError = undefined;
       for (const l of [...this.upListeners]) l();
@@ -121,6 +141,39 @@ export class Peer {
     return this.options.label;
   }
 
+  get counts(): PeerCounts {
+    return this.options.counts;
+  }
+
+  /** It has been connected (now or before). */
+  get everConnected(): boolean {
+    return this.everUp;
+  }
+
+  /** Why it is not connected (never credentials: host:port and error texts). */
+  get downReason(): string {
+    const last = this.lastError;
+    if (last instanceof AuthenticationFailed) return last.message;
+    if (this.everUp) return `connection lost: ${last?.message ?? 'closed'}${this.closed ? '' : '; reconnecting'}`;
+    return `connecting to ${this.options.address}${last ? `: ${last.message}` : ''}`;
+  }
+
+  /** Add this connection's sends waiting for credit and waiting for an outcome to `acc`. */
+  addOutstanding(acc: { queued: number; unacked: number }): void {
+    for (const s of this.senders.values()) {
+      acc.queued += s.waiting;
+      acc.unacked += s.unsettled;
+    }
+    for (const s of this.replySenders.values()) {
+      acc.queued += s.waiting;
+      acc.unacked += s.unsettled;
+    }
+  }
+
+  private event(kind: 'connect' | 'disconnect' | 'reconnect', reason?: string): void {
+    publishTransportEvent(kind, () => ({ ...this.options.transport, peer: this.endpoint ?? this.options.address, reason }));
+  }
+
   get address(): string {
     return this.options.address;
   }
@@ -155,6 +208,7 @@ export class Peer {
     // The SASL outcome or the peer's close said no: the first error says why; what follows is only the socket closing.
     if (!(this.lastError instanceof AuthenticationFailed)) this.lastError = refusal(error) ?? err;
     if (!reconnecting && !this.closed) this.closed = true;
+    if (wasUp) this.event('disconnect', this.lastError.message);
     if (wasUp || !this.everUp) {
       if (wasUp) this.options.logger.warn({}, `amqp1 ${this.options.label}: connection lost (${err.message})${reconnecting ? '; reconnecting' : ''}`);
       this.replyAddr = undefined;
@@ -294,6 +348,7 @@ export class Peer {
   close(): void {
     if (this.closed && !this.connection.is_open()) return;
     this.closed = true;
+    if (this.up) this.event('disconnect', 'closed');
     this.up = false;
     const gone = this.goneError();
     for (const w of this.replyWaiters.splice(0)) w.reject(gone);

@@ -64,6 +64,16 @@ function topics(text: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...xs];
 }
 
+/** HOST:PORT for a listening socket: an IPv6 host in brackets, port 0 for a free one. */
+function hostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) {
+    throw new InvalidArgumentError(`expected HOST:PORT such as 127.0.0.1:9464, 0.0.0.0:9464 or [::1]:9464 (port 0-65535, 0 for a free one), got ${JSON.stringify(text)}`);
+  }
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
 function priority(text: string): Priority {
   if (!(PRIORITIES as readonly string[]).includes(text)) throw new InvalidArgumentError(`expected one of ${PRIORITIES.join(', ')}`);
   return text as Priority;
@@ -125,8 +135,28 @@ program
   .description('run a demo RPC server: methods echo(args), sleep({ms}), fail({message}); logs every request')
   .requiredOption('-t, --topic <topic>', 'topic to serve')
   .option('-s, --server <name>', 'this server\'s name', `cli-${process.pid}`)
-  .action(async (o: { topic: string; server: string }) => {
+  .option('--metrics <host:port>', 'also serve Prometheus /metrics and /healthz on HOST:PORT (port 0: a free one)', hostPort)
+  .action(async (o: { topic: string; server: string; metrics?: { host: string; port: number } }) => {
     const bus = await openBus();
+    let stopMetrics = async (): Promise<void> => {};
+    if (o.metrics) {
+      // Loaded only here: the other commands need not pay for prom-client at startup.
+      const { registerMetrics, serveObservability } = await import('@hybridbus/observability');
+      const { collectDefaultMetrics, Registry } = await import('prom-client');
+      // Its own registry: the bus's metrics and the process's (CPU, memory, event loop lag).
+      const registry = new Registry();
+      collectDefaultMetrics({ register: registry });
+      const unregister = registerMetrics(bus, { registry });
+      const endpoint = await serveObservability({ bus, registry, ...o.metrics }).catch(async (e: unknown) => {
+        await bus.close();
+        throw new UsageError(`--metrics: ${(e as Error).message}`);
+      });
+      console.error(`metrics on ${endpoint.url}/metrics, health on ${endpoint.url}/healthz`);
+      stopMetrics = async () => {
+        unregister();
+        await endpoint.close();
+      };
+    }
     const log = (method: string) => (ctx: Context, args: Record<string, unknown>) => print({ method, ctx, args });
     const server = bus.rpcServer({ topic: o.topic, server: o.server }, [
       {
@@ -142,6 +172,7 @@ program
     console.error(`serving topic "${o.topic}" as "${o.server}" (call: ${bus.route(o.topic, 'call')}, fanout: ${bus.route(o.topic, 'fanout')}); Ctrl-C stops`);
     await untilSignal(async () => {
       await server.stop();
+      await stopMetrics();
       await bus.close();
     });
   });

@@ -39,6 +39,8 @@ export abstract class BaseNameService implements NameService {
   private readonly forgotten = new Map<string, number>();
   private readonly listeners = new Set<{ readonly fn: (key: string) => void }>();
   private backendDown = false;
+  /** Why the backend is down, while it is (see `unreachable`). */
+  private outage: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private counts = { lookups: 0, cacheHits: 0, backendErrors: 0 };
   /** When the backend last came back after an outage (ms epoch). */
@@ -66,6 +68,10 @@ export abstract class BaseNameService implements NameService {
   protected get logger(): Logger {
     this.ownLogger ??= (this.givenLogger ?? defaultLogger()).child({ component: 'nameservice', nameservice: this.kind });
     return this.ownLogger;
+  }
+
+  get unreachable(): string | undefined {
+    return this.closed ? undefined : this.outage;
   }
 
   get stats(): NameServiceStats {
@@ -209,12 +215,14 @@ export abstract class BaseNameService implements NameService {
   protected noteBackendError(err: unknown, what: string): void {
     if (this.backendDown) return;
     this.backendDown = true;
+    this.outage = `name service (${this.kind}) unreachable (${what}: ${errorMessage(err)}); lookups answer from the cache`;
     this.logger.warn({ err: errorMessage(err) }, `name service (${this.kind}) unavailable (${what}); lookups answer from the cache meanwhile`);
   }
 
   protected noteBackendOk(): void {
     if (!this.backendDown) return;
     this.backendDown = false;
+    this.outage = undefined;
     this.recoveredAt = Date.now();
     this.logger.info({}, `name service (${this.kind}) available again`);
   }

@@ -52,6 +52,12 @@ export interface NameService {
   list(): Promise<ReadonlyMap<string, readonly HostRecord[]>>;
   readonly stats: NameServiceStats;
   /**
+   * Why the backend cannot be reached now (lookups answer from the cache meanwhile), or
+   * undefined while it can: from a failed backend call until the next that succeeds. Cheap (a
+   * field), for health checks; never contains credentials.
+   */
+  readonly unreachable: string | undefined;
+  /**
    * Unregister everything this process registered; stop timers and connections.
    * `unregister: false` leaves the records to expire by TTL, as if the process had crashed.
    */

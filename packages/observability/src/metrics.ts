@@ -1,5 +1,278 @@
-// Filled in by the metrics work (prom-client).
-export interface MetricsOptions {}
-export function registerMetrics(_options: MetricsOptions = {}): () => void {
-  throw new Error('not yet');
+/**
+ * Prometheus metrics for a bus (prom-client), from core's diagnostics channels and, at scrape
+ * time, from `bus.stats()` and `bus.health()`. Every metric and label is listed in README.md.
+ *
+ * Bus identity: the channels are process-wide and their events do not say which bus sent them,
+ * so the message metrics (sent, handled, latency, in flight, transport events) count every bus
+ * of the process, labelled by transport name only. They are created once per registry and
+ * prefix, however many buses register there. The scrape-time metrics (connections, queue depth,
+ * health, …) come from each registered bus and carry a `bus` label (option `busName`, default
+ * "default"); two buses registered into one registry need different names.
+ */
+import diagnostics from 'node:diagnostics_channel';
+import { channels, type Bus, type DriverStats, type HealthState, type NotifyDispatchEvent, type NotifySendEvent, type RpcDispatchEvent, type RpcSendEvent, type TransportEvent } from '@hybridbus/core';
+import { Counter, Gauge, Histogram, register as globalRegistry, type Registry, type RegistryContentType } from 'prom-client';
+
+/** A prom-client registry of either exposition format. */
+export type MetricsRegistry = Registry<RegistryContentType>;
+
+export interface MetricsOptions {
+  /** Where the metrics go (default: prom-client's global `register`). */
+  readonly registry?: MetricsRegistry | undefined;
+  /** Prefix of every metric name (default "hybridbus_"). */
+  readonly prefix?: string | undefined;
+  /** Histogram buckets in seconds for call latency and dispatch duration (default DEFAULT_BUCKETS). */
+  readonly buckets?: readonly number[] | undefined;
+  /** The `bus` label of this bus's scrape-time metrics (default "default"); unique per registry. */
+  readonly busName?: string | undefined;
+}
+
+/** 0.5 ms to 60 s (the default rpc.timeout): a local zmq call lands low, a call over a busy broker high. */
+export const DEFAULT_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * The `outcome` of a failed send: the error's class when it is one of these (hybridbus's own
+ * errors, so the label's values stay a known, small set), else "error".
+ */
+export const ERROR_OUTCOMES: ReadonlySet<string> = new Set([
+  'MessagingTimeout',
+  'CallMonitorTimeout',
+  'CallAborted',
+  'RemoteError',
+  'NoSuchMethod',
+  'UnsupportedVersion',
+  'VersionCapError',
+  'InvalidTarget',
+  'MessageDeliveryFailure',
+  'MessageUndeliverable',
+  'QueueFull',
+  'MessageTooLarge',
+  'MalformedMessage',
+  'ConnectionLost',
+  'AuthenticationFailed',
+  'TransportClosed',
+  'UnsupportedFeature',
+]);
+
+function errorOutcome(err: Error | undefined): string {
+  return err !== undefined && ERROR_OUTCOMES.has(err.name) ? err.name : 'error';
+}
+
+/** Every metric's name, without the prefix (README.md describes each). */
+export const METRIC_NAMES = [
+  'messages_sent_total',
+  'messages_handled_total',
+  'call_duration_seconds',
+  'dispatch_duration_seconds',
+  'calls_in_flight',
+  'transport_events_total',
+  'connections',
+  'pending_calls',
+  'queued_messages',
+  'unacked_messages',
+  'retried_messages_total',
+  'reconnects_total',
+  'dropped_frames_total',
+  'transport_extra',
+  'transport_up',
+  'transport_state',
+] as const;
+type MetricName = (typeof METRIC_NAMES)[number];
+
+const HEALTH_STATES: readonly HealthState[] = ['connected', 'degraded', 'down'];
+
+type SendEvent = RpcSendEvent | NotifySendEvent;
+type HandleEvent = RpcDispatchEvent | NotifyDispatchEvent;
+
+/** The metrics of one registry and prefix, shared by every bus registered there. */
+class Shared {
+  readonly buses = new Map<string, Bus>();
+  private readonly unsubscribe: Array<() => void> = [];
+  /** Calls whose start this instance saw: only those leave the in-flight gauge. */
+  private readonly inFlightSeen = new WeakSet<RpcSendEvent>();
+
+  constructor(
+    readonly registry: MetricsRegistry,
+    readonly prefix: string,
+    readonly buckets: readonly number[],
+  ) {
+    const registers = [registry];
+    const name = (n: MetricName): string => prefix + n;
+    const buses = this.buses;
+    // Scrape-time metrics: one row per (bus, transport); each collect() resets first, so the
+    // rows of an unregistered bus or a transport no longer in use go away.
+    const eachTransport = (fill: (bus: string, transport: string, stats: DriverStats) => void): void => {
+      for (const [busName, bus] of buses) for (const [transport, s] of Object.entries(bus.stats())) fill(busName, transport, s);
+    };
+
+    const sent = new Counter({ name: name('messages_sent_total'), help: 'Messages sent by clients and notifiers (calls, casts, fanouts, notifications per topic), by outcome', labelNames: ['transport', 'pattern', 'outcome'] as const, registers });
+    const handled = new Counter({ name: name('messages_handled_total'), help: 'Messages taken by RPC servers and notification listeners, by outcome', labelNames: ['transport', 'pattern', 'outcome'] as const, registers });
+    const callSeconds = new Histogram({ name: name('call_duration_seconds'), help: 'RPC call latency as the caller sees it, from send to reply or error', labelNames: ['transport', 'outcome'] as const, buckets: [...buckets], registers });
+    const dispatchSeconds = new Histogram({ name: name('dispatch_duration_seconds'), help: 'Time a server or listener spent on a message, from taking it to its reply, ack or requeue', labelNames: ['transport', 'pattern', 'outcome'] as const, buckets: [...buckets], registers });
+    const inFlight = new Gauge({ name: name('calls_in_flight'), help: 'RPC calls sent and not yet settled', labelNames: ['transport'] as const, registers });
+    const transportEvents = new Counter({ name: name('transport_events_total'), help: 'Connection changes reported by the drivers while metrics were registered', labelNames: ['transport', 'event'] as const, registers });
+
+    const gauge = (n: MetricName, help: string, pick: (s: DriverStats) => number): void => {
+      new Gauge({
+        name: name(n),
+        help,
+        labelNames: ['bus', 'transport'] as const,
+        registers,
+        collect() {
+          this.reset();
+          eachTransport((bus, transport, s) => this.set({ bus, transport }, pick(s)));
+        },
+      });
+    };
+    // Totals the drivers keep since they started: counters, set from the driver's own figure.
+    const total = (n: MetricName, help: string, pick: (s: DriverStats) => number): void => {
+      new Counter({
+        name: name(n),
+        help,
+        labelNames: ['bus', 'transport'] as const,
+        registers,
+        collect() {
+          this.reset();
+          eachTransport((bus, transport, s) => this.inc({ bus, transport }, pick(s)));
+        },
+      });
+    };
+    gauge('connections', 'Connections open now (to servers, brokers or peers)', (s) => s.connections);
+    gauge('pending_calls', 'Calls sent and waiting for their reply, as the driver counts them', (s) => s.pendingCalls);
+    gauge('queued_messages', 'Messages waiting in this process to be written (for a connection, credit or a free slot)', (s) => s.queued);
+    gauge('unacked_messages', 'Messages written and waiting for their ack, confirm or settlement', (s) => s.unacked);
+    total('retried_messages_total', 'Messages sent again (after a lost connection, a nack, a missing ack) since the transport started', (s) => s.retried);
+    total('reconnects_total', 'Connections made again after one was lost, since the transport started', (s) => s.reconnects);
+    total('dropped_frames_total', 'Frames or messages that could not be decoded or authenticated and were dropped, since the transport started', (s) => s.dropped);
+    new Gauge({
+      name: name('transport_extra'),
+      help: "Driver-specific figures (DriverStats.extra), by the driver's own name for each",
+      labelNames: ['bus', 'transport', 'figure'] as const,
+      registers,
+      collect() {
+        this.reset();
+        eachTransport((bus, transport, s) => {
+          for (const [figure, v] of Object.entries(s.extra ?? {})) this.set({ bus, transport, figure }, v);
+        });
+      },
+    });
+    new Gauge({
+      name: name('transport_up'),
+      help: 'Whether the transport can carry messages: 1 when connected or degraded, 0 when down',
+      labelNames: ['bus', 'transport', 'scheme'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [bus, b] of buses) for (const [transport, h] of Object.entries(b.health().transports)) this.set({ bus, transport, scheme: h.scheme }, h.state === 'down' ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: name('transport_state'),
+      help: 'The transport health state: 1 for the current state (connected, degraded or down), 0 for the others',
+      labelNames: ['bus', 'transport', 'state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [bus, b] of buses) {
+          for (const [transport, h] of Object.entries(b.health().transports)) for (const state of HEALTH_STATES) this.set({ bus, transport, state }, h.state === state ? 1 : 0);
+        }
+      },
+    });
+
+    const seconds = (e: { durationMs?: number }): number => (e.durationMs ?? 0) / 1000;
+    const onSent = (e: SendEvent): void => {
+      const outcome = e.error === undefined ? 'ok' : errorOutcome(e.error);
+      sent.inc({ transport: e.transport, pattern: e.pattern, outcome });
+      if (e.pattern === 'call') {
+        callSeconds.observe({ transport: e.transport, outcome }, seconds(e));
+        if (this.inFlightSeen.has(e)) {
+          this.inFlightSeen.delete(e);
+          inFlight.dec({ transport: e.transport });
+        }
+      }
+    };
+    const onHandled = (e: HandleEvent): void => {
+      // Core sets `outcome` before end/error; the fallback only covers a publisher that did not.
+      const outcome = e.outcome ?? (e.error === undefined ? 'ok' : 'error');
+      handled.inc({ transport: e.transport, pattern: e.pattern, outcome });
+      dispatchSeconds.observe({ transport: e.transport, pattern: e.pattern, outcome }, seconds(e));
+    };
+    const onCallStart = (e: RpcSendEvent): void => {
+      this.inFlightSeen.add(e);
+      inFlight.inc({ transport: e.transport });
+    };
+    const sub = <T>(channel: diagnostics.Channel<T>, fn: (e: T) => void): void => {
+      const listener = (message: unknown): void => {
+        try {
+          fn(message as T);
+        } catch {
+          // diagnostics_channel rethrows a subscriber's error as an uncaught exception: a
+          // malformed event from some publisher must cost a sample, not the process.
+        }
+      };
+      channel.subscribe(listener);
+      this.unsubscribe.push(() => channel.unsubscribe(listener));
+    };
+    // Core builds and publishes a message's events only when its `start` channel has a
+    // subscriber, so every start is subscribed, even where only end/error is counted.
+    sub(channels.call.start, onCallStart);
+    for (const ch of [channels.cast.start, channels.notify.start, channels.dispatch.start, channels.notifyDispatch.start] as diagnostics.Channel<unknown>[]) sub(ch, () => undefined);
+    for (const ch of [channels.call, channels.cast]) {
+      sub(ch.end, onSent);
+      sub(ch.error, onSent);
+    }
+    sub(channels.notify.end, onSent);
+    sub(channels.notify.error, onSent);
+    for (const ch of [channels.dispatch, channels.notifyDispatch]) {
+      sub<HandleEvent>(ch.end, onHandled);
+      sub<HandleEvent>(ch.error, onHandled);
+    }
+    for (const event of ['connect', 'disconnect', 'reconnect'] as const) {
+      sub(channels.transport[event], (e: TransportEvent) => transportEvents.inc({ transport: e.transport, event }));
+    }
+  }
+
+  dispose(): void {
+    for (const u of this.unsubscribe.splice(0)) u();
+    for (const n of METRIC_NAMES) this.registry.removeSingleMetric(this.prefix + n);
+  }
+}
+
+const shared = new WeakMap<MetricsRegistry, Map<string, Shared>>();
+
+/**
+ * Register the bus's metrics into `options.registry` (default prom-client's global one) and
+ * start counting. Returns the function that stops: it forgets this bus, and when no bus is left
+ * on that registry and prefix, unsubscribes from the channels and removes every metric.
+ */
+export function registerMetrics(bus: Bus, options: MetricsOptions = {}): () => void {
+  const registry = options.registry ?? (globalRegistry as MetricsRegistry);
+  const prefix = options.prefix ?? 'hybridbus_';
+  const busName = options.busName ?? 'default';
+  const buckets = options.buckets ?? DEFAULT_BUCKETS;
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix + 'x')) throw new TypeError(`registerMetrics prefix: must be a Prometheus metric name prefix such as "hybridbus_": value was ${JSON.stringify(prefix)}`);
+  let byPrefix = shared.get(registry);
+  if (!byPrefix) shared.set(registry, (byPrefix = new Map()));
+  let s = byPrefix.get(prefix);
+  if (s) {
+    if (s.buses.has(busName)) throw new Error(`registerMetrics: a bus named "${busName}" is already registered in this registry with prefix "${prefix}"; give each bus its own busName`);
+    if (s.buckets.join() !== buckets.join()) throw new Error(`registerMetrics buckets: the metrics with prefix "${prefix}" in this registry already use [${s.buckets.join(', ')}]: value was [${buckets.join(', ')}]`);
+  } else {
+    // Checked before creating any, so a clash leaves the registry as it was.
+    const taken = METRIC_NAMES.map((n) => prefix + n).filter((n) => registry.getSingleMetric(n) !== undefined);
+    if (taken.length > 0) throw new Error(`registerMetrics: ${taken.join(', ')} already registered in this registry by something else (another copy of @hybridbus/observability?); use another registry or prefix`);
+    s = new Shared(registry, prefix, buckets);
+    byPrefix.set(prefix, s);
+  }
+  const mine = s;
+  mine.buses.set(busName, bus);
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    mine.buses.delete(busName);
+    if (mine.buses.size > 0) return;
+    mine.dispose();
+    byPrefix.delete(prefix);
+  };
 }

@@ -47,6 +47,11 @@ export class RabbitClient {
   /** The reply queue is consumed (restored by the link after a reconnect). */
   private replyReady = false;
 
+  /** Calls sent and waiting for their reply. */
+  get pendingCalls(): number {
+    return this.pending.size;
+  }
+
   constructor(private readonly env: PartEnv) {
     env.link.onDown((err) => {
       this.pending.rejectAll((p) => new ConnectionLost(`the broker connection was lost while ${p.what} waited for its reply`, { cause: err }));

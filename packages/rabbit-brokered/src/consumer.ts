@@ -45,6 +45,8 @@ export interface ConsumerEnv {
   readonly prefetch: number;
   /** Delay before consuming again after the broker cancelled us, ms. */
   readonly retryMs: number;
+  /** Shared by the driver's consumers: deliveries dropped as not a message of ours. */
+  readonly counts: { malformed: number };
 }
 
 export class Consumer implements Restorable {
@@ -58,6 +60,8 @@ export class Consumer implements Restorable {
   /** Deliveries handed out and not settled yet: the channel must stay open for their acks. */
   private unsettled = 0;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Its channel went on a live connection (or a restore failed): consuming again is pending. */
+  recovering = false;
   private readonly closedChannels = new WeakSet<Channel>();
   /** Each channel's connection, whose socket writes an ack batches with the rest (batchWrites). */
   private readonly genOf = new WeakMap<Channel, Generation>();
@@ -125,6 +129,7 @@ export class Consumer implements Restorable {
       this.ch = ch;
       this.opening = undefined;
       this.tags = tags;
+      this.recovering = false;
     } catch (err) {
       this.opening = undefined;
       await ch.close().catch(() => undefined);
@@ -171,6 +176,7 @@ export class Consumer implements Restorable {
 
   private scheduleRestore(gen: Generation): void {
     clearTimeout(this.retryTimer);
+    this.recovering = true;
     this.retryTimer = setTimeout(() => {
       if (this.stopped || !gen.alive || this.ch) return;
       this.restore(gen).catch((err: unknown) => {
@@ -178,6 +184,11 @@ export class Consumer implements Restorable {
         this.scheduleRestore(gen);
       });
     }, this.env.retryMs);
+  }
+
+  /** A delivery of this consumer was dropped as malformed (counted for the driver's stats). */
+  malformed(): void {
+    this.env.counts.malformed++;
   }
 
   /** Count a delivery whose settlement comes later (keeps the channel open for it). */
@@ -274,6 +285,7 @@ export class Consumer implements Restorable {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.recovering = false;
     clearTimeout(this.retryTimer);
     this.env.link.consumers.delete(this);
     this.sendDueAck();

@@ -55,6 +55,8 @@ export class RabbitDriver implements Driver {
   private readonly server: RabbitServer;
   private readonly notifications: RabbitNotifications;
   private closed = false;
+  /** Deliveries dropped as malformed, by every consumer of this driver. */
+  private readonly counts = { malformed: 0 };
 
   constructor(
     readonly options: RabbitOptions,
@@ -69,9 +71,9 @@ export class RabbitDriver implements Driver {
       broadcast: true,
     };
     const { logger, name, controlExchange } = context;
-    this.link = new Link(options, logger, name);
+    this.link = new Link(options, logger, name, options.scheme);
     this.sender = new Sender(this.link, logger, options.confirmWindow);
-    this.subscriptions = new Subscriptions({ link: this.link, logger, prefetch: options.prefetch, retryMs: options.retryIntervalS * 1000 });
+    this.subscriptions = new Subscriptions({ link: this.link, logger, prefetch: options.prefetch, retryMs: options.retryIntervalS * 1000, counts: this.counts });
     const env: PartEnv = {
       options,
       logger,
@@ -155,12 +157,24 @@ export class RabbitDriver implements Driver {
   }
 
   stats(): DriverStats {
-    return { connections: this.link.isUp ? 1 : 0, pendingCalls: 0, queued: 0, unacked: this.sender.window.inUse, retried: this.sender.stats.nackRetries, reconnects: 0, dropped: 0 };
+    const { sender } = this;
+    const s = sender.stats;
+    return {
+      connections: this.link.isUp ? 1 : 0,
+      pendingCalls: this.client.pendingCalls,
+      queued: sender.queued,
+      unacked: sender.unconfirmed,
+      retried: s.nackRetries + s.resends + s.replyRetries,
+      reconnects: this.link.reconnects,
+      dropped: this.counts.malformed,
+      extra: { ...s, confirmWindowInUse: sender.window.inUse },
+    };
   }
 
+  /** Down (with why) while the connection is being re-made; degraded while publishing is blocked or a consumer recovers. */
   health(): TransportHealth {
-    if (this.closed || this.link.isClosed) return { state: 'down', reason: 'closed' };
-    return this.link.isUp ? { state: 'connected' } : { state: 'down', reason: 'not connected to the broker' };
+    if (this.closed) return { state: 'down', reason: 'closed' };
+    return this.link.health();
   }
 
   async close(): Promise<void> {

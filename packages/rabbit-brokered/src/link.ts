@@ -11,14 +11,17 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { connect, type ChannelModel } from 'amqplib';
 import { AuthenticationFailed, HybridbusError, MessageDeliveryFailure, TransportClosed, type Logger } from '@hybridbus/core';
+import { publishTransportEvent, type TransportHealth } from '@hybridbus/core/driver';
 import { handshakeRefusal } from './amqplib-internals.js';
 import { Generation } from './generation.js';
 import type { BrokerAddress, RabbitOptions } from './options.js';
-import { deferred, raceSignal, sleep } from './util.js';
+import { deferred, errorMessage, raceSignal, sleep } from './util.js';
 
 /** A consumer the link restores on every new connection. */
 export interface Restorable {
   readonly label: string;
+  /** Its channel was lost on a live connection and it waits to consume again. */
+  readonly recovering: boolean;
   restore(gen: Generation): Promise<void>;
   /** Try `restore` again after a delay, for as long as `gen` lives. */
   retryLater(gen: Generation): void;
@@ -42,13 +45,21 @@ export class Link {
   private readonly loopDone: Promise<void>;
   private readonly firstPass = deferred();
   private sleeper: AbortController | undefined;
+  /** Why the last connection was lost, until one is made again (then it counts as a reconnect). */
+  private lost: string | undefined;
   /** The `connection_name` client property ("<prog>:<pid>:<transport>:<uuid>"), as oslo sets it. */
   readonly connectionName: string;
+  /** Since start: connections made again after one was lost. */
+  reconnects = 0;
+  /** Why the link is not up, while it is not (never credentials: broker labels and error texts). */
+  private downReason = 'connecting to the broker';
 
   constructor(
     private readonly options: RabbitOptions,
     private readonly logger: Logger,
-    transportName: string,
+    private readonly transportName: string,
+    /** The URL scheme the transport was configured with, for diagnostics events. */
+    private readonly scheme = 'rabbit',
   ) {
     const prog = path.basename(process.argv[1] ?? 'node');
     this.connectionName = `${prog}:${process.pid}:${transportName}:${randomUUID()}`;
@@ -75,6 +86,23 @@ export class Link {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Down (and why) while not connected; degraded while the broker blocks publishing or a
+   * consumer's channel is being recovered; else connected. O(consumers): for scrapes.
+   */
+  health(): TransportHealth {
+    if (this.closed) return { state: 'down', reason: 'closed' };
+    if (!this.isUp) return { state: 'down', reason: this.downReason };
+    if (this.blockedReason !== undefined) return { state: 'degraded', reason: `the broker blocks publishing (${this.blockedReason})` };
+    let recovering = 0;
+    let first = '';
+    for (const c of this.consumers) {
+      if (c.recovering && recovering++ === 0) first = c.label;
+    }
+    if (recovering > 0) return { state: 'degraded', reason: `${first}${recovering > 1 ? ` and ${recovering - 1} other consumer(s)` : ''}: channel being recovered` };
+    return { state: 'connected' };
   }
 
   /** Called with the reason whenever an established connection is lost. */
@@ -116,6 +144,8 @@ export class Link {
         // than at the call's timeout (attempts go on, for when the broker's config is fixed).
         const why = handshakeRefusal(err);
         this.refused = why ? new AuthenticationFailed(`${ep.label} refused the connection: ${why}`, { cause: err }) : undefined;
+        const attempt = `cannot connect to ${ep.label}: ${errorMessage(err)}`;
+        this.downReason = this.refused?.message ?? (this.lost ? `connection lost: ${this.lost}; reconnecting (${attempt})` : `${attempt}; retrying`);
         this.wakeWaiters();
         if (failures >= eps.length) this.firstPass.resolve();
         const now = Date.now();
@@ -163,6 +193,7 @@ export class Link {
       }
       if (!gen.alive) {
         // Lost while setting up: back off as after a failed attempt, not in a tight loop.
+        this.downReason = `connection to ${ep.label} lost while restoring consumers; retrying`;
         failures++;
         this.failedAttempts++;
         this.wakeWaiters();
@@ -173,6 +204,10 @@ export class Link {
       }
       this.gen = gen;
       this.refused = undefined;
+      const again = this.lost !== undefined;
+      this.lost = undefined;
+      if (again) this.reconnects++;
+      publishTransportEvent(again ? 'reconnect' : 'connect', () => ({ transport: this.transportName, scheme: this.scheme, peer: ep.label }));
       if (failures > 0 || gen.id > 1) this.logger.info({ broker: ep.label, attempts: failures }, 'connected to the broker');
       failures = 0;
       this.firstPass.resolve();
@@ -181,6 +216,11 @@ export class Link {
       const reason = await gen.lost;
       this.gen = undefined;
       this.wakeWaiters();
+      if (!this.closed) {
+        this.lost = errorMessage(reason);
+        this.downReason = `connection lost: ${this.lost}; reconnecting`;
+      }
+      publishTransportEvent('disconnect', () => ({ transport: this.transportName, scheme: this.scheme, peer: ep.label, reason: this.closed ? 'closed' : this.lost }));
       if (this.closed) break;
       this.logger.warn({ err: reason, broker: ep.label }, 'broker connection lost; reconnecting');
       for (const l of [...this.downListeners]) {

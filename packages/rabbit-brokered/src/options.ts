@@ -19,6 +19,8 @@ export interface BrokerAddress {
 }
 
 export interface RabbitOptions {
+  /** The URL's scheme ("rabbit", "amqp", "amqps"), for diagnostics events. */
+  readonly scheme?: string | undefined;
   /** amqp_durable_queues: control exchange, topic/server/notification/pool queues durable. */
   readonly durableQueues: boolean;
   /** amqp_auto_delete: the same entities auto-delete. */
@@ -198,6 +200,7 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
   });
 
   return {
+    scheme,
     durableQueues: get('amqp_durable_queues', false),
     autoDelete,
     quorumQueues,

@@ -61,6 +61,7 @@ function parseDelivery(d: Delivery, kind: string, logger: Logger): Dict | undefi
   const log = { queue: d.queue, kind, routingKey: msg.fields.routingKey, exchange: msg.fields.exchange };
   if (msg.properties.contentType !== JSON_TYPE) {
     // oslo drops these too ("Failed to process message ... skipping it").
+    d.consumer.malformed();
     logger.warn({ ...log, contentType: msg.properties.contentType ?? null }, `dropping a message without content_type ${JSON_TYPE}`);
     return undefined;
   }
@@ -68,6 +69,7 @@ function parseDelivery(d: Delivery, kind: string, logger: Logger): Dict | undefi
     // A string: core copies a Uint8Array into a new Buffer before decoding it.
     return unenvelope(msg.content.toString('utf8'));
   } catch (err) {
+    d.consumer.malformed();
     logger.warn({ ...log, err }, 'dropping a malformed message');
     return undefined;
   }
@@ -75,6 +77,7 @@ function parseDelivery(d: Delivery, kind: string, logger: Logger): Dict | undefi
 
 /** A delivery that is not a valid message of its kind: dropped, with a log. */
 export function dropMalformed(d: Delivery, kind: string, err: unknown, logger: Logger): void {
+  d.consumer.malformed();
   logger.warn({ queue: d.queue, kind, err }, 'dropping a malformed message');
 }
 

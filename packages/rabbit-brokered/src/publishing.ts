@@ -136,7 +136,15 @@ const NACK_PAUSE_MS = 250;
 export class Sender {
   /** Publishes awaiting the broker's confirm: at most `confirm_window`, then sends wait. */
   readonly window: Semaphore;
-  readonly stats = { nackRetries: 0 };
+  /**
+   * nackRetries: publishes sent again after a nack; resends: after their channel or connection
+   * was lost before the confirm; replyRetries: replies sent again after being returned.
+   */
+  readonly stats = { nackRetries: 0, resends: 0, replyRetries: 0 };
+  /** Publishes waiting to be written: for the connection, an unblock, a confirm-window slot, a declaration. */
+  queued = 0;
+  /** Publishes written and waiting for the broker's confirm. */
+  unconfirmed = 0;
 
   constructor(
     private readonly link: Link,
@@ -158,67 +166,82 @@ export class Sender {
     // Connected, unblocked, a free slot, declared, an open channel (the usual case): nothing
     // is awaited before the confirm. Each wait below is skipped unless it has to wait.
     for (;;) {
-      const gen = link.current ?? (await link.whenUp(budget, waitSignal(control)));
-      if (link.blocked !== undefined) {
-        if (budget.left <= 0) throw new MessageDeliveryFailure(`the broker blocks publishing (${link.blocked}); ${msg.what} not sent`);
-        await link.whenUnblocked(waitSignal(control));
-      }
-      if (!this.window.tryAcquire()) await this.window.acquire(waitSignal(control));
-      let confirmed: Promise<Outcome> | undefined;
-      let outcome: Outcome;
-      let pub: Publisher | undefined;
+      // Counted as queued until written (a counter, not a closure: this runs per message).
+      this.queued++;
+      let queued = true;
       try {
-        const declaring = msg.declare?.(gen);
-        if (declaring) {
-          try {
-            await declaring;
-          } catch (err) {
-            const refusal = brokerRefusal(err);
-            if (refusal !== undefined && gen.alive) {
-              throw new TopologyError(`declaring what ${msg.what} needs failed: ${errorMessage(err)}`, { cause: err });
-            }
-            throw err;
-          }
+        const gen = link.current ?? (await link.whenUp(budget, waitSignal(control)));
+        if (link.blocked !== undefined) {
+          if (budget.left <= 0) throw new MessageDeliveryFailure(`the broker blocks publishing (${link.blocked}); ${msg.what} not sent`);
+          await link.whenUnblocked(waitSignal(control));
         }
-        pub = gen.readyPublisher ?? (await gen.confirmChannel());
-        if (!pub.isWritable) await pub.writable(waitSignal(control));
-        // Stopped while waiting without a signal to wake us (e.g. for a declaration).
-        const why = stopReason(control);
-        if (why !== undefined) throw why;
-        confirmed = pub.publish(msg.exchange, msg.routingKey, msg.body, msg.properties);
-        // The slot is held until the broker answers, even if the caller stops waiting.
-        confirmed.then(this.releaseSlot, this.releaseSlot);
-        outcome = await (control.signal ? raceSignal(confirmed, control.signal) : confirmed);
-      } catch (err) {
-        if (!confirmed) this.window.release();
-        const why = stopReason(control);
-        if (why !== undefined) throw why;
-        if (link.isClosed) throw link.closedError();
-        if (err instanceof HybridbusError) throw err;
-        if (budget.left <= 0) throw new MessageDeliveryFailure(`${msg.what} was not confirmed by the broker: ${errorMessage(err)}`, { cause: err });
-        budget.left--;
-        this.logger.debug({ err, what: msg.what }, 'publish not confirmed (channel or connection lost); sending again');
-        if (gen.alive) await sleep(50, waitSignal(control)); // a channel error: let the next channel open
-        continue;
+        if (!this.window.tryAcquire()) await this.window.acquire(waitSignal(control));
+        let confirmed: Promise<Outcome> | undefined;
+        let outcome: Outcome;
+        let pub: Publisher | undefined;
+        try {
+          const declaring = msg.declare?.(gen);
+          if (declaring) {
+            try {
+              await declaring;
+            } catch (err) {
+              const refusal = brokerRefusal(err);
+              if (refusal !== undefined && gen.alive) {
+                throw new TopologyError(`declaring what ${msg.what} needs failed: ${errorMessage(err)}`, { cause: err });
+              }
+              throw err;
+            }
+          }
+          pub = gen.readyPublisher ?? (await gen.confirmChannel());
+          if (!pub.isWritable) await pub.writable(waitSignal(control));
+          // Stopped while waiting without a signal to wake us (e.g. for a declaration).
+          const why = stopReason(control);
+          if (why !== undefined) throw why;
+          confirmed = pub.publish(msg.exchange, msg.routingKey, msg.body, msg.properties);
+          this.queued--;
+          queued = false;
+          this.unconfirmed++;
+          // The slot is held until the broker answers, even if the caller stops waiting.
+          confirmed.then(this.confirmedSlot, this.confirmedSlot);
+          outcome = await (control.signal ? raceSignal(confirmed, control.signal) : confirmed);
+        } catch (err) {
+          if (!confirmed) this.window.release();
+          const why = stopReason(control);
+          if (why !== undefined) throw why;
+          if (link.isClosed) throw link.closedError();
+          if (err instanceof HybridbusError) throw err;
+          if (budget.left <= 0) throw new MessageDeliveryFailure(`${msg.what} was not confirmed by the broker: ${errorMessage(err)}`, { cause: err });
+          budget.left--;
+          this.stats.resends++;
+          this.logger.debug({ err, what: msg.what }, 'publish not confirmed (channel or connection lost); sending again');
+          if (gen.alive) await sleep(50, waitSignal(control)); // a channel error: let the next channel open
+          continue;
+        }
+        if (outcome === 'nacked') {
+          // A nack means the broker did not take it: safe to send again (receivers drop
+          // duplicates), on a new channel, after a pause; a broker that keeps refusing is an error.
+          if (nacks >= NACK_RETRIES || budget.left <= 0) throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}${nacks ? ` ${nacks + 1} times, on ${nacks + 1} channels` : ''}`);
+          if (pub && gen.alive) gen.retire(pub);
+          this.stats.nackRetries++;
+          if (nacks === 0) this.logger.warn({ what: msg.what }, 'the broker refused a publish (nack); sending it again on a new channel');
+          await sleep(NACK_PAUSE_MS * 2 ** nacks++, waitSignal(control));
+          continue;
+        }
+        if (outcome === 'returned') {
+          throw new MessageUndeliverable(`nobody can receive ${msg.what}: no queue is bound to exchange "${msg.exchange}" with routing key "${msg.routingKey}"`);
+        }
+        return;
+      } finally {
+        if (queued) this.queued--;
       }
-      if (outcome === 'nacked') {
-        // A nack means the broker did not take it: safe to send again (receivers drop
-        // duplicates), on a new channel, after a pause; a broker that keeps refusing is an error.
-        if (nacks >= NACK_RETRIES || budget.left <= 0) throw new MessageDeliveryFailure(`the broker refused (nack) ${msg.what}${nacks ? ` ${nacks + 1} times, on ${nacks + 1} channels` : ''}`);
-        if (pub && gen.alive) gen.retire(pub);
-        this.stats.nackRetries++;
-        if (nacks === 0) this.logger.warn({ what: msg.what }, 'the broker refused a publish (nack); sending it again on a new channel');
-        await sleep(NACK_PAUSE_MS * 2 ** nacks++, waitSignal(control));
-        continue;
-      }
-      if (outcome === 'returned') {
-        throw new MessageUndeliverable(`nobody can receive ${msg.what}: no queue is bound to exchange "${msg.exchange}" with routing key "${msg.routingKey}"`);
-      }
-      return;
     }
   }
 
-  private readonly releaseSlot = (): void => this.window.release();
+  /** The broker answered a publish (or its channel went): its slot is free. */
+  private readonly confirmedSlot = (): void => {
+    this.unconfirmed--;
+    this.window.release();
+  };
 
   /** Wait until no publish awaits a confirm, at most `ms`. */
   async drain(ms: number): Promise<void> {

@@ -117,7 +117,10 @@ export class RabbitServer {
           if (heartbeat) return logger.debug({ msgId, replyQ }, 'heartbeat returned: nobody waits for it any more');
           if (!signal.aborted) {
             await sleep(wait, signal).catch(() => undefined);
-            if (!signal.aborted) continue;
+            if (!signal.aborted) {
+              sender.stats.replyRetries++;
+              continue;
+            }
           }
           return logger.warn({ msgId, replyQ, seconds: limitMs / 1000 }, 'reply dropped: its reply queue had no consumer within the retry timeout');
         }

@@ -74,6 +74,8 @@ export class ZmqClient {
   private readonly calls = new PendingCalls<OutgoingCall>();
   private readonly acked: AckedSendEnv;
   private nextId = 0;
+  /** Answers that did not decode, dropped. */
+  private malformed = 0;
 
   constructor(
     private readonly options: ZmqOptions,
@@ -86,8 +88,8 @@ export class ZmqClient {
     this.acked = { options, routing, inFlight: new Map(), stats: { retries: 0 } };
   }
 
-  get stats(): { retries: number; pendingCalls: number; pendingAcks: number } {
-    return { retries: this.acked.stats.retries, pendingCalls: this.calls.size, pendingAcks: this.acked.inFlight.size };
+  get stats(): { retries: number; pendingCalls: number; pendingAcks: number; malformedAnswers: number } {
+    return { retries: this.acked.stats.retries, pendingCalls: this.calls.size, pendingAcks: this.acked.inFlight.size, malformedAnswers: this.malformed };
   }
 
   private id(): string {
@@ -158,6 +160,7 @@ export class ZmqClient {
       try {
         ({ kind, body } = decode(record));
       } catch (err) {
+        this.malformed++;
         this.logger.warn({ err, address }, 'zmq-direct: dropping a malformed reply');
         continue;
       }

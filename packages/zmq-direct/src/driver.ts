@@ -21,6 +21,7 @@ import type {
   DriverStats,
   TransportHealth,
 } from '@hybridbus/core/driver';
+import { publishTransportEvent } from '@hybridbus/core/driver';
 import { createNameService, type NameService } from '@hybridbus/nameservice';
 import { randomBytes } from 'node:crypto';
 import { ZmqClient } from './client.js';
@@ -64,7 +65,15 @@ export class ZmqDriver implements Driver {
     const socket = {
       open: (): Outbound => {
         if (this.closed) throw new TransportClosed(`zmq transport "${context.name}" is closed`);
-        return (this.outbound ??= new Outbound(options, { onFrames: (a, r) => this.client.onFrames(a, r), onPeerLost: (a, ids, e) => this.client.onPeerLost(a, ids, e) }, logger));
+        return (this.outbound ??= new Outbound(
+          options,
+          {
+            onFrames: (a, r) => this.client.onFrames(a, r),
+            onPeerLost: (a, ids, e) => this.client.onPeerLost(a, ids, e),
+            onConnection: (kind, peer, reason) => publishTransportEvent(kind, () => ({ transport: context.name, scheme: 'zmq', peer, reason })),
+          },
+          logger,
+        ));
       },
       current: (): Outbound | undefined => this.outbound,
     };
@@ -117,19 +126,38 @@ export class ZmqDriver implements Driver {
 
   stats(): DriverStats {
     const c = this.client.stats;
+    const out = this.outbound;
+    const ib = this.server.inboundStats;
     return {
-      connections: this.outbound?.size ?? 0,
+      connections: out?.connected ?? 0,
       pendingCalls: c.pendingCalls,
-      queued: 0,
+      queued: out?.queued ?? 0,
       unacked: c.pendingAcks,
-      retried: c.retries,
-      reconnects: 0,
-      dropped: 0,
+      // Acked sends sent again, and messages that went to another host after one failed.
+      retried: c.retries + this.routing.stats.failovers,
+      reconnects: out?.stats.reconnects ?? 0,
+      dropped: (ib ? ib.dropped + ib.handshakeFailures : 0) + c.malformedAnswers + (out?.stats.badFrames ?? 0),
+      extra: {
+        peers: out?.size ?? 0,
+        ...(out?.stats ?? {}),
+        failovers: this.routing.stats.failovers,
+        malformedAnswers: c.malformedAnswers,
+        ...this.notifications.stats,
+        ...(ib ?? {}),
+      },
     };
   }
 
+  /**
+   * Down once closed; degraded while the name service is unreachable (lookups answer from its
+   * cache) or sends to some peer failed lately (until a handshake with it, or ns_ttl).
+   */
   health(): TransportHealth {
     if (this.closed) return { state: 'down', reason: 'closed' };
+    const ns = this.nameService.unreachable;
+    if (ns !== undefined) return { state: 'degraded', reason: ns };
+    const peer = this.outbound?.trouble(this.options.nsTtl);
+    if (peer !== undefined) return { state: 'degraded', reason: peer };
     return { state: 'connected' };
   }
 

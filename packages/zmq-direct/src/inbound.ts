@@ -18,6 +18,8 @@ export interface InboundStats {
   paused: number;
   /** Replies, acks and nacks that could not leave: their client had gone, or stopped reading. */
   repliesDropped: number;
+  /** Connections refused at the handshake: CURVE credentials not allowed, or not ZMTP at all. */
+  handshakeFailures: number;
 }
 
 /**
@@ -62,7 +64,7 @@ export class Inbound {
       go();
     }
   };
-  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0 };
+  readonly stats: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0, handshakeFailures: 0 };
   /** "host:port" clients connect to. */
   address = '';
 
@@ -93,6 +95,9 @@ export class Inbound {
         ? { curveServer: true, curvePublicKey: options.curve.publicKey, curveSecretKey: options.curve.secretKey, zapDomain: zapDomainFor(options.curve) }
         : {}),
     });
+    const refused = (): void => void this.stats.handshakeFailures++;
+    this.socket.events.on('handshake:error:auth', refused);
+    this.socket.events.on('handshake:error:protocol', refused);
   }
 
   static async bind(options: ZmqOptions, handler: RecordHandler, logger: Logger): Promise<Inbound> {

@@ -39,6 +39,8 @@ interface Peer {
   /** Ids of messages sent to this peer that still expect an answer. */
   readonly inflight: Set<string>;
   connectTimer: NodeJS.Timeout | undefined;
+  /** It completed a handshake once: a later one is a reconnect, its end a disconnect. */
+  connected: boolean;
 }
 
 export interface OutboundEvents {
@@ -46,6 +48,8 @@ export interface OutboundEvents {
   onFrames(address: string, records: string[]): void;
   /** The connection to a peer broke (or was refused): messages in flight there are lost. */
   onPeerLost(address: string, inflight: ReadonlySet<string>, error: Error): void;
+  /** A peer connected, reconnected after a loss, or its connection ended (for diagnostics). */
+  onConnection?(kind: 'connect' | 'reconnect' | 'disconnect', address: string, reason?: string): void;
 }
 
 /** How long a peer that refused our credentials is left alone, first and at most (ms). */
@@ -71,7 +75,27 @@ export class Outbound {
   private connection = 0;
   /** Peers that refused our credentials: not dialled again until `until` (backoff doubles). */
   private readonly refused = new Map<string, { until: number; delay: number; error: Error }>();
-  readonly stats = { batches: 0, records: 0, connects: 0, evictions: 0, idleClosed: 0 };
+  /**
+   * Peers whose connection failed or was lost lately, and why: the transport is degraded while
+   * any is listed. A handshake with the peer clears it; otherwise it ends when the name service
+   * would offer the peer again (ns_ttl after the forget()).
+   */
+  private readonly troubled = new Map<string, { at: number; reason: string }>();
+  readonly stats = {
+    batches: 0,
+    records: 0,
+    connects: 0,
+    evictions: 0,
+    idleClosed: 0,
+    /** Connections made again after a loss. */
+    reconnects: 0,
+    /** Connections lost (the peer went, or stopped answering heartbeats). */
+    peersLost: 0,
+    /** Peers that refused our CURVE credentials (or the handshake). */
+    authFailures: 0,
+    /** Answers that could not be unpacked (bad version frame), dropped. */
+    badFrames: 0,
+  };
 
   constructor(
     private readonly options: ZmqOptions,
@@ -101,6 +125,37 @@ export class Outbound {
   /** Peers with a connection (or a connection attempt). */
   get size(): number {
     return this.peers.size;
+  }
+
+  /** Peers connected now (handshake done). O(peers): for scrapes, not per message. */
+  get connected(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.state === 'ready') n++;
+    return n;
+  }
+
+  /** Records waiting to be handed to ZeroMQ (for a handshake, or a full pipe). */
+  get queued(): number {
+    let n = 0;
+    for (const p of this.dirty) n += p.outbox.length;
+    return n;
+  }
+
+  /**
+   * Why some peer is in trouble: its connection failed or was lost within `forMs`, and no
+   * handshake with it since. Undefined when none is.
+   */
+  trouble(forMs: number): string | undefined {
+    if (this.troubled.size === 0) return undefined;
+    const since = Date.now() - forMs;
+    let latest: { at: number; reason: string } | undefined;
+    for (const [address, t] of this.troubled) {
+      if (t.at < since) this.troubled.delete(address);
+      else if (!latest || t.at > latest.at) latest = t;
+    }
+    if (!latest) return undefined;
+    const others = this.troubled.size - 1;
+    return `${latest.reason}${others > 0 ? ` (and ${others} other peer${others > 1 ? 's' : ''})` : ''}`;
   }
 
   /**
@@ -144,7 +199,7 @@ export class Outbound {
       return new QueueFull(`connection pool is full: ${this.peers.size} peers busy (pool_max=${this.options.poolMax})`);
     }
     const routingId = `${address}#${(this.connection++).toString(36)}`;
-    const peer: Peer = { address, endpoint: `tcp://${address}`, routingId, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined };
+    const peer: Peer = { address, endpoint: `tcp://${address}`, routingId, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined, connected: false };
     connectPeer(this.socket, peer.endpoint, routingId, serverKey);
     this.stats.connects++;
     this.latest = peer;
@@ -157,7 +212,7 @@ export class Outbound {
   private evictOne(): boolean {
     for (const peer of this.peers.values()) {
       if (!peer.hot && peer.inflight.size === 0 && peer.outbox.length === 0) {
-        this.drop(peer);
+        this.drop(peer, 'evicted: the pool is full (pool_max)');
         this.stats.evictions++;
         return true;
       }
@@ -178,10 +233,12 @@ export class Outbound {
     }
   }
 
-  private drop(peer: Peer): void {
+  private drop(peer: Peer, reason = 'idle'): void {
     clearTimeout(peer.connectTimer);
     this.peers.delete(peer.address);
     this.dirty.delete(peer);
+    // Told only for a peer that is connected now: a lost one was told at its loss.
+    if (peer.state === 'ready') this.events.onConnection?.('disconnect', peer.address, reason);
     try {
       this.socket.disconnect(peer.endpoint);
     } catch {
@@ -192,8 +249,10 @@ export class Outbound {
   /** The peer cannot be reached: nothing queued for it left, everything in flight is lost. */
   private fail(peer: Peer, error: Error): void {
     if (this.peers.get(peer.address) !== peer) return;
+    // Trouble only when sends failed: a peer that went quietly is no fault of the transport.
+    if (peer.outbox.length > 0 || peer.inflight.size > 0) this.troubled.set(peer.address, { at: Date.now(), reason: error.message });
+    this.drop(peer, error.message);
     peer.state = 'failed';
-    this.drop(peer);
     const outbox = peer.outbox;
     peer.outbox = [];
     for (const o of outbox) o.settle(error);
@@ -278,13 +337,23 @@ export class Outbound {
       if (!peer) return;
       clearTimeout(peer.connectTimer);
       peer.state = 'ready';
+      this.troubled.delete(peer.address);
+      if (peer.connected) this.stats.reconnects++;
+      this.events.onConnection?.(peer.connected ? 'reconnect' : 'connect', peer.address);
+      peer.connected = true;
       this.schedule();
     });
     ev.on('disconnect', ({ address }) => {
       const peer = this.byEndpoint(address);
       if (!peer) return;
+      // ZeroMQ reports the end of a connection that never completed its handshake too.
+      if (peer.state === 'ready') {
+        this.stats.peersLost++;
+        this.events.onConnection?.('disconnect', peer.address, 'connection lost');
+      }
       // In-flight messages may or may not have arrived: report them now, not at their timeout.
       if (peer.inflight.size > 0) {
+        this.troubled.set(peer.address, { at: Date.now(), reason: `connection to ${peer.address} lost with ${peer.inflight.size} message(s) in flight` });
         const lost = new Set(peer.inflight);
         peer.inflight.clear();
         this.events.onPeerLost(peer.address, lost, new ConnectionLost(`connection to ${peer.address} lost while a message was in flight; it may or may not have been processed`));
@@ -297,6 +366,7 @@ export class Outbound {
       const last = this.refused.get(peer.address);
       const delay = Math.min((last?.delay ?? REFUSED_BACKOFF_MS / 2) * 2, REFUSED_BACKOFF_MAX_MS);
       const err = new AuthenticationFailed(`CURVE handshake with ${peer.address} failed: ${error.message} (not retried for ${delay} ms)`);
+      this.stats.authFailures++;
       this.refused.set(peer.address, { until: Date.now() + delay, delay, error: err });
       this.fail(peer, err);
     };
@@ -316,6 +386,7 @@ export class Outbound {
         try {
           records = unpack(frames);
         } catch (err) {
+          this.stats.badFrames++;
           this.logger.warn({ err, address }, 'zmq-direct: dropping a message with a bad version frame');
           continue;
         }
@@ -345,8 +416,12 @@ export class Outbound {
     }
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const peer of this.peers.values()) clearTimeout(peer.connectTimer);
+    for (const peer of this.peers.values()) {
+      clearTimeout(peer.connectTimer);
+      if (peer.state === 'ready') this.events.onConnection?.('disconnect', peer.address, 'closed');
+    }
     this.peers.clear();
+    this.troubled.clear();
     this.socket.linger = Math.max(0, deadline - Date.now());
     this.socket.close();
     socketClosed();

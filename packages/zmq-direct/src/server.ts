@@ -52,7 +52,7 @@ class Handlers<H> {
 const nothing = async (): Promise<void> => undefined;
 const SENT: Promise<void> = Promise.resolve();
 const HEARTBEAT: RpcReply = { result: null, failure: null, ending: false };
-const NO_INBOUND: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0 };
+const NO_INBOUND: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0, handshakeFailures: 0 };
 
 /** Tell the sender of a message with an id why it was not taken. */
 function refuse(ib: Inbound, client: Buffer, body: Body, code: string, error: string): void {
@@ -63,6 +63,8 @@ function refuse(ib: Inbound, client: Buffer, body: Body, code: string, error: st
 
 export class ZmqServer {
   private inbound: Promise<Inbound> | undefined;
+  /** The socket once bound: its stats read without a promise (stats() is synchronous). */
+  private bound: Inbound | undefined;
   private readonly rpc = new Handlers<RpcHandler>();
   private readonly fanouts = new Handlers<RpcHandler>();
   private readonly notifications = new Handlers<NotificationHandler>();
@@ -86,7 +88,7 @@ export class ZmqServer {
   /** The bound socket ("host:port" clients reach), bound on first use. */
   socket(): Promise<Inbound> {
     if (this.closed) throw new TransportClosed(`zmq transport "${this.transportName}" is closed`);
-    this.inbound ??= Inbound.bind(this.options, (ib, c, k, b) => this.dispatch(ib, c, k, b), this.logger);
+    this.inbound ??= Inbound.bind(this.options, (ib, c, k, b) => this.dispatch(ib, c, k, b), this.logger).then((ib) => (this.bound = ib));
     return this.inbound;
   }
 
@@ -187,6 +189,11 @@ export class ZmqServer {
     if (finish === DUPLICATE) return undefined;
     if (finish instanceof MalformedMessage) return void refuse(ib, client, body, 'HB_MALFORMED', finish.message);
     return finish;
+  }
+
+  /** The bound socket's stats; undefined before it is bound. */
+  get inboundStats(): Readonly<InboundStats> | undefined {
+    return this.bound?.stats;
   }
 
   async counters(): Promise<Record<string, number>> {

@@ -10,6 +10,7 @@ import { Bus, type BusOptions, type ConfigInput } from '@hybridbus/core';
 import { freshTopic } from '../util.js';
 import { skipReason, type BackendUnderTest, type ConformanceCase, type ConformanceEnv } from './case.js';
 import { ERROR_CASES } from './errors.js';
+import { HEALTH_CASES } from './health.js';
 import { MONITORING_CASES } from './monitoring.js';
 import { NOTIFICATION_CASES } from './notifications.js';
 import { RPC_CASES } from './rpc.js';
@@ -26,6 +27,7 @@ export const CASES: readonly ConformanceCase[] = [
   ...SERVER_CASES,
   ...MONITORING_CASES,
   ...NOTIFICATION_CASES,
+  ...HEALTH_CASES,
 ];
 
 /** The cases cut into runs of one group (or none); a group split over two runs is a mistake in the table. */
