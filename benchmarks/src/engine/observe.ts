@@ -21,6 +21,7 @@ class CountingExporter implements SpanExporter {
 }
 
 let tracingOn = false;
+let buses = 0;
 const registry = new Registry();
 
 /** Tracing once per process; metrics per bus. */
@@ -32,5 +33,6 @@ export function observe(bus: Bus): void {
     trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(new CountingExporter())] }));
     instrumentTracing();
   }
-  registerMetrics(bus, { registry });
+  // A fanout server process hosts several buses: each its own `bus` label on the one registry.
+  registerMetrics(bus, { registry, busName: `bus${buses++}` });
 }
