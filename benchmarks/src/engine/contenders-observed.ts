@@ -14,14 +14,18 @@ import type { Contender } from './contender.js';
 import { registerContender } from './contenders.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ZMQ_CONFIG = { transports: { default: 'zmq://' }, log: { level: 'error' } };
+/** The `zmq` contender's transport: the run's private local name service (no stale records of other runs). */
+const zmqConfig = (nsDir: string | undefined): Record<string, unknown> => ({
+  transports: { default: nsDir ? `zmq://?matchmaker=local:${nsDir}` : 'zmq://' },
+  log: { level: 'error' },
+});
 
-registerContender('zmq-observed', (): Contender => {
+registerContender('zmq-observed', ({ nsDir }): Contender => {
   const child = { command: process.execPath, args: [path.join(here, 'child-hybridbus.js')] };
   return {
     info: { id: 'zmq-observed', label: 'hybridbus zmq-direct, tracing + metrics on', kind: 'hybridbus', url: 'zmq://' },
     scenarios: ['latency', 'throughput', 'cast', 'fanout', 'notify'],
-    data: { config: ZMQ_CONFIG, observe: true },
+    data: { config: zmqConfig(nsDir), observe: true },
     probe: async () => undefined,
     server: () => child,
     client: () => child,
@@ -30,14 +34,14 @@ registerContender('zmq-observed', (): Contender => {
   };
 });
 
-registerContender('zmq-before', (): Contender => {
+registerContender('zmq-before', ({ nsDir }): Contender => {
   const root = process.env['HYBRIDBUS_BENCH_BEFORE'];
   const script = root ? path.join(root, 'benchmarks/dist/engine/child-hybridbus.js') : '';
   const child = { command: process.execPath, args: [script] };
   return {
     info: { id: 'zmq-before', label: `hybridbus zmq-direct from ${root ?? '(HYBRIDBUS_BENCH_BEFORE unset)'}`, kind: 'hybridbus', url: 'zmq://' },
     scenarios: ['latency', 'throughput', 'cast', 'fanout', 'notify'],
-    data: { config: ZMQ_CONFIG },
+    data: { config: zmqConfig(nsDir) },
     probe: async () => (!root ? 'zmq-before: set HYBRIDBUS_BENCH_BEFORE to a built checkout' : existsSync(script) ? undefined : `zmq-before: ${script} not found (build that checkout: npx tsc -b)`),
     server: () => child,
     client: () => child,

@@ -84,14 +84,21 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
   // SDK's tracer once one is: instrumenting first and registering after works.
   const tracer: Tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer('hybridbus', VERSION);
   const propagator: CarrierPropagator = options.propagator ?? propagation;
-  // The same event object goes to start and end/error (diagnostics.ts): the span hangs off it.
-  const spans = new WeakMap<object, Span>();
+  // The same event object goes to start and end/error (diagnostics.ts): the span rides on it
+  // under a key of this subscription's own (a WeakMap entry per message was a GC cost).
+  const SPAN: unique symbol = Symbol('hybridbus span');
+  type Carrying = { [SPAN]?: Span | undefined };
+  const take = (e: object): Span | undefined => {
+    const span = (e as Carrying)[SPAN];
+    if (span !== undefined) (e as Carrying)[SPAN] = undefined;
+    return span;
+  };
 
   const send = (kind: SpanKind) => (message: unknown): void => {
     const e = message as SendEvent;
     const parent = context.active();
     const span = tracer.startSpan(sendName(e), { kind, attributes: sendAttributes(e) }, parent);
-    spans.set(e, span);
+    (e as Carrying)[SPAN] = span;
     propagator.inject(trace.setSpan(parent, span), e.trace, defaultTextMapSetter);
   };
 
@@ -100,25 +107,23 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
     // The sender's context or none: never whatever happened to be active in the driver's callback.
     const parent = e.trace === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, e.trace, defaultTextMapGetter);
     const span = tracer.startSpan(dispatchName(e), { kind: kind(e), attributes: dispatchAttributes(e) }, parent);
-    spans.set(e, span);
+    (e as Carrying)[SPAN] = span;
     const current = trace.setSpan(parent, span);
     e.bind = (fn) => context.with(current, fn);
   };
 
   const end = (message: unknown): void => {
     const e = message as SendEvent | DispatchEvent;
-    const span = spans.get(e);
+    const span = take(e);
     if (span === undefined) return; // started before we subscribed
-    spans.delete(e);
     if (e.pattern === 'notify' && 'outcome' in e && e.outcome === 'requeue') span.setAttribute('hybridbus.outcome', 'requeue');
     span.end();
   };
 
   const fail = (message: unknown): void => {
     const e = message as SendEvent | DispatchEvent;
-    const span = spans.get(e);
+    const span = take(e);
     if (span === undefined) return;
-    spans.delete(e);
     const err = e.error ?? new Error('failed');
     span.recordException(err);
     span.setAttribute('error.type', errorType(err));

@@ -83,7 +83,8 @@ export class RpcClient {
     checkCallTimeout(options.timeout, 'call option timeout');
     let event: RpcSendEvent | undefined;
     if (trace) {
-      event = { ...this.runtime.refOf(driver), pattern: 'call', target, method, request, trace, startedAt: performance.now() };
+      const ref = this.runtime.refOf(driver);
+      event = { transport: ref.transport, scheme: ref.scheme, pattern: 'call', target, method, request, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
       channels.call.start.publish(event);
     }
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.runtime.rpc.timeout;
@@ -157,7 +158,8 @@ export class RpcClient {
       await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));
       return;
     }
-    const event: RpcSendEvent = { ...this.runtime.refOf(driver), pattern, target: this.target, method, request, trace, startedAt: performance.now() };
+    const ref = this.runtime.refOf(driver);
+    const event: RpcSendEvent = { transport: ref.transport, scheme: ref.scheme, pattern, target: this.target, method, request, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
     channels.cast.start.publish(event);
     try {
       await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));
