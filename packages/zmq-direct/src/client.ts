@@ -120,11 +120,11 @@ export class ZmqClient {
     const key = this.keys.of(target).topic;
     const ns = this.routing.nameService;
     const records = ns.cached(key) ?? (await ns.lookup(key));
-    const hosts = [...new Set(records.map((r) => r.address))];
-    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     const m = requestToOslo(request);
     const multicast = this.multicast?.fanout(key, records, m, this);
     if (multicast) return multicast;
+    const hosts = [...new Set(records.map((r) => r.address))];
+    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
     const shared = this.shared(FANOUT, key, m);
     await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address }, shared)));

@@ -31,6 +31,11 @@ export interface UnicastClient {
 
 type WithMulticast = ZmqOptions & { readonly multicast: MulticastOptions };
 
+interface Split {
+  readonly via: ReadonlySet<string>;
+  readonly rest: ReadonlySet<string>;
+}
+
 export class Multicast {
   readonly stats = { mcastFanouts: 0, mcastUnicastCopies: 0, mcastTooLarge: 0, mcastAckFallbacks: 0 };
   private sender: Promise<MulticastSender> | undefined;
@@ -38,6 +43,7 @@ export class Multicast {
   private readonly idPrefix = `m${randomBytes(4).toString('hex')}`;
   private nextId = 0;
   private senderNow: MulticastSender | undefined;
+  private readonly splits = new WeakMap<readonly HostRecord[], Map<string, Split>>();
   private receiverNow: MulticastReceiver | undefined;
 
   constructor(
@@ -65,13 +71,29 @@ export class Multicast {
 
   /** Send a fanout of `key` to `records`; undefined when none of them listens by multicast. */
   fanout(key: string, records: readonly HostRecord[], m: Record<string, unknown>, client: UnicastClient): Promise<void> | undefined {
-    const mine = recordValue(this.options.multicast, key);
-    const via = new Set<string>();
-    for (const r of records) if (r.multicast === mine) via.add(r.address);
+    const { via, rest } = this.split(key, records);
     if (via.size === 0) return undefined;
-    const rest = new Set<string>();
-    for (const r of records) if (!via.has(r.address)) rest.add(r.address);
     return this.send(key, via, rest, m, client);
+  }
+
+  /**
+   * The servers of a lookup answer that joined the key's group, and the rest. Remembered per
+   * answer: the name service hands out the same array until the records change, and walking a
+   * thousand records per fanout would make the sender's cost grow with N again.
+   */
+  private split(key: string, records: readonly HostRecord[]): Split {
+    let byKey = this.splits.get(records);
+    if (!byKey) this.splits.set(records, (byKey = new Map()));
+    let split = byKey.get(key);
+    if (!split) {
+      const mine = recordValue(this.options.multicast, key);
+      const via = new Set<string>();
+      for (const r of records) if (r.multicast === mine) via.add(r.address);
+      const rest = new Set<string>();
+      for (const r of records) if (!via.has(r.address)) rest.add(r.address);
+      byKey.set(key, (split = { via, rest }));
+    }
+    return split;
   }
 
   private async send(key: string, via: ReadonlySet<string>, rest: ReadonlySet<string>, m: Record<string, unknown>, client: UnicastClient): Promise<void> {

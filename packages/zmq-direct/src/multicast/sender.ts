@@ -25,14 +25,19 @@ interface Stream {
   beats: number;
   /** Datagram of seq s at s % window, for repair. */
   readonly window: (Buffer | undefined)[];
-  lastData: number;
+  /** When the next announcement of the last seq is due, and the gap after it. */
+  nextBeat: number;
+  beatGap: number;
 }
 
 /** Told of each ack for a fanout id: from which server, and whether it is still being handled. */
 export type AckListener = (from: string, working: boolean) => void;
 
-/** Streams quiet this long stop announcing their last seq (receivers have long caught up). */
-const STREAM_QUIET_MS = 10_000;
+/**
+ * Announcements of a quiet stream back off to one per this long: a receiver stalled for a while
+ * still learns of a lost tail (and repairs it while the window has it), at little cost.
+ */
+const MAX_BEAT_GAP_MS = 10_000;
 /** Datagrams per repair message: a few hundred KB at most. */
 const REPAIR_BATCH = 64;
 
@@ -108,7 +113,9 @@ export class MulticastSender {
     const seq = ++s.seq;
     const dg = encodeDatagram(DATA, s.id, seq, this.repairAddress, record, this.mc.key);
     s.window[seq % this.mc.window] = dg;
-    s.lastData = Date.now();
+    // Data shows receivers the seq itself: the first announcement is due a heartbeat after the last.
+    s.beatGap = this.mc.heartbeat;
+    s.nextBeat = Date.now() + s.beatGap;
     this.stats.mcastSent++;
     this.out.push([dg, group]);
   }
@@ -117,7 +124,7 @@ export class MulticastSender {
     let s = this.streams.get(group);
     if (!s) {
       const id = this.freshId();
-      s = { id, hex: id.toString('hex'), group, seq: 0, beats: 0, window: new Array<Buffer | undefined>(this.mc.window), lastData: 0 };
+      s = { id, hex: id.toString('hex'), group, seq: 0, beats: 0, window: new Array<Buffer | undefined>(this.mc.window), nextBeat: 0, beatGap: 0 };
       this.streams.set(group, s);
       this.byHex.set(s.hex, s);
     }
@@ -142,11 +149,17 @@ export class MulticastSender {
     this.byHex.set(s.hex, s);
   }
 
-  /** Each active stream's last seq and oldest repairable seq: how receivers see a lost tail. */
+  /**
+   * A stream's last seq and oldest repairable seq, a heartbeat after its last data and then at
+   * doubling gaps: how receivers see a lost tail. Steady traffic needs none (each datagram
+   * shows its seq), so a busy stream sends no announcements at all.
+   */
   private announce(): void {
     const now = Date.now();
     for (const s of this.streams.values()) {
-      if (s.seq === 0 || now - s.lastData > STREAM_QUIET_MS || s.beats === 0xffffffff) continue;
+      if (s.seq === 0 || now < s.nextBeat || s.beats === 0xffffffff) continue;
+      s.beatGap = Math.min(s.beatGap * 2, MAX_BEAT_GAP_MS);
+      s.nextBeat = now + s.beatGap;
       const body = Buffer.allocUnsafe(8);
       body.writeUInt32BE(s.seq, 0);
       body.writeUInt32BE(this.oldest(s), 4);
