@@ -148,7 +148,7 @@ const KNOWN = {
   multicast_interface: checked(multicastInterface),
   multicast_ttl: ((raw, key) => (/^\d{1,3}$/.test(raw) && Number(raw) <= 255 ? Number(raw) : fail(key, raw, 'hops 0–255'))) as Parser<number>,
   multicast_key: checked(multicastKey),
-  multicast_window: int(16),
+  multicast_window: ((raw, key) => (/^\d+$/.test(raw) && Number(raw) >= 16 && Number(raw) <= 65536 ? Number(raw) : fail(key, raw, 'datagrams 16–65536'))) as Parser<number>,
   multicast_heartbeat: int(10, 'milliseconds ≥ 10'),
   multicast_rcvbuf: int(1024, 'bytes ≥ 1024'),
   multicast_groups: checked(multicastGroups),

@@ -75,7 +75,7 @@ const scenarios: Record<string, () => Promise<object>> = {
     for (const s of per) assert.deepEqual([s.distinct, s.twice], [N, 0]);
     assert.equal(c['mcastFanouts'], N, 'every fanout went out once by multicast');
     assert.equal(c['mcastUnicastCopies'], 0);
-    assert.equal(c['connects'] ?? 0, c['mcastAckFallbacks'] ? c['connects'] : 0, 'no unicast connection unless an ack was late');
+    if (!c['mcastAckFallbacks']) assert.equal(c['connects'] ?? 0, 0, 'no unicast connection was made (no ack was late)');
     await bus.close();
     await Promise.all(rs.map((r) => r.close()));
     return { fanouts: N, servers: 3, sent: c['mcastSent'], ackFallbacks: c['mcastAckFallbacks'], perServer: per.map((s) => s.distinct) };
@@ -139,7 +139,7 @@ const scenarios: Record<string, () => Promise<object>> = {
     const N = 500;
     r.proc.kill('SIGSTOP');
     const sent = Array.from({ length: N - 1 }, (_, i) => fan.cast(ctx, 'tick', payload(i + 1, 500)));
-    // Resume once the first acks are overdue, so the fallback is exercised.
+    // The freeze must outlast ack_timeout (300 ms): that is what is under test, so a timer it is.
     const overdue = setTimeout(() => r.proc.kill('SIGCONT'), 600);
     await Promise.all(sent);
     clearTimeout(overdue);

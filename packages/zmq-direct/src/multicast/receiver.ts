@@ -45,6 +45,13 @@ const REPAIR_TRIES = 10;
 /** Missing ranges per request at most. */
 const MAX_RANGES = 64;
 
+/** The lowest seq held (Infinity when none). */
+function lowest(held: ReadonlyMap<number, Buffer>): number {
+  let low = Infinity;
+  for (const seq of held.keys()) if (seq < low) low = seq;
+  return low;
+}
+
 export interface ReceiverStats {
   mcastReceived: number;
   mcastDelivered: number;
@@ -144,7 +151,7 @@ export class MulticastReceiver {
     if (d.seq !== s.next) {
       s.held.set(d.seq, d.body);
       // Held datagrams are bounded by the window: past it the oldest gap is given up.
-      if (s.held.size > this.mc.window) this.giveUp(s, Math.min(...s.held.keys()), 'too many datagrams held behind it');
+      if (s.held.size > this.mc.window) this.giveUp(s, lowest(s.held), 'too many datagrams held behind it');
       else this.gap(s);
       return;
     }
@@ -235,8 +242,7 @@ export class MulticastReceiver {
       if (now - s.lastNak < this.retryMs) continue;
       if (s.naks >= REPAIR_TRIES) {
         // The sender does not answer (gone?): give up to the next datagram held, if any.
-        let upTo = s.known + 1;
-        for (const seq of s.held.keys()) if (seq < upTo) upTo = seq;
+        const upTo = Math.min(s.known + 1, lowest(s.held));
         this.giveUp(s, upTo, `no answer to ${REPAIR_TRIES} repair requests`);
         continue;
       }
