@@ -73,6 +73,12 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.equal(r['sent'], r['fanouts']);
   });
 
+  test('servers without multicast, or with another group key, get unicast copies; each server has every fanout once', async (t) => {
+    const r = await scenario('mixed');
+    t.diagnostic(JSON.stringify(r));
+    assert.equal(r['unicastCopies'], 2 * (r['fanouts'] ?? 0));
+  });
+
   test('a receiver frozen (SIGSTOP) while 5,000 fanouts go loses datagrams, and repair brings back every one', async (t) => {
     const r = await scenario('repair');
     t.diagnostic(JSON.stringify(r));

@@ -81,6 +81,36 @@ const scenarios: Record<string, () => Promise<object>> = {
     return { fanouts: N, servers: 3, sent: c['mcastSent'], ackFallbacks: c['mcastAckFallbacks'], perServer: per.map((s) => s.distinct) };
   },
 
+  /**
+   * Servers that cannot take the multicast copy get unicast ones: one without multicast, one
+   * sealed with another key (its record names another key id); every server has each fanout once.
+   */
+  async mixed() {
+    const topic = 'mcm';
+    const key = (): string => encodeURIComponent(randomBytes(32).toString('base64'));
+    const k1 = key();
+    const plain = `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0`;
+    const urls = { same: url(`&multicast_key=${k1}`), none: plain, otherKey: url(`&multicast_key=${key()}`) };
+    const got = { same: new Collector<number>(), none: new Collector<number>(), otherKey: new Collector<number>() };
+    const servers: Bus[] = [];
+    for (const name of ['same', 'none', 'otherKey'] as const) {
+      const b = await Bus.create({ transports: { default: urls[name] } });
+      servers.push(b);
+      await b.rpcServer({ topic, server: name }, [{ tick: (_c: Context, a: { n: number }) => got[name].push(a.n) }]).start();
+    }
+    const { bus, driver } = await client(urls.same);
+    const fan = bus.rpcClient({ topic }).prepare({ fanout: true });
+    const N = 200;
+    await Promise.all(Array.from({ length: N }, (_, i) => fan.cast(ctx, 'tick', payload(i))));
+    for (const c of Object.values(got)) await c.until(N);
+    const c = await driver.counters();
+    for (const [name, col] of Object.entries(got)) assert.deepEqual([...col.items].sort((a, b) => a - b), Array.from({ length: N }, (_, i) => i), `${name} got each fanout once`);
+    assert.equal(c['mcastFanouts'], N);
+    assert.equal(c['mcastUnicastCopies'], 2 * N, 'two servers got unicast copies');
+    await Promise.all([bus.close(), ...servers.map((b) => b.close())]);
+    return { fanouts: N, multicast: c['mcastFanouts'], unicastCopies: c['mcastUnicastCopies'], perServer: Object.values(got).map((x) => x.items.length) };
+  },
+
   /** A receiver frozen (SIGSTOP) with a small socket buffer while 5,000 fanouts go: repair brings every one. */
   async repair() {
     const topic = 'mcr';
