@@ -102,13 +102,16 @@ const scenarios: Record<string, () => Promise<object>> = {
     const fan = bus.rpcClient({ topic }).prepare({ fanout: true });
     const N = 200;
     await Promise.all(Array.from({ length: N }, (_, i) => fan.cast(ctx, 'tick', payload(i))));
-    for (const c of Object.values(got)) await c.until(N);
+    // Over the datagram limit (8,000 bytes): unicast to all, transparently.
+    await fan.cast(ctx, 'tick', payload(N, 12_000));
+    for (const c of Object.values(got)) await c.until(N + 1);
     const c = await driver.counters();
-    for (const [name, col] of Object.entries(got)) assert.deepEqual([...col.items].sort((a, b) => a - b), Array.from({ length: N }, (_, i) => i), `${name} got each fanout once`);
+    for (const [name, col] of Object.entries(got)) assert.deepEqual([...col.items].sort((a, b) => a - b), Array.from({ length: N + 1 }, (_, i) => i), `${name} got each fanout once`);
     assert.equal(c['mcastFanouts'], N);
     assert.equal(c['mcastUnicastCopies'], 2 * N, 'two servers got unicast copies');
+    assert.equal(c['mcastTooLarge'], 1, 'the large one went by unicast');
     await Promise.all([bus.close(), ...servers.map((b) => b.close())]);
-    return { fanouts: N, multicast: c['mcastFanouts'], unicastCopies: c['mcastUnicastCopies'], perServer: Object.values(got).map((x) => x.items.length) };
+    return { fanouts: N, multicast: c['mcastFanouts'], unicastCopies: c['mcastUnicastCopies'], tooLarge: c['mcastTooLarge'], perServer: Object.values(got).map((x) => x.items.length) };
   },
 
   /** A receiver frozen (SIGSTOP) with a small socket buffer while 5,000 fanouts go: repair brings every one. */

@@ -11,7 +11,7 @@
  * (by the message's _unique_id) if it had the multicast one, so a fanout fails only as a unicast
  * one would (MessageDeliveryFailure), never silently.
  */
-import { MessageTooLarge, type Logger } from '@hybridbus/core';
+import { MessageTooLarge, TransportClosed, type Logger } from '@hybridbus/core';
 import type { HostRecord } from '@hybridbus/nameservice';
 import { randomBytes } from 'node:crypto';
 import { encode, FANOUT, type Body, type Encoded, type Kind } from '../frames.js';
@@ -44,6 +44,9 @@ export class Multicast {
   private nextId = 0;
   private senderNow: MulticastSender | undefined;
   private readonly splits = new WeakMap<readonly HostRecord[], Map<string, Split>>();
+  /** Acked fanouts waiting for acks: failed at once when the transport closes. */
+  private readonly pending = new Set<(err: Error) => void>();
+  private closed = false;
   private receiverNow: MulticastReceiver | undefined;
 
   constructor(
@@ -60,7 +63,13 @@ export class Multicast {
    * name-service record says (config.ts recordValue).
    */
   async join(key: string, address: string, deliver: Deliver): Promise<string> {
-    this.receiver ??= MulticastReceiver.open(this.options.multicast, address, deliver, this.logger).then((r) => (this.receiverNow = r));
+    this.receiver ??= MulticastReceiver.open(this.options.multicast, address, deliver, this.logger).then(
+      (r) => (this.receiverNow = r),
+      (err: unknown) => {
+        this.receiver = undefined; // the next listen tries again
+        throw err;
+      },
+    );
     (await this.receiver).join(groupOf(this.options.multicast, key));
     return recordValue(this.options.multicast, key);
   }
@@ -97,7 +106,14 @@ export class Multicast {
   }
 
   private async send(key: string, via: ReadonlySet<string>, rest: ReadonlySet<string>, m: Record<string, unknown>, client: UnicastClient): Promise<void> {
-    this.sender ??= MulticastSender.open(this.options, this.logger).then((s) => (this.senderNow = s));
+    if (this.closed) throw new TransportClosed('zmq transport closed');
+    this.sender ??= MulticastSender.open(this.options, this.logger).then(
+      (s) => (this.senderNow = s),
+      (err: unknown) => {
+        this.sender = undefined; // the next fanout tries again
+        throw err;
+      },
+    );
     const sender = await this.sender;
     const acks = this.options.acks;
     const id = acks === 'none' ? undefined : `${this.idPrefix}${(this.nextId++).toString(36)}`;
@@ -125,12 +141,20 @@ export class Multicast {
     return new Promise<void>((resolve, reject) => {
       const waiting = new Set(via);
       let timer: NodeJS.Timeout | undefined;
+      // The transport closes: fail now, as unicast acked sends do, not after ack_timeout.
+      const abort = (err: Error): void => {
+        clearTimeout(timer);
+        sender.acks.delete(id);
+        reject(err);
+      };
+      this.pending.add(abort);
       const arm = (): void => {
         clearTimeout(timer);
         timer = setTimeout(fallBack, this.options.ackTimeout);
       };
       const fallBack = (): void => {
         sender.acks.delete(id);
+        this.pending.delete(abort);
         this.stats.mcastAckFallbacks += waiting.size;
         Promise.all([...waiting].map((address) => client.oneWay(FANOUT, key, m, { address }))).then(() => resolve(), reject);
       };
@@ -142,6 +166,7 @@ export class Multicast {
         if (waiting.size > 0) return;
         clearTimeout(timer);
         sender.acks.delete(id);
+        this.pending.delete(abort);
         resolve();
       });
       arm();
@@ -159,6 +184,9 @@ export class Multicast {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const abort of [...this.pending]) abort(new TransportClosed('zmq transport closed with an acked multicast fanout in flight'));
+    this.pending.clear();
     const [s, r] = await Promise.all([this.sender?.catch(() => undefined), this.receiver?.catch(() => undefined)]);
     await s?.close();
     r?.close();
