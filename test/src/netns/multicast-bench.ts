@@ -29,7 +29,9 @@ const MULTICAST = '&multicast=udp://239.192.0.1:5555&multicast_interface=lo';
 if (process.argv[2] === '--servers') {
   // A server process: one Bus (its own ROUTER, DISH and record) per server name.
   const [url, topic, count] = [process.argv[3] as string, process.argv[4] as string, Number(process.argv[5])];
-  if (zmq.context.maxSockets < count * 3 + 64) zmq.context.maxSockets = Math.min(count * 3 + 64, zmq.context.maxSocketsLimit);
+  // Per server: its ROUTER, the ROUTER's event monitor (two PAIR sockets), its DISH; and spare.
+  const sockets = count * 5 + 64;
+  if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
   const arrivals = new Map<number, { count: number; firstAt: number; lastAt: number }>();
   const buses: Bus[] = [];
   for (let i = 0; i < count; i++) {
@@ -53,6 +55,17 @@ if (process.argv[2] === '--servers') {
       ])
       .start();
   }
+  process.on('message', (m: { ask?: string }) => {
+    if (m.ask !== 'counters') return;
+    void (async () => {
+      const sum: Record<string, number> = {};
+      for (const b of buses) {
+        const c = await (b.transport('default') as unknown as { counters(): Promise<Record<string, number>> }).counters();
+        for (const k of ['mcastGaps', 'mcastRecovered', 'mcastLost', 'mcastDuplicates']) sum[k] = (sum[k] ?? 0) + (c[k] ?? 0);
+      }
+      process.send?.({ counters: sum });
+    })();
+  });
   process.send?.({ ready: true });
   await once(process, 'disconnect');
   await Promise.allSettled(buses.map((b) => b.close()));
@@ -83,6 +96,10 @@ interface Row {
   /** Client-side: unicast connections, multicast datagrams, over the whole step. */
   connects: number;
   datagrams: number;
+  /** Receivers, summed: gaps seen, datagrams repaired, datagrams given up. */
+  gaps: number;
+  recovered: number;
+  lost: number;
 }
 
 async function step(n: number, mode: Row['mode']): Promise<Row> {
@@ -121,6 +138,15 @@ async function step(n: number, mode: Row['mode']): Promise<Row> {
     const cpu = process.cpuUsage(cpu0);
     const c = await driver.counters();
     await bus.close();
+    // Repairs at the receivers over the whole step (loss under load shows here, and in the max).
+    const theirs = await Promise.all(
+      kids.map(async (k) => {
+        const answer = once(k, 'message') as Promise<[{ counters: Record<string, number> }]>;
+        k.send({ ask: 'counters' });
+        return (await answer)[0].counters;
+      }),
+    );
+    const total = (name: string): number => theirs.reduce((a, t) => a + (t[name] ?? 0), 0);
     times.sort((a, b) => a - b);
     return {
       n,
@@ -134,6 +160,9 @@ async function step(n: number, mode: Row['mode']): Promise<Row> {
       serverCpuUs: Math.round((serverCpu - serverCpu0) / probes),
       connects: c['connects'] ?? 0,
       datagrams: c['mcastSent'] ?? 0,
+      gaps: total('mcastGaps'),
+      recovered: total('mcastRecovered'),
+      lost: total('mcastLost'),
     };
   } finally {
     for (const c of kids) c.disconnect();
@@ -161,7 +190,7 @@ for (const n of steps) {
   for (const mode of modes) {
     const r = await step(n, mode);
     rows.push(r);
-    console.log(`${String(n).padStart(5)} servers  ${mode.padEnd(9)}  sent in ${r.sendMs} ms, first arrival ${r.firstMs} ms, to all: median ${String(r.allMs).padStart(8)} ms (max ${r.maxMs})  sender CPU/fanout ${String(r.cpuUs).padStart(7)} µs (kernel ${r.sysUs})  servers' CPU/fanout ${r.serverCpuUs} µs  connects ${r.connects}  datagrams ${r.datagrams}`);
+    console.log(`${String(n).padStart(5)} servers  ${mode.padEnd(9)}  sent in ${r.sendMs} ms, first arrival ${r.firstMs} ms, to all: median ${String(r.allMs).padStart(8)} ms (max ${r.maxMs})  sender CPU/fanout ${String(r.cpuUs).padStart(7)} µs (kernel ${r.sysUs})  servers' CPU/fanout ${r.serverCpuUs} µs  connects ${r.connects}  datagrams ${r.datagrams}${r.mode === 'multicast' ? `  receivers: gaps ${r.gaps} repaired ${r.recovered} lost ${r.lost}` : ''}`);
   }
   const u = rows.find((r) => r.n === n && r.mode === 'unicast');
   const m = rows.find((r) => r.n === n && r.mode === 'multicast');
