@@ -105,6 +105,12 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.equal(r['forgedCounted'], r['badSent']);
   });
 
+  test('unsealed, 3,000 mutated and junk datagrams reach the parser: the process survives and keeps serving', async (t) => {
+    const r = await scenario('fuzz');
+    t.diagnostic(JSON.stringify(r));
+    assert.ok((r['forged'] ?? 0) > 0);
+  });
+
   test('the conformance suite passes on zmq:// with multicast fanouts', async (t) => {
     const r = await inNamespace('conformance-multicast.js', ['all'], 60_000);
     const summary = r.stdout.split('\n').filter((l) => /^# (tests|pass|fail|skipped|multicast)/.test(l));

@@ -188,6 +188,59 @@ const scenarios: Record<string, () => Promise<object>> = {
     return { fanouts: N, delivered: s.distinct, ackFallbacks: c['mcastAckFallbacks'], reportedLost: s.counters['mcastLost'], duplicatesDropped: s.counters['duplicatesDropped'] };
   },
 
+  /**
+   * Unsealed (nothing authenticates datagrams): 3,000 mutations of real data datagrams and
+   * heartbeats (bytes flipped, truncated, extended, header fields set to extremes) and random
+   * junk reach the receiver's parser; the process survives, stays bounded, and serves calls.
+   */
+  async fuzz() {
+    const topic = 'mcf';
+    const u = url('&acks=none');
+    const server = await Bus.create({ transports: { default: u } });
+    const got = new Collector<number>();
+    await server.rpcServer({ topic, server: 's' }, [{ tick: (_c: Context, a: { n: number }) => got.push(a.n), ping: () => 'pong' }]).start();
+    const { bus } = await client(u);
+    const fan = bus.rpcClient({ topic }).prepare({ fanout: true });
+    const tap = createSocket({ type: 'udp4', reuseAddr: true });
+    await new Promise<void>((resolve) => tap.bind(PORT, resolve));
+    tap.addMembership(GROUP_ADDRESS, '127.0.0.1');
+    const seeds: Buffer[] = [];
+    const collect = (m: Buffer): void => void (seeds.length < 16 && seeds.push(m));
+    tap.on('message', collect);
+    for (let i = 0; i < 3; i++) await fan.cast(ctx, 'tick', payload(i, i * 100));
+    await got.until(3);
+    // A heartbeat comes a heartbeat (100 ms) after the data stops: wait for one to mutate too.
+    await new Promise<void>((resolve) => tap.on('message', (m: Buffer) => (m[1 + (m[0] as number) + 4] === 2 ? resolve() : undefined)));
+    tap.off('message', collect);
+    tap.setMulticastInterface('127.0.0.1');
+    const rnd = (n: number): number => randomBytes(4).readUInt32BE(0) % n;
+    let sent = 0;
+    for (let i = 0; i < 3000; i++) {
+      const seed = seeds[i % seeds.length] as Buffer;
+      const groupEnd = 1 + (seed[0] as number);
+      let body = Buffer.from(seed.subarray(groupEnd));
+      switch (i % 6) {
+        case 0: for (let k = 0; k < 1 + rnd(4); k++) body[rnd(body.length)] = rnd(256); break;
+        case 1: body = body.subarray(0, rnd(body.length)); break;
+        case 2: body = Buffer.concat([body, randomBytes(rnd(64))]); break;
+        case 3: body.writeUInt32BE([0, 1, 0x7fffffff, 0xffffffff][rnd(4)] as number, 14); break; // seq
+        case 4: body.writeUInt32BE(rnd(2) ? 0xffffffff : rnd(body.length + 8), 18); break; // body length
+        default: body = randomBytes(rnd(300));
+      }
+      await new Promise<void>((resolve, reject) => tap.send(Buffer.concat([seed.subarray(0, groupEnd), body]), PORT, GROUP_ADDRESS, (e) => (e ? reject(e) : resolve())));
+      sent++;
+    }
+    tap.close();
+    // Still serving: a call over TCP, and the counters.
+    const pong = await bus.rpcClient({ topic, server: 's' }).call<string>(ctx, 'ping');
+    const d = server.transport('default') as ZmqDriver;
+    const c = await d.counters();
+    assert.equal(pong, 'pong');
+    assert.ok((c['mcastForged'] ?? 0) > 0, 'malformed ones were counted');
+    await Promise.all([bus.close(), server.close()]);
+    return { mutationsSent: sent, forged: c['mcastForged'], delivered: c['mcastDelivered'], duplicates: c['mcastDuplicates'], lost: c['mcastLost'], gaps: c['mcastGaps'] };
+  },
+
   /** A sealed group: forged, garbled, unsealed and junk datagrams (raw UDP) are dropped and counted; real ones arrive once. */
   async sealed() {
     const topic = 'mcs';
