@@ -8,6 +8,7 @@ import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, 
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
 import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
 import type { Keys } from './keys.js';
+import type { Multicast } from './multicast/index.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
 
@@ -84,6 +85,8 @@ export class ZmqClient {
     /** Unique per process and transport: ids are `<prefix><counter>`. */
     private readonly idPrefix: string,
     private readonly logger: Logger,
+    /** Set when fanouts may go out once, by multicast (multicast/). */
+    private readonly multicast?: Multicast,
   ) {
     this.acked = { options, routing, inFlight: new Map(), stats: { retries: 0 } };
   }
@@ -116,9 +119,12 @@ export class ZmqClient {
   async fanout(target: Target, request: RpcRequest): Promise<void> {
     const key = this.keys.of(target).topic;
     const ns = this.routing.nameService;
-    const hosts = [...new Set((ns.cached(key) ?? (await ns.lookup(key))).map((r) => r.address))];
-    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
+    const records = ns.cached(key) ?? (await ns.lookup(key));
     const m = requestToOslo(request);
+    const multicast = this.multicast?.fanout(key, records, m, this);
+    if (multicast) return multicast;
+    const hosts = [...new Set(records.map((r) => r.address))];
+    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
     const shared = this.shared(FANOUT, key, m);
     await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address }, shared)));
