@@ -9,7 +9,7 @@
 import type { Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import type { Body } from '../frames.js';
-import { socketClosed, socketOpened } from '../zeromq-adapter.js';
+import { socketOpened } from '../zeromq-adapter.js';
 import { zmqEndpoint, type MulticastOptions } from './config.js';
 import { loadDraft } from './draft.js';
 import { SerialSend } from './serial.js';
@@ -294,7 +294,6 @@ export class MulticastReceiver {
       this.peers.delete(oldAddress);
       old.out.clear();
       old.socket.close();
-      socketClosed();
     }
     socketOpened();
     const socket = new zmq.Dealer({ linger: 0, sendTimeout: 0, maxMessageSize: 1 << 20 });
@@ -306,7 +305,6 @@ export class MulticastReceiver {
       socket.connect(`tcp://${address}`);
     } catch {
       socket.close();
-      socketClosed();
       return undefined;
     }
     const peer = { socket, out };
@@ -342,11 +340,9 @@ export class MulticastReceiver {
     this.closed = true;
     clearInterval(this.repairTimer);
     this.dish.close();
-    socketClosed();
     for (const p of this.peers.values()) {
       p.out.clear();
       p.socket.close();
-      socketClosed();
     }
     this.peers.clear();
   }

@@ -8,7 +8,7 @@
 import type { Logger } from '@hybridbus/core';
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
-import { socketClosed, socketOpened } from '../zeromq-adapter.js';
+import { socketOpened } from '../zeromq-adapter.js';
 import type { ZmqOptions } from '../options.js';
 import type { MulticastOptions } from './config.js';
 import { zmqEndpoint } from './config.js';
@@ -235,7 +235,5 @@ export class MulticastSender {
     this.replies.clear();
     this.radio.close();
     this.router.close();
-    socketClosed();
-    socketClosed();
   }
 }
