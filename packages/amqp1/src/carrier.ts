@@ -4,6 +4,7 @@
  * server's listener gets a pooled connection of its own.
  */
 import { MessageUndeliverable, type Logger } from '@hybridbus/core';
+import { TroubledPeers } from '@hybridbus/core/driver';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
 import type { ConnectionOptions, Container } from 'rhea';
 import { Peer, type PeerCounts } from './peer.js';
@@ -74,7 +75,7 @@ export class Direct implements Carrier {
    * A new connection to the server clears it; otherwise it ends after ns_ttl (the name
    * service offers a forgotten server again then).
    */
-  private readonly troubled = new Map<string, { at: number; reason: string }>();
+  private readonly troubled = new TroubledPeers('server');
 
   constructor(private readonly o: DirectCarrierOptions) {}
 
@@ -94,7 +95,7 @@ export class Direct implements Carrier {
         again: this.lost.delete(address),
       });
       const peer = p;
-      p.onUp(() => this.troubled.delete(address));
+      p.onUp(() => this.troubled.clear(address));
       // Registered before any of its links' own listeners: their sends are still counted here.
       p.onDown((error) => {
         if (peer.everConnected) {
@@ -103,7 +104,7 @@ export class Direct implements Carrier {
         }
         const acc = { queued: 0, unacked: 0 };
         peer.addOutstanding(acc);
-        if (acc.queued + acc.unacked > 0) this.troubled.set(address, { at: Date.now(), reason: error.message });
+        if (acc.queued + acc.unacked > 0) this.troubled.mark(address, error.message);
         if (peer.isClosed && this.peers.get(address) === peer) this.peers.delete(address);
       });
       this.peers.set(address, p);
@@ -153,11 +154,11 @@ export class Direct implements Carrier {
   }
 
   lostCalls(peer: Peer, reason: string): void {
-    this.troubled.set(peer.address, { at: Date.now(), reason });
+    this.troubled.mark(peer.address, reason);
   }
 
   failed(peer: Peer, reason: string): void {
-    this.troubled.set(peer.address, { at: Date.now(), reason });
+    this.troubled.mark(peer.address, reason);
     this.o.nameService.forget(peer.address);
     if (this.peers.get(peer.address) === peer) this.peers.delete(peer.address);
     peer.close();
@@ -175,16 +176,7 @@ export class Direct implements Carrier {
 
   /** Why some server is in trouble: its sends failed within `forMs`, and no connection to it since. */
   trouble(forMs: number): string | undefined {
-    if (this.troubled.size === 0) return undefined;
-    const since = Date.now() - forMs;
-    let latest: { at: number; reason: string } | undefined;
-    for (const [address, t] of this.troubled) {
-      if (t.at < since) this.troubled.delete(address);
-      else if (!latest || t.at > latest.at) latest = t;
-    }
-    if (!latest) return undefined;
-    const others = this.troubled.size - 1;
-    return `${latest.reason}${others > 0 ? ` (and ${others} other server${others > 1 ? 's' : ''})` : ''}`;
+    return this.troubled.reason(forMs);
   }
 
   close(): void {

@@ -5,6 +5,7 @@
 export { PendingCalls, type PendingCall } from './pending-calls.js';
 export { RecentIds, SeenIds, type RecentIdsOptions } from './recent-ids.js';
 export { Semaphore } from './semaphore.js';
+export { TroubledPeers } from './troubled-peers.js';
 export { exchangeOf, fanoutName, serverKey } from './addressing.js';
 export { errorFromCode } from '../errors.js';
 export {
