@@ -4,13 +4,50 @@
  * one Bus (so one ROUTER, port and registration) each.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { QueueFull, type Bus, type Context } from '@hybridbus/core';
+import { FanoutIncomplete } from '@hybridbus/zmq-direct';
 import { Collector, freshTopic, tempDir } from './util.js';
 import { connectionsTo } from './zmq/tcp.js';
-import { busesClosedAfter, driverOf, zmqUrl } from './zmq/buses.js';
+import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
+import { startChild, type ChildServer } from './zmq/children.js';
 
 const { bus } = busesClosedAfter();
+const kids: ChildServer[] = [];
+after(() => Promise.allSettled(kids.map((k) => k.kill())));
+/** Casts handled by child servers, as "server:i", and a wait for some of them. */
+class Handled {
+  private readonly seen = new Set<string>();
+  private wake: Array<() => void> = [];
+  readonly push = (r: { server: string; i: number }): void => {
+    this.seen.add(`${r.server}:${r.i}`);
+    for (const w of this.wake.splice(0)) w();
+  };
+  async all(want: readonly string[], ms = 10_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!want.every((w) => this.seen.has(w))) {
+      if (Date.now() > deadline) throw new Error(`handled: ${[...this.seen].sort().join(' ')}; missing: ${want.filter((w) => !this.seen.has(w)).join(' ')}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, deadline - Date.now());
+        this.wake.push(() => (clearTimeout(t), r()));
+      });
+    }
+  }
+}
+/** A process hosting one server of `topic` (its own port and registration). */
+async function child(u: string, topic: string, server: string, handled?: Handled): Promise<ChildServer> {
+  const c = await startChild(cfg(u), [{ topic, server }], handled?.push);
+  kids.push(c);
+  return c;
+}
+/** Resolves once `ok()` holds, checked every 10 ms (for counters that have no event). */
+async function until(what: string, ok: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 const nsDir = (): string => tempDir('hb-zmq-scale-ns-');
 
 /** `n` servers of `topic` named s0..s(n-1), each its own Bus; arrivals go to `got` as "server:i". */
@@ -103,5 +140,55 @@ describe('a fanout to more servers than pool_max', () => {
     });
     const c = await driverOf(client).counters();
     assert.equal(c['poolWaitsFailed'], 1);
+  });
+});
+
+describe('a fanout reaches every registered server, or says how many it did not', () => {
+  test('a server whose connection was lost (and came back) still gets the next fanout: it is not skipped as forgotten', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const u = zmqUrl(dir);
+    const handled = new Handled();
+    const a = await child(u, topic, 'a', handled);
+    await child(u, topic, 'b', handled);
+    await child(u, topic, 'c', handled);
+    const client = await bus(u);
+    const fan = client.rpcClient({ topic, fanout: true });
+    await fan.cast({}, 'record', { i: 0 });
+    // a stops answering: its heartbeats time out with a copy in flight, so its connection is lost.
+    a.proc.kill('SIGSTOP');
+    const lost = fan.cast({}, 'record', { i: 1 });
+    lost.catch(() => undefined);
+    await until('the client to drop the frozen server', async () => ((await driverOf(client).counters())['peersLost'] ?? 0) >= 1);
+    a.proc.kill('SIGCONT');
+    await lost.catch(() => undefined);
+    // Right after (its record has not been refreshed since): every server must get fanout 2.
+    await fan.cast({}, 'record', { i: 2 });
+    await handled.all(['a:2', 'b:2', 'c:2']);
+  });
+
+  test('a dead server still registered: every fanout fails with FanoutIncomplete naming 1 of 3 not reached, the others get it', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const u = zmqUrl(dir, '&connect_timeout=300');
+    const handled = new Handled();
+    const a = await child(u, topic, 'a', handled);
+    await child(u, topic, 'b', handled);
+    await child(u, topic, 'c', handled);
+    const client = await bus(u);
+    const fan = client.rpcClient({ topic, fanout: true });
+    await fan.cast({}, 'record', { i: 0 });
+    await a.kill('SIGKILL'); // its record stays until ns_ttl
+    for (const i of [1, 2]) {
+      await assert.rejects(fan.cast({}, 'record', { i }), (e: unknown) => {
+        assert.ok(e instanceof FanoutIncomplete, String(e));
+        assert.equal(e.notReached, 1);
+        assert.equal(e.servers, 3);
+        assert.deepEqual(e.addresses, [a.address]);
+        assert.match(e.message, /did not reach 1 of 3 servers/);
+        return true;
+      }, `fanout ${i}`);
+    }
+    await handled.all(['b:1', 'c:1', 'b:2', 'c:2']);
   });
 });

@@ -7,6 +7,7 @@ import { ConnectionLost, MessageUndeliverable, type Logger, type Target } from '
 import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
 import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
+import { EVERY_SERVER, everyCopy } from './fanout.js';
 import type { Keys } from './keys.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
@@ -116,12 +117,12 @@ export class ZmqClient {
   async fanout(target: Target, request: RpcRequest): Promise<void> {
     const key = this.keys.of(target).topic;
     const ns = this.routing.nameService;
-    const hosts = [...new Set((ns.cached(key) ?? (await ns.lookup(key))).map((r) => r.address))];
+    const hosts = [...new Set((ns.cached(key, EVERY_SERVER) ?? (await ns.lookup(key, EVERY_SERVER))).map((r) => r.address))];
     if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     const m = requestToOslo(request);
     if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
     const shared = this.shared(FANOUT, key, m);
-    await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address }, shared)));
+    await everyCopy(key, hosts, (address) => this.oneWay(FANOUT, key, m, { address }, shared));
   }
 
   /**
