@@ -75,8 +75,16 @@ if (spec.role === 'hb') {
     },
     fanout: async (m) => {
       const startedAt = wallMs();
-      await fanout.cast(ctx, 'sink', { seq: Number(m['seq']) });
-      return { kind: 'sent', startedAt, resolvedAt: wallMs() };
+      let error: string | undefined;
+      try {
+        await fanout.cast(ctx, 'sink', { seq: Number(m['seq']) });
+      } catch (e) {
+        error = `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      // What the driver fanned out to (its name-service view) and its counters: evidence when
+      // a fanout does not reach every server.
+      const hosts = driver.nameService.cached(key)?.length ?? -1;
+      return { kind: 'sent', startedAt, resolvedAt: wallMs(), error, hosts, counters: await driver.counters() };
     },
     measure: async () => {
       const fds = openFds();

@@ -113,8 +113,13 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
       client.send({ kind: 'fanout', seq: s });
       const sent = await client.next('sent', timeout);
       sends.push(Number(sent['resolvedAt']) - Number(sent['startedAt']));
+      const c = sent['counters'] as Record<string, number>;
+      const why = `the client fanned out to ${String(sent['hosts'])} of ${n} hosts; its counters: ${JSON.stringify(c)}`;
+      if (sent['error']) throw new Error(`fanout ${s} to ${n} servers failed: ${String(sent['error'])} (${why})`);
       servers.forEach((x) => x.send({ kind: 'expect', seq: s }));
-      const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n)));
+      const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n))).catch((e: Error) => {
+        throw new Error(`${e.message} (${why})`);
+      });
       return Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']);
     };
     const firstFanoutMs = await fanout();
