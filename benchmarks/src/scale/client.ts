@@ -87,9 +87,9 @@ if (spec.role === 'hb') {
       }
       const resolvedAt = wallMs();
       const cpu = process.cpuUsage(cpu0);
-      // What the driver fanned out to (its name-service view) and its counters: evidence when
-      // a fanout does not reach every server.
-      const hosts = driver?.nameService.cached(key)?.length ?? -1;
+      // The registered servers (the uncached poller: the driver's lookup counts stay its own) and
+      // the driver's counters: evidence when a fanout does not reach every server.
+      const hosts = poller ? (await poller.lookup(key)).length : -1;
       return { kind: 'sent', startedAt, resolvedAt, cpuMs: (cpu.user + cpu.system) / 1000, error, hosts, counters: driver ? await driver.counters() : {} };
     },
     measure: async () => {

@@ -147,7 +147,7 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
       sends.push(Number(sent['resolvedAt']) - Number(sent['startedAt']));
       cpus.push(Number(sent['cpuMs']));
       const c = sent['counters'] as Record<string, number>;
-      const why = `the client fanned out to ${String(sent['hosts'])} of ${n} hosts; its counters: ${JSON.stringify(c)}`;
+      const why = `${String(sent['hosts'])} of ${n} registered after the fanout; the client's counters: ${JSON.stringify(c)}`;
       if (sent['error']) throw new Error(`fanout ${s} to ${n} servers failed: ${String(sent['error'])} (${why})`);
       servers.forEach((x) => x.send({ kind: 'expect', seq: s }));
       const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n))).catch((e: Error) => {
