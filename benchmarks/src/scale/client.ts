@@ -38,7 +38,7 @@ function rssKiB(): number {
 }
 
 // Enough sockets for the raw client and the driver, whatever the peer count.
-const sockets = spec.peers + 64;
+const sockets = spec.peers + 64; // the raw client's DEALERs at most; the driver's ROUTER and its monitor are 3
 if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
 // Start the context's I/O threads (and their fds) before the baseline: they are paid once per
 // process, not per peer. The throwaway socket is closed again.

@@ -35,8 +35,10 @@ const spec = JSON.parse(process.argv[process.argv.length - 1] as string) as Scal
 const wallMs = (): number => performance.timeOrigin + performance.now();
 const closers: Array<() => Promise<void> | void> = [];
 
-// zeromq.js's global context allows 1023 sockets by default: one per server here, and a few more.
-const sockets = (spec.role === 'raw' ? spec.count : spec.servers.length) + 64;
+// zeromq.js's global context allows 1023 sockets by default, and the limit must be raised before
+// the first socket (libzmq sizes its slot table then; a later raise has no effect). A zmq://
+// server takes three: its ROUTER and the two PAIR sockets of the ROUTER's event monitor.
+const sockets = (spec.role === 'raw' ? spec.count : 3 * spec.servers.length) + 64;
 if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
 
 /** seq → arrivals so far, across this process's servers. */
