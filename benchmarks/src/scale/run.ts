@@ -117,7 +117,7 @@ function nsBackendPid(url: string): number | undefined {
   return undefined;
 }
 
-async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 'rawClientFdsPerPeer' | 'rawClientRssPerPeerKiB' | 'fdRatio'>> {
+async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: number): Promise<Omit<ScalePointPlus, 'rawClientFdsPerPeer' | 'rawClientRssPerPeerKiB' | 'fdRatio'>> {
   const topic = freshTopic();
   const groups = spread(n, o.procs);
   const children: Child[] = [];
@@ -136,6 +136,8 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
     const timeout = 60_000 + 200 * n;
     const [readies, seen] = await Promise.all([Promise.all(servers.map((s) => s.next('ready', timeout))), client.next('seen', timeout)]);
     const startupMs = Math.max(...readies.map((r) => Number(r['at']))) - t0;
+    const retries = readies.reduce((a, r) => a + Number(r['retries'] ?? 0), 0);
+    if (retries > 0) o.note(`scale: ${n}: ${retries} server start(s) retried after a registration timeout`);
     const registerMs = Number(seen['at']) - t0;
 
     const sends: number[] = [];
@@ -263,7 +265,7 @@ export async function runScale(o: ScaleOptions): Promise<{ report: ScaleReport; 
   for (const n of o.steps) {
     try {
       note(`scale: ${n} servers over ${Math.min(o.procs, n)} processes`);
-      const hb = await hbStep(o, n);
+      const hb = await hbStep({ ...o, note }, n);
       const raw = o.noRaw ? { fdsPerPeer: NaN, rssPerPeerKiB: NaN } : await rawStep(o, n);
       points.push({ ...hb, rawClientFdsPerPeer: raw.fdsPerPeer, rawClientRssPerPeerKiB: raw.rssPerPeerKiB, fdRatio: raw.fdsPerPeer > 0 ? round(hb.clientFdsPerPeer / raw.fdsPerPeer) : NaN });
       fanouts.push({ contender: 'zmq', n, completeMs: hb.fanoutCompleteMs, senderCpuMs: hb.senderCpuMsPerFanout });

@@ -91,13 +91,27 @@ async function startAll(servers: readonly string[], jitterMs: number, start: (se
 
 if (spec.role === 'hb') {
   let registered = 0;
+  let retries = 0;
   await startAll(spec.servers, spec.jitterMs ?? 0, async (server) => {
-    const bus = await Bus.create({ transports: { default: spec.url } });
-    closers.push(() => bus.close());
-    await bus.rpcServer({ topic: spec.topic, server }, endpoint).start();
-    registered += (bus.transport('default') as ZmqDriver).nameService.stats.registered;
+    // A server whose registration times out (a name service, or this process, swamped by the
+    // start-up storm) starts again after a pause, as a supervisor would restart it: counted.
+    for (let attempt = 0; ; attempt++) {
+      const bus = await Bus.create({ transports: { default: spec.url } });
+      try {
+        await bus.rpcServer({ topic: spec.topic, server }, endpoint).start();
+      } catch (e) {
+        await bus.close();
+        if (attempt >= 5) throw e;
+        retries++;
+        await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
+        continue;
+      }
+      closers.push(() => bus.close());
+      registered += (bus.transport('default') as ZmqDriver).nameService.stats.registered;
+      return;
+    }
   });
-  toParent({ kind: 'ready', at: wallMs(), registered, rssKiB: rssKiB(), fds: openFds() });
+  toParent({ kind: 'ready', at: wallMs(), registered, retries, rssKiB: rssKiB(), fds: openFds() });
 } else if (spec.role === 'fan') {
   const bus = await Bus.create({ transports: { default: spec.url } });
   closers.push(() => bus.close());
