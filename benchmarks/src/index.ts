@@ -2,6 +2,7 @@
 import './engine/contenders-rabbit.js';
 import './engine/contenders-amqp1.js';
 import './engine/contenders-moleculer.js';
+import './engine/contenders-observed.js';
 export { runBench, renderTable, defaultContenders, CPU_COLUMN_NOTE, DEFAULTS, QUICK, TINY, DEFAULT_RABBIT_URL, type BenchOptions } from './engine/run.js';
 export { SCALE_DEFAULTS } from './scale/run.js';
 export { parsePayload, type PayloadOption } from './engine/payload.js';

@@ -20,11 +20,14 @@ import {
   assertFromPythonNotifier,
   assertFromTsNotifier,
   assertPythonClientOfTs,
+  assertTracedSends,
   assertTsClientOfPython,
   MORE_PRIORITIES,
   sendTsNotifications,
   startTsListener,
   startTsServer,
+  TS_CTX,
+  withTracing,
 } from './interop/scenarios.js';
 import { Collector, freshTopic, recordingLogger, tempDir } from './util.js';
 import rhea, { type Delivery, type EventContext, type Message } from 'rhea';
@@ -187,6 +190,25 @@ function brokered({ bus, peer }: ReturnType<typeof fixtures>, url: () => string,
     await py.line(isReady);
     await sendTsNotifications(await bus(url()), topic, MORE_PRIORITIES);
     await assertFromTsNotifier(py, MORE_PRIORITIES);
+  });
+
+  test(`with our tracing on (_trace in every request and notification), a Python server and listener handle our calls, casts${fanoutReachesAll ? ', fanout' : ''} and notifications as usual`, async () => {
+    const topic = freshTopic('py-traced');
+    const notifyTopic = freshTopic('py-traced-notif');
+    const py = peer('server', url(), topic, 'py1');
+    const listener = peer('listen', url(), notifyTopic);
+    await Promise.all([py, listener].map((p) => p.line(isReady)));
+    const b = await bus(url());
+    const traced = await withTracing(async () => {
+      await assertTsClientOfPython(b, py, topic);
+      if (fanoutReachesAll) {
+        await b.rpcClient({ topic, namespace: 'test', version: '1.2' }).prepare({ fanout: true }).cast(TS_CTX, 'tick', { n: 2 });
+        await py.line((l) => l['event'] === 'cast' && l['n'] === 2);
+      }
+      await sendTsNotifications(b, notifyTopic);
+      await assertFromTsNotifier(listener);
+    });
+    assertTracedSends(traced, topic, notifyTopic, fanoutReachesAll);
   });
 }
 

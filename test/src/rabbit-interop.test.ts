@@ -10,7 +10,7 @@ import { Bus } from '@hybridbus/core';
 import '@hybridbus/rabbit-brokered';
 import { sharedServers, startRabbitMQ } from './harness/launcher.js';
 import { pythonHas, PythonPeer } from './interop/python-peer.js';
-import { assertFromPythonNotifier, assertFromTsNotifier, assertPythonClientOfTs, assertTsClientOfPython, sendTsNotifications, startTsListener, startTsServer, TS_CTX } from './interop/scenarios.js';
+import { assertFromPythonNotifier, assertFromTsNotifier, assertPythonClientOfTs, assertTracedSends, assertTsClientOfPython, sendTsNotifications, startTsListener, startTsServer, TS_CTX, withTracing } from './interop/scenarios.js';
 import { freshTopic, recordingLogger } from './util.js';
 
 const haveOslo = pythonHas('oslo_messaging');
@@ -72,5 +72,23 @@ describe('interop with Python oslo.messaging over RabbitMQ', { skip: haveOslo ? 
     await pooled.line((l) => l['event'] === 'ready');
     await sendTsNotifications(await newBus(), topic);
     for (const py of [plain, pooled]) await assertFromTsNotifier(py);
+  });
+
+  test('with our tracing on (a _trace carrier in every message), a Python server and listener handle our calls, casts, fanout and notifications as usual', async () => {
+    const topic = freshTopic('py-traced');
+    const notifyTopic = freshTopic('py-traced-notif');
+    const py = peer('server', url(), topic, 'py1');
+    const listener = peer('listen', url(), notifyTopic);
+    await py.line((l) => l['event'] === 'ready');
+    await listener.line((l) => l['event'] === 'ready');
+    const bus = await newBus();
+    const traced = await withTracing(async () => {
+      await assertTsClientOfPython(bus, py, topic);
+      await bus.rpcClient({ topic, namespace: 'test', version: '1.2' }).prepare({ fanout: true }).cast(TS_CTX, 'tick', { n: 2 });
+      await py.line((l) => l['event'] === 'cast' && l['n'] === 2);
+      await sendTsNotifications(bus, notifyTopic);
+      await assertFromTsNotifier(listener);
+    });
+    assertTracedSends(traced, topic, notifyTopic, true);
   });
 });

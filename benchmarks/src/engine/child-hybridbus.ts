@@ -15,7 +15,12 @@ import type { ClientSpec, ServerSpec } from './contender.js';
 const SEND_WINDOW = 64;
 const ctx: Context = {};
 
-const busOf = (spec: ServerSpec | ClientSpec): Promise<Bus> => Bus.create(spec.data['config'] as ConfigInput);
+/** A bus for the spec; with `observe`, tracing and metrics are on (contenders-observed.ts). */
+async function busOf(spec: ServerSpec | ClientSpec): Promise<Bus> {
+  const bus = await Bus.create(spec.data['config'] as ConfigInput);
+  if (spec.data['observe'] === true) (await import('./observe.js')).observe(bus);
+  return bus;
+}
 
 const role = readSpec<ServerSpec | ClientSpec>().role;
 if (role === 'server') {

@@ -126,4 +126,6 @@ export interface Contender {
   client(spec: ClientSpec): ProcessCommand;
   /** The raw contender this one is compared with for a scenario (undefined for raw ones). */
   baseline(scenario: Scenario): string | undefined;
+  /** Runs only when --contenders names it (a variant for a specific question, not a default figure). */
+  readonly optIn?: boolean | undefined;
 }

@@ -454,7 +454,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const unknown = o.contenders.filter((id) => !all.some((c) => c.info.id === id));
       if (unknown.length) throw new Error(`--contenders: unknown ${unknown.map((u) => `"${u}"`).join(', ')}; expected some of ${all.map((c) => c.info.id).join(',')}`);
     }
-    const chosen = o.contenders ? all.filter((c) => o.contenders?.includes(c.info.id)) : all;
+    const chosen = o.contenders ? all.filter((c) => o.contenders?.includes(c.info.id)) : all.filter((c) => c.optIn !== true);
     const scenarios = SCENARIOS.filter((s) => o.scenarios.includes(s));
 
     const infos: ContenderInfo[] = [];

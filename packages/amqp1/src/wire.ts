@@ -1,7 +1,7 @@
 /**
  * oslo's amqp1 bodies (docs/wire.md, "amqp1"): one AMQP-value string holding JSON.
  *
- *   request       {"request": {"method", "args"[, "namespace"][, "version"]}, "context": {...}[, "call_monitor_timeout": s]}
+ *   request       {"request": {"method", "args"[, "namespace"][, "version"][, "_trace"]}, "context": {...}[, "call_monitor_timeout": s]}
  *   reply         {"response": <result>}  or  {"failure": "<oslo failure JSON>"}
  *   heartbeat     no body (RabbitMQ turns that into an empty data section: the same)
  *   notification  {"request": {"oslo.version": "2.0", "oslo.message": "<notification JSON>"}, "context": {...}}
@@ -103,6 +103,9 @@ export function encodeRequest(req: RpcRequest, callMonitorTimeoutMs?: number): s
   const r: Dict = { method: req.method, args: req.args };
   if (req.namespace !== undefined && req.namespace !== null) r['namespace'] = req.namespace;
   if (req.version !== undefined) r['version'] = req.version;
+  // The trace carrier beside the method, as in the other drivers' oslo message (docs/wire.md,
+  // "_trace"): oslo's dispatcher reads only the keys it knows. Only when a tracer wrote into it.
+  if (req.trace !== undefined && Object.keys(req.trace).length > 0) r['_trace'] = req.trace;
   const d: Dict = { request: r, context: req.context };
   if (callMonitorTimeoutMs !== undefined) d['call_monitor_timeout'] = callMonitorTimeoutMs / 1000;
   return JSON.stringify(d);

@@ -129,7 +129,11 @@ export const channels = {
   },
 } as const;
 
-/** Publish `end` or `error` for an event whose `start` went out (`error` when `err` is given). */
+/**
+ * Publish `end` or `error` for an event whose `start` went out (`error` when `err` is given).
+ * Publishers create events with every field (`durationMs`, `error`, … undefined): a field added
+ * later changes the object's shape per message, which doubled a traced call's CPU.
+ */
 export function finish<T extends Timed>(ch: Channels<T>, event: T, err?: unknown): void {
   event.durationMs = performance.now() - event.startedAt;
   if (err === undefined) ch.end.publish(event);

@@ -41,18 +41,20 @@ export function toHostRecord(value: unknown): HostRecord | string {
   const v = value as Record<string, unknown>;
   const problem = addressProblem(v['address']);
   if (problem) return problem;
-  for (const field of ['publicKey', 'pool'] as const) {
+  for (const field of ['publicKey', 'pool', 'multicast'] as const) {
     if (v[field] !== undefined && typeof v[field] !== 'string') return `${field} must be a string, got ${JSON.stringify(v[field])}`;
   }
-  const record: { address: string; publicKey?: string; pool?: string } = { address: v['address'] as string };
+  const record: { address: string; publicKey?: string; pool?: string; multicast?: string } = { address: v['address'] as string };
   if (v['publicKey'] !== undefined) record.publicKey = v['publicKey'] as string;
   if (v['pool'] !== undefined) record.pool = v['pool'] as string;
+  if (v['multicast'] !== undefined) record.multicast = v['multicast'] as string;
   return Object.freeze(record);
 }
 
 /** The record as JSON with a fixed field order and no undefined fields: equal records give equal strings. */
 export function canonicalRecord(record: HostRecord): string {
-  return JSON.stringify({ address: record.address, pool: record.pool, publicKey: record.publicKey });
+  // `multicast` last and only when set: records without it keep their earlier canonical form.
+  return JSON.stringify({ address: record.address, pool: record.pool, publicKey: record.publicKey, multicast: record.multicast });
 }
 
 /** Parses a canonical record read back from a backend; undefined if it is not one. */

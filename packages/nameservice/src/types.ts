@@ -14,6 +14,11 @@ export interface HostRecord {
   readonly publicKey?: string | undefined;
   /** Notification listener pool; listeners without one share the pool "". */
   readonly pool?: string | undefined;
+  /**
+   * A multicast group the server joined for this key, so one datagram can reach it (zmq://:
+   * "udp://[iface;]239.x.y.z:port#group" and, when datagrams are sealed, ";key=<key id>").
+   */
+  readonly multicast?: string | undefined;
 }
 
 export interface NameServiceStats {

@@ -9,6 +9,7 @@ import { AckedSend, type AckedSendEnv } from './acked-send.js';
 import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
 import { EVERY_SERVER, everyCopy } from './fanout.js';
 import type { Keys } from './keys.js';
+import type { Multicast } from './multicast/index.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
 
@@ -85,6 +86,8 @@ export class ZmqClient {
     /** Unique per process and transport: ids are `<prefix><counter>`. */
     private readonly idPrefix: string,
     private readonly logger: Logger,
+    /** Set when fanouts may go out once, by multicast (multicast/). */
+    private readonly multicast?: Multicast,
   ) {
     this.acked = { options, routing, inFlight: new Map(), stats: { retries: 0 } };
   }
@@ -117,9 +120,13 @@ export class ZmqClient {
   async fanout(target: Target, request: RpcRequest): Promise<void> {
     const key = this.keys.of(target).topic;
     const ns = this.routing.nameService;
-    const hosts = [...new Set((ns.cached(key, EVERY_SERVER) ?? (await ns.lookup(key, EVERY_SERVER))).map((r) => r.address))];
-    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
+    // Every registered server, also those forget() hid after a lost connection (fanout.ts).
+    const records = ns.cached(key, EVERY_SERVER) ?? (await ns.lookup(key, EVERY_SERVER));
     const m = requestToOslo(request);
+    const multicast = this.multicast?.fanout(key, records, m, this);
+    if (multicast) return multicast;
+    const hosts = [...new Set(records.map((r) => r.address))];
+    if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
     const shared = this.shared(FANOUT, key, m);
     await everyCopy(key, hosts, (address) => this.oneWay(FANOUT, key, m, { address }, shared));

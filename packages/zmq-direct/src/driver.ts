@@ -26,6 +26,7 @@ import { createNameService, type NameService } from '@hybridbus/nameservice';
 import { randomBytes } from 'node:crypto';
 import { ZmqClient } from './client.js';
 import { Keys } from './keys.js';
+import { Multicast } from './multicast/index.js';
 import { ZmqNotifications } from './notifications.js';
 import type { ZmqOptions } from './options.js';
 import { Outbound } from './outbound.js';
@@ -53,6 +54,7 @@ export class ZmqDriver implements Driver {
   private readonly client: ZmqClient;
   private readonly server: ZmqServer;
   private readonly notifications: ZmqNotifications;
+  private readonly multicast: Multicast | undefined;
   private closed = false;
 
   constructor(
@@ -78,8 +80,9 @@ export class ZmqDriver implements Driver {
       current: (): Outbound | undefined => this.outbound,
     };
     this.routing = new Routing(options, this.nameService, this.keys, socket);
-    this.client = new ZmqClient(options, this.routing, this.keys, randomBytes(4).toString('hex'), logger);
-    this.server = new ZmqServer(options, this.nameService, this.keys, context.name, logger);
+    this.multicast = Multicast.of(options, logger);
+    this.client = new ZmqClient(options, this.routing, this.keys, randomBytes(4).toString('hex'), logger, this.multicast);
+    this.server = new ZmqServer(options, this.nameService, this.keys, context.name, logger, this.multicast);
     this.notifications = new ZmqNotifications(options, this.nameService, this.keys, this.client, this.server);
   }
 
@@ -121,6 +124,7 @@ export class ZmqDriver implements Driver {
       ...(this.outbound?.stats ?? {}),
       peers: this.outbound?.size ?? 0,
       ...(await this.server.counters()),
+      ...this.multicast?.counters(),
     };
   }
 
@@ -136,7 +140,7 @@ export class ZmqDriver implements Driver {
       // Acked sends sent again, and messages that went to another host after one failed.
       retried: c.retries + this.routing.stats.failovers,
       reconnects: out?.stats.reconnects ?? 0,
-      dropped: (ib ? ib.dropped + ib.handshakeFailures : 0) + c.malformedAnswers + (out?.stats.badFrames ?? 0),
+      dropped: (ib ? ib.dropped + ib.handshakeFailures : 0) + c.malformedAnswers + (out?.stats.badFrames ?? 0) + (this.multicast?.dropped ?? 0),
       extra: {
         peers: out?.size ?? 0,
         ...(out?.stats ?? {}),
@@ -144,6 +148,7 @@ export class ZmqDriver implements Driver {
         malformedAnswers: c.malformedAnswers,
         ...this.notifications.stats,
         ...(ib ?? {}),
+        ...this.multicast?.counters(),
       },
     };
   }
@@ -168,5 +173,6 @@ export class ZmqDriver implements Driver {
     await this.client.close(new TransportClosed(`zmq transport "${this.context.name}" closed`));
     await this.outbound?.close(CLOSE_LINGER_MS);
     await this.server.close();
+    await this.multicast?.close();
   }
 }

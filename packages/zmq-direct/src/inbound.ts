@@ -8,7 +8,7 @@ import * as zmq from 'zeromq';
 import { decode, encode, pack, unpack, VERSION, type Body, type Encoded, type Kind } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import { releaseZapHandler, zapDomainFor, zapHandlerReady } from './curve.js';
-import { socketClosed, socketOpened } from './zeromq-adapter.js';
+import { socketOpened } from './zeromq-adapter.js';
 
 export interface InboundStats {
   received: number;
@@ -285,7 +285,6 @@ export class Inbound {
     this.closed = true;
     this.resume?.();
     this.socket.close();
-    socketClosed();
     if (this.options.curve) releaseZapHandler();
   }
 }

@@ -5,6 +5,7 @@
  */
 import { ConfigError } from '@hybridbus/core';
 import { readFileSync } from 'node:fs';
+import { multicastEndpoint, multicastGroups, multicastInterface, multicastKey, OptionProblem, type MulticastOptions } from './multicast/config.js';
 
 export interface ZmqOptions {
   /** Name service: "local", "local:/dir", "static:{json}", "static:@file", "redis://...", "redis+sentinel://...", "etcd://...". */
@@ -58,6 +59,8 @@ export interface ZmqOptions {
   readonly curve: CurveOptions | undefined;
   /** A notification nobody listens to: "error" (MessageUndeliverable) or "drop" (counted). */
   readonly notifyUnrouted: 'error' | 'drop';
+  /** Fanouts go out once, by UDP multicast (RADIO/DISH), to servers that joined the topic's group. */
+  readonly multicast: MulticastOptions | undefined;
 }
 
 export interface CurveOptions {
@@ -97,6 +100,14 @@ function fromFile(raw: string, key: string): string {
     return fail(key, raw, `a readable file (${(e as Error & { code?: string }).code ?? 'unreadable'})`);
   }
 }
+
+/** A multicast/config.ts check as a Parser. */
+const checked =
+  <T>(check: (raw: string) => T | OptionProblem): Parser<T> =>
+  (raw, key) => {
+    const v = check(raw);
+    return v instanceof OptionProblem ? fail(key, v.hide ? `<${raw.length} characters, hidden>` : raw, v.expected) : v;
+  };
 
 const z85: Parser<string> = (raw, key) => {
   const v = fromFile(raw, key);
@@ -140,6 +151,14 @@ const KNOWN = {
   curve_secret_key: z85,
   curve_allowed_clients: ((raw, key) => new Set(fromFile(raw, key).split(/[\s,]+/).filter(Boolean).map((k) => z85(k, key)))) as Parser<ReadonlySet<string>>,
   notify_unrouted: ((raw, key) => (raw === 'error' || raw === 'drop' ? raw : fail(key, raw, '"error" or "drop"'))) as Parser<'error' | 'drop'>,
+  multicast: checked(multicastEndpoint),
+  multicast_interface: checked(multicastInterface),
+  multicast_ttl: ((raw, key) => (/^\d{1,3}$/.test(raw) && Number(raw) <= 255 ? Number(raw) : fail(key, raw, 'hops 0–255'))) as Parser<number>,
+  multicast_key: checked(multicastKey),
+  multicast_window: ((raw, key) => (/^\d+$/.test(raw) && Number(raw) >= 16 && Number(raw) <= 65536 ? Number(raw) : fail(key, raw, 'datagrams 16–65536'))) as Parser<number>,
+  multicast_heartbeat: int(10, 'milliseconds ≥ 10'),
+  multicast_rcvbuf: int(1024, 'bytes ≥ 1024'),
+  multicast_groups: checked(multicastGroups),
 } satisfies Record<string, Parser<unknown>>;
 
 type Known = typeof KNOWN;
@@ -168,6 +187,7 @@ export function parseOptions(url: URL): ZmqOptions {
   } else if (p.curve_public_key || p.curve_secret_key || p.curve_allowed_clients) {
     throw new ConfigError(['zmq:// CURVE keys are set but "curve" is not true: add curve=true or remove the keys']);
   }
+  const multicast = multicastOptions(p, curve !== undefined);
   return {
     matchmaker: p.matchmaker ?? 'local',
     bindHost,
@@ -192,5 +212,28 @@ export function parseOptions(url: URL): ZmqOptions {
     nsCache: p.ns_cache ?? 5_000,
     curve,
     notifyUnrouted: p.notify_unrouted ?? 'error',
+    multicast,
+  };
+}
+
+function multicastOptions(p: Parsed, curve: boolean): MulticastOptions | undefined {
+  if (!p.multicast) {
+    const stray = (['multicast_interface', 'multicast_ttl', 'multicast_key', 'multicast_window', 'multicast_heartbeat', 'multicast_rcvbuf', 'multicast_groups'] as const).filter((k) => p[k] !== undefined);
+    if (stray.length) throw new ConfigError([`zmq:// option${stray.length > 1 ? 's' : ''} ${stray.map((k) => `"${k}"`).join(', ')} need "multicast" (e.g. multicast=udp://239.192.0.1:5555)`]);
+    return undefined;
+  }
+  // CURVE secures TCP only: multicast datagrams would leave in clear and unauthenticated.
+  if (curve && !p.multicast_key) {
+    throw new ConfigError(['zmq:// option "multicast" with curve=true needs "multicast_key" (32 bytes, base64 or @file): CURVE does not cover UDP, so every datagram is sealed with that key instead']);
+  }
+  return {
+    ...p.multicast,
+    interface: p.multicast_interface,
+    ttl: p.multicast_ttl ?? 1,
+    key: p.multicast_key,
+    window: p.multicast_window ?? 4096,
+    heartbeat: p.multicast_heartbeat ?? 100,
+    receiveBuffer: p.multicast_rcvbuf,
+    groups: p.multicast_groups ?? new Map(),
   };
 }

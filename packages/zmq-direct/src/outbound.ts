@@ -10,7 +10,7 @@
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, TransportClosed, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import { pack, unpack, VERSION, type Encoded } from './frames.js';
-import { connectPeer, socketClosed, socketOpened } from './zeromq-adapter.js';
+import { connectPeer, socketOpened } from './zeromq-adapter.js';
 import type { CurveOptions, ZmqOptions } from './options.js';
 
 /** Settled once: undefined when handed to ZeroMQ, an error when it never left. */
@@ -520,7 +520,6 @@ export class Outbound {
     this.troubled.clear();
     this.socket.linger = Math.max(0, deadline - Date.now());
     this.socket.close();
-    socketClosed();
   }
 
 }

@@ -16,11 +16,12 @@ import {
   type Subscription,
 } from '@hybridbus/core/driver';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
-import { ACK, CALL, CAST, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
+import { ACK, CALL, CAST, decode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
 import { Inbound, type InboundStats } from './inbound.js';
 import type { Keys } from './keys.js';
+import type { Multicast } from './multicast/index.js';
 import type { ZmqOptions } from './options.js';
-import { DUPLICATE, Receipts, type Finish } from './receipts.js';
+import { DUPLICATE, Receipts, type Answer, type Finish } from './receipts.js';
 
 export type RpcHandler = (msg: IncomingRpc) => Promise<void> | void;
 export type NotificationHandler = (msg: IncomingNotification) => Promise<void> | void;
@@ -70,6 +71,8 @@ export class ZmqServer {
   private readonly notifications = new Handlers<NotificationHandler>();
   private readonly receipts: Receipts;
   private closed = false;
+  /** Multicast records not for a topic served here (a group shared by hashing) or unusable. */
+  private readonly mcast = { mcastForeign: 0, mcastMalformed: 0 };
 
   constructor(
     private readonly options: ZmqOptions,
@@ -77,6 +80,7 @@ export class ZmqServer {
     private readonly keys: Keys,
     private readonly transportName: string,
     private readonly logger: Logger,
+    private readonly multicast?: Multicast,
   ) {
     this.receipts = new Receipts(options.dedupTtl, options.dedupMax);
   }
@@ -100,13 +104,20 @@ export class ZmqServer {
     for (const k of keys) this.rpc.add(k, handler);
     this.fanouts.add(topic, handler);
     const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey };
-    await this.nameService.register(keys, record);
+    // With multicast on, the topic's record says which group this server joined (multicast/).
+    const topicRecord = this.multicast ? { ...record, multicast: await this.multicast.join(topic, ib.address, this.fromGroup) } : record;
+    const recordOf = (k: string): HostRecord => (k === topic ? topicRecord : record);
+    if (topicRecord === record) await this.nameService.register(keys, record);
+    else for (const k of new Set(keys)) await this.nameService.register([k], recordOf(k));
     return {
       stop: async () => {
         // Leave the name service first, so new requests go elsewhere while these finish.
         const gone = keys.filter((k) => this.rpc.remove(k, handler) === 0);
         this.fanouts.remove(topic, handler);
-        if (gone.length && !this.closed) await this.nameService.unregister(gone, record);
+        this.multicast?.leave(topic);
+        if (!gone.length || this.closed) return;
+        if (topicRecord === record) await this.nameService.unregister(gone, record);
+        else for (const k of new Set(gone)) await this.nameService.unregister([k], recordOf(k));
       },
     };
   }
@@ -146,6 +157,40 @@ export class ZmqServer {
     if (!work) return finish();
     return work.then(finish, finish);
   }
+
+  /** A fanout record that came by multicast; acks go back by `answer` (to the sender's repair socket). */
+  private readonly fromGroup = (record: string, answer: Answer): void => {
+    let body: Body;
+    try {
+      const d = decode(record);
+      if (d.kind !== FANOUT) throw new MalformedMessage(`record kind ${d.kind} by multicast`);
+      body = d.body;
+    } catch (err) {
+      this.mcast.mcastMalformed++;
+      return this.logger.debug({ err }, 'zmq-direct: dropped a malformed multicast record');
+    }
+    const key = body.k ?? '';
+    const handlers = this.fanouts.all(key);
+    if (handlers.length === 0) return void this.mcast.mcastForeign++;
+    let request: RpcRequest;
+    try {
+      request = requestFromOslo(body.m);
+    } catch (err) {
+      this.mcast.mcastMalformed++;
+      return this.logger.debug({ err }, 'zmq-direct: dropped a malformed multicast request');
+    }
+    const finish = this.receipts.begin(key, body, answer);
+    if (finish === DUPLICATE) return;
+    if (finish instanceof MalformedMessage) return void this.mcast.mcastMalformed++;
+    let work: Promise<unknown>;
+    try {
+      work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing })));
+    } catch (err) {
+      finish();
+      return this.logger.warn({ err }, 'zmq-direct: a fanout handler threw');
+    }
+    work.then(finish, finish);
+  };
 
   private incomingCall(ib: Inbound, client: Buffer, body: Body, request: RpcRequest): IncomingRpc {
     const i = body.i ?? '';
@@ -198,7 +243,7 @@ export class ZmqServer {
 
   async counters(): Promise<Record<string, number>> {
     const ib = this.inbound ? await this.inbound.catch(() => undefined) : undefined;
-    return { ...(ib?.stats ?? NO_INBOUND), ...this.receipts.stats, dedupIds: this.receipts.size };
+    return { ...(ib?.stats ?? NO_INBOUND), ...this.receipts.stats, dedupIds: this.receipts.size, ...(this.multicast ? this.mcast : {}) };
   }
 
   /** The bound address, once a server or listener started ("host:port"). */

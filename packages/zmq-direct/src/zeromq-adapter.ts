@@ -32,17 +32,20 @@ export function connectPeer(socket: zmq.Router, endpoint: string, routingId: str
   }
 }
 
-let open = 0;
+let raised = false;
 
-/** A socket is about to be made: make room for it in the context's limit if needed. */
+/**
+ * A socket's worth of libzmq sockets is about to be made. libzmq sizes a context's socket table
+ * once, when its first socket is made (ctx.cpp, start()): raising `maxSockets` afterwards does
+ * nothing, so before our first socket the limit goes to the most libzmq allows. The table is an
+ * array of pointers; fds stay bounded by the process's ulimit. A process hosting many servers
+ * needs it: each is a ROUTER plus zeromq.js's event observer (a monitor socket pair), 3 sockets,
+ * and 342 servers filled the default 1023.
+ */
 export function socketOpened(): void {
-  open++;
+  if (raised) return;
+  raised = true;
   const ctx = zmq.context;
-  if (open + 16 > ctx.maxSockets && ctx.maxSockets < ctx.maxSocketsLimit) {
-    ctx.maxSockets = Math.min(Math.max(ctx.maxSockets * 2, open + 16), ctx.maxSocketsLimit);
-  }
+  if (ctx.maxSockets < ctx.maxSocketsLimit) ctx.maxSockets = ctx.maxSocketsLimit;
 }
 
-export function socketClosed(): void {
-  open--;
-}

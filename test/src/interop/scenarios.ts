@@ -4,7 +4,11 @@
  * and what our client, server, notifier and listener must see of it.
  */
 import assert from 'node:assert/strict';
-import { MessagingTimeout, PRIORITIES, RemoteError, remoteError, type Bus, type Context, type NotificationMetadata } from '@hybridbus/core';
+import diagnostics from 'node:diagnostics_channel';
+import { channels, MessagingTimeout, PRIORITIES, RemoteError, remoteError, type Bus, type Context, type NotificationMetadata, type NotifySendEvent, type RpcSendEvent, type TraceCarrier } from '@hybridbus/core';
+import { instrumentTracing } from '@hybridbus/observability';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { RecordingExporter, registerSdk, type SpanRecord } from '../otel/sdk.js';
 import { Collector } from '../util.js';
 import type { Line, PythonPeer } from './python-peer.js';
 
@@ -167,4 +171,53 @@ export async function assertFromTsNotifier(py: PythonPeer, more: readonly string
     const n = await py.line(isNotification(p));
     assert.deepEqual([n['event_type'], n['payload'], n['publisher_id']], [`test.${p}`, { p }, 'compute.ts-1'], `priority ${p}`);
   }
+}
+
+let sdkSpans: SpanRecord[] | undefined;
+
+/**
+ * Runs `fn` with our tracing on (the OTel SDK registered on first use, instrumentTracing for the
+ * duration), so every call, cast and notification our side sends carries a `_trace` carrier.
+ * Returns the spans recorded meanwhile and the carriers that went out.
+ */
+export async function withTracing(fn: () => Promise<void>): Promise<{ spans: SpanRecord[]; carriers: TraceCarrier[] }> {
+  if (sdkSpans === undefined) {
+    const all: SpanRecord[] = (sdkSpans = []);
+    registerSdk(new RecordingExporter((s) => void all.push(s), 'test'));
+  }
+  const first = sdkSpans.length;
+  const carriers: TraceCarrier[] = [];
+  const sent = (e: unknown): void => void carriers.push((e as RpcSendEvent | NotifySendEvent).trace);
+  const names = [channels.call, channels.cast, channels.notify].flatMap((ch) => [ch.end.name, ch.error.name]);
+  const stop = instrumentTracing();
+  for (const n of names) diagnostics.subscribe(n, sent);
+  try {
+    await fn();
+  } finally {
+    for (const n of names) diagnostics.unsubscribe(n, sent);
+    stop();
+  }
+  return { spans: sdkSpans.slice(first), carriers };
+}
+
+/**
+ * What withTracing recorded of assertTsClientOfPython on `topic`, a fanout there when `fanout`,
+ * and sendTsNotifications to `notifyTopic`: every send carried a W3C traceparent, and the spans
+ * say what the Python peer answered (an error reply is the only ERROR).
+ */
+export function assertTracedSends(got: { spans: SpanRecord[]; carriers: TraceCarrier[] }, topic: string, notifyTopic: string, fanout: boolean): void {
+  for (const c of got.carriers) assert.match(String(c['traceparent']), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'every send carried a traceparent');
+  const named = (name: string, method?: string): SpanRecord[] => got.spans.filter((s) => s.name === name && (method === undefined || s.attributes['rpc.method'] === method));
+  assert.equal(got.carriers.length, got.spans.length, 'a carrier per span');
+  const [echo] = named(`call ${topic}`, 'echo');
+  assert.equal(echo?.kind, SpanKind.CLIENT);
+  assert.equal(echo?.status.code, SpanStatusCode.UNSET);
+  const [fail] = named(`call ${topic}`, 'fail');
+  assert.equal(fail?.status.code, SpanStatusCode.ERROR);
+  assert.equal(fail?.attributes['error.type'], 'builtins.ValueError');
+  assert.equal(named(`cast ${topic}`, 'tick')[0]?.kind, SpanKind.PRODUCER);
+  if (fanout) assert.equal(named(`fanout ${topic}`, 'tick')[0]?.kind, SpanKind.PRODUCER);
+  for (const p of ['info', 'error']) assert.equal(named(`notify ${notifyTopic}.${p}`)[0]?.kind, SpanKind.PRODUCER, `the ${p} notification's span`);
+  const errors = got.spans.filter((s) => s.status.code === SpanStatusCode.ERROR).map((s) => s.attributes['rpc.method']);
+  assert.deepEqual(errors.sort(), ['echo', 'fail', 'nosuch'], 'only the error replies are errors (echo: the unsupported version)');
 }

@@ -87,7 +87,8 @@ export class Notifier {
   private async observed(driver: Driver, target: Target, n: Notification, retry: number | undefined): Promise<void> {
     const trace = {};
     const notification: Notification = { ...n, trace };
-    const event: NotifySendEvent = { ...this.runtime.refOf(driver), pattern: 'notify', target, notification, trace, startedAt: performance.now() };
+    const ref = this.runtime.refOf(driver);
+    const event: NotifySendEvent = { transport: ref.transport, scheme: ref.scheme, pattern: 'notify', target, notification, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
     channels.notify.start.publish(event);
     try {
       await driver.notify(target, notification, { retry });

@@ -83,7 +83,8 @@ export class RpcClient {
     checkCallTimeout(options.timeout, 'call option timeout');
     let event: RpcSendEvent | undefined;
     if (trace) {
-      event = { ...this.runtime.refOf(driver), pattern: 'call', target, method, request, trace, startedAt: performance.now() };
+      const ref = this.runtime.refOf(driver);
+      event = { transport: ref.transport, scheme: ref.scheme, pattern: 'call', target, method, request, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
       channels.call.start.publish(event);
     }
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.runtime.rpc.timeout;
@@ -116,6 +117,7 @@ export class RpcClient {
       signal.addEventListener('abort', onCallerAbort, { once: true });
     }
     armMonitor();
+    let replied = false;
     try {
       // Drivers reject with the cancel's reason once it fires (the conformance suite holds them to it).
       const reply = await driver.call(target, request, {
@@ -125,12 +127,15 @@ export class RpcClient {
         onHeartbeat: armMonitor,
         retry: this.options.retry,
       });
+      replied = true;
       if (reply.failure !== null) throw deserializeFailure(reply.failure);
       const result = this.runtime.serializer.deserializeEntity(ctx, reply.result) as T;
       if (event) finish(channels.call, event);
       return result;
     } catch (e) {
-      const err = cancel.reason ?? e;
+      // Once the reply is in, a later cancel (rabbit's "settled" that stops an unconfirmed send)
+      // must not replace the remote error it carried.
+      const err = replied ? e : (cancel.reason ?? e);
       if (event) finish(channels.call, event, err);
       throw err;
     } finally {
@@ -153,7 +158,8 @@ export class RpcClient {
       await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));
       return;
     }
-    const event: RpcSendEvent = { ...this.runtime.refOf(driver), pattern, target: this.target, method, request, trace, startedAt: performance.now() };
+    const ref = this.runtime.refOf(driver);
+    const event: RpcSendEvent = { transport: ref.transport, scheme: ref.scheme, pattern, target: this.target, method, request, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
     channels.cast.start.publish(event);
     try {
       await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));

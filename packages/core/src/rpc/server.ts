@@ -110,13 +110,18 @@ export class RpcServer {
       (msg) => {
         if (!channels.dispatch.start.hasSubscribers) return this.limiter.run(() => this.process(msg, undefined));
         const event: RpcDispatchEvent = {
-          ...ref,
+          transport: ref.transport,
+          scheme: ref.scheme,
           pattern: msg.pattern,
           target: this.target,
           method: msg.request.method,
           request: msg.request,
           trace: msg.request.trace,
           startedAt: performance.now(),
+          durationMs: undefined,
+          error: undefined,
+          bind: undefined,
+          outcome: undefined,
         };
         channels.dispatch.start.publish(event);
         return this.limiter.run(() => this.process(msg, event)).then(() => finish(channels.dispatch, event, event.outcome === 'ok' ? undefined : event.error));

@@ -1,0 +1,38 @@
+/**
+ * Observability as an application would switch it on, for the `zmq-observed` contender: an
+ * OpenTelemetry SDK recording every span (batched to an exporter that counts and drops them, so
+ * the figure is the instrumentation's cost, not an exporter's), and Prometheus metrics.
+ */
+import { context, propagation, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator, ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { Registry } from 'prom-client';
+import type { Bus } from '@hybridbus/core';
+import { instrumentTracing, registerMetrics } from '@hybridbus/observability';
+
+class CountingExporter implements SpanExporter {
+  spans = 0;
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.spans += spans.length;
+    done({ code: ExportResultCode.SUCCESS });
+  }
+  async shutdown(): Promise<void> {}
+}
+
+let tracingOn = false;
+let buses = 0;
+const registry = new Registry();
+
+/** Tracing once per process; metrics per bus. */
+export function observe(bus: Bus): void {
+  if (!tracingOn) {
+    tracingOn = true;
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(new CountingExporter())] }));
+    instrumentTracing();
+  }
+  // A fanout server process hosts several buses: each its own `bus` label on the one registry.
+  registerMetrics(bus, { registry, busName: `bus${buses++}` });
+}

@@ -1,0 +1,349 @@
+/**
+ * The receiving side of multicast fanouts: one DISH per transport that serves fanouts with
+ * multicast on, joined to the groups of its topics. Per sender stream it delivers in sequence
+ * order, once: a datagram seen before is dropped; one ahead of the next expected is held and the
+ * missing ones are asked for at the sender's repair socket (again every heartbeat, a few
+ * times); a heartbeat whose last seq was never seen shows a lost tail. What the sender no
+ * longer has, or never answers for, is given up and reported: counted (mcastLost), and logged.
+ */
+import type { Logger } from '@hybridbus/core';
+import * as zmq from 'zeromq';
+import type { Body } from '../frames.js';
+import { socketOpened } from '../zeromq-adapter.js';
+import { zmqEndpoint, type MulticastOptions } from './config.js';
+import { loadDraft } from './draft.js';
+import { SerialSend } from './serial.js';
+import { BEAT, decodeDatagram, openControl, sealControl, type Datagram } from './wire.js';
+
+/** Hands a record on to the server; `answer` sends an ack back to its sender. */
+export type Deliver = (record: string, answer: (body: Body) => void) => void;
+
+interface RxStream {
+  readonly hex: string;
+  readonly repair: string;
+  /** Next seq to deliver: everything before it was delivered or given up. */
+  next: number;
+  /** Highest seq known to exist (seen, or announced by a heartbeat). */
+  known: number;
+  /** Datagram bodies that arrived ahead of `next`. */
+  readonly held: Map<number, Buffer>;
+  /** Repair requests since the last progress, and when the last one left. */
+  naks: number;
+  lastNak: number;
+}
+
+interface RepairPeer {
+  readonly socket: zmq.Dealer;
+  readonly out: SerialSend<Buffer[]>;
+}
+
+/** Streams remembered at most (least recently heard forgotten first), and repair sockets. */
+const MAX_STREAMS = 4096;
+const MAX_PEERS = 64;
+/** Repair requests for one gap before it is given up when the sender does not answer. */
+const REPAIR_TRIES = 10;
+/** Missing ranges per request at most. */
+const MAX_RANGES = 64;
+
+/** The lowest seq held (Infinity when none). */
+function lowest(held: ReadonlyMap<number, Buffer>): number {
+  let low = Infinity;
+  for (const seq of held.keys()) if (seq < low) low = seq;
+  return low;
+}
+
+export interface ReceiverStats {
+  mcastReceived: number;
+  mcastDelivered: number;
+  mcastDuplicates: number;
+  /** Gaps seen (datagrams found missing, counted once per gap). */
+  mcastGaps: number;
+  /** Missing datagrams that came back by repair. */
+  mcastRecovered: number;
+  /** Datagrams given up: the sender's window had passed them, or it did not answer. */
+  mcastLost: number;
+  /** Datagrams dropped as garbled, truncated, forged or sealed with another key. */
+  mcastForged: number;
+  mcastRepairRequests: number;
+}
+
+export class MulticastReceiver {
+  readonly stats: ReceiverStats = { mcastReceived: 0, mcastDelivered: 0, mcastDuplicates: 0, mcastGaps: 0, mcastRecovered: 0, mcastLost: 0, mcastForged: 0, mcastRepairRequests: 0 };
+  private readonly dish: InstanceType<ReturnType<typeof loadDraft>['Dish']>;
+  private readonly joined = new Map<string, number>();
+  private readonly streams = new Map<string, RxStream>();
+  private readonly gappy = new Set<RxStream>();
+  private readonly peers = new Map<string, RepairPeer>();
+  private repairTimer: NodeJS.Timeout | undefined;
+  private readonly retryMs: number;
+  private closed = false;
+
+  private constructor(
+    private readonly mc: MulticastOptions,
+    /** This server's address: acks name it, so the sender knows who has the fanout. */
+    private readonly address: string,
+    private readonly deliver: Deliver,
+    private readonly logger: Logger,
+  ) {
+    const { Dish } = loadDraft();
+    socketOpened();
+    this.dish = new Dish({ linger: 0, receiveHighWaterMark: 100_000, ...(mc.receiveBuffer !== undefined ? { receiveBufferSize: mc.receiveBuffer } : {}) });
+    this.retryMs = Math.max(20, mc.heartbeat);
+  }
+
+  static async open(mc: MulticastOptions, address: string, deliver: Deliver, logger: Logger): Promise<MulticastReceiver> {
+    const r = new MulticastReceiver(mc, address, deliver, logger);
+    try {
+      await r.dish.bind(zmqEndpoint(mc));
+    } catch (e) {
+      r.close();
+      throw e;
+    }
+    void r.receive();
+    return r;
+  }
+
+  join(group: string): void {
+    const n = this.joined.get(group) ?? 0;
+    if (n === 0) this.dish.join(group);
+    this.joined.set(group, n + 1);
+  }
+
+  leave(group: string): void {
+    const n = this.joined.get(group) ?? 0;
+    if (n <= 1) {
+      this.joined.delete(group);
+      if (n === 1 && !this.closed) this.dish.leave(group);
+    } else this.joined.set(group, n - 1);
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const [msg] of this.dish) {
+        if (!msg) continue;
+        this.stats.mcastReceived++;
+        this.onDatagram(msg, false);
+      }
+    } catch (err) {
+      if (!this.closed) this.logger.error({ err }, 'zmq-direct: multicast receive failed');
+    }
+  }
+
+  /** A datagram from the group, or (`repaired`) resent over the repair socket. Never throws. */
+  private onDatagram(buf: Buffer, repaired: boolean): void {
+    const d = decodeDatagram(buf, this.mc.key);
+    if (typeof d === 'string') return this.forged(d);
+    const s = this.streamOf(d);
+    if (d.type === BEAT) {
+      const last = d.body.readUInt32BE(0);
+      const oldest = d.body.readUInt32BE(4);
+      if (last > s.known) s.known = last;
+      if (oldest > s.next) this.giveUp(s, oldest, 'the sender no longer has them');
+      if (s.known >= s.next) this.gap(s);
+      return;
+    }
+    if (d.seq < s.next || s.held.has(d.seq)) {
+      this.stats.mcastDuplicates++;
+      return;
+    }
+    if (repaired) this.stats.mcastRecovered++;
+    if (d.seq > s.known) s.known = d.seq;
+    if (d.seq !== s.next) {
+      s.held.set(d.seq, d.body);
+      // Held datagrams are bounded by the window: past it the oldest gap is given up.
+      if (s.held.size > this.mc.window) this.giveUp(s, lowest(s.held), 'too many datagrams held behind it');
+      else this.gap(s);
+      return;
+    }
+    s.naks = 0;
+    this.hand(s, d.body);
+    s.next++;
+    this.drain(s);
+  }
+
+  private streamOf(d: Datagram): RxStream {
+    let s = this.streams.get(d.stream);
+    if (s) {
+      // Map order is recency order: re-insert when heard (cheap), evict from the front.
+      this.streams.delete(d.stream);
+      this.streams.set(d.stream, s);
+      return s;
+    }
+    if (this.streams.size >= MAX_STREAMS) {
+      const oldest = this.streams.values().next().value as RxStream;
+      this.streams.delete(oldest.hex);
+      this.gappy.delete(oldest);
+    }
+    // A stream first seen here starts at what it shows: earlier datagrams predate this
+    // receiver's interest (they went to the servers registered then).
+    const next = d.type === BEAT ? d.body.readUInt32BE(0) + 1 : d.seq;
+    s = { hex: d.stream, repair: d.repair, next, known: next - 1, held: new Map(), naks: 0, lastNak: 0 };
+    this.streams.set(d.stream, s);
+    return s;
+  }
+
+  private hand(s: RxStream, body: Buffer): void {
+    this.stats.mcastDelivered++;
+    try {
+      this.deliver(body.toString('utf8'), (answer) => this.send(s.repair, 'A', { ...answer, from: this.address }));
+    } catch (err) {
+      this.logger.warn({ err }, 'zmq-direct: a multicast fanout could not be delivered');
+    }
+  }
+
+  private drain(s: RxStream): void {
+    for (let body = s.held.get(s.next); body !== undefined; body = s.held.get(s.next)) {
+      s.held.delete(s.next);
+      this.hand(s, body);
+      s.next++;
+    }
+    if (s.known < s.next) this.gappy.delete(s);
+  }
+
+  /** Stop waiting for everything before `upTo`: report what never came, deliver what is held. */
+  private giveUp(s: RxStream, upTo: number, why: string): void {
+    let lost = 0;
+    for (let seq = s.next; seq < upTo; seq++) if (!s.held.has(seq)) lost++;
+    if (lost > 0) {
+      this.stats.mcastLost += lost;
+      this.logger.warn({ sender: s.repair, stream: s.hex, from: s.next, to: upTo - 1, lost }, `zmq-direct: ${lost} multicast fanout(s) lost: could not be repaired (${why})`);
+    }
+    for (let seq = s.next; seq < upTo; seq++) {
+      const body = s.held.get(seq);
+      if (body === undefined) continue;
+      s.held.delete(seq);
+      this.hand(s, body);
+    }
+    s.next = Math.max(s.next, upTo);
+    s.naks = 0;
+    this.drain(s);
+    if (s.known >= s.next) this.gap(s);
+  }
+
+  private gap(s: RxStream): void {
+    if (this.gappy.has(s)) return;
+    this.gappy.add(s);
+    this.stats.mcastGaps++;
+    s.naks = 0;
+    this.requestRepair(s);
+    if (!this.repairTimer) {
+      this.repairTimer = setInterval(() => this.repairTick(), this.retryMs);
+      this.repairTimer.unref();
+    }
+  }
+
+  private repairTick(): void {
+    const now = Date.now();
+    for (const s of this.gappy) {
+      if (s.known < s.next) {
+        this.gappy.delete(s);
+        continue;
+      }
+      if (now - s.lastNak < this.retryMs) continue;
+      if (s.naks >= REPAIR_TRIES) {
+        // The sender does not answer (gone?): give up to the next datagram held, if any.
+        const upTo = Math.min(s.known + 1, lowest(s.held));
+        this.giveUp(s, upTo, `no answer to ${REPAIR_TRIES} repair requests`);
+        continue;
+      }
+      this.requestRepair(s);
+    }
+    if (this.gappy.size === 0) {
+      clearInterval(this.repairTimer);
+      this.repairTimer = undefined;
+    }
+  }
+
+  private requestRepair(s: RxStream): void {
+    const ranges: [number, number][] = [];
+    const end = Math.min(s.known, s.next + this.mc.window - 1);
+    for (let seq = s.next; seq <= end && ranges.length < MAX_RANGES; seq++) {
+      if (s.held.has(seq)) continue;
+      const last = ranges[ranges.length - 1];
+      if (last && last[1] === seq - 1) last[1] = seq;
+      else ranges.push([seq, seq]);
+    }
+    if (ranges.length === 0) return;
+    s.naks++;
+    s.lastNak = Date.now();
+    this.stats.mcastRepairRequests++;
+    this.send(s.repair, 'N', { s: s.hex, r: ranges });
+  }
+
+  /** The sender says these ranges are gone from its window. */
+  private onGone(msg: Record<string, unknown>): void {
+    const s = typeof msg['s'] === 'string' ? this.streams.get(msg['s']) : undefined;
+    if (!s || !Array.isArray(msg['r'])) return;
+    let upTo = 0;
+    for (const r of msg['r']) if (Array.isArray(r) && Number.isInteger(r[1])) upTo = Math.max(upTo, (r[1] as number) + 1);
+    if (upTo > s.next) this.giveUp(s, upTo, "the sender's window has passed them");
+  }
+
+  private send(repair: string, tag: string, value: Record<string, unknown>): void {
+    if (this.closed) return;
+    this.peer(repair)?.out.push([Buffer.from(tag), sealControl(value, this.mc.key)]);
+  }
+
+  private peer(address: string): RepairPeer | undefined {
+    const known = this.peers.get(address);
+    if (known) return known;
+    // The address came in a datagram: only a "host:port" is dialled.
+    if (!/^[A-Za-z0-9.\-_[\]:]{1,255}:\d{1,5}$/.test(address)) return undefined;
+    if (this.peers.size >= MAX_PEERS) {
+      const [oldAddress, old] = this.peers.entries().next().value as [string, RepairPeer];
+      this.peers.delete(oldAddress);
+      old.out.clear();
+      old.socket.close();
+    }
+    socketOpened();
+    const socket = new zmq.Dealer({ linger: 0, sendTimeout: 0, maxMessageSize: 1 << 20 });
+    const out = new SerialSend<Buffer[]>(
+      (frames) => socket.send(frames),
+      () => undefined, // a full or closed connection: the next tick asks again
+    );
+    try {
+      socket.connect(`tcp://${address}`);
+    } catch {
+      socket.close();
+      return undefined;
+    }
+    const peer = { socket, out };
+    this.peers.set(address, peer);
+    void this.fromPeer(socket);
+    return peer;
+  }
+
+  private async fromPeer(socket: zmq.Dealer): Promise<void> {
+    try {
+      for await (const [tag, ...rest] of socket) {
+        const t = tag?.toString();
+        if (t === 'D') for (const dg of rest) this.onDatagram(dg, true);
+        else if (t === 'G' && rest[0]) {
+          const msg = openControl(rest[0], this.mc.key);
+          if (msg) this.onGone(msg);
+          else this.forged('repair answer that does not open');
+        } else this.forged('unknown repair answer');
+      }
+    } catch (err) {
+      if (!this.closed && !socket.closed) this.logger.debug({ err }, 'zmq-direct: multicast repair connection failed');
+    }
+  }
+
+  private forged(why: string): void {
+    // Counted always; logged once at warn, then at debug, so a flood cannot flood the log.
+    if (this.stats.mcastForged++ === 0) this.logger.warn({ why }, 'zmq-direct: dropped a multicast datagram (further ones are logged at debug)');
+    else this.logger.debug({ why }, 'zmq-direct: dropped a multicast datagram');
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.repairTimer);
+    this.dish.close();
+    for (const p of this.peers.values()) {
+      p.out.clear();
+      p.socket.close();
+    }
+    this.peers.clear();
+  }
+}
