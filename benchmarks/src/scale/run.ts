@@ -17,6 +17,7 @@ import { median } from '../lib/stats.js';
 import type { ScaleFanoutPoint, ScalePoint, ScaleReport } from '../report/types.js';
 import { tcpProbe } from '../engine/contenders.js';
 import { pidListeningOn, portOf, processCpuMs } from '../lib/proc-cpu.js';
+import { MULTICAST_MAX_N, multicastStep, multicastUnavailable } from './multicast.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SERVER = path.join(here, 'server.js');
@@ -43,11 +44,11 @@ export interface ScaleOptions {
 }
 
 /**
- * Where multicast zmq joins the scale scenario: set by the multicast build (branch mcast) to a
- * step that starts n servers with multicast fanout in a network namespace of its own and
- * measures like zmqFanout(). Unset here: its column says so.
+ * Where multicast zmq joins the scale scenario: a step that starts n servers with multicast
+ * fanout in a network namespace of its own (multicast.ts) and measures as the zmq step does.
+ * benchScale() sets it when such a namespace can be made here; unset, its column says why.
  */
-export const MULTICAST_SCALE: { step?: (o: ScaleOptions, n: number) => Promise<ScaleFanoutPoint> } = {};
+export const MULTICAST_SCALE: { step?: (o: ScaleOptions, n: number) => Promise<ScaleFanoutPoint>; unavailable?: string } = {};
 
 /** A scale point with the optional extras this scenario measures. */
 export interface ScalePointPlus extends ScalePoint {
@@ -280,7 +281,7 @@ export async function runScale(o: ScaleOptions): Promise<{ report: ScaleReport; 
         failed('rabbit', n, e);
       }
     }
-    if (MULTICAST_SCALE.step) {
+    if (MULTICAST_SCALE.step && n <= MULTICAST_MAX_N) {
       try {
         note(`scale: multicast zmq fanout to ${n} servers (in a network namespace)`);
         fanouts.push(await MULTICAST_SCALE.step(o, n));
@@ -290,7 +291,8 @@ export async function runScale(o: ScaleOptions): Promise<{ report: ScaleReport; 
     }
   }
   const notes = scaleNotes(points, o);
-  if (!MULTICAST_SCALE.step) notes.push('multicast zmq: no column here; this build has no multicast fanout (MULTICAST_SCALE.step is unset).');
+  if (!MULTICAST_SCALE.step) notes.push(`multicast zmq: no column here — ${MULTICAST_SCALE.unavailable ?? 'not asked for'}.`);
+  else notes.push(`multicast zmq: run in a network namespace of its own (unshare -n, loopback multicast) on the local name service, up to ${MULTICAST_MAX_N} servers.`);
   return { report: { contender: 'zmq', points, notes, fanouts }, errors };
 }
 
@@ -387,6 +389,10 @@ export async function benchScale(transports: Readonly<Record<string, string>>, o
   const rabbit = Object.values(transports).find((u) => /^rabbits?:/.test(u));
   const rabbitWhy = rabbit ? await tcpProbe('RabbitMQ', new URL(rabbit).hostname || '127.0.0.1', Number(new URL(rabbit).port || 5672)) : 'the config has no rabbit:// transport';
   if (rabbitWhy) note(`scale: no RabbitMQ fanout column — ${rabbitWhy}`);
+  // Multicast only inside a network namespace the step makes; never on this host's network.
+  MULTICAST_SCALE.unavailable = multicastUnavailable();
+  if (MULTICAST_SCALE.unavailable) note(`scale: no multicast zmq column — ${MULTICAST_SCALE.unavailable}`);
+  else MULTICAST_SCALE.step = (so, n) => multicastStep({ n, procs: so.procs, probes: so.probes, jitterMs: so.jitterMs ?? 0 }, so.note ?? (() => undefined));
   return runScale({ url, steps: o.scaleSteps ?? SCALE_DEFAULTS.steps, procs: o.scaleProcs ?? SCALE_DEFAULTS.procs, probes: o.scaleProbes ?? SCALE_DEFAULTS.probes, jitterMs: o.scaleJitter ?? 0, rabbitUrl: rabbitWhy ? undefined : rabbit, note });
 }
 
