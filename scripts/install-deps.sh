@@ -23,6 +23,8 @@ APT_PACKAGES=(
   libqpid-proton-cpp12-dev       # headers and library the C++ example broker is compiled against
   g++                            # compiles the C++ example broker (once per source, cached under the temp dir)
   etcd-server                    # etcd 3.4 for the etcd:// name service tests (harness/etcd.ts starts private nodes/clusters)
+  iproute2                       # `ip`: loopback multicast inside the network namespace the multicast tests make
+  util-linux                     # `unshare -n`: that namespace (test/src/zmq-multicast.test.ts)
 )
 read -r -a _extra_apt_packages <<<"${EXTRA_APT_PACKAGES:-}"
 APT_PACKAGES+=("${_extra_apt_packages[@]}")
