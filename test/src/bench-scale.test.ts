@@ -67,6 +67,23 @@ test('a small scale run: every figure finite and sane, the raw baseline there, n
   assert.deepEqual(marked(), []);
 });
 
+test('300 servers over 3 processes, a client pool of 64: every fanout reaches every server', { timeout: 120_000 }, async () => {
+  // pool_max far below n: each fanout cycles the pool (issue 15); the scenario fails a step
+  // unless every server process reports all of its servers reached.
+  const config = join(dir, 'pool.json');
+  writeFileSync(config, JSON.stringify({ transports: { zmq: `zmq://?matchmaker=local:${tempDir('hb-scale-ns-')}&pool_max=64` }, patterns: { call: 'zmq', cast: 'zmq', fanout: 'zmq', notify: 'zmq' } }));
+  const json = join(dir, 'pool-out.json');
+  const r = await bench(['--config', config, '--scenario', 'scale', '--scale-steps', '300', '--scale-procs', '3', '--scale-probes', '2', '--json', json, '--html', join(dir, 'pool.html')], 110_000);
+  assert.equal(r.code, 0, r.stderr);
+  const scale = (JSON.parse(readFileSync(json, 'utf8')) as BenchReport).scale;
+  assert.deepEqual(scale?.points.map((p) => p.n), [300], r.stderr);
+  const p = scale?.points[0] as unknown as Record<string, number>;
+  assert.ok((p['fanoutCompleteMs'] ?? NaN) > 0, JSON.stringify(p));
+  // The pool held at most 64 connections while 300 servers were reached.
+  assert.ok((p['clientFds'] ?? Infinity) < 64 + 100, JSON.stringify(p));
+  assert.deepEqual(marked(), []);
+});
+
 test('scale on a Redis name service that does not answer: skipped with one line', { timeout: 60_000 }, async () => {
   const config = join(dir, 'redis.json');
   writeFileSync(config, JSON.stringify({ transports: { zmq: 'zmq://?matchmaker=redis://127.0.0.1:1' }, patterns: { call: 'zmq', cast: 'zmq', fanout: 'zmq', notify: 'zmq' } }));

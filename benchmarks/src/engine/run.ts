@@ -72,6 +72,7 @@ export interface BenchOptions {
   readonly scaleSteps?: readonly number[] | undefined;
   readonly scaleProcs?: number | undefined;
   readonly scaleProbes?: number | undefined;
+  readonly scaleJitter?: number | undefined;
   /** Write a V8 CPU profile of every Node child (server and client) into this directory. */
   readonly cpuProf?: string | undefined;
 }
@@ -579,7 +580,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         fanoutProcesses: FANOUT_PROCS,
         pinned: pin,
         config: o.config ?? 'embedded default',
-        ...(scale?.report ? { scaleSteps: o.scaleSteps ?? SCALE_DEFAULTS.steps, scaleProcs: o.scaleProcs ?? SCALE_DEFAULTS.procs, scaleProbes: o.scaleProbes ?? SCALE_DEFAULTS.probes } : {}),
+        ...(scale?.report ? { scaleSteps: o.scaleSteps ?? SCALE_DEFAULTS.steps, scaleProcs: o.scaleProcs ?? SCALE_DEFAULTS.procs, scaleProbes: o.scaleProbes ?? SCALE_DEFAULTS.probes, scaleJitter: o.scaleJitter ?? 0 } : {}),
       },
       contenders: infos,
       metrics,

@@ -50,6 +50,8 @@ export class Child {
       if (i >= 0) this.waiters.splice(i, 1)[0]?.resolve(m);
       else this.inbox.push(m);
     });
+    // A write to a child that is gone (EPIPE) is emitted here: its waiters hear it, not the process.
+    proc.on('error', (e) => this.failAll(new Error(`${name}: ${e.message}`)));
     proc.on('exit', (code, signal) => {
       live.delete(proc);
       this.failAll(new Error(`${name} exited (${signal ?? code})`));
@@ -117,7 +119,10 @@ export class Child {
   }
 
   send(m: Message): void {
-    this.proc.send(m);
+    // A child that is gone: its waiters hear why, and the write error must not crash the parent.
+    this.proc.send(m, (err) => {
+      if (err) this.failAll(new Error(`${this.name}: cannot send "${m.kind}" (${err.message}); exit ${this.proc.exitCode ?? this.proc.signalCode ?? 'pending'}`));
+    });
   }
 
   /** Ask the child to exit; kill it if it has not within `graceMs`. */

@@ -4,7 +4,7 @@
  * in-page code small and the choices (log scales, colours, targets) type-checked.
  */
 
-import type { BenchReport, ContenderInfo, MetricInfo, ScenarioName, Summary } from './types.js';
+import type { BenchReport, ContenderInfo, MetricInfo, ScaleFanoutPoint, ScenarioName, Summary } from './types.js';
 
 export interface Series {
   readonly name: string;
@@ -208,5 +208,35 @@ export function scaleCharts(report: BenchReport, colors: Map<string, string>): C
       logY: wantsLog(scale.points.flatMap((p) => [p.startupMs, p.registerMs])),
     },
     one('name-service lookups vs servers', 'lookups', scale.points.map((p) => p.nsLookups)),
+    ...fanoutCharts(scale.fanouts ?? []),
+  ];
+}
+
+const FANOUT_CONTENDERS = [
+  { id: 'zmq', name: 'zmq unicast (a copy per server)', color: PALETTE[0] as string },
+  { id: 'rabbit', name: 'RabbitMQ fanout (one publish)', color: PALETTE[1] as string },
+  { id: 'zmq-multicast', name: 'multicast zmq (RADIO/DISH)', color: PALETTE[2] as string },
+] as const;
+
+/** The fanout contenders side by side: time to reach all n, and CPU per fanout (sender, broker). */
+function fanoutCharts(fanouts: readonly ScaleFanoutPoint[]): ChartSpec[] {
+  if (fanouts.length === 0) return [];
+  const xs = [...new Set(fanouts.map((f) => f.n))].sort((a, b) => a - b);
+  const present = FANOUT_CONTENDERS.filter((c) => fanouts.some((f) => f.contender === c.id));
+  const at = (id: string, n: number, pick: (f: ScaleFanoutPoint) => number | undefined): number => {
+    const f = fanouts.find((x) => x.contender === id && x.n === n);
+    return f ? (pick(f) ?? NaN) : NaN;
+  };
+  const complete = present.map((c) => ({ name: c.name, color: c.color, raw: false, values: xs.map((n) => at(c.id, n, (f) => f.completeMs)) }));
+  const cpu = [
+    ...present.map((c) => ({ name: `${c.name}: sender`, color: c.color, raw: false, values: xs.map((n) => at(c.id, n, (f) => f.senderCpuMs)) })),
+    ...(fanouts.some((f) => f.brokerCpuMs !== undefined)
+      ? [{ name: 'RabbitMQ itself (broker process)', color: PALETTE[4] as string, raw: false, values: xs.map((n) => at('rabbit', n, (f) => f.brokerCpuMs)) }]
+      : []),
+  ];
+  const finite = (ss: ReadonlyArray<{ values: readonly number[] }>): number[] => ss.flatMap((x) => x.values.filter(Number.isFinite));
+  return [
+    { kind: 'growth', title: 'fanout: until all n servers have it', yLabel: 'ms', xs, series: complete, logY: wantsLog(finite(complete)) },
+    { kind: 'growth', title: 'CPU per fanout', yLabel: 'CPU ms', xs, series: cpu, logY: wantsLog(finite(cpu)) },
   ];
 }

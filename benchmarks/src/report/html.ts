@@ -215,10 +215,22 @@ function scaleHtml(scale: ScaleReport, report: BenchReport, charts: Charts, colo
     )
     .join('');
   const notes = scale.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('');
+  const fanouts = scale.fanouts ?? [];
+  const ns = [...new Set(fanouts.map((f) => f.n))].sort((a, b) => a - b);
+  const cell = (id: string, n: number, pick: (f: NonNullable<ScaleReport['fanouts']>[number]) => number | undefined): string => {
+    const f = fanouts.find((x) => x.contender === id && x.n === n);
+    const v = f ? pick(f) : undefined;
+    return `<td class="num">${v === undefined || !Number.isFinite(v) ? '—' : formatNumber(v)}</td>`;
+  };
+  const fanoutTable = fanouts.length === 0 ? '' : `<h3>Fanout side by side</h3>
+<table class="results"><thead><tr><th>servers n</th><th>zmq unicast: all have it, ms</th><th>zmq: sender CPU ms / fanout</th><th>RabbitMQ: all have it, ms</th><th>RabbitMQ: sender CPU ms</th><th>RabbitMQ: broker CPU ms</th><th>multicast zmq: all have it, ms</th><th>multicast zmq: sender CPU ms</th></tr></thead><tbody>${ns
+    .map((n) => `<tr><td class="num">${formatNumber(n)}</td>${cell('zmq', n, (f) => f.completeMs)}${cell('zmq', n, (f) => f.senderCpuMs)}${cell('rabbit', n, (f) => f.completeMs)}${cell('rabbit', n, (f) => f.senderCpuMs)}${cell('rabbit', n, (f) => f.brokerCpuMs)}${cell('zmq-multicast', n, (f) => f.completeMs)}${cell('zmq-multicast', n, (f) => f.senderCpuMs)}</tr>`)
+    .join('')}</tbody></table>`;
   return `<section id="scale"><h2>Scale: ${escapeHtml(label)}</h2>
 <div class="grid">${specs.map((s, i) => charts.html(s, specs.length % 2 === 1 && i === specs.length - 1)).join('')}</div>
 <table class="results"><thead><tr><th>servers n</th><th>procs</th><th>startup ms</th><th>registration ms</th><th>fanout complete ms</th>
 <th>client fds</th><th>fds / peer</th><th>client RSS KiB</th><th>RSS KiB / peer</th><th>NS records</th><th>NS lookups</th></tr></thead><tbody>${rows}</tbody></table>
+${fanoutTable}
 ${notes === '' ? '' : `<h3>Notes</h3><ul class="notes">${notes}</ul>`}
 </section>`;
 }

@@ -106,9 +106,28 @@ export interface ScalePoint {
   readonly nsLookups: number;
 }
 
+/**
+ * One fanout contender at one n: time until all n servers have a fanout, and what one costs.
+ * Contenders: "zmq" (unicast copies from the client), "rabbit" (one publish, RabbitMQ copies),
+ * and a slot for "zmq-multicast" (RADIO/DISH over UDP; it runs only inside a network namespace
+ * it creates, see MULTICAST_SCALE).
+ */
+export interface ScaleFanoutPoint {
+  readonly contender: 'zmq' | 'rabbit' | 'zmq-multicast';
+  readonly n: number;
+  /** Median over the probes: send → the last server has it (ms). */
+  readonly completeMs: number;
+  /** The sender's CPU per fanout (user + system, ms), median over the probes. */
+  readonly senderCpuMs: number;
+  /** The broker's CPU per fanout (RabbitMQ's process), ms; undefined without a broker. */
+  readonly brokerCpuMs?: number | undefined;
+}
+
 export interface ScaleReport {
   readonly contender: string;
   readonly points: readonly ScalePoint[];
+  /** Fanout side by side per contender and n (zmq unicast, RabbitMQ, multicast zmq when built). */
+  readonly fanouts?: readonly ScaleFanoutPoint[];
   /** What would be needed for 10,000 nodes, and other observations, one per line. */
   readonly notes: readonly string[];
 }

@@ -1,6 +1,7 @@
 /**
  * The measuring client of the scale scenario (spec.role):
- * - hb:  a hybridbus Bus on the zmq:// URL, fanning out to spec.topic. A second name-service
+ * - hb:  a hybridbus Bus on the zmq:// URL (or a brokered one, rabbit://: no name service to
+ *        poll, no counters), fanning out to spec.topic; each fanout reports the CPU it cost. A second name-service
  *        instance of the same backend (no cache) polls for registrations, so the driver's own
  *        lookup counts are only those its fanouts made.
  *   ← await { n } → seen { at, polls } once a lookup of the topic answers n records;
@@ -14,6 +15,7 @@ import { readdirSync } from 'node:fs';
 import { Bus, type Context } from '@hybridbus/core';
 import { createNameService } from '@hybridbus/nameservice';
 import '@hybridbus/zmq-direct';
+import '@hybridbus/rabbit-brokered';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import * as zmq from 'zeromq';
 import { fromParent, reportErrors, toParent, type Message } from '../lib/proc.js';
@@ -36,7 +38,7 @@ function rssKiB(): number {
 }
 
 // Enough sockets for the raw client and the driver, whatever the peer count.
-const sockets = spec.peers + 64;
+const sockets = spec.peers + 64; // the raw client's DEALERs at most; the driver's ROUTER and its monitor are 3
 if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
 // Start the context's I/O threads (and their fds) before the baseline: they are paid once per
 // process, not per peer. The throwaway socket is closed again.
@@ -57,11 +59,12 @@ const commands = async (handlers: Record<string, (m: Message) => Promise<Message
 
 if (spec.role === 'hb') {
   const bus = await Bus.create({ transports: { default: spec.url } });
-  const driver = bus.transport('default') as ZmqDriver;
+  // zmq:// has a name service to poll and counters to read; a brokered URL (rabbit://) has neither.
+  const driver = /^zmq:/.test(spec.url) ? (bus.transport('default') as ZmqDriver) : undefined;
   const fanout = bus.rpcClient({ topic: spec.topic }).prepare({ fanout: true });
-  const poller = createNameService(driver.options.matchmaker, { ttlMs: driver.options.nsTtl, cacheMs: 0 });
+  const poller = driver ? createNameService(driver.options.matchmaker, { ttlMs: driver.options.nsTtl, cacheMs: 0 }) : undefined;
   // The key the driver fans out to: "<exchange>/<topic>" (the exchange is the bus's control exchange).
-  const keyOf = (driver as unknown as { topicKey?: (t: { topic: string }) => string }).topicKey;
+  const keyOf = (driver as unknown as { topicKey?: (t: { topic: string }) => string } | undefined)?.topicKey;
   const key = keyOf ? keyOf.call(driver, { topic: spec.topic }) : `openstack/${spec.topic}`;
   toParent({ kind: 'ready', fds: openFds(), rssKiB: rssKiB(), key });
   await commands({
@@ -69,18 +72,30 @@ if (spec.role === 'hb') {
       let polls = 0;
       for (;;) {
         polls++;
-        if ((await poller.lookup(key)).length >= Number(m['n'])) return { kind: 'seen', at: wallMs(), polls };
+        if (!poller || (await poller.lookup(key)).length >= Number(m['n'])) return { kind: 'seen', at: wallMs(), polls };
         await new Promise((r) => setTimeout(r, 20));
       }
     },
     fanout: async (m) => {
       const startedAt = wallMs();
-      await fanout.cast(ctx, 'sink', { seq: Number(m['seq']) });
-      return { kind: 'sent', startedAt, resolvedAt: wallMs() };
+      const cpu0 = process.cpuUsage();
+      let error: string | undefined;
+      try {
+        await fanout.cast(ctx, 'sink', { seq: Number(m['seq']) });
+      } catch (e) {
+        error = `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      const resolvedAt = wallMs();
+      const cpu = process.cpuUsage(cpu0);
+      // The registered servers (the uncached poller: the driver's lookup counts stay its own) and
+      // the driver's counters: evidence when a fanout does not reach every server.
+      const hosts = poller ? (await poller.lookup(key)).length : -1;
+      return { kind: 'sent', startedAt, resolvedAt, cpuMs: (cpu.user + cpu.system) / 1000, error, hosts, counters: driver ? await driver.counters() : {} };
     },
     measure: async () => {
       const fds = openFds();
       const rss = rssKiB();
+      if (!driver || !poller) return { kind: 'measured', fds, rssKiB: rss, lookups: 0, cacheHits: 0, records: 0, peers: 0 };
       const ns = driver.nameService.stats;
       let records = 0;
       for (const rs of (await poller.list()).values()) records += rs.length;
@@ -88,7 +103,7 @@ if (spec.role === 'hb') {
       return { kind: 'measured', fds, rssKiB: rss, lookups: ns.lookups, cacheHits: ns.cacheHits, records, peers: Number(counters['peers'] ?? 0) };
     },
   });
-  await poller.close();
+  await poller?.close();
   await bus.close();
 } else {
   const dealer = new zmq.Dealer({ linger: 0, sendHighWaterMark: 0 });

@@ -14,8 +14,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Child, type Message } from '../lib/proc.js';
 import { median } from '../lib/stats.js';
-import type { ScalePoint, ScaleReport } from '../report/types.js';
+import type { ScaleFanoutPoint, ScalePoint, ScaleReport } from '../report/types.js';
 import { tcpProbe } from '../engine/contenders.js';
+import { pidListeningOn, portOf, processCpuMs } from '../lib/proc-cpu.js';
+import { MULTICAST_MAX_N, multicastStep, multicastUnavailable } from './multicast.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SERVER = path.join(here, 'server.js');
@@ -33,7 +35,20 @@ export interface ScaleOptions {
   readonly probes: number;
   /** Progress lines. */
   readonly note?: (line: string) => void;
+  /** Spread each process's server start-ups over this many ms at random (a fleet booting); 0: back to back. */
+  readonly jitterMs?: number;
+  /** A rabbit:// URL: the same steps as a RabbitMQ fanout (servers on it, same topic), side by side. */
+  readonly rabbitUrl?: string | undefined;
+  /** Skip the raw zeromq.js baseline (it doubles a step's connections). */
+  readonly noRaw?: boolean;
 }
+
+/**
+ * Where multicast zmq joins the scale scenario: a step that starts n servers with multicast
+ * fanout in a network namespace of its own (multicast.ts) and measures as the zmq step does.
+ * benchScale() sets it when such a namespace can be made here; unset, its column says why.
+ */
+export const MULTICAST_SCALE: { step?: (o: ScaleOptions, n: number) => Promise<ScaleFanoutPoint>; unavailable?: string } = {};
 
 /** A scale point with the optional extras this scenario measures. */
 export interface ScalePointPlus extends ScalePoint {
@@ -59,6 +74,12 @@ export interface ScalePointPlus extends ScalePoint {
   readonly serverFds: number;
   /** Median of the timed fanouts' send time: from the cast until it resolved in the client. */
   readonly fanoutSendMs: number;
+  /** The client's CPU per timed fanout (user + system, ms), median. */
+  readonly senderCpuMsPerFanout: number;
+  /** Name-service refresh writes per second (records / (ns_ttl / 3)). */
+  readonly nsRefreshPerSec: number;
+  /** CPU of the name-service backend (Redis, etcd) over the step, per second of it (ms/s); absent for local files. */
+  readonly nsCpuMsPerSec?: number;
 }
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -89,32 +110,52 @@ async function stopAll(children: readonly Child[]): Promise<void> {
   await Promise.allSettled(children.map((c) => c.stop(5_000)));
 }
 
-async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 'rawClientFdsPerPeer' | 'rawClientRssPerPeerKiB' | 'fdRatio'>> {
+/** The name-service backend's process (Redis, etcd), found by the port it listens on; undefined for local files. */
+function nsBackendPid(url: string): number | undefined {
+  const mm = new URL(url).searchParams.get('matchmaker') ?? 'local';
+  if (/^rediss?:\/\//.test(mm)) return pidListeningOn(portOf(mm, 6379));
+  if (/^etcd:\/\//.test(mm)) return pidListeningOn(portOf(mm.replace(/^etcd:/, 'http:'), 2379));
+  return undefined;
+}
+
+async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: number): Promise<Omit<ScalePointPlus, 'rawClientFdsPerPeer' | 'rawClientRssPerPeerKiB' | 'fdRatio'>> {
   const topic = freshTopic();
   const groups = spread(n, o.procs);
   const children: Child[] = [];
+  const nsPid = nsBackendPid(o.url);
+  const ns0 = nsPid !== undefined ? processCpuMs(nsPid) : NaN;
+  const step0 = wallMs();
   try {
     const client = Child.start(CLIENT, { role: 'hb', url: o.url, topic, peers: n }, { name: `scale client (${n})`, minFds: fdsFor(n), nodeFlags: ['--expose-gc'] });
     children.push(client);
     const base = await client.next('ready', 60_000);
 
     const t0 = wallMs();
-    const servers = groups.map((servers, p) => Child.start(SERVER, { role: 'hb', url: o.url, topic, servers }, { name: `scale server ${p} (${servers.length} of ${n})`, minFds: fdsFor(servers.length) }));
+    const servers = groups.map((servers, p) => Child.start(SERVER, { role: 'hb', url: o.url, topic, servers, jitterMs: o.jitterMs ?? 0 }, { name: `scale server ${p} (${servers.length} of ${n})`, minFds: fdsFor(servers.length) }));
     children.push(...servers);
     client.send({ kind: 'await', n });
     const timeout = 60_000 + 200 * n;
     const [readies, seen] = await Promise.all([Promise.all(servers.map((s) => s.next('ready', timeout))), client.next('seen', timeout)]);
     const startupMs = Math.max(...readies.map((r) => Number(r['at']))) - t0;
+    const retries = readies.reduce((a, r) => a + Number(r['retries'] ?? 0), 0);
+    if (retries > 0) o.note(`scale: ${n}: ${retries} server start(s) retried after a registration timeout`);
     const registerMs = Number(seen['at']) - t0;
 
     const sends: number[] = [];
+    const cpus: number[] = [];
     const fanout = async (): Promise<number> => {
       const s = seq++;
       client.send({ kind: 'fanout', seq: s });
       const sent = await client.next('sent', timeout);
       sends.push(Number(sent['resolvedAt']) - Number(sent['startedAt']));
+      cpus.push(Number(sent['cpuMs']));
+      const c = sent['counters'] as Record<string, number>;
+      const why = `${String(sent['hosts'])} of ${n} registered after the fanout; the client's counters: ${JSON.stringify(c)}`;
+      if (sent['error']) throw new Error(`fanout ${s} to ${n} servers failed: ${String(sent['error'])} (${why})`);
       servers.forEach((x) => x.send({ kind: 'expect', seq: s }));
-      const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n)));
+      const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n))).catch((e: Error) => {
+        throw new Error(`${e.message} (${why})`);
+      });
       return Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']);
     };
     const firstFanoutMs = await fanout();
@@ -122,9 +163,11 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
     const after = await client.next('measured', 60_000);
     const times: number[] = [];
     sends.length = 0;
+    cpus.length = 0;
     for (let i = 0; i < o.probes; i++) times.push(await fanout());
     client.send({ kind: 'measure' });
     const end = await client.next('measured', 60_000);
+    const nsCpuMsPerSec = nsPid !== undefined ? round((processCpuMs(nsPid) - ns0) / ((wallMs() - step0) / 1000), 1) : NaN;
 
     const fdDelta = Number(after['fds']) - Number(base['fds']);
     const rssDelta = Number(after['rssKiB']) - Number(base['rssKiB']);
@@ -149,6 +192,9 @@ async function hbStep(o: ScaleOptions, n: number): Promise<Omit<ScalePointPlus, 
       serverRssKiB: readies.reduce((a, r) => a + Number(r['rssKiB']), 0),
       serverFds: readies.reduce((a, r) => a + Number(r['fds']), 0),
       fanoutSendMs: round(median(sends)),
+      senderCpuMsPerFanout: round(median(cpus)),
+      nsRefreshPerSec: round(Number(end['records']) / (nsTtlOf(o.url) / 3000), 1),
+      ...(Number.isFinite(nsCpuMsPerSec) ? { nsCpuMsPerSec } : {}),
     };
   } finally {
     await stopAll(children);
@@ -172,23 +218,82 @@ async function rawStep(o: ScaleOptions, n: number): Promise<{ fdsPerPeer: number
   }
 }
 
+/** The same fanout through RabbitMQ: n RpcServers on `rabbitUrl` (a fanout queue each), one publish per fanout. */
+async function rabbitStep(o: ScaleOptions & { rabbitUrl: string }, n: number): Promise<ScaleFanoutPoint> {
+  const topic = freshTopic();
+  const groups = spread(n, o.procs);
+  const children: Child[] = [];
+  const brokerPid = pidListeningOn(portOf(o.rabbitUrl.replace(/^rabbit:/, 'amqp:'), 5672));
+  try {
+    const client = Child.start(CLIENT, { role: 'hb', url: o.rabbitUrl, topic, peers: n }, { name: `scale rabbit client (${n})`, minFds: 4096 });
+    children.push(client);
+    await client.next('ready', 60_000);
+    const timeout = 60_000 + 200 * n;
+    const servers = groups.map((servers, p) => Child.start(SERVER, { role: 'fan', url: o.rabbitUrl, topic, servers, jitterMs: o.jitterMs ?? 0 }, { name: `scale rabbit server ${p} (${servers.length} of ${n})`, minFds: 4096 }));
+    children.push(...servers);
+    await Promise.all(servers.map((s) => s.next('ready', timeout)));
+    const fanout = async (): Promise<{ ms: number; cpuMs: number; brokerMs: number }> => {
+      const s = seq++;
+      const b0 = brokerPid !== undefined ? processCpuMs(brokerPid) : NaN;
+      servers.forEach((x) => x.send({ kind: 'expect', seq: s }));
+      client.send({ kind: 'fanout', seq: s });
+      const sent = await client.next('sent', timeout);
+      if (sent['error']) throw new Error(`rabbit fanout ${s} to ${n} servers failed: ${String(sent['error'])}`);
+      const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n)));
+      return { ms: Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']), cpuMs: Number(sent['cpuMs']), brokerMs: processCpuMs(brokerPid ?? -1) - b0 };
+    };
+    await fanout(); // warm-up
+    const probes: Array<{ ms: number; cpuMs: number; brokerMs: number }> = [];
+    for (let i = 0; i < o.probes; i++) probes.push(await fanout());
+    // The broker's CPU is read in clock ticks (10 ms): summed over the probes, then divided.
+    const brokerCpuMs = probes.reduce((a, p) => a + p.brokerMs, 0) / probes.length;
+    return { contender: 'rabbit', n, completeMs: round(median(probes.map((p) => p.ms))), senderCpuMs: round(median(probes.map((p) => p.cpuMs))), ...(Number.isFinite(brokerCpuMs) ? { brokerCpuMs: round(brokerCpuMs) } : {}) };
+  } finally {
+    await stopAll(children);
+  }
+}
+
 /** Run every step; a step that fails is reported in `errors` and the next one still runs. */
 export async function runScale(o: ScaleOptions): Promise<{ report: ScaleReport; errors: string[] }> {
   const note = o.note ?? (() => undefined);
   const points: ScalePointPlus[] = [];
+  const fanouts: ScaleFanoutPoint[] = [];
   const errors: string[] = [];
+  const failed = (what: string, n: number, e: unknown): void => {
+    errors.push(`${what} scale ${n}: ${(e as Error).message.split('\n')[0]}`);
+    note(`scale: ${what} ${n} failed: ${(e as Error).message.split('\n')[0]}`);
+  };
   for (const n of o.steps) {
     try {
       note(`scale: ${n} servers over ${Math.min(o.procs, n)} processes`);
-      const hb = await hbStep(o, n);
-      const raw = await rawStep(o, n);
+      const hb = await hbStep({ ...o, note }, n);
+      const raw = o.noRaw ? { fdsPerPeer: NaN, rssPerPeerKiB: NaN } : await rawStep(o, n);
       points.push({ ...hb, rawClientFdsPerPeer: raw.fdsPerPeer, rawClientRssPerPeerKiB: raw.rssPerPeerKiB, fdRatio: raw.fdsPerPeer > 0 ? round(hb.clientFdsPerPeer / raw.fdsPerPeer) : NaN });
+      fanouts.push({ contender: 'zmq', n, completeMs: hb.fanoutCompleteMs, senderCpuMs: hb.senderCpuMsPerFanout });
     } catch (e) {
-      errors.push(`zmq scale ${n}: ${(e as Error).message.split('\n')[0]}`);
-      note(`scale: ${n} failed: ${(e as Error).message.split('\n')[0]}`);
+      failed('zmq', n, e);
+    }
+    if (o.rabbitUrl) {
+      try {
+        note(`scale: RabbitMQ fanout to ${n} servers`);
+        fanouts.push(await rabbitStep({ ...o, rabbitUrl: o.rabbitUrl }, n));
+      } catch (e) {
+        failed('rabbit', n, e);
+      }
+    }
+    if (MULTICAST_SCALE.step && n <= MULTICAST_MAX_N) {
+      try {
+        note(`scale: multicast zmq fanout to ${n} servers (in a network namespace)`);
+        fanouts.push(await MULTICAST_SCALE.step(o, n));
+      } catch (e) {
+        failed('zmq-multicast', n, e);
+      }
     }
   }
-  return { report: { contender: 'zmq', points, notes: scaleNotes(points, o) }, errors };
+  const notes = scaleNotes(points, o);
+  if (!MULTICAST_SCALE.step) notes.push(`multicast zmq: no column here — ${MULTICAST_SCALE.unavailable ?? 'not asked for'}.`);
+  else notes.push(`multicast zmq: run in a network namespace of its own (unshare -n, loopback multicast) on the local name service, up to ${MULTICAST_MAX_N} servers.`);
+  return { report: { contender: 'zmq', points, notes, fanouts }, errors };
 }
 
 /** The zmq:// URL's name-service TTL (ms). */
@@ -273,24 +378,48 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
 }
 
 /** The scale scenario inside `hybridbus bench`: on the config's zmq:// transport, or skipped with one line. */
-export async function benchScale(transports: Readonly<Record<string, string>>, o: { readonly scaleSteps?: readonly number[] | undefined; readonly scaleProcs?: number | undefined; readonly scaleProbes?: number | undefined }, note: (line: string) => void): Promise<{ report?: ScaleReport; errors: string[] }> {
+export async function benchScale(transports: Readonly<Record<string, string>>, o: { readonly scaleSteps?: readonly number[] | undefined; readonly scaleProcs?: number | undefined; readonly scaleProbes?: number | undefined; readonly scaleJitter?: number | undefined }, note: (line: string) => void): Promise<{ report?: ScaleReport; errors: string[] }> {
   const url = Object.values(transports).find((u) => /^zmq:/.test(u));
   const why = url ? await scaleProbe(url) : 'the config has no zmq:// transport';
   if (!url || why) {
     note(`skipped scale — ${why}`);
     return { errors: [] };
   }
-  return runScale({ url, steps: o.scaleSteps ?? SCALE_DEFAULTS.steps, procs: o.scaleProcs ?? SCALE_DEFAULTS.procs, probes: o.scaleProbes ?? SCALE_DEFAULTS.probes, note });
+  // RabbitMQ fanout beside it when the config has a reachable rabbit:// transport.
+  const rabbit = Object.values(transports).find((u) => /^rabbits?:/.test(u));
+  const rabbitWhy = rabbit ? await tcpProbe('RabbitMQ', new URL(rabbit).hostname || '127.0.0.1', Number(new URL(rabbit).port || 5672)) : 'the config has no rabbit:// transport';
+  if (rabbitWhy) note(`scale: no RabbitMQ fanout column — ${rabbitWhy}`);
+  // Multicast only inside a network namespace the step makes; never on this host's network.
+  MULTICAST_SCALE.unavailable = multicastUnavailable();
+  if (MULTICAST_SCALE.unavailable) note(`scale: no multicast zmq column — ${MULTICAST_SCALE.unavailable}`);
+  else MULTICAST_SCALE.step = (so, n) => multicastStep({ n, procs: so.procs, probes: so.probes, jitterMs: so.jitterMs ?? 0 }, so.note ?? (() => undefined));
+  return runScale({ url, steps: o.scaleSteps ?? SCALE_DEFAULTS.steps, procs: o.scaleProcs ?? SCALE_DEFAULTS.procs, probes: o.scaleProbes ?? SCALE_DEFAULTS.probes, jitterMs: o.scaleJitter ?? 0, rabbitUrl: rabbitWhy ? undefined : rabbit, note });
 }
 
 /** A table of the points, for the terminal. */
 export function renderScaleTable(report: ScaleReport): string {
-  const head = ['n', 'procs', 'startup ms', 'register ms', 'fanout ms', 'client fds', 'fds/peer', 'raw fds/peer', 'RSS KiB', 'RSS/peer KiB', 'ns records', 'ns lookups'];
+  const head = ['n', 'procs', 'startup ms', 'register ms', 'fanout ms', 'client fds', 'fds/peer', 'raw fds/peer', 'RSS KiB', 'RSS/peer KiB', 'ns records', 'ns lookups', 'cpu ms/fanout', 'ns refresh/s', 'ns cpu ms/s'];
   const rows = report.points.map((p) => {
     const x = p as Partial<ScalePointPlus> & ScalePoint;
-    return [p.n, p.procs, p.startupMs, p.registerMs, p.fanoutCompleteMs, p.clientFds, p.clientFdsPerPeer, x.rawClientFdsPerPeer ?? NaN, p.clientRssKiB, p.clientRssPerPeerKiB, p.nsRecords, p.nsLookups].map((v) => f(v, 3));
+    return [p.n, p.procs, p.startupMs, p.registerMs, p.fanoutCompleteMs, p.clientFds, p.clientFdsPerPeer, x.rawClientFdsPerPeer ?? NaN, p.clientRssKiB, p.clientRssPerPeerKiB, p.nsRecords, p.nsLookups, x.senderCpuMsPerFanout ?? NaN, x.nsRefreshPerSec ?? NaN, x.nsCpuMsPerSec ?? NaN].map((v) => f(v, 3));
   });
-  const all = [head, ...rows];
-  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all.map((r) => r.map((c, i) => c.padStart(widths[i] as number)).join('  ')).join('\n');
+  const table = (all: string[][]): string => {
+    const widths = (all[0] ?? []).map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+    return all.map((r) => r.map((c, i) => c.padStart(widths[i] as number)).join('  ')).join('\n');
+  };
+  const fanouts = report.fanouts ?? [];
+  if (fanouts.length === 0) return table([head, ...rows]);
+  const at = (id: string, n: number, pick: (x: ScaleFanoutPoint) => number | undefined): string => {
+    const x = fanouts.find((y) => y.contender === id && y.n === n);
+    const v = x ? pick(x) : undefined;
+    return v === undefined || !Number.isFinite(v) ? '-' : f(v, 3);
+  };
+  const side = [...new Set(fanouts.map((x) => x.n))].sort((a, b) => a - b).map((n) => [
+    f(n, 0),
+    at('zmq', n, (x) => x.completeMs), at('zmq', n, (x) => x.senderCpuMs),
+    at('rabbit', n, (x) => x.completeMs), at('rabbit', n, (x) => x.senderCpuMs), at('rabbit', n, (x) => x.brokerCpuMs),
+    at('zmq-multicast', n, (x) => x.completeMs), at('zmq-multicast', n, (x) => x.senderCpuMs),
+  ]);
+  const sideHead = ['n', 'zmq all ms', 'zmq cpu ms', 'rabbit all ms', 'rabbit cpu ms', 'broker cpu ms', 'mcast all ms', 'mcast cpu ms'];
+  return `${table([head, ...rows])}\n\nfanout side by side (ms until all have it; CPU ms per fanout):\n${table([sideHead, ...side])}`;
 }

@@ -2,7 +2,11 @@
  * A server process of the scale scenario, hosting many servers (spec.role):
  * - hb:  one Bus per server name (so its own ROUTER, port and name-service registration), each
  *        with an RpcServer on spec.topic whose `sink` method records the fanout's `seq`;
- * - raw: spec.count raw zeromq.js ROUTERs, each answering [id, "ok"] to whatever arrives.
+ * - raw: spec.count raw zeromq.js ROUTERs, each answering [id, "ok"] to whatever arrives;
+ * - fan: one Bus on a brokered URL (rabbit://) with an RpcServer per server name on spec.topic
+ *        (a fanout queue each), recording as hb does: the broker fanout beside the zmq one.
+ * With jitterMs, hb and fan servers start at random moments spread over that many ms (as a
+ * fleet booting does), not back to back.
  *
  * Messages (lib/proc.ts): → ready { at, endpoints?, registered, rssKiB, fds } once every server
  * listens (and, for hb, is registered); ← expect { seq } → reached { seq, firstAt, lastAt } once
@@ -11,11 +15,18 @@
 import { readdirSync } from 'node:fs';
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
+import '@hybridbus/rabbit-brokered';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import * as zmq from 'zeromq';
 import { fromParent, reportErrors, toParent } from '../lib/proc.js';
 
-export type ScaleServerSpec = { readonly role: 'hb'; readonly url: string; readonly topic: string; readonly servers: readonly string[] } | { readonly role: 'raw'; readonly count: number };
+interface Hosting {
+  readonly url: string;
+  readonly topic: string;
+  readonly servers: readonly string[];
+  readonly jitterMs?: number;
+}
+export type ScaleServerSpec = (Hosting & { readonly role: 'hb' }) | (Hosting & { readonly role: 'fan' }) | { readonly role: 'raw'; readonly count: number };
 
 reportErrors();
 // The parent is gone: nothing left to serve.
@@ -24,14 +35,16 @@ const spec = JSON.parse(process.argv[process.argv.length - 1] as string) as Scal
 const wallMs = (): number => performance.timeOrigin + performance.now();
 const closers: Array<() => Promise<void> | void> = [];
 
-// zeromq.js's global context allows 1023 sockets by default: one per server here, and a few more.
-const sockets = (spec.role === 'hb' ? spec.servers.length : spec.count) + 64;
+// zeromq.js's global context allows 1023 sockets by default, and the limit must be raised before
+// the first socket (libzmq sizes its slot table then; a later raise has no effect). A zmq://
+// server takes three: its ROUTER and the two PAIR sockets of the ROUTER's event monitor.
+const sockets = (spec.role === 'raw' ? spec.count : 3 * spec.servers.length) + 64;
 if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
 
 /** seq → arrivals so far, across this process's servers. */
 const arrivals = new Map<number, { count: number; firstAt: number; lastAt: number }>();
 const waiting = new Map<number, true>();
-const hosted = spec.role === 'hb' ? spec.servers.length : spec.count;
+const hosted = spec.role === 'raw' ? spec.count : spec.servers.length;
 
 function arrived(seq: number): void {
   const t = wallMs();
@@ -63,21 +76,47 @@ void (async () => {
 const rssKiB = (): number => Math.round(process.memoryUsage().rss / 1024);
 const openFds = (): number => readdirSync('/proc/self/fd').length - 1;
 
+const endpoint = [{ sink: (_c: Context, args: Record<string, unknown>) => void arrived(Number(args['seq'])) }];
+/** Run `start` for each server, back to back, or each after a random delay below jitterMs. */
+async function startAll(servers: readonly string[], jitterMs: number, start: (server: string) => Promise<void>): Promise<void> {
+  if (jitterMs <= 0) {
+    for (const server of servers) await start(server);
+    return;
+  }
+  await Promise.all(servers.map(async (server) => {
+    await new Promise((r) => setTimeout(r, Math.random() * jitterMs));
+    await start(server);
+  }));
+}
+
 if (spec.role === 'hb') {
   let registered = 0;
-  for (const server of spec.servers) {
-    const bus = await Bus.create({ transports: { default: spec.url } });
-    closers.push(() => bus.close());
-    await bus
-      .rpcServer({ topic: spec.topic, server }, [
-        {
-          sink: (_c: Context, args: Record<string, unknown>) => void arrived(Number(args['seq'])),
-        },
-      ])
-      .start();
-    registered += (bus.transport('default') as ZmqDriver).nameService.stats.registered;
-  }
-  toParent({ kind: 'ready', at: wallMs(), registered, rssKiB: rssKiB(), fds: openFds() });
+  let retries = 0;
+  await startAll(spec.servers, spec.jitterMs ?? 0, async (server) => {
+    // A server whose registration times out (a name service, or this process, swamped by the
+    // start-up storm) starts again after a pause, as a supervisor would restart it: counted.
+    for (let attempt = 0; ; attempt++) {
+      const bus = await Bus.create({ transports: { default: spec.url } });
+      try {
+        await bus.rpcServer({ topic: spec.topic, server }, endpoint).start();
+      } catch (e) {
+        await bus.close();
+        if (attempt >= 5) throw e;
+        retries++;
+        await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
+        continue;
+      }
+      closers.push(() => bus.close());
+      registered += (bus.transport('default') as ZmqDriver).nameService.stats.registered;
+      return;
+    }
+  });
+  toParent({ kind: 'ready', at: wallMs(), registered, retries, rssKiB: rssKiB(), fds: openFds() });
+} else if (spec.role === 'fan') {
+  const bus = await Bus.create({ transports: { default: spec.url } });
+  closers.push(() => bus.close());
+  await startAll(spec.servers, spec.jitterMs ?? 0, (server) => bus.rpcServer({ topic: spec.topic, server }, endpoint).start().then(() => undefined));
+  toParent({ kind: 'ready', at: wallMs(), registered: 0, rssKiB: rssKiB(), fds: openFds() });
 } else {
   const endpoints: string[] = [];
   const ok = Buffer.from('ok');

@@ -95,6 +95,7 @@ interface Flags {
   scaleSteps?: number[];
   scaleProcs?: number;
   scaleProbes?: number;
+  scaleJitter?: number;
   json: string;
   html: string;
   quick?: boolean;
@@ -162,6 +163,7 @@ ${CPU_COLUMN_NOTE}.`;
     .option('--scale-steps <list>', `scale: server counts, one step each ${d(SCALE_DEFAULTS.steps.join(','))}`, intList)
     .option('--scale-procs <n>', `scale: server processes the servers are spread over ${d(SCALE_DEFAULTS.procs)}`, int(1))
     .option('--scale-probes <n>', `scale: timed fanouts per step, after one warm-up ${d(SCALE_DEFAULTS.probes)}`, int(1))
+    .option('--scale-jitter <ms>', 'scale: spread each server process\'s start-ups over this many ms at random, as a booting fleet (default 0: back to back)', int(0))
     .option('--pin', 'pin clients and servers to different CPUs (taskset)')
     .option('--json <file>', 'JSON results', 'bench-results/bench.json')
     .option('--html <file>', 'HTML report', 'bench-results/bench.html')
@@ -192,6 +194,7 @@ ${CPU_COLUMN_NOTE}.`;
         scaleSteps: f.scaleSteps,
         scaleProcs: f.scaleProcs,
         scaleProbes: f.scaleProbes,
+        scaleJitter: f.scaleJitter,
         json: f.json,
         html: f.html,
         cpuProf: f.cpuProf,

@@ -12,7 +12,7 @@ import {
   type Logger,
 } from '@hybridbus/core';
 
-import type { CloseOptions, HostRecord, NameService, NameServiceOptions, NameServiceStats } from './types.js';
+import type { CloseOptions, HostRecord, LookupOptions, NameService, NameServiceOptions, NameServiceStats } from './types.js';
 import { canonicalRecord, errorMessage, resolveOptions, toHostRecord, type Registration, type SeenRecord } from './records.js';
 
 export * from './records.js';
@@ -102,17 +102,18 @@ export abstract class BaseNameService implements NameService {
     await this.remove(regs);
   }
 
-  cached(key: string): readonly HostRecord[] | undefined {
+  cached(key: string, options?: LookupOptions): readonly HostRecord[] | undefined {
     const cached = this.cache.get(key);
     if (this.closed || !cached || Date.now() - cached.fetchedAt >= this.cacheMs) return undefined;
     this.counts.lookups++;
     this.counts.cacheHits++;
-    return this.visible(cached.records);
+    return this.visible(cached.records, options?.includeForgotten);
   }
 
-  async lookup(key: string): Promise<readonly HostRecord[]> {
+  async lookup(key: string, options?: LookupOptions): Promise<readonly HostRecord[]> {
     this.assertOpen('lookup');
-    const hit = this.cached(key);
+    const all = options?.includeForgotten;
+    const hit = this.cached(key, options);
     if (hit) return hit;
     let records: readonly SeenRecord[];
     try {
@@ -128,10 +129,10 @@ export abstract class BaseNameService implements NameService {
       }
       this.counts.lookups++;
       this.counts.backendErrors++;
-      return this.visible(stale.records);
+      return this.visible(stale.records, all);
     }
     this.counts.lookups++;
-    return this.visible(records);
+    return this.visible(records, all);
   }
 
   forget(address: string): void {
@@ -323,8 +324,8 @@ export abstract class BaseNameService implements NameService {
   }
 
   private readonly plain = new WeakMap<readonly SeenRecord[], HostRecord[]>();
-  private visible(records: readonly SeenRecord[]): readonly HostRecord[] {
-    if (this.forgotten.size === 0) {
+  private visible(records: readonly SeenRecord[], includeForgotten = false): readonly HostRecord[] {
+    if (this.forgotten.size === 0 || includeForgotten) {
       // The common case, once per send: the same answer object until the records change.
       let out = this.plain.get(records);
       if (!out) this.plain.set(records, (out = records.map((r) => r.record)));

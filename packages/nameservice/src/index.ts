@@ -29,7 +29,7 @@ import { REDIS_FORM, RedisNameService, redactUrl, SENTINEL_FORM } from './redis.
 import { parseStaticHosts, StaticNameService } from './static.js';
 import type { NameService, NameServiceOptions } from './types.js';
 
-export type { CloseOptions, HostRecord, NameService, NameServiceOptions, NameServiceStats } from './types.js';
+export type { CloseOptions, HostRecord, LookupOptions, NameService, NameServiceOptions, NameServiceStats } from './types.js';
 export { NAME_SERVICE_DEFAULTS } from './base.js';
 export { defaultLocalDir, LocalNameService, type LocalNameServiceOptions } from './local.js';
 export { StaticNameService, type StaticHostEntry, type StaticHosts, type StaticNameServiceOptions } from './static.js';

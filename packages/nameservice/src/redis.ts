@@ -106,9 +106,17 @@ export class RedisNameService extends BaseNameService {
   /** The URL without passwords. */
   readonly url: string;
   private readonly main: Redis;
-  private readonly sub: Redis;
+  /**
+   * The subscriber connection, made on first need (a lookup, list, onChange or ready()): a
+   * process that only registers, as a server does, never subscribes. Otherwise every
+   * registration is published to every server of the fleet: N² messages at start-up and twice
+   * the connections (measured in benchmarks/zmq-findings.md, "Scale").
+   */
+  private sub: Redis | undefined;
+  private subscribed: Promise<unknown> | undefined;
+  private readonly subOptions: RedisOptions;
+  private readonly onError: (err: Error) => void;
   private readonly firstConnect: Promise<void>;
-  private readonly subscribed: Promise<unknown>;
   private readonly timer: NodeJS.Timeout;
   private lastError: string | undefined;
 
@@ -131,7 +139,7 @@ export class RedisNameService extends BaseNameService {
       commandTimeout: options.commandTimeoutMs ?? 2000,
     });
     // The subscriber does queue: SUBSCRIBE waits for the connection, and ioredis resubscribes after reconnects.
-    this.sub = new Redis({ ...common, maxRetriesPerRequest: null, autoResubscribe: true });
+    this.subOptions = { ...common, maxRetriesPerRequest: null, autoResubscribe: true };
 
     this.firstConnect = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
@@ -152,22 +160,11 @@ export class RedisNameService extends BaseNameService {
     });
     this.firstConnect.catch(() => undefined); // callers see it through connected()
 
-    const onError = (err: Error): void => {
+    this.onError = (err: Error): void => {
       this.lastError = err.message;
       if (!this.closed) this.noteBackendError(err, 'connection');
     };
-    this.main.on('error', onError);
-    this.sub.on('error', onError);
-
-    this.sub.on('message', (channel: string, key: string) => {
-      if (channel === REDIS_CHANGES_CHANNEL) this.changed(key);
-    });
-    this.sub.once('ready', () => {
-      // Events published while the subscriber was away are lost: everything we know may have changed.
-      this.sub.on('ready', () => this.changedAll());
-    });
-    this.subscribed = this.sub.subscribe(REDIS_CHANGES_CHANNEL);
-    this.subscribed.catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'name service: SUBSCRIBE failed'));
+    this.main.on('error', this.onError);
 
     this.timer = setInterval(() => void this.serial(() => this.refresh()), Math.max(10, Math.floor(this.ttlMs / 3)));
     this.timer.unref();
@@ -176,10 +173,34 @@ export class RedisNameService extends BaseNameService {
   /** Resolves once connected and subscribed to change events (so no later change is missed). */
   async ready(): Promise<void> {
     await this.connected();
-    await this.subscribed;
+    await this.subscribe();
+  }
+
+  override onChange(listener: (key: string) => void): () => void {
+    void this.subscribe();
+    return super.onChange(listener);
+  }
+
+  /** Subscribe to change events, once (see `sub`). */
+  private subscribe(): Promise<unknown> {
+    if (this.subscribed) return this.subscribed;
+    const sub = (this.sub = new Redis(this.subOptions));
+    sub.on('error', this.onError);
+    sub.on('message', (channel: string, key: string) => {
+      if (channel === REDIS_CHANGES_CHANNEL) this.changed(key);
+    });
+    sub.once('ready', () => {
+      // Events published while the subscriber was away are lost: everything we know may have changed.
+      sub.on('ready', () => this.changedAll());
+    });
+    this.subscribed = sub.subscribe(REDIS_CHANGES_CHANNEL);
+    this.subscribed.catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'name service: SUBSCRIBE failed'));
+    return this.subscribed;
   }
 
   protected async fetch(key: string): Promise<readonly SeenRecord[]> {
+    // Not awaited: a lookup must not wait on the subscriber (it fails fast while Redis is down).
+    void this.subscribe();
     await this.connected();
     const now = Date.now();
     const reply = await this.main.eval(READ_SCRIPT, 2, KEY_PREFIX + key, KEY_INDEX, now, key);
@@ -189,6 +210,7 @@ export class RedisNameService extends BaseNameService {
   }
 
   protected async fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>> {
+    void this.subscribe();
     await this.connected();
     const keys = await this.main.smembers(KEY_INDEX);
     const now = Date.now();
@@ -237,7 +259,7 @@ export class RedisNameService extends BaseNameService {
     clearInterval(this.timer);
     await this.drained();
     this.main.disconnect();
-    this.sub.disconnect();
+    this.sub?.disconnect();
   }
 
   // -- internals -----------------------------------------------------------

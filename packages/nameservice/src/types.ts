@@ -42,9 +42,9 @@ export interface NameService {
   register(keys: readonly string[], record: HostRecord): Promise<void>;
   unregister(keys: readonly string[], record: HostRecord): Promise<void>;
   /** The live records of `key`; served from a cache, and from a stale cache while the backend is down. */
-  lookup(key: string): Promise<readonly HostRecord[]>;
+  lookup(key: string, options?: LookupOptions): Promise<readonly HostRecord[]>;
   /** lookup()'s answer when the cache has a fresh one, without waiting: the per-message path. */
-  cached(key: string): readonly HostRecord[] | undefined;
+  cached(key: string, options?: LookupOptions): readonly HostRecord[] | undefined;
   /**
    * Hide `address` from lookup answers (all keys, cached or fresh) because its connection died.
    * It shows again once the backend has it registered or refreshed after the forget(), or after
@@ -67,6 +67,14 @@ export interface NameService {
    * `unregister: false` leaves the records to expire by TTL, as if the process had crashed.
    */
   close(options?: CloseOptions): Promise<void>;
+}
+
+export interface LookupOptions {
+  /**
+   * Keep addresses hidden by forget() in the answer: every registered server, for a message
+   * that must reach them all (a fanout), where skipping one would lose its copy silently.
+   */
+  readonly includeForgotten?: boolean | undefined;
 }
 
 export interface CloseOptions {

@@ -7,6 +7,7 @@ import { ConnectionLost, MessageUndeliverable, type Logger, type Target } from '
 import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
 import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
+import { EVERY_SERVER, everyCopy } from './fanout.js';
 import type { Keys } from './keys.js';
 import type { Multicast } from './multicast/index.js';
 import type { ZmqOptions } from './options.js';
@@ -119,7 +120,8 @@ export class ZmqClient {
   async fanout(target: Target, request: RpcRequest): Promise<void> {
     const key = this.keys.of(target).topic;
     const ns = this.routing.nameService;
-    const records = ns.cached(key) ?? (await ns.lookup(key));
+    // Every registered server, also those forget() hid after a lost connection (fanout.ts).
+    const records = ns.cached(key, EVERY_SERVER) ?? (await ns.lookup(key, EVERY_SERVER));
     const m = requestToOslo(request);
     const multicast = this.multicast?.fanout(key, records, m, this);
     if (multicast) return multicast;
@@ -127,7 +129,7 @@ export class ZmqClient {
     if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
     const shared = this.shared(FANOUT, key, m);
-    await Promise.all(hosts.map((address) => this.oneWay(FANOUT, key, m, { address }, shared)));
+    await everyCopy(key, hosts, (address) => this.oneWay(FANOUT, key, m, { address }, shared));
   }
 
   /**

@@ -6,6 +6,7 @@ import { parseOptions } from './options.js';
 export { ZmqDriver, zmqCapabilities } from './driver.js';
 export { parseOptions, type ZmqOptions, type CurveOptions } from './options.js';
 export { VERSION as FRAME_VERSION } from './frames.js';
+export { FanoutIncomplete } from './fanout.js';
 // The name services moved to @hybridbus/nameservice; re-exported so existing imports keep working.
 export * from '@hybridbus/nameservice';
 

@@ -24,6 +24,12 @@ export interface ZmqOptions {
   readonly idleTtl: number;
   /** Connections kept at most (an fd budget); the least recently used idle one goes first. */
   readonly poolMax: number;
+  /**
+   * Messages waiting for a slot in a full pool at most (all peers busy: a fanout to more than
+   * pool_max peers cycles through them). Beyond that, or when no slot opens for
+   * connect_timeout, sends fail with QueueFull.
+   */
+  readonly poolQueue: number;
   /** Topics whose connections are never closed for idleness. */
   readonly hotTopics: ReadonlySet<string>;
   /** Larger frames are refused when sent and dropped when received (bytes). */
@@ -125,6 +131,7 @@ const KNOWN = {
   connect_timeout: int(1),
   idle_ttl: int(1),
   pool_max: int(1),
+  pool_queue: int(1),
   hot_topics: ((raw) => new Set(raw.split(',').filter(Boolean))) as Parser<ReadonlySet<string>>,
   max_message_size: int(64),
   max_queued: int(1),
@@ -191,6 +198,7 @@ export function parseOptions(url: URL): ZmqOptions {
     connectTimeout: p.connect_timeout ?? 2000,
     idleTtl: p.idle_ttl ?? 60_000,
     poolMax: p.pool_max ?? 1024,
+    poolQueue: p.pool_queue ?? 100_000,
     hotTopics: p.hot_topics ?? new Set(),
     maxMessageSize: p.max_message_size ?? 16 * 1024 * 1024,
     maxQueued: p.max_queued ?? 10_000,

@@ -7,7 +7,7 @@
  * Messages for a peer wait in its outbox until its handshake completes; everything queued
  * for one peer in the same tick leaves in one multipart message.
  */
-import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, type Logger } from '@hybridbus/core';
+import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, TransportClosed, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import { pack, unpack, VERSION, type Encoded } from './frames.js';
 import { connectPeer, socketOpened } from './zeromq-adapter.js';
@@ -32,13 +32,16 @@ interface Peer {
    * finished tearing down, as happens when a refused peer is dropped and at once dialled again.
    */
   readonly routingId: string;
-  state: 'connecting' | 'ready' | 'failed';
+  /** 'waiting': for a slot in a full pool, not dialled yet (see Outbound.waiting). */
+  state: 'waiting' | 'connecting' | 'ready' | 'failed';
   outbox: Outgoing[];
   lastUsed: number;
   hot: boolean;
   /** Ids of messages sent to this peer that still expect an answer. */
   readonly inflight: Set<string>;
   connectTimer: NodeJS.Timeout | undefined;
+  /** The peer's CURVE server key, kept for dialling after a wait for a slot. */
+  readonly serverKey: string | undefined;
   /** It completed a handshake once: a later one is a reconnect, its end a disconnect. */
   connected: boolean;
 }
@@ -62,6 +65,19 @@ const MAX_BATCH = 512;
 export class Outbound {
   private readonly socket: zmq.Router;
   private readonly peers = new Map<string, Peer>();
+  /**
+   * Peers waiting for a pool slot, first come first served: the pool is full of peers with
+   * messages in flight. A slot opens when one of those becomes idle (it is closed and the next
+   * waiting peer dialled), so a fanout to more peers than pool_max cycles through them.
+   */
+  private readonly waiting = new Map<string, Peer>();
+  /** Messages in waiting peers' outboxes (at most pool_queue). */
+  private waitingRecords = 0;
+  /**
+   * Fails every waiting peer when no slot has opened for connect_timeout: the pool is stuck
+   * (every peer busy with long calls or unanswered messages), not just cycling.
+   */
+  private stallTimer: NodeJS.Timeout | undefined;
   /** Peers with something in their outbox: a flush looks at these, not at every peer. */
   private readonly dirty = new Set<Peer>();
   /** The peer last moved to the end of `peers`. */
@@ -86,6 +102,9 @@ export class Outbound {
     records: 0,
     connects: 0,
     evictions: 0,
+    /** Busy-pool waits: peers that waited for a slot, and those that gave up (QueueFull). */
+    poolWaits: 0,
+    poolWaitsFailed: 0,
     idleClosed: 0,
     /** Connections made again after a loss. */
     reconnects: 0,
@@ -106,7 +125,9 @@ export class Outbound {
     this.socket = new zmq.Router({
       mandatory: true,
       sendTimeout: 0,
-      linger: 0,
+      // A peer closed to make room (or for idleness) may have just been handed a message that
+      // expects no answer (acks=none): give it time to reach the wire rather than drop it.
+      linger: options.connectTimeout,
       // A client drops a server that is silent for heartbeat_timeout; it asks no TTL of the
       // server, which must not drop a client it has stopped reading from (see inbound.ts).
       heartbeatInterval: options.heartbeatInterval,
@@ -136,7 +157,7 @@ export class Outbound {
 
   /** Records waiting to be handed to ZeroMQ (for a handshake, or a full pipe). */
   get queued(): number {
-    let n = 0;
+    let n = this.waitingRecords;
     for (const p of this.dirty) n += p.outbox.length;
     return n;
   }
@@ -168,15 +189,34 @@ export class Outbound {
     if (peer.outbox.length >= this.options.maxQueued) {
       return settle(new QueueFull(`${peer.outbox.length} messages already wait for ${address} (max_queued=${this.options.maxQueued}); slow down or raise max_queued`));
     }
+    if (peer.state === 'waiting') {
+      if (this.waitingRecords >= this.options.poolQueue) {
+        return settle(this.poolFull(`${this.waitingRecords} messages already wait for a slot (pool_queue=${this.options.poolQueue})`));
+      }
+      this.waitingRecords++;
+    }
     peer.lastUsed = Date.now();
     if (hot) peer.hot = true;
     peer.outbox.push({ record, settle, id });
+    if (peer.state === 'waiting') return;
     this.dirty.add(peer);
     this.schedule();
   }
 
   untrack(address: string, id: string): void {
-    this.peers.get(address)?.inflight.delete(id);
+    const peer = this.peers.get(address);
+    if (peer?.inflight.delete(id) && this.waiting.size > 0) this.recycle(peer);
+  }
+
+  /** Close `peer` if it is idle and others wait for its slot. */
+  private recycle(peer: Peer): void {
+    if (peer.hot || peer.inflight.size > 0 || peer.outbox.length > 0 || this.peers.get(peer.address) !== peer) return;
+    this.stats.evictions++;
+    this.drop(peer, 'evicted: others wait for a slot in the pool (pool_max)');
+  }
+
+  private poolFull(why: string): QueueFull {
+    return new QueueFull(`connection pool is full: ${this.peers.size} peers busy (pool_max=${this.options.poolMax}) and ${why}`);
   }
 
   private peer(address: string, serverKey: string | undefined): Peer | Error {
@@ -195,24 +235,69 @@ export class Outbound {
     }
     const refusal = this.refused.get(address);
     if (refusal && refusal.until > Date.now()) return refusal.error;
-    if (this.peers.size >= this.options.poolMax && !this.evictOne()) {
-      return new QueueFull(`connection pool is full: ${this.peers.size} peers busy (pool_max=${this.options.poolMax})`);
+    const waiting = this.waiting.get(address);
+    if (waiting) return waiting;
+    const peer: Peer = { address, endpoint: `tcp://${address}`, routingId: `${address}#${(this.connection++).toString(36)}`, state: 'waiting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined, serverKey, connected: false };
+    if (this.waiting.size > 0 || (this.peers.size >= this.options.poolMax && !this.evictOne())) {
+      // Every slot is busy: wait for one (bounded by pool_queue and connect_timeout).
+      if (this.waitingRecords >= this.options.poolQueue) return this.poolFull(`${this.waitingRecords} messages already wait for a slot (pool_queue=${this.options.poolQueue})`);
+      this.waiting.set(address, peer);
+      this.stats.poolWaits++;
+      this.stallTimer ??= this.armStall();
+      return peer;
     }
-    const routingId = `${address}#${(this.connection++).toString(36)}`;
-    const peer: Peer = { address, endpoint: `tcp://${address}`, routingId, state: 'connecting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined, connected: false };
-    connectPeer(this.socket, peer.endpoint, routingId, serverKey);
+    this.dial(peer);
+    return peer;
+  }
+
+  private dial(peer: Peer): void {
+    peer.state = 'connecting';
+    connectPeer(this.socket, peer.endpoint, peer.routingId, peer.serverKey);
     this.stats.connects++;
     this.latest = peer;
-    peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
-    this.peers.set(address, peer);
-    return peer;
+    peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${peer.address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+    this.peers.set(peer.address, peer);
+  }
+
+  /** Slots are free: dial the peers waiting for them, in order. */
+  private admit(): void {
+    if (this.waiting.size === 0 || this.closed) return;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    for (const peer of this.waiting.values()) {
+      if (this.peers.size >= this.options.poolMax && !this.evictOne()) break;
+      this.waiting.delete(peer.address);
+      this.waitingRecords -= peer.outbox.length;
+      this.dial(peer);
+      if (peer.outbox.length > 0) this.dirty.add(peer);
+    }
+    if (this.waiting.size > 0) this.stallTimer = this.armStall();
+  }
+
+  private armStall(): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      this.stallTimer = undefined;
+      const err = this.poolFull(`no slot opened for ${this.options.connectTimeout} ms (connect_timeout) while ${this.waiting.size} peer(s) waited`);
+      const waiting = [...this.waiting.values()];
+      this.waiting.clear();
+      this.waitingRecords = 0;
+      this.stats.poolWaitsFailed += waiting.length;
+      for (const peer of waiting) {
+        peer.state = 'failed';
+        this.dirty.delete(peer);
+        for (const o of peer.outbox.splice(0)) o.settle(err);
+      }
+    }, this.options.connectTimeout);
+    t.unref();
+    return t;
   }
 
   /** Close the least recently used peer with nothing pending. */
   private evictOne(): boolean {
     for (const peer of this.peers.values()) {
       if (!peer.hot && peer.inflight.size === 0 && peer.outbox.length === 0) {
-        this.drop(peer, 'evicted: the pool is full (pool_max)');
+        // Not admitting waiters from here: the caller is about to use the slot (admit() itself).
+        this.drop(peer, 'evicted: the pool is full (pool_max)', false);
         this.stats.evictions++;
         return true;
       }
@@ -233,7 +318,8 @@ export class Outbound {
     }
   }
 
-  private drop(peer: Peer, reason = 'idle'): void {
+  /** Close `peer`; its slot goes to a waiting peer unless `admit` is false (the caller takes it). */
+  private drop(peer: Peer, reason = 'idle', admit = true): void {
     clearTimeout(peer.connectTimer);
     this.peers.delete(peer.address);
     this.dirty.delete(peer);
@@ -244,6 +330,7 @@ export class Outbound {
     } catch {
       // already gone
     }
+    if (admit) this.admit();
   }
 
   /** The peer cannot be reached: nothing queued for it left, everything in flight is lost. */
@@ -301,7 +388,11 @@ export class Outbound {
             o.settle();
           }
         }
-        if (peer.outbox.length === 0) this.dirty.delete(peer);
+        if (peer.outbox.length === 0) {
+          this.dirty.delete(peer);
+          // Messages that expect no answer leave a peer idle at once: make room for waiters.
+          if (this.waiting.size > 0) this.recycle(peer);
+        }
       }
     } catch (e) {
       this.logger.error({ err: e }, 'zmq-direct: send failed');
@@ -416,6 +507,11 @@ export class Outbound {
     }
     this.closed = true;
     clearInterval(this.sweeper);
+    clearTimeout(this.stallTimer);
+    const closed = new TransportClosed('the zmq transport closed before a connection-pool slot opened');
+    for (const peer of this.waiting.values()) for (const o of peer.outbox.splice(0)) o.settle(closed);
+    this.waiting.clear();
+    this.waitingRecords = 0;
     for (const peer of this.peers.values()) {
       clearTimeout(peer.connectTimer);
       if (peer.state === 'ready') this.events.onConnection?.('disconnect', peer.address, 'closed');

@@ -1,0 +1,45 @@
+/**
+ * A unicast fanout is one copy per registered server; it succeeds only when every copy did.
+ * A copy that could not be delivered fails the fanout with FanoutIncomplete, which says how
+ * many servers were not reached (and which), never a silent partial fanout.
+ */
+import { MessageDeliveryFailure } from '@hybridbus/core';
+import type { LookupOptions } from '@hybridbus/nameservice';
+
+/**
+ * A fanout's lookup keeps servers hidden by forget() (a lost connection, a connect timeout):
+ * forget() steers load-balanced sends elsewhere, but a fanout has no elsewhere; a server that
+ * is really gone fails its copy (counted below) rather than being skipped unseen.
+ */
+export const EVERY_SERVER: LookupOptions = { includeForgotten: true };
+
+/** Some copies of a fanout were not delivered: `notReached` of `servers`, listed in `addresses`. */
+export class FanoutIncomplete extends MessageDeliveryFailure {
+  constructor(
+    readonly key: string,
+    readonly servers: number,
+    readonly addresses: readonly string[],
+    readonly reasons: readonly Error[],
+  ) {
+    const first = reasons[0];
+    const shown = addresses.slice(0, 5).join(', ') + (addresses.length > 5 ? `, … (${addresses.length - 5} more)` : '');
+    super(`fanout to "${key}" did not reach ${addresses.length} of ${servers} servers (${shown}): ${first?.message ?? 'unknown'}`, { cause: first });
+  }
+
+  get notReached(): number {
+    return this.addresses.length;
+  }
+}
+
+/** Send a copy to each of `hosts`; resolves when all are delivered, else FanoutIncomplete. */
+export async function everyCopy(key: string, hosts: readonly string[], copy: (address: string) => Promise<void>): Promise<void> {
+  const results = await Promise.allSettled(hosts.map(copy));
+  const missed: string[] = [];
+  const reasons: Error[] = [];
+  results.forEach((r, i) => {
+    if (r.status === 'fulfilled') return;
+    missed.push(hosts[i] as string);
+    reasons.push(r.reason instanceof Error ? r.reason : new Error(String(r.reason)));
+  });
+  if (missed.length > 0) throw new FanoutIncomplete(key, hosts.length, missed, reasons);
+}
