@@ -10,6 +10,7 @@ import '@hybridbus/rabbit-brokered';
 import '@hybridbus/amqp1';
 import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
+import type { ObserveMode } from './observe.js';
 
 /** Casts and notifications kept in flight: a caller that awaits each one serially would measure its own round trips. */
 const SEND_WINDOW = 64;
@@ -18,7 +19,8 @@ const ctx: Context = {};
 /** A bus for the spec; with `observe`, tracing and metrics are on (contenders-observed.ts). */
 async function busOf(spec: ServerSpec | ClientSpec): Promise<Bus> {
   const bus = await Bus.create(spec.data['config'] as ConfigInput);
-  if (spec.data['observe'] === true) (await import('./observe.js')).observe(bus);
+  const mode = spec.data['observe'];
+  if (typeof mode === 'string') (await import('./observe.js')).observe(bus, mode as ObserveMode);
   return bus;
 }
 

@@ -6,7 +6,7 @@
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator, ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import type { Bus } from '@hybridbus/core';
 import { instrumentTracing, registerMetrics } from '@hybridbus/observability';
@@ -20,19 +20,30 @@ class CountingExporter implements SpanExporter {
   async shutdown(): Promise<void> {}
 }
 
+/**
+ * What is switched on, to split the cost (contenders-observed.ts):
+ * - `sdk`: an OTel SDK and its AsyncLocalStorage context manager registered, nothing of ours;
+ * - `tracing`: that, and instrumentTracing() recording every span;
+ * - `sampled`: tracing with a 1 % parent-based sampler (a common production setting);
+ * - `metrics`: registerMetrics() alone;
+ * - `both`: tracing (every span) and metrics.
+ */
+export type ObserveMode = 'sdk' | 'tracing' | 'sampled' | 'metrics' | 'both';
+
 let tracingOn = false;
 let buses = 0;
 const registry = new Registry();
 
 /** Tracing once per process; metrics per bus. */
-export function observe(bus: Bus): void {
-  if (!tracingOn) {
+export function observe(bus: Bus, mode: ObserveMode): void {
+  if (!tracingOn && mode !== 'metrics') {
     tracingOn = true;
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(new CountingExporter())] }));
-    instrumentTracing();
+    const sampler = mode === 'sampled' ? new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.01) }) : undefined;
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ ...(sampler ? { sampler } : {}), spanProcessors: [new BatchSpanProcessor(new CountingExporter())] }));
+    if (mode !== 'sdk') instrumentTracing();
   }
   // A fanout server process hosts several buses: each its own `bus` label on the one registry.
-  registerMetrics(bus, { registry, busName: `bus${buses++}` });
+  if (mode === 'metrics' || mode === 'both') registerMetrics(bus, { registry, busName: `bus${buses++}` });
 }
