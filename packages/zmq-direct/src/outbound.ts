@@ -9,6 +9,7 @@
  */
 import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, TransportClosed, type Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
+import { TroubledPeers } from '@hybridbus/core/driver';
 import { pack, unpack, VERSION, type Encoded } from './frames.js';
 import { connectPeer, socketOpened } from './zeromq-adapter.js';
 import type { CurveOptions, ZmqOptions } from './options.js';
@@ -96,7 +97,7 @@ export class Outbound {
    * any is listed. A handshake with the peer clears it; otherwise it ends when the name service
    * would offer the peer again (ns_ttl after the forget()).
    */
-  private readonly troubled = new Map<string, { at: number; reason: string }>();
+  private readonly troubled = new TroubledPeers('peer');
   readonly stats = {
     batches: 0,
     records: 0,
@@ -167,16 +168,7 @@ export class Outbound {
    * handshake with it since. Undefined when none is.
    */
   trouble(forMs: number): string | undefined {
-    if (this.troubled.size === 0) return undefined;
-    const since = Date.now() - forMs;
-    let latest: { at: number; reason: string } | undefined;
-    for (const [address, t] of this.troubled) {
-      if (t.at < since) this.troubled.delete(address);
-      else if (!latest || t.at > latest.at) latest = t;
-    }
-    if (!latest) return undefined;
-    const others = this.troubled.size - 1;
-    return `${latest.reason}${others > 0 ? ` (and ${others} other peer${others > 1 ? 's' : ''})` : ''}`;
+    return this.troubled.reason(forMs);
   }
 
   /**
@@ -337,7 +329,7 @@ export class Outbound {
   private fail(peer: Peer, error: Error): void {
     if (this.peers.get(peer.address) !== peer) return;
     // Trouble only when sends failed: a peer that went quietly is no fault of the transport.
-    if (peer.outbox.length > 0 || peer.inflight.size > 0) this.troubled.set(peer.address, { at: Date.now(), reason: error.message });
+    if (peer.outbox.length > 0 || peer.inflight.size > 0) this.troubled.mark(peer.address, error.message);
     this.drop(peer, error.message);
     peer.state = 'failed';
     const outbox = peer.outbox;
@@ -428,7 +420,7 @@ export class Outbound {
       if (!peer) return;
       clearTimeout(peer.connectTimer);
       peer.state = 'ready';
-      this.troubled.delete(peer.address);
+      this.troubled.clear(peer.address);
       if (peer.connected) this.stats.reconnects++;
       this.events.onConnection?.(peer.connected ? 'reconnect' : 'connect', peer.address);
       peer.connected = true;
@@ -444,7 +436,7 @@ export class Outbound {
       }
       // In-flight messages may or may not have arrived: report them now, not at their timeout.
       if (peer.inflight.size > 0) {
-        this.troubled.set(peer.address, { at: Date.now(), reason: `connection to ${peer.address} lost with ${peer.inflight.size} message(s) in flight` });
+        this.troubled.mark(peer.address, `connection to ${peer.address} lost with ${peer.inflight.size} message(s) in flight`);
         const lost = new Set(peer.inflight);
         peer.inflight.clear();
         this.events.onPeerLost(peer.address, lost, new ConnectionLost(`connection to ${peer.address} lost while a message was in flight; it may or may not have been processed`));
