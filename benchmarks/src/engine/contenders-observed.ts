@@ -50,7 +50,7 @@ registerContender('zmq-before', ({ nsDir }): Contender => {
   const script = root ? path.join(root, 'benchmarks/dist/engine/child-hybridbus.js') : '';
   const child = { command: process.execPath, args: [script] };
   return {
-    info: { id: 'zmq-before', label: `hybridbus zmq-direct from ${root ?? '(HYBRIDBUS_BENCH_BEFORE unset)'}`, kind: 'hybridbus', url: 'zmq://' },
+    info: { id: 'zmq-before', label: 'hybridbus zmq-direct, the checkout in HYBRIDBUS_BENCH_BEFORE', kind: 'hybridbus', url: 'zmq://' },
     scenarios: ['latency', 'throughput', 'cast', 'fanout', 'notify'],
     data: { config: zmqConfig(nsDir) },
     probe: async () => (!root ? 'zmq-before: set HYBRIDBUS_BENCH_BEFORE to a built checkout' : existsSync(script) ? undefined : `zmq-before: ${script} not found (build that checkout: npx tsc -b)`),
