@@ -115,17 +115,9 @@ export class ZmqDriver implements Driver {
     return this.server.address();
   }
 
-  /** Counters for tests, benchmarks and `hybridbus` status. */
+  /** Counters for tests, benchmarks and `hybridbus` status: stats().extra, the client's, and the server's (dedup). */
   async counters(): Promise<Record<string, number>> {
-    return {
-      ...this.client.stats,
-      ...this.routing.stats,
-      ...this.notifications.stats,
-      ...(this.outbound?.stats ?? {}),
-      peers: this.outbound?.size ?? 0,
-      ...(await this.server.counters()),
-      ...this.multicast?.counters(),
-    };
+    return { ...this.client.stats, ...this.stats().extra, ...(await this.server.counters()) };
   }
 
   stats(): DriverStats {
