@@ -9,27 +9,34 @@
  *    connect/bind" through process.emitWarning: true in general, exactly what we intend here,
  *    and it would print once per peer after the first. That one warning is filtered for the
  *    length of the synchronous connect call only.
- * 2. The context's socket limit (1,024 by default) is raised when a process opens more sockets
- *    than that (a process hosting many servers), never lowered.
+ * 2. The context's socket limit (1,023 by default) is raised to libzmq's maximum before the
+ *    first socket (see socketOpened), never lowered.
  */
 import * as zmq from 'zeromq';
 
 /** zeromq.js's warning text (src/socket.cc), matched whole. */
 export const DEFERRED_OPTION_WARNING = 'Socket option will not take effect until next connect/bind.';
 
-/** Dial `endpoint` under `routingId`, authenticating the server by `serverKey` when given. */
-export function connectPeer(socket: zmq.Router, endpoint: string, routingId: string, serverKey: string | undefined): void {
+/** Run `fn` (synchronous) with the one process warning whose text is `text` filtered out. */
+export function withoutWarning<T>(text: string, fn: () => T): T {
   const emit = process.emitWarning;
   process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    if (String(warning) === DEFERRED_OPTION_WARNING) return;
+    if (String(warning) === text) return;
     (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
   }) as typeof process.emitWarning;
   try {
-    if (serverKey !== undefined) socket.curveServerKey = serverKey;
-    socket.connect(endpoint, { routingId });
+    return fn();
   } finally {
     process.emitWarning = emit;
   }
+}
+
+/** Dial `endpoint` under `routingId`, authenticating the server by `serverKey` when given. */
+export function connectPeer(socket: zmq.Router, endpoint: string, routingId: string, serverKey: string | undefined): void {
+  withoutWarning(DEFERRED_OPTION_WARNING, () => {
+    if (serverKey !== undefined) socket.curveServerKey = serverKey;
+    socket.connect(endpoint, { routingId });
+  });
 }
 
 let raised = false;
