@@ -100,14 +100,15 @@ interface Channels<T> {
   readonly start: diagnostics.Channel<T>;
   readonly end: diagnostics.Channel<T>;
   readonly error: diagnostics.Channel<T>;
+  /** Whether any of the three has a subscriber: publishers build a message's event only then. */
+  active(): boolean;
 }
 
 function triple<T>(prefix: string): Channels<T> {
-  return {
-    start: diagnostics.channel(`${prefix}:start`) as diagnostics.Channel<T>,
-    end: diagnostics.channel(`${prefix}:end`) as diagnostics.Channel<T>,
-    error: diagnostics.channel(`${prefix}:error`) as diagnostics.Channel<T>,
-  };
+  const start = diagnostics.channel(`${prefix}:start`) as diagnostics.Channel<T>;
+  const end = diagnostics.channel(`${prefix}:end`) as diagnostics.Channel<T>;
+  const error = diagnostics.channel(`${prefix}:error`) as diagnostics.Channel<T>;
+  return { start, end, error, active: () => start.hasSubscribers || end.hasSubscribers || error.hasSubscribers };
 }
 
 /** Every channel core and the drivers publish on, by name (README: "Observability"). */

@@ -213,10 +213,7 @@ class Shared {
       channel.subscribe(listener);
       this.unsubscribe.push(() => channel.unsubscribe(listener));
     };
-    // Core builds and publishes a message's events only when its `start` channel has a
-    // subscriber, so every start is subscribed, even where only end/error is counted.
     sub(channels.call.start, onCallStart);
-    for (const ch of [channels.cast.start, channels.notify.start, channels.dispatch.start, channels.notifyDispatch.start] as diagnostics.Channel<unknown>[]) sub(ch, () => undefined);
     for (const ch of [channels.call, channels.cast]) {
       sub(ch.end, onSent);
       sub(ch.error, onSent);

@@ -152,7 +152,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
     const n = incoming.notification;
     const ctxt = this.runtime.serializer.deserializeContext({ ...n.context });
     let event: NotifyDispatchEvent | undefined;
-    if (channels.notifyDispatch.start.hasSubscribers) {
+    if (channels.notifyDispatch.active()) {
       const ref = this.runtime.refOf(driver);
       event = { transport: ref.transport, scheme: ref.scheme, pattern: 'notify', notification: n, pool: this.options.pool, trace: n.trace, startedAt: performance.now(), durationMs: undefined, error: undefined, bind: undefined, outcome: undefined };
       channels.notifyDispatch.start.publish(event);

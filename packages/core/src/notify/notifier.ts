@@ -78,7 +78,7 @@ export class Notifier {
     await Promise.all(
       this.targets.map((t) => {
         const driver = this.runtime.transportFor(t.topic as string, 'notify');
-        return channels.notify.start.hasSubscribers ? this.observed(driver, t, notification, retry) : driver.notify(t, notification, { retry });
+        return channels.notify.active() ? this.observed(driver, t, notification, retry) : driver.notify(t, notification, { retry });
       }),
     );
   }

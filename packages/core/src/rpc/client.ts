@@ -76,8 +76,8 @@ export class RpcClient {
   /** Invoke `method` on one server and resolve with its result. */
   async call<T = unknown>(ctx: Context, method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
     const target = (this.callTarget ??= validateTarget(this.target, 'rpc-call'));
-    // Diagnostics only when someone subscribed: otherwise one boolean read per call.
-    const trace: TraceCarrier | undefined = channels.call.start.hasSubscribers ? {} : undefined;
+    // Diagnostics only when someone subscribed: otherwise three boolean reads per call.
+    const trace: TraceCarrier | undefined = channels.call.active() ? {} : undefined;
     const request = this.request(ctx, method, args, trace);
     const driver = this.runtime.transportFor(target.topic as string, 'call');
     checkCallTimeout(options.timeout, 'call option timeout');
@@ -147,7 +147,7 @@ export class RpcClient {
 
   /** Send `method` without waiting for a result: to one server, or to all with `fanout`. */
   async cast(ctx: Context, method: string, args: Record<string, unknown> = {}, options: Pick<CallOptions, 'signal'> = {}): Promise<void> {
-    const trace: TraceCarrier | undefined = channels.cast.start.hasSubscribers ? {} : undefined;
+    const trace: TraceCarrier | undefined = channels.cast.active() ? {} : undefined;
     const request = this.request(ctx, method, args, trace);
     const topic = this.target.topic as string;
     const sendOptions = { signal: options.signal, retry: this.options.retry };

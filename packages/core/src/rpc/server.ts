@@ -108,7 +108,7 @@ export class RpcServer {
     return driver.listen(
       this.target,
       (msg) => {
-        if (!channels.dispatch.start.hasSubscribers) return this.limiter.run(() => this.process(msg, undefined));
+        if (!channels.dispatch.active()) return this.limiter.run(() => this.process(msg, undefined));
         const event: RpcDispatchEvent = {
           transport: ref.transport,
           scheme: ref.scheme,
