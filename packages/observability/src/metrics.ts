@@ -84,12 +84,31 @@ const HEALTH_STATES: readonly HealthState[] = ['connected', 'degraded', 'down'];
 type SendEvent = RpcSendEvent | NotifySendEvent;
 type HandleEvent = RpcDispatchEvent | NotifyDispatchEvent;
 
+interface Count {
+  n: number;
+}
+/** Counts by transport, pattern and outcome: nested maps, so counting a message builds no key. */
+type Tallies = Map<string, Map<string, Map<string, Count>>>;
+
+function countOf(t: Tallies, transport: string, pattern: string, outcome: string): Count {
+  let byPattern = t.get(transport);
+  if (byPattern === undefined) t.set(transport, (byPattern = new Map()));
+  let byOutcome = byPattern.get(pattern);
+  if (byOutcome === undefined) byPattern.set(pattern, (byOutcome = new Map()));
+  let n = byOutcome.get(outcome);
+  if (n === undefined) byOutcome.set(outcome, (n = { n: 0 }));
+  return n;
+}
+
 /** The metrics of one registry and prefix, shared by every bus registered there. */
 class Shared {
   readonly buses = new Map<string, Bus>();
   private readonly unsubscribe: Array<() => void> = [];
-  /** Calls whose start this instance saw: only those leave the in-flight gauge. */
-  private readonly inFlightSeen = new WeakSet<RpcSendEvent>();
+  /** Per-message counts since registration, read by the counters at scrape time. */
+  private readonly sentCounts: Tallies = new Map();
+  private readonly handledCounts: Tallies = new Map();
+  /** Calls started and not settled, by transport. */
+  private readonly inFlight = new Map<string, Count>();
 
   constructor(
     readonly registry: MetricsRegistry,
@@ -105,11 +124,48 @@ class Shared {
       for (const [busName, bus] of buses) for (const [transport, s] of Object.entries(bus.stats())) fill(busName, transport, s);
     };
 
-    const sent = new Counter({ name: name('messages_sent_total'), help: 'Messages sent by clients and notifiers (calls, casts, fanouts, notifications per topic), by outcome', labelNames: ['transport', 'pattern', 'outcome'] as const, registers });
-    const handled = new Counter({ name: name('messages_handled_total'), help: 'Messages taken by RPC servers and notification listeners, by outcome', labelNames: ['transport', 'pattern', 'outcome'] as const, registers });
+    // Per-message figures are kept in plain counters here and handed to prom-client at scrape
+    // time: its inc()/observe() hash the label set on every call (~0.5–0.9 µs each, four per call
+    // on the client), which was most of what metrics cost a busy zmq:// client. Only the two
+    // histograms are updated per message, as prom-client offers no other way to fill one.
+    const sentCounts = this.sentCounts;
+    const handledCounts = this.handledCounts;
+    const inFlightCounts = this.inFlight;
+    const tally = (counts: Tallies, into: Counter<'transport' | 'pattern' | 'outcome'>): void => {
+      for (const [transport, byPattern] of counts) for (const [pattern, byOutcome] of byPattern) for (const [outcome, n] of byOutcome) into.inc({ transport, pattern, outcome }, n.n);
+    };
+    new Counter({
+      name: name('messages_sent_total'),
+      help: 'Messages sent by clients and notifiers (calls, casts, fanouts, notifications per topic), by outcome',
+      labelNames: ['transport', 'pattern', 'outcome'] as const,
+      registers,
+      collect() {
+        this.reset();
+        tally(sentCounts, this);
+      },
+    });
+    new Counter({
+      name: name('messages_handled_total'),
+      help: 'Messages taken by RPC servers and notification listeners, by outcome',
+      labelNames: ['transport', 'pattern', 'outcome'] as const,
+      registers,
+      collect() {
+        this.reset();
+        tally(handledCounts, this);
+      },
+    });
     const callSeconds = new Histogram({ name: name('call_duration_seconds'), help: 'RPC call latency as the caller sees it, from send to reply or error', labelNames: ['transport', 'outcome'] as const, buckets: [...buckets], registers });
     const dispatchSeconds = new Histogram({ name: name('dispatch_duration_seconds'), help: 'Time a server or listener spent on a message, from taking it to its reply, ack or requeue', labelNames: ['transport', 'pattern', 'outcome'] as const, buckets: [...buckets], registers });
-    const inFlight = new Gauge({ name: name('calls_in_flight'), help: 'RPC calls sent and not yet settled', labelNames: ['transport'] as const, registers });
+    new Gauge({
+      name: name('calls_in_flight'),
+      help: 'RPC calls sent and not yet settled',
+      labelNames: ['transport'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [transport, n] of inFlightCounts) this.set({ transport }, n.n);
+      },
+    });
     const transportEvents = new Counter({ name: name('transport_events_total'), help: 'Connection changes reported by the drivers while metrics were registered', labelNames: ['transport', 'event'] as const, registers });
 
     const gauge = (n: MetricName, help: string, pick: (s: DriverStats) => number): void => {
@@ -180,26 +236,33 @@ class Shared {
     });
 
     const seconds = (e: { durationMs?: number }): number => (e.durationMs ?? 0) / 1000;
+    // Marks the calls whose start this instance counted: only those leave the in-flight figure
+    // (a property under a key of its own: a WeakSet entry per call was a GC cost).
+    const COUNTED: unique symbol = Symbol('hybridbus metrics in flight');
+    type Marked = { [COUNTED]?: Count | undefined };
     const onSent = (e: SendEvent): void => {
       const outcome = e.error === undefined ? 'ok' : errorOutcome(e.error);
-      sent.inc({ transport: e.transport, pattern: e.pattern, outcome });
+      countOf(sentCounts, e.transport, e.pattern, outcome).n++;
       if (e.pattern === 'call') {
         callSeconds.observe({ transport: e.transport, outcome }, seconds(e));
-        if (this.inFlightSeen.has(e)) {
-          this.inFlightSeen.delete(e);
-          inFlight.dec({ transport: e.transport });
+        const counted = (e as Marked)[COUNTED];
+        if (counted !== undefined) {
+          (e as Marked)[COUNTED] = undefined;
+          counted.n--;
         }
       }
     };
     const onHandled = (e: HandleEvent): void => {
       // Core sets `outcome` before end/error; the fallback only covers a publisher that did not.
       const outcome = e.outcome ?? (e.error === undefined ? 'ok' : 'error');
-      handled.inc({ transport: e.transport, pattern: e.pattern, outcome });
+      countOf(handledCounts, e.transport, e.pattern, outcome).n++;
       dispatchSeconds.observe({ transport: e.transport, pattern: e.pattern, outcome }, seconds(e));
     };
     const onCallStart = (e: RpcSendEvent): void => {
-      this.inFlightSeen.add(e);
-      inFlight.inc({ transport: e.transport });
+      let n = inFlightCounts.get(e.transport);
+      if (n === undefined) inFlightCounts.set(e.transport, (n = { n: 0 }));
+      n.n++;
+      (e as Marked)[COUNTED] = n;
     };
     const sub = <T>(channel: diagnostics.Channel<T>, fn: (e: T) => void): void => {
       const listener = (message: unknown): void => {
