@@ -10,8 +10,9 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import { after, before, describe, test } from 'node:test';
-import { SpanKind, SpanStatusCode, trace, TraceFlags } from '@opentelemetry/api';
-import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { BasicTracerProvider, SamplingDecision, SimpleSpanProcessor, type Sampler } from '@opentelemetry/sdk-trace-base';
 import { connect, type ConsumeMessage } from 'amqplib';
 import { Bus, channels, MessagingTimeout, RemoteError, remoteError, TransportClosed, type Context, type Target, type NotifyDispatchEvent, type RpcDispatchEvent, type RpcSendEvent, type TraceCarrier } from 'hybridbus';
 import { MemoryDriver, registerDriver, type DriverCallOptions, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
@@ -292,6 +293,53 @@ describe('the trace carrier, in process (memory://)', () => {
     assert.equal(local.items.length, globalBefore, 'nothing went to the global provider');
     await server.stop();
     await provider.shutdown();
+  });
+
+  test('a sampler is handed the attributes it may decide on; a trace it drops still reaches the server, unsampled', async () => {
+    const bus = await newBus(`memory://${freshTopic('hub')}`, cleanup);
+    const topic = freshTopic('mem-sampled');
+    const server = bus.rpcServer({ topic, server: 's1' }, [{ ping: () => 'pong' }]);
+    await server.start();
+    // Drops every span and remembers what it was asked about.
+    const asked: Array<{ name: string; attributes: Attributes; parent: string | undefined }> = [];
+    const sampler: Sampler = {
+      shouldSample: (ctx, _traceId, name, _kind, attributes) => {
+        asked.push({ name, attributes: { ...attributes }, parent: trace.getSpanContext(ctx)?.traceId });
+        return { decision: SamplingDecision.NOT_RECORD };
+      },
+      toString: () => 'drop-all',
+    };
+    const dropped = new Arrivals<SpanRecord>();
+    const provider = new BasicTracerProvider({ sampler, spanProcessors: [new SimpleSpanProcessor(new RecordingExporter(dropped.push, 'dropped'))] });
+    const dispatched = new Collector<TraceCarrier | undefined>();
+    const onDispatch = (e: unknown): void => dispatched.push((e as RpcDispatchEvent).trace);
+    diagnostics.subscribe(channels.dispatch.end.name, onDispatch);
+    const stop = instrumentTracing({ tracerProvider: provider, propagator: new W3CTraceContextPropagator() });
+    try {
+      assert.equal(await bus.rpcClient({ topic }).call(CTX, 'ping'), 'pong');
+      const [carrier] = await dispatched.until(1);
+      // The trace goes on, marked not sampled (flags 00), so the server's parent-based sampler drops it too.
+      const m = /^00-([0-9a-f]{32})-[0-9a-f]{16}-00$/.exec(String(carrier?.['traceparent']));
+      assert.ok(m, `an unsampled traceparent: ${JSON.stringify(carrier)}`);
+      const [client, served] = asked;
+      assert.deepEqual(client, {
+        name: `call ${topic}`,
+        attributes: { 'messaging.system': 'memory', 'messaging.operation.name': 'call', 'messaging.operation.type': 'send', 'messaging.destination.name': topic, 'rpc.method': 'ping' },
+        parent: undefined,
+      });
+      assert.deepEqual(served, {
+        name: `process ${topic}`,
+        attributes: { 'messaging.system': 'memory', 'messaging.operation.name': 'process', 'messaging.operation.type': 'process', 'messaging.destination.name': topic, 'rpc.method': 'ping' },
+        parent: m[1],
+      });
+      assert.equal(asked.length, 2);
+    } finally {
+      stop();
+      diagnostics.unsubscribe(channels.dispatch.end.name, onDispatch);
+      await server.stop();
+      await provider.shutdown();
+    }
+    assert.equal(dropped.items.length, 0, 'no span recorded');
   });
 
   test('a tracer fault costs the span, never the call nor the process', async () => {

@@ -98,6 +98,7 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
     const e = message as SendEvent;
     const parent = context.active();
     const span = tracer.startSpan(sendName(e), { kind, attributes: sendAttributes(e) }, parent);
+    if (span.isRecording()) span.setAttributes(sendDetails(e));
     (e as Carrying)[SPAN] = span;
     propagator.inject(trace.setSpan(parent, span), e.trace, defaultTextMapSetter);
   };
@@ -107,6 +108,7 @@ export function instrumentTracing(options: TracingOptions = {}): () => void {
     // The sender's context or none: never whatever happened to be active in the driver's callback.
     const parent = e.trace === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, e.trace, defaultTextMapGetter);
     const span = tracer.startSpan(dispatchName(e), { kind: kind(e), attributes: dispatchAttributes(e) }, parent);
+    if (span.isRecording()) span.setAttributes(dispatchDetails(e));
     (e as Carrying)[SPAN] = span;
     const current = trace.setSpan(parent, span);
     e.bind = (fn) => context.with(current, fn);
@@ -182,19 +184,29 @@ function dispatchName(e: DispatchEvent): string {
   return e.pattern === 'notify' ? 'process' : `process ${e.target.topic ?? ''}`;
 }
 
+/*
+ * A span's attributes come in two parts. Those a sampler may decide on (the conventions list
+ * system, operation, destination, consumer group, rpc.method as "at span creation") are given to
+ * startSpan; the rest only to a span that records. Most spans are sampled out in production, and
+ * the SDK copies and checks every attribute it is handed even for a span it then drops.
+ */
 function sendAttributes(e: SendEvent): Attributes {
   const a: Attributes = {
     'messaging.system': systemOf(e.scheme),
     'messaging.operation.name': e.pattern,
     'messaging.operation.type': 'send',
     'messaging.destination.name': destinationOf(e),
-    'hybridbus.transport': e.transport,
   };
+  if (e.pattern !== 'notify') a['rpc.method'] = e.method;
+  return a;
+}
+
+function sendDetails(e: SendEvent): Attributes {
+  const a: Attributes = { 'hybridbus.transport': e.transport };
   if (e.pattern === 'notify') {
     a['messaging.message.id'] = e.notification.messageId;
   } else {
     a['messaging.message.id'] = e.request.uniqueId;
-    a['rpc.method'] = e.method;
     if (e.target.server !== undefined) a['hybridbus.server'] = e.target.server;
   }
   return a;
@@ -205,16 +217,23 @@ function dispatchAttributes(e: DispatchEvent): Attributes {
     'messaging.system': systemOf(e.scheme),
     'messaging.operation.name': 'process',
     'messaging.operation.type': 'process',
-    'hybridbus.transport': e.transport,
   };
   if (e.pattern === 'notify') {
-    a['messaging.message.id'] = e.notification.messageId;
-    a['hybridbus.notification.priority'] = e.notification.priority;
     if (e.pool !== undefined) a['messaging.consumer.group.name'] = e.pool;
   } else {
     if (e.target.topic !== undefined) a['messaging.destination.name'] = e.target.topic;
-    a['messaging.message.id'] = e.request.uniqueId;
     a['rpc.method'] = e.method;
+  }
+  return a;
+}
+
+function dispatchDetails(e: DispatchEvent): Attributes {
+  const a: Attributes = { 'hybridbus.transport': e.transport };
+  if (e.pattern === 'notify') {
+    a['messaging.message.id'] = e.notification.messageId;
+    a['hybridbus.notification.priority'] = e.notification.priority;
+  } else {
+    a['messaging.message.id'] = e.request.uniqueId;
     a['hybridbus.pattern'] = e.pattern;
     if (e.target.server !== undefined) a['hybridbus.server'] = e.target.server;
   }
