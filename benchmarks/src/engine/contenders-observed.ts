@@ -3,6 +3,7 @@
  * - `zmq-observed`: zmq:// with OpenTelemetry tracing (a real SDK recording every span, exported
  *   in batches to an exporter that only counts them) and Prometheus metrics registered, in the
  *   client and the servers; its ratio is against `zmq` (the same code with nobody subscribed).
+ *   `zmq-observed-1pct` is the same with a 1 % parent-based sampler, as production runs tracing.
  *   `zmq-otel-sdk`, `zmq-traced`, `zmq-traced-1pct` and `zmq-metrics` split that cost (observe.ts).
  * - `zmq-before`: zmq:// from another checkout (HYBRIDBUS_BENCH_BEFORE=<its root>, built), for
  *   "with observability off, within noise of the code before it"; its ratio is against `zmq`.
@@ -24,6 +25,7 @@ const zmqConfig = (nsDir: string | undefined): Record<string, unknown> => ({
 
 const VARIANTS: ReadonlyArray<readonly [id: string, mode: ObserveMode, label: string]> = [
   ['zmq-observed', 'both', 'tracing (every span recorded) + metrics on'],
+  ['zmq-observed-1pct', 'both-sampled', 'tracing (1 % of traces sampled) + metrics on'],
   ['zmq-otel-sdk', 'sdk', 'an OTel SDK registered, hybridbus tracing off'],
   ['zmq-traced', 'tracing', 'tracing on, every span recorded'],
   ['zmq-traced-1pct', 'sampled', 'tracing on, 1 % of traces sampled'],

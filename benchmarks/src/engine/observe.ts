@@ -26,9 +26,10 @@ class CountingExporter implements SpanExporter {
  * - `tracing`: that, and instrumentTracing() recording every span;
  * - `sampled`: tracing with a 1 % parent-based sampler (a common production setting);
  * - `metrics`: registerMetrics() alone;
- * - `both`: tracing (every span) and metrics.
+ * - `both`: tracing (every span) and metrics;
+ * - `both-sampled`: tracing with the 1 % sampler, and metrics.
  */
-export type ObserveMode = 'sdk' | 'tracing' | 'sampled' | 'metrics' | 'both';
+export type ObserveMode = 'sdk' | 'tracing' | 'sampled' | 'metrics' | 'both' | 'both-sampled';
 
 let tracingOn = false;
 let buses = 0;
@@ -40,10 +41,10 @@ export function observe(bus: Bus, mode: ObserveMode): void {
     tracingOn = true;
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    const sampler = mode === 'sampled' ? new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.01) }) : undefined;
+    const sampler = mode === 'sampled' || mode === 'both-sampled' ? new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(0.01) }) : undefined;
     trace.setGlobalTracerProvider(new BasicTracerProvider({ ...(sampler ? { sampler } : {}), spanProcessors: [new BatchSpanProcessor(new CountingExporter())] }));
     if (mode !== 'sdk') instrumentTracing();
   }
   // A fanout server process hosts several buses: each its own `bus` label on the one registry.
-  if (mode === 'metrics' || mode === 'both') registerMetrics(bus, { registry, busName: `bus${buses++}` });
+  if (mode === 'metrics' || mode === 'both' || mode === 'both-sampled') registerMetrics(bus, { registry, busName: `bus${buses++}` });
 }
