@@ -195,8 +195,9 @@ function acrossProcesses(system: string, url: () => string, cleanup: Cleanup, op
       const got = await started().spans.find("the notification's consumer span", (s) => s.parentSpanId === sent.spanId);
       assertChildOf(got, sent);
       assert.equal(got.kind, SpanKind.CONSUMER);
-      assert.equal(got.name, 'process');
+      assert.equal(got.name, `process ${notifyTopic}.info`);
       assertMessaging(got, system, 'process', 'process');
+      assert.equal(got.attributes['messaging.destination.name'], `${notifyTopic}.info`);
       assert.equal(got.attributes['messaging.message.id'], sent.attributes['messaging.message.id']);
       assert.equal(got.attributes['hybridbus.notification.priority'], 'info');
     }));

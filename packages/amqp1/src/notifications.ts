@@ -41,7 +41,9 @@ export class Amqp1Notifications {
 
   async listen(targets: readonly Target[], handler: NotificationHandler, options: NotificationListenOptions): Promise<Subscription> {
     const window = this.env.options.notifyServerCredit;
-    const onMessage = (m: Inbound): void => this.onNotification(m, handler);
+    // address → the target's topic: the addresses are made from targets and priorities here.
+    const topicOf = new Map<string, string>();
+    const onMessage = (m: Inbound): void => this.onNotification(m, handler, topicOf);
     if (!this.env.direct) {
       if (options.pool !== undefined) {
         throw new UnsupportedFeature(
@@ -55,6 +57,7 @@ export class Amqp1Notifications {
       const receivers = targets.flatMap((t) =>
         options.priorities.map((p) => {
           const address = a.notify(t, p);
+          topicOf.set(address, t.topic as string);
           const r = peer.receiver({ source: { address }, target: { address }, ...MANUAL_CREDIT });
           consume(r, window, onMessage);
           return r;
@@ -68,7 +71,15 @@ export class Amqp1Notifications {
       return { stop };
     }
     const listener = await this.env.listener();
-    const addresses = this.env.addressers().flatMap((a) => targets.flatMap((t) => options.priorities.map((p) => a.notify(t, p))));
+    const addresses = this.env.addressers().flatMap((a) =>
+      targets.flatMap((t) =>
+        options.priorities.map((p) => {
+          const address = a.notify(t, p);
+          topicOf.set(address, t.topic as string);
+          return address;
+        }),
+      ),
+    );
     const off = listener.addRoute(addresses, { window, onMessage });
     const keys = targets.map((t) => this.env.notifyKey(t));
     const record = options.pool !== undefined ? { ...listener.record, pool: options.pool } : listener.record;
@@ -82,7 +93,7 @@ export class Amqp1Notifications {
     };
   }
 
-  private onNotification(m: Inbound, handler: NotificationHandler): void {
+  private onNotification(m: Inbound, handler: NotificationHandler, topicOf: ReadonlyMap<string, string>): void {
     const id = typeof m.message.message_id === 'string' ? m.message.message_id : undefined;
     let notification: Notification;
     try {
@@ -105,6 +116,7 @@ export class Amqp1Notifications {
     }
     const incoming: IncomingNotification = {
       notification,
+      topic: topicOf.get(m.address),
       redelivered: wasRedelivered(m.message),
       ack: async () => {
         if (key !== undefined) this.seen.add(key);

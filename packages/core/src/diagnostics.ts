@@ -80,6 +80,8 @@ export interface NotifySendEvent extends TransportRef, Timed {
 export interface NotifyDispatchEvent extends TransportRef, Timed {
   readonly pattern: 'notify';
   readonly notification: Notification;
+  /** The topic it was sent to, when the driver says (IncomingNotification.topic). */
+  readonly topic: string | undefined;
   readonly pool: string | undefined;
   readonly trace: Readonly<TraceCarrier> | undefined;
   /** As RpcDispatchEvent's. */

@@ -135,6 +135,11 @@ export interface IncomingRpc {
 
 export interface IncomingNotification {
   readonly notification: Notification;
+  /**
+   * The target topic it was sent to (one of those the listener asked for). Drivers set it, so a
+   * listener of several topics, and its traces and metrics, can tell where each came from.
+   */
+  readonly topic?: string | undefined;
   /** It may have been delivered before (a redelivery after a failure): endpoints should be idempotent. */
   readonly redelivered?: boolean;
   /** Done with it: never deliver it again. */

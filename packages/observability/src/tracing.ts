@@ -176,12 +176,16 @@ function sendName(e: SendEvent): string {
   return `${e.pattern} ${destinationOf(e)}`;
 }
 
-/**
- * A listener's event says which priority but not which of its topics a notification came from,
- * so its span is named by the operation alone (the conventions' rule for an unknown destination).
- */
+/** A notification's destination is the address it was sent to, as on the sender's span. */
+function notifyDestination(e: NotifyDispatchEvent): string | undefined {
+  return e.topic === undefined ? undefined : `${e.topic}.${e.notification.priority}`;
+}
+
+/** By the operation alone when the driver did not say the topic (the conventions' rule for an unknown destination). */
 function dispatchName(e: DispatchEvent): string {
-  return e.pattern === 'notify' ? 'process' : `process ${e.target.topic ?? ''}`;
+  if (e.pattern !== 'notify') return `process ${e.target.topic ?? ''}`;
+  const destination = notifyDestination(e);
+  return destination === undefined ? 'process' : `process ${destination}`;
 }
 
 /*
@@ -219,6 +223,8 @@ function dispatchAttributes(e: DispatchEvent): Attributes {
     'messaging.operation.type': 'process',
   };
   if (e.pattern === 'notify') {
+    const destination = notifyDestination(e);
+    if (destination !== undefined) a['messaging.destination.name'] = destination;
     if (e.pool !== undefined) a['messaging.consumer.group.name'] = e.pool;
   } else {
     if (e.target.topic !== undefined) a['messaging.destination.name'] = e.target.topic;

@@ -50,10 +50,14 @@ export class RabbitNotifications {
 
   async listen(targets: readonly Target[], handler: (msg: IncomingNotification) => void, options: NotificationListenOptions): Promise<Subscription> {
     const bindings: Binding[] = [];
+    // exchange and routing key → the target's topic: a pool's queue holds several topics.
+    const topicOf = new Map<string, string>();
     for (const t of targets) {
       for (const p of options.priorities) {
         const key = `${t.topic}.${p}`;
-        bindings.push({ exchange: exchangeOf(t, this.env.controlExchange), key, queue: options.pool ?? key });
+        const exchange = exchangeOf(t, this.env.controlExchange);
+        bindings.push({ exchange, key, queue: options.pool ?? key });
+        topicOf.set(`${exchange}\n${key}`, t.topic as string);
       }
     }
     const handled = new SeenIds({ max: RECENT_NOTIFICATION_IDS });
@@ -61,11 +65,11 @@ export class RabbitNotifications {
     return this.env.subscriptions.start({
       label: options.pool !== undefined ? `notification pool ${options.pool}` : `notification listener ${[...new Set(bindings.map((b) => b.queue))].join(',')}`,
       declare: (ch) => this.env.topology.notificationListener(ch, bindings),
-      deliver: (d) => this.onNotification(d, handler, handled, inProgress),
+      deliver: (d) => this.onNotification(d, handler, handled, inProgress, topicOf),
     });
   }
 
-  private onNotification(d: Delivery, handler: (msg: IncomingNotification) => void, handled: SeenIds, inProgress: Map<string, Delivery[]>): void {
+  private onNotification(d: Delivery, handler: (msg: IncomingNotification) => void, handled: SeenIds, inProgress: Map<string, Delivery[]>, topicOf: ReadonlyMap<string, string>): void {
     const { logger } = this.env;
     const drop = (): void => void d.consumer.settle(d, 'ack', false);
     const notification = decodeDelivery(d, 'notification', notificationFromOslo, logger)?.message;
@@ -103,6 +107,7 @@ export class RabbitNotifications {
         for (const p of parked) p.consumer.settle(p, requeued ? 'ack' : 'requeue', true);
       }
     };
-    handler({ notification, redelivered: d.msg.fields.redelivered, ack: () => settle(false), requeue: () => settle(true) });
+    const topic = topicOf.get(`${d.msg.fields.exchange}\n${d.msg.fields.routingKey}`);
+    handler({ notification, topic, redelivered: d.msg.fields.redelivered, ack: () => settle(false), requeue: () => settle(true) });
   }
 }

@@ -39,8 +39,9 @@ export class ZmqNotifications {
   async listen(targets: readonly Target[], handler: NotificationHandler, options: NotificationListenOptions): Promise<Subscription> {
     const ib = await this.server.socket();
     const pool = options.pool ?? '';
-    const keys = [...new Set(targets.map((t) => this.keys.of(t).notify))];
-    this.server.addListener(keys, pool, handler);
+    const topics = new Map(targets.map((t) => [this.keys.of(t).notify, t.topic as string]));
+    const keys = [...topics.keys()];
+    this.server.addListener(topics, pool, handler);
     const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey, pool };
     await this.nameService.register(keys, record);
     return {

@@ -69,6 +69,8 @@ export class ZmqServer {
   private readonly rpc = new Handlers<RpcHandler>();
   private readonly fanouts = new Handlers<RpcHandler>();
   private readonly notifications = new Handlers<NotificationHandler>();
+  /** A listener's name-service key → its target's topic (the key is derived from the topic). */
+  private readonly notifyTopics = new Map<string, string>();
   private readonly receipts: Receipts;
   private closed = false;
   /** Multicast records not for a topic served here (a group shared by hashing) or unusable. */
@@ -122,8 +124,11 @@ export class ZmqServer {
     };
   }
 
-  addListener(keys: readonly string[], pool: string, handler: NotificationHandler): void {
-    for (const k of keys) this.notifications.add(`${k}#${pool}`, handler);
+  addListener(topics: ReadonlyMap<string, string>, pool: string, handler: NotificationHandler): void {
+    for (const [k, topic] of topics) {
+      this.notifications.add(`${k}#${pool}`, handler);
+      this.notifyTopics.set(k, topic);
+    }
   }
 
   removeListener(keys: readonly string[], pool: string, handler: NotificationHandler): string[] {
@@ -225,7 +230,7 @@ export class ZmqServer {
     if (!finish) return;
     // The listener settles (acks) once its endpoints are done: that is when it counts as handled.
     const settle = (): Promise<void> => (finish(), SENT);
-    return handler({ notification, redelivered: body.r === 1, ack: settle, requeue: settle });
+    return handler({ notification, topic: this.notifyTopics.get(key), redelivered: body.r === 1, ack: settle, requeue: settle });
   }
 
   /** Ack bookkeeping of a one-way record; undefined when it must not be dispatched (a duplicate, or refused). */

@@ -1,6 +1,7 @@
 /** Conformance cases: notifiers and (batch) notification listeners, their filters, pools and requeue. */
 import assert from 'node:assert/strict';
-import { REQUEUE, type BatchMessage, type Context, type NotificationMetadata } from '@hybridbus/core';
+import diagnostics from 'node:diagnostics_channel';
+import { channels, REQUEUE, type BatchMessage, type Context, type NotificationMetadata, type NotifyDispatchEvent } from '@hybridbus/core';
 import { Collector, freshTopic } from '../util.js';
 import { ctx, inGroup, type ConformanceCase } from './case.js';
 
@@ -49,6 +50,36 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = inGroup('notificat
       assert.deepEqual([...(await got.until(2))].sort(), [t1, t2].sort());
       await l1.stop();
       await l2.stop();
+    },
+  },
+  {
+    // Traces and metrics name a notification's destination from this (packages/observability).
+    name: 'a listener of several topics is told which topic each notification was sent to',
+    topicPrefix: 'nt1',
+    async run({ topic: t1, newBus }) {
+      const t2 = freshTopic('nt2');
+      const seen = new Collector<{ topic: string | undefined; eventType: string }>();
+      const onDispatch = (e: unknown): void => {
+        const d = e as NotifyDispatchEvent;
+        if (d.notification.eventType.startsWith('which.topic.')) seen.push({ topic: d.topic, eventType: d.notification.eventType });
+      };
+      diagnostics.subscribe(channels.notifyDispatch.start.name, onDispatch);
+      try {
+        const lbus = await newBus();
+        const listener = lbus.notificationListener([{ topic: t1 }, { topic: t2 }], [{ info: () => undefined, warn: () => undefined }]);
+        await listener.start();
+        const nbus = await newBus();
+        await nbus.notifier({ publisherId: 'p', topics: [t1] }).info(ctx, 'which.topic.one', {});
+        await nbus.notifier({ publisherId: 'p', topics: [t2] }).warn(ctx, 'which.topic.two', {});
+        const got = [...(await seen.until(2))].sort((a, b) => a.eventType.localeCompare(b.eventType));
+        assert.deepEqual(got, [
+          { topic: t1, eventType: 'which.topic.one' },
+          { topic: t2, eventType: 'which.topic.two' },
+        ]);
+        await listener.stop();
+      } finally {
+        diagnostics.unsubscribe(channels.notifyDispatch.start.name, onDispatch);
+      }
     },
   },
   {

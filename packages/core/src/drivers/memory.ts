@@ -36,25 +36,26 @@ import {
 import type { Target } from '../target.js';
 
 /** `redelivered`: handed out before and requeued, as a broker flags it. */
-type Deliver = (body: string, requeue: () => void, redelivered: boolean) => void;
+/** `key`: the routing key it was published with. */
+type Deliver = (body: string, requeue: () => void, redelivered: boolean, key: string) => void;
 
 class Queue {
-  readonly messages: Array<{ body: string; redelivered: boolean }> = [];
+  readonly messages: Array<{ body: string; key: string; redelivered: boolean }> = [];
   readonly consumers: Deliver[] = [];
   private next = 0;
 
-  push(body: string, requeued = false): void {
+  push(body: string, key: string, requeued = false): void {
     // A requeued message goes back to the front, like RabbitMQ's (it keeps its place).
-    if (requeued) this.messages.unshift({ body, redelivered: true });
-    else this.messages.push({ body, redelivered: false });
+    if (requeued) this.messages.unshift({ body, key, redelivered: true });
+    else this.messages.push({ body, key, redelivered: false });
     this.pump();
   }
 
   pump(): void {
     while (this.consumers.length > 0 && this.messages.length > 0) {
-      const { body, redelivered } = this.messages.shift() as { body: string; redelivered: boolean };
+      const { body, key, redelivered } = this.messages.shift() as { body: string; key: string; redelivered: boolean };
       const consumer = this.consumers[this.next++ % this.consumers.length] as Deliver;
-      setImmediate(() => consumer(body, () => this.push(body, true), redelivered));
+      setImmediate(() => consumer(body, () => this.push(body, key, true), redelivered, key));
     }
   }
 }
@@ -86,7 +87,7 @@ class Hub {
   publish(key: string, body: string): boolean {
     const bound = this.bindings.get(key);
     if (!bound || bound.size === 0) return false;
-    for (const q of bound) this.queue(q).push(body);
+    for (const q of bound) this.queue(q).push(body, key);
     return true;
   }
 }
@@ -204,7 +205,7 @@ export class MemoryDriver implements Driver {
 
   private consume(queues: ReadonlyArray<[key: string, queue: string]>, deliver: Deliver): Subscription {
     for (const [key, queue] of queues) this.hub.bind(key, queue);
-    const consumer: Deliver = (body, requeue, redelivered) => (this.crashed ? requeue() : deliver(body, requeue, redelivered));
+    const consumer: Deliver = (body, requeue, redelivered, key) => (this.crashed ? requeue() : deliver(body, requeue, redelivered, key));
     const attached = queues.map(([, queue]) => this.hub.queue(queue));
     for (const q of attached) {
       q.consumers.push(consumer);
@@ -264,13 +265,15 @@ export class MemoryDriver implements Driver {
   ): Promise<Subscription> {
     this.checkOpen();
     const bindings: Array<[string, string]> = [];
+    const topicOf = new Map<string, string>();
     for (const t of targets) {
       for (const p of options.priorities) {
         const key = this.key(t, `${t.topic}.${p}`);
         bindings.push([key, options.pool !== undefined ? this.key(t, `pool:${options.pool}`) : key]);
+        topicOf.set(key, t.topic as string);
       }
     }
-    return this.consume(bindings, (body, requeue, redelivered) => {
+    return this.consume(bindings, (body, requeue, redelivered, key) => {
       let notification: Notification;
       try {
         notification = notificationFromOslo(JSON.parse(body));
@@ -284,7 +287,7 @@ export class MemoryDriver implements Driver {
         settled = true;
         return Promise.resolve();
       };
-      handler({ notification, redelivered, ack: () => settle(), requeue: () => settle(requeue) });
+      handler({ notification, topic: topicOf.get(key), redelivered, ack: () => settle(), requeue: () => settle(requeue) });
     });
   }
 
