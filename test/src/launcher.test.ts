@@ -30,6 +30,7 @@ import {
   type RunningServer,
 } from './harness/launcher.js';
 import { etcdRangeOk } from './harness/etcd.js';
+import { saysAddressInUse } from './harness/managed-server.js';
 import {
   AMQP_10_HEADER,
   AMQP_10_SASL_HEADER,
@@ -295,6 +296,14 @@ describe('launcher: redis', { timeout: 60_000 }, () => {
 // ---------------------------------------------------------------------------
 // RabbitMQ (one broker for the whole describe: boot takes seconds)
 // ---------------------------------------------------------------------------
+
+test('a port taken between freePort() and the bind is recognised, so the launch retries on new ports', () => {
+  // RabbitMQ's words when another process took its Erlang distribution port (seen under load).
+  assert.ok(saysAddressInUse('{"Kernel pid terminated",application_controller,"{application_start_failure,rabbitmq_prelaunch,{{shutdown,{failed_to_start_child,prelaunch,{dist_port_already_used,34791,not_erlang,\\"localhost\\"}}}'));
+  assert.ok(saysAddressInUse('listen tcp 127.0.0.1:2379: bind: address already in use'));
+  assert.ok(saysAddressInUse('Error: listen EADDRINUSE: address already in use 127.0.0.1:6379'));
+  assert.equal(saysAddressInUse('{error, {bad_config, "x"}}'), false);
+});
 
 describe('launcher: rabbitmq', { timeout: 180_000 }, () => {
   const servers = sharedServers({ rabbit: () => startRabbitMQ() });

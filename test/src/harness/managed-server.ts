@@ -91,7 +91,13 @@ class LaunchError extends Error {
   }
 }
 
-const ADDRESS_IN_USE = /eaddrinuse|address already in use/i;
+// RabbitMQ says `dist_port_already_used` when its Erlang distribution port was taken.
+const ADDRESS_IN_USE = /eaddrinuse|address already in use|dist_port_already_used/i;
+
+/** Whether a server's log says a port it was given was taken (then a retry on new ports may work). */
+export function saysAddressInUse(log: string): boolean {
+  return ADDRESS_IN_USE.test(log);
+}
 
 function tailOfFile(file: string, maxBytes: number): string {
   try {
@@ -254,7 +260,7 @@ export class ManagedServer implements RunningServer, Cleanable {
       await this.terminate(false, 0, false).catch(() => undefined);
       const tail = this.logTail(6000);
       const msg = `failed to start ${kind}: ${(err as Error).message}\n${tail}`;
-      throw new LaunchError(msg, ADDRESS_IN_USE.test(tail.slice(-6000)));
+      throw new LaunchError(msg, saysAddressInUse(tail.slice(-6000)));
     }
     this.lastStartupMs = Math.round(performance.now() - t0);
   }
