@@ -43,7 +43,7 @@ describe('hybridbus serve --metrics', () => {
     // The server counts a call after its reply went out: poll the endpoint, as a scraper would.
     const deadline = Date.now() + 20_000;
     let text = '';
-    while (!/^hybridbus_messages_handled_total\{transport="default",pattern="call",outcome="ok"\} 1$/m.test(text)) {
+    while (!/^hybridbus_messages_handled_total\{bus="default",transport="default",pattern="call",outcome="ok"\} 1$/m.test(text)) {
       assert.ok(Date.now() < deadline, `the handled call never showed up in:\n${text}`);
       text = await (await fetch(`${url}/metrics`)).text();
       if (!text.includes('pattern="call",outcome="ok"} 1')) await new Promise((r) => setTimeout(r, 50));

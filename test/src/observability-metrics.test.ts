@@ -167,8 +167,9 @@ describe('metrics over zmq:// (the embedded default)', () => {
   after(async () => {
     for (const f of open.reverse()) await f();
   });
-  const zmqBus = async (): Promise<Bus> => {
-    const bus = await Bus.create({ transports: { default: `zmq://?matchmaker=local:${tempDir('hb-metrics-ns-')}` } } satisfies ConfigInput);
+  /** A zmq:// bus; buses given the same name-service directory reach each other's servers. */
+  const zmqBus = async (ns = tempDir('hb-metrics-ns-')): Promise<Bus> => {
+    const bus = await Bus.create({ transports: { default: `zmq://?matchmaker=local:${ns}` } } satisfies ConfigInput);
     open.push(() => bus.close());
     return bus;
   };
@@ -214,15 +215,35 @@ describe('metrics over zmq:// (the embedded default)', () => {
     unregister();
   });
 
-  test('two buses in one registry: a bus label each, one set of message metrics; unregister removes them all', async () => {
-    const [a, b] = [await zmqBus(), await zmqBus()];
+  test('two buses in one registry: a bus label each, each counts its own messages, an unregistered bus is not counted; unregister removes them all', async () => {
+    const ns = tempDir('hb-metrics-ns-');
+    const [a, b, other] = [await zmqBus(ns), await zmqBus(ns), await zmqBus(ns)];
     const registry = new Registry();
     const offA = registerMetrics(a, { registry, busName: 'a' });
     assert.throws(() => registerMetrics(b, { registry, busName: 'a' }), /a bus named "a" is already registered/);
+    assert.throws(() => registerMetrics(a, { registry, busName: 'a2' }), /this bus is already registered in this registry with prefix "hybridbus_" as "a"/);
     assert.throws(() => registerMetrics(b, { registry, busName: 'b', buckets: [1, 2] }), /buckets: .* already use/);
     const offB = registerMetrics(b, { registry, busName: 'b' });
+    // Every bus serves the same topic; a's client calls twice, b's once, `other` (not registered) three times.
+    const topic = freshTopic('per-bus');
+    const server = a.rpcServer({ topic, server: 's1' }, [{ echo: (_c: Context, args: Record<string, unknown>) => args }]);
+    await server.start();
+    const dispatched = collect(channels.dispatch.end);
+    try {
+      for (const [bus, n] of [[a, 2], [b, 1], [other, 3]] as const) for (let i = 0; i < n; i++) assert.deepEqual(await bus.rpcClient({ topic }).call(ctx, 'echo', { i }), { i });
+      await dispatched.events.until(6, 30_000);
+    } finally {
+      dispatched.stop();
+      await server.stop();
+    }
     const text = await registry.metrics();
     const samples = parse(text);
+    const calls = { transport: 'default', pattern: 'call', outcome: 'ok' };
+    assert.equal(value(samples, 'hybridbus_messages_sent_total', { bus: 'a', ...calls }), 2);
+    assert.equal(value(samples, 'hybridbus_messages_sent_total', { bus: 'b', ...calls }), 1);
+    assert.equal(value(samples, 'hybridbus_call_duration_seconds_count', { bus: 'b', transport: 'default', outcome: 'ok' }), 1);
+    assert.equal(value(samples, 'hybridbus_messages_handled_total', { bus: 'a', ...calls }), 6, "a's server took every call");
+    assert.equal(samples.filter((s) => s.name === 'hybridbus_messages_sent_total').length, 2, 'no row for the unregistered bus');
     assert.equal(value(samples, 'hybridbus_transport_up', { bus: 'a', transport: 'default' }), 1);
     assert.equal(value(samples, 'hybridbus_transport_up', { bus: 'b', transport: 'default' }), 1);
     assert.equal(text.match(/^# TYPE hybridbus_messages_sent_total counter$/gm)?.length, 1);

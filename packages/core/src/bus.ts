@@ -55,6 +55,7 @@ export class Bus {
         return out;
       },
       refOf: (d) => this.refs.get(d) ?? { transport: 'unknown', scheme: 'unknown' },
+      bus: this,
       serializer,
       logger,
       controlExchange: config.controlExchange,

@@ -11,6 +11,7 @@
  * can keep per-message state in a WeakMap keyed by it.
  */
 import diagnostics from 'node:diagnostics_channel';
+import type { Bus } from './bus.js';
 import type { Pattern } from './driver.js';
 import type { Notification, RpcRequest } from './message.js';
 import type { Target } from './target.js';
@@ -27,6 +28,11 @@ export interface TransportRef {
 }
 
 interface Timed {
+  /**
+   * The bus whose client, server, notifier or listener it is: channels are process-wide, and a
+   * process may hold several buses (metrics count only those registered, each by its name).
+   */
+  readonly bus: Bus;
   /** `performance.now()` when the message started: set by core before `start`. */
   readonly startedAt: number;
   /** Set before `end` or `error`: ms from start. */

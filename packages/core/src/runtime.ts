@@ -1,3 +1,4 @@
+import type { Bus } from './bus.js';
 import type { HybridbusConfig } from './config/schema.js';
 import type { TransportRef } from './diagnostics.js';
 import type { Driver, Pattern } from './driver.js';
@@ -12,6 +13,8 @@ export interface BusRuntime {
   transportsFor(topic: string, patterns: readonly Pattern[]): Map<Driver, Set<Pattern>>;
   /** A transport's name and scheme, for diagnostics events. */
   refOf(driver: Driver): TransportRef;
+  /** The bus itself, for diagnostics events. */
+  readonly bus: Bus;
   readonly serializer: Serializer;
   readonly logger: Logger;
   readonly controlExchange: string;

@@ -2,12 +2,12 @@
  * Prometheus metrics for a bus (prom-client), from core's diagnostics channels and, at scrape
  * time, from `bus.stats()` and `bus.health()`. Every metric and label is listed in README.md.
  *
- * Bus identity: the channels are process-wide and their events do not say which bus sent them,
- * so the message metrics (sent, handled, latency, in flight, transport events) count every bus
- * of the process, labelled by transport name only. They are created once per registry and
- * prefix, however many buses register there. The scrape-time metrics (connections, queue depth,
- * health, …) come from each registered bus and carry a `bus` label (option `busName`, default
- * "default"); two buses registered into one registry need different names.
+ * Bus identity: the channels are process-wide; each message event names its bus, so only the
+ * messages of registered buses are counted, each under its `bus` label (option `busName`,
+ * default "default"; two buses registered into one registry need different names). The metrics
+ * are created once per registry and prefix, however many buses register there. Transport events
+ * come from the drivers, which do not know their bus: `transport_events_total` counts every bus
+ * of the process, by transport name (`reconnects_total` has the per-bus figure).
  */
 import diagnostics from 'node:diagnostics_channel';
 import { channels, type Bus, type DriverStats, type HealthState, type NotifyDispatchEvent, type NotifySendEvent, type RpcDispatchEvent, type RpcSendEvent, type TransportEvent } from '@hybridbus/core';
@@ -87,12 +87,14 @@ type HandleEvent = RpcDispatchEvent | NotifyDispatchEvent;
 interface Count {
   n: number;
 }
-/** Counts by transport, pattern and outcome: nested maps, so counting a message builds no key. */
-type Tallies = Map<string, Map<string, Map<string, Count>>>;
+/** Counts by bus, transport, pattern and outcome: nested maps, so counting a message builds no key. */
+type Tallies = Map<string, Map<string, Map<string, Map<string, Count>>>>;
 
-function countOf(t: Tallies, transport: string, pattern: string, outcome: string): Count {
-  let byPattern = t.get(transport);
-  if (byPattern === undefined) t.set(transport, (byPattern = new Map()));
+function countOf(t: Tallies, bus: string, transport: string, pattern: string, outcome: string): Count {
+  let byTransport = t.get(bus);
+  if (byTransport === undefined) t.set(bus, (byTransport = new Map()));
+  let byPattern = byTransport.get(transport);
+  if (byPattern === undefined) byTransport.set(transport, (byPattern = new Map()));
   let byOutcome = byPattern.get(pattern);
   if (byOutcome === undefined) byPattern.set(pattern, (byOutcome = new Map()));
   let n = byOutcome.get(outcome);
@@ -103,12 +105,14 @@ function countOf(t: Tallies, transport: string, pattern: string, outcome: string
 /** The metrics of one registry and prefix, shared by every bus registered there. */
 class Shared {
   readonly buses = new Map<string, Bus>();
+  /** The other way round: a message event's bus → its name here. */
+  private readonly names = new Map<Bus, string>();
   private readonly unsubscribe: Array<() => void> = [];
   /** Per-message counts since registration, read by the counters at scrape time. */
   private readonly sentCounts: Tallies = new Map();
   private readonly handledCounts: Tallies = new Map();
-  /** Calls started and not settled, by transport. */
-  private readonly inFlight = new Map<string, Count>();
+  /** Calls started and not settled, by bus and transport. */
+  private readonly inFlight = new Map<string, Map<string, Count>>();
 
   constructor(
     readonly registry: MetricsRegistry,
@@ -131,13 +135,16 @@ class Shared {
     const sentCounts = this.sentCounts;
     const handledCounts = this.handledCounts;
     const inFlightCounts = this.inFlight;
-    const tally = (counts: Tallies, into: Counter<'transport' | 'pattern' | 'outcome'>): void => {
-      for (const [transport, byPattern] of counts) for (const [pattern, byOutcome] of byPattern) for (const [outcome, n] of byOutcome) into.inc({ transport, pattern, outcome }, n.n);
+    const names = this.names;
+    const tally = (counts: Tallies, into: Counter<'bus' | 'transport' | 'pattern' | 'outcome'>): void => {
+      for (const [bus, byTransport] of counts) {
+        for (const [transport, byPattern] of byTransport) for (const [pattern, byOutcome] of byPattern) for (const [outcome, n] of byOutcome) into.inc({ bus, transport, pattern, outcome }, n.n);
+      }
     };
     new Counter({
       name: name('messages_sent_total'),
       help: 'Messages sent by clients and notifiers (calls, casts, fanouts, notifications per topic), by outcome',
-      labelNames: ['transport', 'pattern', 'outcome'] as const,
+      labelNames: ['bus', 'transport', 'pattern', 'outcome'] as const,
       registers,
       collect() {
         this.reset();
@@ -147,23 +154,23 @@ class Shared {
     new Counter({
       name: name('messages_handled_total'),
       help: 'Messages taken by RPC servers and notification listeners, by outcome',
-      labelNames: ['transport', 'pattern', 'outcome'] as const,
+      labelNames: ['bus', 'transport', 'pattern', 'outcome'] as const,
       registers,
       collect() {
         this.reset();
         tally(handledCounts, this);
       },
     });
-    const callSeconds = new Histogram({ name: name('call_duration_seconds'), help: 'RPC call latency as the caller sees it, from send to reply or error', labelNames: ['transport', 'outcome'] as const, buckets: [...buckets], registers });
-    const dispatchSeconds = new Histogram({ name: name('dispatch_duration_seconds'), help: 'Time a server or listener spent on a message, from taking it to its reply, ack or requeue', labelNames: ['transport', 'pattern', 'outcome'] as const, buckets: [...buckets], registers });
+    const callSeconds = new Histogram({ name: name('call_duration_seconds'), help: 'RPC call latency as the caller sees it, from send to reply or error', labelNames: ['bus', 'transport', 'outcome'] as const, buckets: [...buckets], registers });
+    const dispatchSeconds = new Histogram({ name: name('dispatch_duration_seconds'), help: 'Time a server or listener spent on a message, from taking it to its reply, ack or requeue', labelNames: ['bus', 'transport', 'pattern', 'outcome'] as const, buckets: [...buckets], registers });
     new Gauge({
       name: name('calls_in_flight'),
       help: 'RPC calls sent and not yet settled',
-      labelNames: ['transport'] as const,
+      labelNames: ['bus', 'transport'] as const,
       registers,
       collect() {
         this.reset();
-        for (const [transport, n] of inFlightCounts) this.set({ transport }, n.n);
+        for (const [bus, byTransport] of inFlightCounts) for (const [transport, n] of byTransport) this.set({ bus, transport }, n.n);
       },
     });
     const transportEvents = new Counter({ name: name('transport_events_total'), help: 'Connection changes reported by the drivers while metrics were registered', labelNames: ['transport', 'event'] as const, registers });
@@ -241,10 +248,12 @@ class Shared {
     const COUNTED: unique symbol = Symbol('hybridbus metrics in flight');
     type Marked = { [COUNTED]?: Count | undefined };
     const onSent = (e: SendEvent): void => {
+      const bus = names.get(e.bus);
+      if (bus === undefined) return; // another bus of the process
       const outcome = e.error === undefined ? 'ok' : errorOutcome(e.error);
-      countOf(sentCounts, e.transport, e.pattern, outcome).n++;
+      countOf(sentCounts, bus, e.transport, e.pattern, outcome).n++;
       if (e.pattern === 'call') {
-        callSeconds.observe({ transport: e.transport, outcome }, seconds(e));
+        callSeconds.observe({ bus, transport: e.transport, outcome }, seconds(e));
         const counted = (e as Marked)[COUNTED];
         if (counted !== undefined) {
           (e as Marked)[COUNTED] = undefined;
@@ -253,14 +262,20 @@ class Shared {
       }
     };
     const onHandled = (e: HandleEvent): void => {
+      const bus = names.get(e.bus);
+      if (bus === undefined) return;
       // Core sets `outcome` before end/error; the fallback only covers a publisher that did not.
       const outcome = e.outcome ?? (e.error === undefined ? 'ok' : 'error');
-      countOf(handledCounts, e.transport, e.pattern, outcome).n++;
-      dispatchSeconds.observe({ transport: e.transport, pattern: e.pattern, outcome }, seconds(e));
+      countOf(handledCounts, bus, e.transport, e.pattern, outcome).n++;
+      dispatchSeconds.observe({ bus, transport: e.transport, pattern: e.pattern, outcome }, seconds(e));
     };
     const onCallStart = (e: RpcSendEvent): void => {
-      let n = inFlightCounts.get(e.transport);
-      if (n === undefined) inFlightCounts.set(e.transport, (n = { n: 0 }));
+      const bus = names.get(e.bus);
+      if (bus === undefined) return;
+      let byTransport = inFlightCounts.get(bus);
+      if (byTransport === undefined) inFlightCounts.set(bus, (byTransport = new Map()));
+      let n = byTransport.get(e.transport);
+      if (n === undefined) byTransport.set(e.transport, (n = { n: 0 }));
       n.n++;
       (e as Marked)[COUNTED] = n;
     };
@@ -292,6 +307,26 @@ class Shared {
     }
   }
 
+  /** The name `bus` is registered under here, if it is. */
+  nameOf(bus: Bus): string | undefined {
+    return this.names.get(bus);
+  }
+
+  add(name: string, bus: Bus): void {
+    this.buses.set(name, bus);
+    this.names.set(bus, name);
+  }
+
+  /** Forget a bus: its counts go (its histogram rows stay until the last bus leaves). */
+  remove(name: string): void {
+    const bus = this.buses.get(name);
+    if (bus !== undefined) this.names.delete(bus);
+    this.buses.delete(name);
+    this.sentCounts.delete(name);
+    this.handledCounts.delete(name);
+    this.inFlight.delete(name);
+  }
+
   dispose(): void {
     for (const u of this.unsubscribe.splice(0)) u();
     for (const n of METRIC_NAMES) this.registry.removeSingleMetric(this.prefix + n);
@@ -316,6 +351,8 @@ export function registerMetrics(bus: Bus, options: MetricsOptions = {}): () => v
   let s = byPrefix.get(prefix);
   if (s) {
     if (s.buses.has(busName)) throw new Error(`registerMetrics: a bus named "${busName}" is already registered in this registry with prefix "${prefix}"; give each bus its own busName`);
+    const already = s.nameOf(bus);
+    if (already !== undefined) throw new Error(`registerMetrics: this bus is already registered in this registry with prefix "${prefix}" as "${already}"`);
     if (s.buckets.join() !== buckets.join()) throw new Error(`registerMetrics buckets: the metrics with prefix "${prefix}" in this registry already use [${s.buckets.join(', ')}]: value was [${buckets.join(', ')}]`);
   } else {
     // Checked before creating any, so a clash leaves the registry as it was.
@@ -325,12 +362,12 @@ export function registerMetrics(bus: Bus, options: MetricsOptions = {}): () => v
     byPrefix.set(prefix, s);
   }
   const mine = s;
-  mine.buses.set(busName, bus);
+  mine.add(busName, bus);
   let done = false;
   return () => {
     if (done) return;
     done = true;
-    mine.buses.delete(busName);
+    mine.remove(busName);
     if (mine.buses.size > 0) return;
     mine.dispose();
     byPrefix.delete(prefix);

@@ -154,7 +154,7 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
     let event: NotifyDispatchEvent | undefined;
     if (channels.notifyDispatch.active()) {
       const ref = this.runtime.refOf(driver);
-      event = { transport: ref.transport, scheme: ref.scheme, pattern: 'notify', notification: n, topic: incoming.topic, pool: this.options.pool, trace: n.trace, startedAt: performance.now(), durationMs: undefined, error: undefined, bind: undefined, outcome: undefined };
+      event = { transport: ref.transport, scheme: ref.scheme, pattern: 'notify', notification: n, topic: incoming.topic, pool: this.options.pool, trace: n.trace, bus: this.runtime.bus, startedAt: performance.now(), durationMs: undefined, error: undefined, bind: undefined, outcome: undefined };
       channels.notifyDispatch.start.publish(event);
     }
     const received: Received = {

@@ -88,7 +88,7 @@ export class Notifier {
     const trace = {};
     const notification: Notification = { ...n, trace };
     const ref = this.runtime.refOf(driver);
-    const event: NotifySendEvent = { transport: ref.transport, scheme: ref.scheme, pattern: 'notify', target, notification, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
+    const event: NotifySendEvent = { transport: ref.transport, scheme: ref.scheme, pattern: 'notify', target, notification, trace, bus: this.runtime.bus, startedAt: performance.now(), durationMs: undefined, error: undefined };
     channels.notify.start.publish(event);
     try {
       await driver.notify(target, notification, { retry });

@@ -84,7 +84,7 @@ export class RpcClient {
     let event: RpcSendEvent | undefined;
     if (trace) {
       const ref = this.runtime.refOf(driver);
-      event = { transport: ref.transport, scheme: ref.scheme, pattern: 'call', target, method, request, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
+      event = { transport: ref.transport, scheme: ref.scheme, pattern: 'call', target, method, request, trace, bus: this.runtime.bus, startedAt: performance.now(), durationMs: undefined, error: undefined };
       channels.call.start.publish(event);
     }
     const timeoutMs = options.timeout ?? this.options.timeout ?? this.runtime.rpc.timeout;
@@ -159,7 +159,7 @@ export class RpcClient {
       return;
     }
     const ref = this.runtime.refOf(driver);
-    const event: RpcSendEvent = { transport: ref.transport, scheme: ref.scheme, pattern, target: this.target, method, request, trace, startedAt: performance.now(), durationMs: undefined, error: undefined };
+    const event: RpcSendEvent = { transport: ref.transport, scheme: ref.scheme, pattern, target: this.target, method, request, trace, bus: this.runtime.bus, startedAt: performance.now(), durationMs: undefined, error: undefined };
     channels.cast.start.publish(event);
     try {
       await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));

@@ -117,6 +117,7 @@ export class RpcServer {
           method: msg.request.method,
           request: msg.request,
           trace: msg.request.trace,
+          bus: this.runtime.bus,
           startedAt: performance.now(),
           durationMs: undefined,
           error: undefined,
