@@ -30,6 +30,12 @@ export interface ZmqOptions {
    * connect_timeout, sends fail with QueueFull.
    */
   readonly poolQueue: number;
+  /**
+   * New connections with their handshake under way at most: more wait their turn (as for a pool
+   * slot), so a fanout to thousands of new peers does not start thousands of handshakes at once,
+   * each then racing its connect_timeout and the heartbeats on two busy cores.
+   */
+  readonly connectBurst: number;
   /** Topics whose connections are never closed for idleness. */
   readonly hotTopics: ReadonlySet<string>;
   /** Larger frames are refused when sent and dropped when received (bytes). */
@@ -132,6 +138,7 @@ const KNOWN = {
   idle_ttl: int(1),
   pool_max: int(1),
   pool_queue: int(1),
+  connect_burst: int(1),
   hot_topics: ((raw) => new Set(raw.split(',').filter(Boolean))) as Parser<ReadonlySet<string>>,
   max_message_size: int(64),
   max_queued: int(1),
@@ -199,6 +206,7 @@ export function parseOptions(url: URL): ZmqOptions {
     idleTtl: p.idle_ttl ?? 60_000,
     poolMax: p.pool_max ?? 1024,
     poolQueue: p.pool_queue ?? 100_000,
+    connectBurst: p.connect_burst ?? 256,
     hotTopics: p.hot_topics ?? new Set(),
     maxMessageSize: p.max_message_size ?? 16 * 1024 * 1024,
     maxQueued: p.max_queued ?? 10_000,

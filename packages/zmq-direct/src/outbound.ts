@@ -74,6 +74,8 @@ export class Outbound {
   private readonly waiting = new Map<string, Peer>();
   /** Messages in waiting peers' outboxes (at most pool_queue). */
   private waitingRecords = 0;
+  /** Peers dialled whose first handshake has not completed (at most connect_burst). */
+  private readonly dialing = new Set<Peer>();
   /**
    * Fails every waiting peer when no slot has opened for connect_timeout: the pool is stuck
    * (every peer busy with long calls or unanswered messages), not just cycling.
@@ -103,8 +105,10 @@ export class Outbound {
     records: 0,
     connects: 0,
     evictions: 0,
-    /** Busy-pool waits: peers that waited for a slot, and those that gave up (QueueFull). */
+    /** Busy-pool waits: peers that waited for a slot (or for their turn to dial), and those that gave up (QueueFull). */
     poolWaits: 0,
+    /** The most first handshakes under way at once (bounded by connect_burst). */
+    dialingPeak: 0,
     poolWaitsFailed: 0,
     idleClosed: 0,
     /** Connections made again after a loss. */
@@ -197,7 +201,8 @@ export class Outbound {
 
   untrack(address: string, id: string): void {
     const peer = this.peers.get(address);
-    if (peer?.inflight.delete(id) && this.waiting.size > 0) this.recycle(peer);
+    // Closed for a waiting peer only when the pool is full (peers may wait for their turn to dial instead).
+    if (peer?.inflight.delete(id) && this.waiting.size > 0 && this.peers.size >= this.options.poolMax) this.recycle(peer);
   }
 
   /** Close `peer` if it is idle and others wait for its slot. */
@@ -230,8 +235,8 @@ export class Outbound {
     const waiting = this.waiting.get(address);
     if (waiting) return waiting;
     const peer: Peer = { address, endpoint: `tcp://${address}`, routingId: `${address}#${(this.connection++).toString(36)}`, state: 'waiting', outbox: [], lastUsed: Date.now(), hot: false, inflight: new Set(), connectTimer: undefined, serverKey, connected: false };
-    if (this.waiting.size > 0 || (this.peers.size >= this.options.poolMax && !this.evictOne())) {
-      // Every slot is busy: wait for one (bounded by pool_queue and connect_timeout).
+    if (this.waiting.size > 0 || this.dialing.size >= this.options.connectBurst || (this.peers.size >= this.options.poolMax && !this.evictOne())) {
+      // Every slot is busy, or enough handshakes are under way: wait (bounded by pool_queue and connect_timeout).
       if (this.waitingRecords >= this.options.poolQueue) return this.poolFull(`${this.waitingRecords} messages already wait for a slot (pool_queue=${this.options.poolQueue})`);
       this.waiting.set(address, peer);
       this.stats.poolWaits++;
@@ -246,6 +251,8 @@ export class Outbound {
     peer.state = 'connecting';
     connectPeer(this.socket, peer.endpoint, peer.routingId, peer.serverKey);
     this.stats.connects++;
+    this.dialing.add(peer);
+    if (this.dialing.size > this.stats.dialingPeak) this.stats.dialingPeak = this.dialing.size;
     this.latest = peer;
     peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${peer.address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
     this.peers.set(peer.address, peer);
@@ -257,6 +264,7 @@ export class Outbound {
     clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
     for (const peer of this.waiting.values()) {
+      if (this.dialing.size >= this.options.connectBurst) break;
       if (this.peers.size >= this.options.poolMax && !this.evictOne()) break;
       this.waiting.delete(peer.address);
       this.waitingRecords -= peer.outbox.length;
@@ -269,7 +277,7 @@ export class Outbound {
   private armStall(): NodeJS.Timeout {
     const t = setTimeout(() => {
       this.stallTimer = undefined;
-      const err = this.poolFull(`no slot opened for ${this.options.connectTimeout} ms (connect_timeout) while ${this.waiting.size} peer(s) waited`);
+      const err = this.poolFull(`neither a slot opened nor a handshake completed (connect_burst=${this.options.connectBurst}) for ${this.options.connectTimeout} ms (connect_timeout) while ${this.waiting.size} peer(s) waited`);
       const waiting = [...this.waiting.values()];
       this.waiting.clear();
       this.waitingRecords = 0;
@@ -313,6 +321,7 @@ export class Outbound {
   /** Close `peer`; its slot goes to a waiting peer unless `admit` is false (the caller takes it). */
   private drop(peer: Peer, reason = 'idle', admit = true): void {
     clearTimeout(peer.connectTimer);
+    this.dialing.delete(peer);
     this.peers.delete(peer.address);
     this.dirty.delete(peer);
     // Told only for a peer that is connected now: a lost one was told at its loss.
@@ -421,6 +430,8 @@ export class Outbound {
       clearTimeout(peer.connectTimer);
       peer.state = 'ready';
       this.troubled.clear(peer.address);
+      // Its turn to dial is over: the next waiting peer's begins.
+      if (this.dialing.delete(peer)) this.admit();
       if (peer.connected) this.stats.reconnects++;
       this.events.onConnection?.(peer.connected ? 'reconnect' : 'connect', peer.address);
       peer.connected = true;
