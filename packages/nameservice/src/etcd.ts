@@ -16,8 +16,9 @@
  * again. unregister() deletes; close() revokes the lease, or with `unregister: false` stops keeping
  * it alive so the records expire as if the process had crashed.
  *
- * Change events: a watch on the prefix turns every put/delete (lease expiry included) into cache
- * invalidation and onChange; after the watch reconnects every known key counts as changed.
+ * Change events: a watch on the prefix, made on first need (a lookup, list, onChange or ready(); a
+ * process that only registers never watches), turns every put/delete (lease expiry included) into
+ * cache invalidation and onChange; after the watch reconnects every known key counts as changed.
  * Outages: calls have a deadline and fail fast, lookups then answer from the (stale) cache.
  */
 import { randomBytes } from 'node:crypto';
@@ -88,8 +89,9 @@ export class EtcdNameService extends BaseNameService {
   /** This process's part of its keys: a process's copy of a record is its own. */
   private readonly instance = randomBytes(8).toString('hex');
   private readonly leaseTtlSeconds: number;
-  private readonly watcher: Watcher;
-  private readonly watching: Promise<void>;
+  /** The prefix watch, made on first need (see watch()). */
+  private watcher: Watcher | undefined;
+  private watching: Promise<void> | undefined;
   private lease: Lease | undefined;
   private regrantTimer: NodeJS.Timeout | undefined;
   /** Some put failed: put everything again once etcd answers. */
@@ -119,7 +121,27 @@ export class EtcdNameService extends BaseNameService {
     };
     if (spec.auth) etcdOptions.auth = { ...spec.auth };
     this.client = new Etcd3(etcdOptions);
+  }
 
+  /** Resolves once the watch is established (so no later change is missed). */
+  async ready(): Promise<void> {
+    await this.watch();
+  }
+
+  override onChange(listener: (key: string) => void): () => void {
+    void this.watch();
+    return super.onChange(listener);
+  }
+
+  /**
+   * Watches the prefix, once, on first need (a lookup, list, onChange or ready()): a process that
+   * only registers, as a server does, never watches. Otherwise every registration is sent to every
+   * server of the fleet: N² events at start-up, which at 1,000 servers kept the server processes
+   * too busy to meet their etcd deadlines (benchmarks/zmq-findings.md, "Scale").
+   */
+  private watch(): Promise<void> {
+    if (this.watching) return this.watching;
+    if (this.closed) return Promise.resolve(); // its client is closed: nothing to watch with
     // create() resolves only once etcd acknowledges the watch and gives no handle to cancel it
     // before: a name service closed while etcd was never reached would leave the library retrying
     // (and the process running) for ever. watcher() is create() without that wait (its doc comment).
@@ -141,27 +163,29 @@ export class EtcdNameService extends BaseNameService {
       this.watchDisconnected = true;
       if (!this.closed) this.logger.debug({ err: errorMessage(err) }, 'name service: etcd watch disconnected; reconnecting');
     });
+    let first = true;
     watcher.on('connected', () => {
-      if (!this.watchDisconnected) return;
+      const wasDown = this.watchDisconnected;
       this.watchDisconnected = false;
-      this.reconnected();
+      if (wasDown) this.reconnected();
+      // Answers read before the watch began may have missed a change: read them again when next asked.
+      else if (first) this.staleAll();
+      first = false;
     });
     watcher.on('error', (err) => {
       if (!this.closed) this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch failed; changes are seen by cache expiry only');
     });
-  }
-
-  /** Resolves once the watch is established (so no later change is missed). */
-  async ready(): Promise<void> {
-    await this.watching;
+    return this.watching;
   }
 
   protected async fetch(key: string): Promise<readonly SeenRecord[]> {
+    void this.watch(); // not awaited: a lookup must not wait on the watch (it fails fast while etcd is away)
     const kvs = await this.client.getAll().prefix(this.keyPrefix(key)).strings();
     return Object.values(kvs).flatMap((value) => this.toSeen(value));
   }
 
   protected async fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>> {
+    void this.watch();
     const kvs = await this.client.getAll().prefix(this.prefix).strings();
     const all = new Map<string, SeenRecord[]>();
     for (const [etcdKey, value] of Object.entries(kvs)) {
@@ -210,7 +234,7 @@ export class EtcdNameService extends BaseNameService {
     if (lease && options.unregister === false) lease.release(); // the records expire by TTL
     else if (lease) await lease.revoke().catch(() => undefined); // already gone, or expires by TTL
     // Not awaited: cancelling an established watch waits for etcd's answer, which may never come.
-    this.watcher.cancel().catch(() => undefined);
+    this.watcher?.cancel().catch(() => undefined);
     this.client.close();
   }
 
