@@ -4,7 +4,8 @@
  * Client: the `etcd3` npm package (gRPC, the v3 API etcd's own clients use). It gives leases with
  * their keep-alive stream, prefix watches that resume after a reconnect, and fails over between
  * the members it is given; cockatiel (its fault-handling library) is used, as its documentation
- * shows, to fail fast while etcd is away so that lookups fall back to the cache at once.
+ * shows, to fail fast while etcd is away so that lookups fall back to the cache at once. The
+ * instances of a process on the same members share one client (acquireClient).
  *
  * Layout: one etcd key per (name service key, record, registering process):
  * `<prefix><encodeURIComponent(key)>/<instance>/<encodeURIComponent(record)>`, its value the record's
@@ -80,11 +81,57 @@ export function parseEtcdUrl(url: string): EtcdSpec {
   return { hosts, prefix, auth: username !== null && password !== null ? { username, password } : undefined };
 }
 
+/**
+ * One etcd3 client per process for each (members, credentials, deadline), counted by its users:
+ * every client has gRPC channels of its own, each resolving its target and picking a connection
+ * before its first call, inside that call's deadline. A process hosting many servers (a Bus each)
+ * made as many; at 10,000 servers, 500 per process, that alone took seconds and registrations
+ * missed their deadlines (benchmarks/zmq-findings.md, "Scale"). Leases and watches stay per
+ * instance: a process's records are still its own, revoked on its own close().
+ */
+const sharedClients = new Map<string, { client: Etcd3; users: number }>();
+
+function acquireClient(spec: EtcdSpec, commandTimeoutMs: number): { client: Etcd3; release: () => void } {
+  const id = JSON.stringify([spec.hosts, spec.auth?.username, spec.auth?.password, commandTimeoutMs]);
+  let entry = sharedClients.get(id);
+  if (!entry) {
+    const etcdOptions: IOptions = {
+      hosts: [...spec.hosts],
+      dialTimeout: commandTimeoutMs,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + commandTimeoutMs }),
+      faultHandling: {
+        // Try each member once per call, and skip a failing member briefly rather than for 5 s.
+        global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+        // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
+      },
+    };
+    if (spec.auth) etcdOptions.auth = { ...spec.auth };
+    sharedClients.set(id, (entry = { client: new Etcd3(etcdOptions), users: 0 }));
+  }
+  const held = entry;
+  held.users++;
+  let released = false;
+  return {
+    client: held.client,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (--held.users > 0) return;
+      if (sharedClients.get(id) === held) sharedClients.delete(id);
+      held.client.close();
+    },
+  };
+}
+
 export class EtcdNameService extends BaseNameService {
   readonly kind = 'etcd';
   /** The URL without passwords. */
   readonly url: string;
+  /** Shared with the process's other instances on the same members (see acquireClient). */
   private readonly client: Etcd3;
+  private readonly releaseClient: () => void;
   private readonly prefix: string;
   /** This process's part of its keys: a process's copy of a record is its own. */
   private readonly instance = randomBytes(8).toString('hex');
@@ -106,21 +153,9 @@ export class EtcdNameService extends BaseNameService {
     const spec = parseEtcdUrl(url);
     this.prefix = spec.prefix;
     this.leaseTtlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
-    const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
-    const etcdOptions: IOptions = {
-      hosts: [...spec.hosts],
-      dialTimeout: commandTimeoutMs,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + commandTimeoutMs }),
-      faultHandling: {
-        // Try each member once per call, and skip a failing member briefly rather than for 5 s.
-        global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
-        // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
-        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
-      },
-    };
-    if (spec.auth) etcdOptions.auth = { ...spec.auth };
-    this.client = new Etcd3(etcdOptions);
+    const shared = acquireClient(spec, options.commandTimeoutMs ?? 2000);
+    this.client = shared.client;
+    this.releaseClient = shared.release;
   }
 
   /** Resolves once the watch is established (so no later change is missed). */
@@ -235,7 +270,7 @@ export class EtcdNameService extends BaseNameService {
     else if (lease) await lease.revoke().catch(() => undefined); // already gone, or expires by TTL
     // Not awaited: cancelling an established watch waits for etcd's answer, which may never come.
     this.watcher?.cancel().catch(() => undefined);
-    this.client.close();
+    this.releaseClient();
   }
 
   // -- internals -----------------------------------------------------------
