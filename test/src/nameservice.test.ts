@@ -672,6 +672,30 @@ describe('nameservice: etcd (leases, members)', () => {
     }
   });
 
+  test('a registration etcd answers late (frozen for 3 s) is waited for, not abandoned at the read deadline', async () => {
+    const etcd = await startEtcd(); // its own: it is frozen
+    try {
+      const key = `nova/${freshTopic()}`;
+      const owner = track(new EtcdNameService(etcd.url, { commandTimeoutMs: 1000, ...quiet }));
+      assert.deepEqual(await owner.lookup(`${key}.warm`), []); // connected
+      const pid = etcd.pid!;
+      process.kill(pid, 'SIGSTOP');
+      const thawed = new Promise<void>((resolve) => setTimeout(() => resolve(void process.kill(pid, 'SIGCONT')), 3000));
+      const t0 = performance.now();
+      try {
+        await owner.register([key], { address: '10.12.0.1:1' });
+      } finally {
+        await thawed;
+      }
+      assert.ok(performance.now() - t0 >= 2500, 'the write was answered while etcd was frozen');
+      const reader = track(createNameService(etcd.url, { cacheMs: 0, ...quiet }));
+      assert.deepEqual(addresses(await reader.lookup(key)), ['10.12.0.1:1']);
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await etcd.stop();
+    }
+  });
+
   test('a prefix keeps two registries apart on one etcd', async () => {
     const key = `nova/${freshTopic()}`;
     const a = track(createNameService(`${servers.etcd.url}/region-a`, { cacheMs: 0, ...quiet }));

@@ -20,7 +20,8 @@
  * Change events: a watch on the prefix, made on first need (a lookup, list, onChange or ready(); a
  * process that only registers never watches), turns every put/delete (lease expiry included) into
  * cache invalidation and onChange; after the watch reconnects every known key counts as changed.
- * Outages: calls have a deadline and fail fast, lookups then answer from the (stale) cache.
+ * Outages: reads have a short deadline and fail fast, lookups then answer from the (stale) cache;
+ * writes wait as long as etcd itself would before it gives up on them (writeTimeoutMs).
  */
 import { randomBytes } from 'node:crypto';
 
@@ -37,9 +38,18 @@ const DEFAULT_PORT = 2379;
 const DEFAULT_PREFIX = 'hybridbus/ns/';
 
 export interface EtcdNameServiceOptions extends Partial<NameServiceOptions> {
-  /** Bound on each etcd call (and on connecting), ms (default 2000). */
+  /** Bound on each etcd read (and on connecting), ms (default 2000): a lookup then answers from the cache. */
   readonly commandTimeoutMs?: number | undefined;
+  /**
+   * Bound on each etcd write (put, delete, lease grant and revoke), ms (default 7000: etcd's own
+   * request timeout with its default election timeout). A write etcd has not answered may still
+   * land; one abandoned sooner is tried again on top of it, and under load that doubles the work
+   * etcd is behind on (benchmarks/zmq-findings.md, "Scale").
+   */
+  readonly writeTimeoutMs?: number | undefined;
 }
+
+const WRITES: ReadonlySet<string> = new Set(['KV.put', 'KV.deleteRange', 'KV.txn', 'Lease.leaseGrant', 'Lease.leaseRevoke']);
 
 export interface EtcdSpec {
   /** "http://host:port" of each member. */
@@ -91,14 +101,15 @@ export function parseEtcdUrl(url: string): EtcdSpec {
  */
 const sharedClients = new Map<string, { client: Etcd3; users: number }>();
 
-function acquireClient(spec: EtcdSpec, commandTimeoutMs: number): { client: Etcd3; release: () => void } {
-  const id = JSON.stringify([spec.hosts, spec.auth?.username, spec.auth?.password, commandTimeoutMs]);
+function acquireClient(spec: EtcdSpec, commandTimeoutMs: number, writeTimeoutMs: number): { client: Etcd3; release: () => void } {
+  const id = JSON.stringify([spec.hosts, spec.auth?.username, spec.auth?.password, commandTimeoutMs, writeTimeoutMs]);
   let entry = sharedClients.get(id);
   if (!entry) {
     const etcdOptions: IOptions = {
       hosts: [...spec.hosts],
       dialTimeout: commandTimeoutMs,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + commandTimeoutMs }),
+      defaultCallOptions: (ctx) =>
+        ctx.isStream ? {} : { deadline: Date.now() + (WRITES.has(`${ctx.service}.${ctx.method}`) ? writeTimeoutMs : commandTimeoutMs) },
       faultHandling: {
         // Try each member once per call, and skip a failing member briefly rather than for 5 s.
         global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
@@ -153,7 +164,7 @@ export class EtcdNameService extends BaseNameService {
     const spec = parseEtcdUrl(url);
     this.prefix = spec.prefix;
     this.leaseTtlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
-    const shared = acquireClient(spec, options.commandTimeoutMs ?? 2000);
+    const shared = acquireClient(spec, options.commandTimeoutMs ?? 2000, options.writeTimeoutMs ?? 7000);
     this.client = shared.client;
     this.releaseClient = shared.release;
   }
