@@ -4,8 +4,7 @@
  * Client: the `etcd3` npm package (gRPC, the v3 API etcd's own clients use). It gives leases with
  * their keep-alive stream, prefix watches that resume after a reconnect, and fails over between
  * the members it is given; cockatiel (its fault-handling library) is used, as its documentation
- * shows, to fail fast while etcd is away so that lookups fall back to the cache at once. The
- * instances of a process on the same members share one client (acquireClient).
+ * shows, to fail fast while etcd is away so that lookups fall back to the cache at once.
  *
  * Layout: one etcd key per (name service key, record, registering process):
  * `<prefix><encodeURIComponent(key)>/<instance>/<encodeURIComponent(record)>`, its value the record's
@@ -41,10 +40,11 @@ export interface EtcdNameServiceOptions extends Partial<NameServiceOptions> {
   /** Bound on each etcd read (and on connecting), ms (default 2000): a lookup then answers from the cache. */
   readonly commandTimeoutMs?: number | undefined;
   /**
-   * Bound on each etcd write (put, delete, lease grant and revoke), ms (default 7000: etcd's own
-   * request timeout with its default election timeout). A write etcd has not answered may still
-   * land; one abandoned sooner is tried again on top of it, and under load that doubles the work
-   * etcd is behind on (benchmarks/zmq-findings.md, "Scale").
+   * Bound on each etcd write (put, delete, lease grant and revoke), ms. With one member, default
+   * 7000 (etcd's own request timeout with its default election timeout): a write etcd has not
+   * answered may still land, and one abandoned sooner is repeated on top of it, which under load
+   * doubles the work etcd is behind on (benchmarks/zmq-findings.md, "Scale"). With several, default
+   * commandTimeoutMs: a write to a member that is gone fails over to the next one sooner.
    */
   readonly writeTimeoutMs?: number | undefined;
 }
@@ -91,58 +91,30 @@ export function parseEtcdUrl(url: string): EtcdSpec {
   return { hosts, prefix, auth: username !== null && password !== null ? { username, password } : undefined };
 }
 
-/**
- * One etcd3 client per process for each (members, credentials, deadline), counted by its users:
- * every client has gRPC channels of its own, each resolving its target and picking a connection
- * before its first call, inside that call's deadline. A process hosting many servers (a Bus each)
- * made as many; at 10,000 servers, 500 per process, that alone took seconds and registrations
- * missed their deadlines (benchmarks/zmq-findings.md, "Scale"). Leases and watches stay per
- * instance: a process's records are still its own, revoked on its own close().
- */
-const sharedClients = new Map<string, { client: Etcd3; users: number }>();
-
-function acquireClient(spec: EtcdSpec, commandTimeoutMs: number, writeTimeoutMs: number): { client: Etcd3; release: () => void } {
-  const id = JSON.stringify([spec.hosts, spec.auth?.username, spec.auth?.password, commandTimeoutMs, writeTimeoutMs]);
-  let entry = sharedClients.get(id);
-  if (!entry) {
-    const etcdOptions: IOptions = {
-      hosts: [...spec.hosts],
-      dialTimeout: commandTimeoutMs,
-      defaultCallOptions: (ctx) =>
-        ctx.isStream ? {} : { deadline: Date.now() + (WRITES.has(`${ctx.service}.${ctx.method}`) ? writeTimeoutMs : commandTimeoutMs) },
-      faultHandling: {
-        // Try each member once per call, and skip a failing member briefly rather than for 5 s.
-        global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
-        // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
-        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
-      },
-    };
-    if (spec.auth) etcdOptions.auth = { ...spec.auth };
-    sharedClients.set(id, (entry = { client: new Etcd3(etcdOptions), users: 0 }));
-  }
-  const held = entry;
-  held.users++;
-  let released = false;
-  return {
-    client: held.client,
-    release: () => {
-      if (released) return;
-      released = true;
-      if (--held.users > 0) return;
-      if (sharedClients.get(id) === held) sharedClients.delete(id);
-      held.client.close();
+/** An etcd3 client: reads bounded by commandTimeoutMs, writes by writeTimeoutMs. */
+function newClient(spec: EtcdSpec, commandTimeoutMs: number, writeTimeoutMs: number): Etcd3 {
+  const etcdOptions: IOptions = {
+    hosts: [...spec.hosts],
+    dialTimeout: commandTimeoutMs,
+    defaultCallOptions: (ctx) =>
+      ctx.isStream ? {} : { deadline: Date.now() + (WRITES.has(`${ctx.service}.${ctx.method}`) ? writeTimeoutMs : commandTimeoutMs) },
+    faultHandling: {
+      // Try each member once per call, and skip a failing member briefly rather than for 5 s.
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+      // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
     },
   };
+  if (spec.auth) etcdOptions.auth = { ...spec.auth };
+  return new Etcd3(etcdOptions);
 }
 
 export class EtcdNameService extends BaseNameService {
   readonly kind = 'etcd';
   /** The URL without passwords. */
   readonly url: string;
-  /** Shared with the process's other instances on the same members (see acquireClient). */
   private readonly client: Etcd3;
-  private readonly releaseClient: () => void;
   private readonly prefix: string;
   /** This process's part of its keys: a process's copy of a record is its own. */
   private readonly instance = randomBytes(8).toString('hex');
@@ -164,9 +136,8 @@ export class EtcdNameService extends BaseNameService {
     const spec = parseEtcdUrl(url);
     this.prefix = spec.prefix;
     this.leaseTtlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
-    const shared = acquireClient(spec, options.commandTimeoutMs ?? 2000, options.writeTimeoutMs ?? 7000);
-    this.client = shared.client;
-    this.releaseClient = shared.release;
+    const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
+    this.client = newClient(spec, commandTimeoutMs, options.writeTimeoutMs ?? (spec.hosts.length > 1 ? commandTimeoutMs : 7000));
   }
 
   /** Resolves once the watch is established (so no later change is missed). */
@@ -185,13 +156,14 @@ export class EtcdNameService extends BaseNameService {
    * server of the fleet: N² events at start-up, which at 1,000 servers kept the server processes
    * too busy to meet their etcd deadlines (benchmarks/zmq-findings.md, "Scale").
    */
-  private watch(): Promise<void> {
+  private watch(fromRevision?: string): Promise<void> {
     if (this.watching) return this.watching;
     if (this.closed) return Promise.resolve(); // its client is closed: nothing to watch with
     // create() resolves only once etcd acknowledges the watch and gives no handle to cancel it
     // before: a name service closed while etcd was never reached would leave the library retrying
     // (and the process running) for ever. watcher() is create() without that wait (its doc comment).
-    const watcher = this.client.watch().prefix(this.prefix).watcher();
+    const builder = this.client.watch().prefix(this.prefix);
+    const watcher = (fromRevision === undefined ? builder : builder.startRevision(fromRevision)).watcher();
     this.watcher = watcher;
     this.watching = new Promise<void>((resolve) => {
       watcher.once('connected', () => resolve());
@@ -214,7 +186,7 @@ export class EtcdNameService extends BaseNameService {
       const wasDown = this.watchDisconnected;
       this.watchDisconnected = false;
       if (wasDown) this.reconnected();
-      // Answers read before the watch began may have missed a change: read them again when next asked.
+      // An answer read concurrently with the first, but served before it, may have missed a change.
       else if (first) this.staleAll();
       first = false;
     });
@@ -225,16 +197,14 @@ export class EtcdNameService extends BaseNameService {
   }
 
   protected async fetch(key: string): Promise<readonly SeenRecord[]> {
-    void this.watch(); // not awaited: a lookup must not wait on the watch (it fails fast while etcd is away)
-    const kvs = await this.client.getAll().prefix(this.keyPrefix(key)).strings();
-    return Object.values(kvs).flatMap((value) => this.toSeen(value));
+    const kvs = await this.read(this.keyPrefix(key));
+    return [...kvs.values()].flatMap((value) => this.toSeen(value));
   }
 
   protected async fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>> {
-    void this.watch();
-    const kvs = await this.client.getAll().prefix(this.prefix).strings();
+    const kvs = await this.read(this.prefix);
     const all = new Map<string, SeenRecord[]>();
-    for (const [etcdKey, value] of Object.entries(kvs)) {
+    for (const [etcdKey, value] of kvs) {
       const key = this.keyOf(etcdKey);
       if (key === undefined) continue;
       let records = all.get(key);
@@ -281,10 +251,21 @@ export class EtcdNameService extends BaseNameService {
     else if (lease) await lease.revoke().catch(() => undefined); // already gone, or expires by TTL
     // Not awaited: cancelling an established watch waits for etcd's answer, which may never come.
     this.watcher?.cancel().catch(() => undefined);
-    this.releaseClient();
+    this.client.close();
   }
 
   // -- internals -----------------------------------------------------------
+
+  /**
+   * The keys under `prefix` and their values. The first read starts the watch from just after its
+   * revision, so no change after it is missed however late the watch connects; not awaited: a
+   * lookup must not wait on the watch (it fails fast while etcd is away).
+   */
+  private async read(prefix: string): Promise<Map<string, string>> {
+    const res = await this.client.getAll().prefix(prefix).exec();
+    void this.watch(String(BigInt(res.header.revision) + 1n));
+    return new Map(res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
+  }
 
   private keyPrefix(key: string): string {
     return `${this.prefix}${encodeURIComponent(key)}/`;
