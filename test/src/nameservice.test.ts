@@ -21,7 +21,7 @@ import {
   type NameService,
 } from '@hybridbus/nameservice';
 
-import { etcdGateway, etcdRevokeAllLeases, sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
+import { etcdGateway, etcdMetrics, etcdRevokeAllLeases, sharedServers, startEtcd, startEtcdCluster, startRedis, startRedisSentinel, type RunningServer } from './harness/launcher.js';
 import { waitFor } from './harness/ports.js';
 import { freshTopic, recordingLogger, tempDir } from './util.js';
 
@@ -619,6 +619,54 @@ describe('nameservice: etcd (leases, members)', () => {
     const ns = track(createNameService('etcd://127.0.0.1:1,127.0.0.1:2/my%20app?username=u&password=s3cret', quiet));
     assert.ok(ns instanceof EtcdNameService);
     assert.equal(ns.url, 'etcd://127.0.0.1:1,127.0.0.1:2/my%20app?username=u&password=***');
+  });
+
+  test('an instance that only registers opens no watch (a server does not hear every other server register); a reader opens one', async () => {
+    const etcd = await startEtcd(); // its own: a closed watch leaves the shared one's gauges late
+    try {
+      const gauges = async (): Promise<[number | undefined, number | undefined]> => {
+        const m = await etcdMetrics(etcd.port);
+        return [m.get('etcd_debugging_mvcc_watch_stream_total'), m.get('etcd_debugging_mvcc_watcher_total')];
+      };
+      const key = `nova/${freshTopic()}`;
+      const owners = [1, 2, 3].map(() => track(createNameService(etcd.url, quiet)));
+      await Promise.all(owners.map((o, i) => o.register([key, `${key}.host-${i}`], { address: `10.10.0.${i + 1}:1` })));
+      const reader = track(createNameService(etcd.url, { cacheMs: 60_000, ...quiet }));
+      await (reader as EtcdNameService).ready();
+      // One more registration, seen through the reader's watch: the owners (made first) had long had theirs, if any.
+      const seen = nextChange(reader, key);
+      await owners[0]!.register([key], { address: '10.10.0.9:1' });
+      await seen;
+      assert.equal((await reader.lookup(key)).length, 4);
+      assert.deepEqual(await gauges(), [1, 1], 'etcd\'s watch streams and watchers: the reader\'s only');
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await etcd.stop();
+    }
+  });
+
+  test('a registration etcd answers late (frozen for 3 s) is waited for, not abandoned at the read deadline', async () => {
+    const etcd = await startEtcd(); // its own: it is frozen
+    try {
+      const key = `nova/${freshTopic()}`;
+      const owner = track(new EtcdNameService(etcd.url, { commandTimeoutMs: 1000, ...quiet }));
+      assert.deepEqual(await owner.lookup(`${key}.warm`), []); // connected
+      const pid = etcd.pid!;
+      process.kill(pid, 'SIGSTOP');
+      const thawed = new Promise<void>((resolve) => setTimeout(() => resolve(void process.kill(pid, 'SIGCONT')), 3000));
+      const t0 = performance.now();
+      try {
+        await owner.register([key], { address: '10.12.0.1:1' });
+      } finally {
+        await thawed;
+      }
+      assert.ok(performance.now() - t0 >= 2500, 'the write was answered while etcd was frozen');
+      const reader = track(createNameService(etcd.url, { cacheMs: 0, ...quiet }));
+      assert.deepEqual(addresses(await reader.lookup(key)), ['10.12.0.1:1']);
+    } finally {
+      await Promise.all(opened.splice(0).map((ns) => ns.close()));
+      await etcd.stop();
+    }
   });
 
   test('a prefix keeps two registries apart on one etcd', async () => {

@@ -194,6 +194,12 @@ export abstract class BaseNameService implements NameService {
     for (const key of this.knownKeys()) this.changed(key);
   }
 
+  /** Every cached answer may be out of date (read before change events began): read again when next asked, no event. */
+  protected staleAll(): void {
+    for (const entry of this.cache.values()) entry.fetchedAt = 0;
+    this.inflight.clear(); // an answer being read now is kept as stale only (see fetchShared)
+  }
+
   /** Keys this instance has looked up or registers. */
   protected knownKeys(): Set<string> {
     return new Set([...this.cache.keys(), ...this.registrations.keys()]);

@@ -16,9 +16,11 @@
  * again. unregister() deletes; close() revokes the lease, or with `unregister: false` stops keeping
  * it alive so the records expire as if the process had crashed.
  *
- * Change events: a watch on the prefix turns every put/delete (lease expiry included) into cache
- * invalidation and onChange; after the watch reconnects every known key counts as changed.
- * Outages: calls have a deadline and fail fast, lookups then answer from the (stale) cache.
+ * Change events: a watch on the prefix, made on first need (a lookup, list, onChange or ready(); a
+ * process that only registers never watches), turns every put/delete (lease expiry included) into
+ * cache invalidation and onChange; after the watch reconnects every known key counts as changed.
+ * Outages: reads have a short deadline and fail fast, lookups then answer from the (stale) cache;
+ * writes wait as long as etcd itself would before it gives up on them (writeTimeoutMs).
  */
 import { randomBytes } from 'node:crypto';
 
@@ -35,9 +37,19 @@ const DEFAULT_PORT = 2379;
 const DEFAULT_PREFIX = 'hybridbus/ns/';
 
 export interface EtcdNameServiceOptions extends Partial<NameServiceOptions> {
-  /** Bound on each etcd call (and on connecting), ms (default 2000). */
+  /** Bound on each etcd read (and on connecting), ms (default 2000): a lookup then answers from the cache. */
   readonly commandTimeoutMs?: number | undefined;
+  /**
+   * Bound on each etcd write (put, delete, lease grant and revoke), ms. With one member, default
+   * 7000 (etcd's own request timeout with its default election timeout): a write etcd has not
+   * answered may still land, and one abandoned sooner is repeated on top of it, which under load
+   * doubles the work etcd is behind on (benchmarks/zmq-findings.md, "Scale"). With several, default
+   * commandTimeoutMs: a write to a member that is gone fails over to the next one sooner.
+   */
+  readonly writeTimeoutMs?: number | undefined;
 }
+
+const WRITES: ReadonlySet<string> = new Set(['KV.put', 'KV.deleteRange', 'KV.txn', 'Lease.leaseGrant', 'Lease.leaseRevoke']);
 
 export interface EtcdSpec {
   /** "http://host:port" of each member. */
@@ -79,6 +91,30 @@ export function parseEtcdUrl(url: string): EtcdSpec {
   return { hosts, prefix, auth: username !== null && password !== null ? { username, password } : undefined };
 }
 
+/** An etcd3 client: reads bounded by commandTimeoutMs, writes by writeTimeoutMs. */
+function newClient(spec: EtcdSpec, commandTimeoutMs: number, writeTimeoutMs: number): Etcd3 {
+  const etcdOptions: IOptions = {
+    hosts: [...spec.hosts],
+    dialTimeout: commandTimeoutMs,
+    defaultCallOptions: (ctx) =>
+      ctx.isStream ? {} : { deadline: Date.now() + (WRITES.has(`${ctx.service}.${ctx.method}`) ? writeTimeoutMs : commandTimeoutMs) },
+    faultHandling: {
+      // Try each member once per call, and skip a failing member briefly rather than for 5 s.
+      global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+      // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
+    },
+  };
+  if (spec.auth) etcdOptions.auth = { ...spec.auth };
+  return new Etcd3(etcdOptions);
+}
+
+/** The delay before retry number `failures` (1, 2, …): 250 ms doubling, at most `capMs`, with jitter (× 0.5–1). */
+function backoff(failures: number, capMs: number): number {
+  return Math.min(capMs, 250 * 2 ** Math.min(failures, 20)) * (0.5 + Math.random() / 2);
+}
+
 export class EtcdNameService extends BaseNameService {
   readonly kind = 'etcd';
   /** The URL without passwords. */
@@ -88,10 +124,19 @@ export class EtcdNameService extends BaseNameService {
   /** This process's part of its keys: a process's copy of a record is its own. */
   private readonly instance = randomBytes(8).toString('hex');
   private readonly leaseTtlSeconds: number;
-  private readonly watcher: Watcher;
-  private readonly watching: Promise<void>;
+  /** The prefix watch, made on first need (see watch()). */
+  private watcher: Watcher | undefined;
+  private watching: Promise<void> | undefined;
   private lease: Lease | undefined;
   private regrantTimer: NodeJS.Timeout | undefined;
+  /** Consecutive failed catch-ups (see scheduleRewrite). */
+  private rewriteFailures = 0;
+  private readonly commandTimeoutMs: number;
+  /** The current lease's keep-alive (see scheduleKeepAlive). */
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private keepaliveFailures = 0;
+  /** When etcd last granted or renewed the current lease (ms epoch). */
+  private renewedAt = 0;
   /** Some put failed: put everything again once etcd answers. */
   private unwritten = false;
   /** etcd keys unregistered while etcd did not answer: deleted once it does. */
@@ -104,26 +149,34 @@ export class EtcdNameService extends BaseNameService {
     const spec = parseEtcdUrl(url);
     this.prefix = spec.prefix;
     this.leaseTtlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
-    const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
-    const etcdOptions: IOptions = {
-      hosts: [...spec.hosts],
-      dialTimeout: commandTimeoutMs,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + commandTimeoutMs }),
-      faultHandling: {
-        // Try each member once per call, and skip a failing member briefly rather than for 5 s.
-        global: retry(handleWhen(isRecoverableError), { maxAttempts: spec.hosts.length }),
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
-        // As etcd3's documentation (and its default) has it; its declared type is the backoff's step, not its factory.
-        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
-      },
-    };
-    if (spec.auth) etcdOptions.auth = { ...spec.auth };
-    this.client = new Etcd3(etcdOptions);
+    const commandTimeoutMs = (this.commandTimeoutMs = options.commandTimeoutMs ?? 2000);
+    this.client = newClient(spec, commandTimeoutMs, options.writeTimeoutMs ?? (spec.hosts.length > 1 ? commandTimeoutMs : 7000));
+  }
 
+  /** Resolves once the watch is established (so no later change is missed). */
+  async ready(): Promise<void> {
+    await this.watch();
+  }
+
+  override onChange(listener: (key: string) => void): () => void {
+    void this.watch();
+    return super.onChange(listener);
+  }
+
+  /**
+   * Watches the prefix, once, on first need (a lookup, list, onChange or ready()): a process that
+   * only registers, as a server does, never watches. Otherwise every registration is sent to every
+   * server of the fleet: N² events at start-up, which at 1,000 servers kept the server processes
+   * too busy to meet their etcd deadlines (benchmarks/zmq-findings.md, "Scale").
+   */
+  private watch(fromRevision?: string): Promise<void> {
+    if (this.watching) return this.watching;
+    if (this.closed) return Promise.resolve(); // its client is closed: nothing to watch with
     // create() resolves only once etcd acknowledges the watch and gives no handle to cancel it
     // before: a name service closed while etcd was never reached would leave the library retrying
     // (and the process running) for ever. watcher() is create() without that wait (its doc comment).
-    const watcher = this.client.watch().prefix(this.prefix).watcher();
+    const builder = this.client.watch().prefix(this.prefix);
+    const watcher = (fromRevision === undefined ? builder : builder.startRevision(fromRevision)).watcher();
     this.watcher = watcher;
     this.watching = new Promise<void>((resolve) => {
       watcher.once('connected', () => resolve());
@@ -141,30 +194,30 @@ export class EtcdNameService extends BaseNameService {
       this.watchDisconnected = true;
       if (!this.closed) this.logger.debug({ err: errorMessage(err) }, 'name service: etcd watch disconnected; reconnecting');
     });
+    let first = true;
     watcher.on('connected', () => {
-      if (!this.watchDisconnected) return;
+      const wasDown = this.watchDisconnected;
       this.watchDisconnected = false;
-      this.reconnected();
+      if (wasDown) this.reconnected();
+      // An answer read concurrently with the first, but served before it, may have missed a change.
+      else if (first) this.staleAll();
+      first = false;
     });
     watcher.on('error', (err) => {
       if (!this.closed) this.logger.warn({ err: errorMessage(err) }, 'name service: etcd watch failed; changes are seen by cache expiry only');
     });
-  }
-
-  /** Resolves once the watch is established (so no later change is missed). */
-  async ready(): Promise<void> {
-    await this.watching;
+    return this.watching;
   }
 
   protected async fetch(key: string): Promise<readonly SeenRecord[]> {
-    const kvs = await this.client.getAll().prefix(this.keyPrefix(key)).strings();
-    return Object.values(kvs).flatMap((value) => this.toSeen(value));
+    const kvs = await this.read(this.keyPrefix(key));
+    return [...kvs.values()].flatMap((value) => this.toSeen(value));
   }
 
   protected async fetchAll(): Promise<ReadonlyMap<string, readonly SeenRecord[]>> {
-    const kvs = await this.client.getAll().prefix(this.prefix).strings();
+    const kvs = await this.read(this.prefix);
     const all = new Map<string, SeenRecord[]>();
-    for (const [etcdKey, value] of Object.entries(kvs)) {
+    for (const [etcdKey, value] of kvs) {
       const key = this.keyOf(etcdKey);
       if (key === undefined) continue;
       let records = all.get(key);
@@ -204,17 +257,29 @@ export class EtcdNameService extends BaseNameService {
 
   protected async shutdown(options: CloseOptions): Promise<void> {
     clearTimeout(this.regrantTimer);
+    clearTimeout(this.keepaliveTimer);
     await this.drained();
     const lease = this.lease;
     this.lease = undefined;
     if (lease && options.unregister === false) lease.release(); // the records expire by TTL
     else if (lease) await lease.revoke().catch(() => undefined); // already gone, or expires by TTL
     // Not awaited: cancelling an established watch waits for etcd's answer, which may never come.
-    this.watcher.cancel().catch(() => undefined);
+    this.watcher?.cancel().catch(() => undefined);
     this.client.close();
   }
 
   // -- internals -----------------------------------------------------------
+
+  /**
+   * The keys under `prefix` and their values. The first read starts the watch from just after its
+   * revision, so no change after it is missed however late the watch connects; not awaited: a
+   * lookup must not wait on the watch (it fails fast while etcd is away).
+   */
+  private async read(prefix: string): Promise<Map<string, string>> {
+    const res = await this.client.getAll().prefix(prefix).exec();
+    void this.watch(String(BigInt(res.header.revision) + 1n));
+    return new Map(res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]));
+  }
 
   private keyPrefix(key: string): string {
     return `${this.prefix}${encodeURIComponent(key)}/`;
@@ -246,24 +311,68 @@ export class EtcdNameService extends BaseNameService {
     }
   }
 
-  /** This process's lease, granted (again) on first use. */
+  /** This process's lease, granted (again) on first use; kept alive by scheduleKeepAlive, not by etcd3. */
   private currentLease(): Lease {
     if (this.lease) return this.lease;
-    const lease = this.client.lease(this.leaseTtlSeconds);
+    const lease = this.client.lease(this.leaseTtlSeconds, { autoKeepAlive: false });
     this.lease = lease;
-    lease.on('lost', (err) => {
-      if (this.closed || this.lease !== lease) return;
-      this.lease = undefined;
-      // Not an outage by itself (etcd may have answered "no such lease"); failing puts report one.
-      this.logger.warn({ err: errorMessage(err) }, 'name service: etcd lease lost (expired or revoked); granting a new one and registering again');
-      this.scheduleRewrite();
-    });
-    lease.on('keepaliveSucceeded', () => {
-      this.noteBackendOk();
-      if (this.unwritten || this.undeleted.size) this.scheduleRewrite(0);
-    });
-    // keepaliveFailed is left alone: the library retries (on another member if there is one); 'lost' is the outage.
+    lease.on('lost', (err) => this.leaseLost(lease, err));
+    lease.grant().then(
+      () => {
+        if (this.lease !== lease) return;
+        this.renewedAt = Date.now();
+        this.keepaliveFailures = 0;
+        // The first renewal at a random point of the period: a fleet started together does not renew in step.
+        this.scheduleKeepAlive(lease, Math.random() * this.renewEveryMs);
+      },
+      () => undefined, // 'lost' says so
+    );
     return lease;
+  }
+
+  private get renewEveryMs(): number {
+    return (this.leaseTtlSeconds * 1000) / 3;
+  }
+
+  /** Not an outage by itself (etcd may have answered "no such lease"); failing puts report one. */
+  private leaseLost(lease: Lease, err: unknown): void {
+    if (this.closed || this.lease !== lease) return;
+    this.lease = undefined;
+    clearTimeout(this.keepaliveTimer);
+    lease.release();
+    this.logger.warn({ err: errorMessage(err) }, 'name service: etcd lease lost (expired or revoked); granting a new one and registering again');
+    this.scheduleRewrite();
+  }
+
+  /**
+   * Renews the lease every TTL/3, one keep-alive at a time, each within commandTimeoutMs. etcd3's
+   * own loop (autoKeepAlive) opens a new keep-alive stream 100 ms after a failed one, for every
+   * lease: at 10,000 servers on an etcd falling behind, that was tens of thousands of streams a
+   * minute on top of the work it was behind on (benchmarks/zmq-findings.md, "Scale"). Here a
+   * failure is retried after a backoff (with jitter, up to TTL/3), and a lease etcd has not renewed
+   * for a whole TTL counts as lost.
+   */
+  private scheduleKeepAlive(lease: Lease, delayMs: number): void {
+    clearTimeout(this.keepaliveTimer);
+    this.keepaliveTimer = setTimeout(() => {
+      if (this.closed || this.lease !== lease) return;
+      lease.keepaliveOnce({ deadline: Date.now() + this.commandTimeoutMs }).then(
+        () => {
+          if (this.lease !== lease) return;
+          this.renewedAt = Date.now();
+          this.keepaliveFailures = 0;
+          this.noteBackendOk();
+          if (this.unwritten || this.undeleted.size) this.scheduleRewrite(0);
+          this.scheduleKeepAlive(lease, this.renewEveryMs);
+        },
+        (err: unknown) => {
+          if (this.closed || this.lease !== lease) return; // a lease etcd no longer has: 'lost' came first
+          if (Date.now() - this.renewedAt >= this.leaseTtlSeconds * 1000) return this.leaseLost(lease, err);
+          this.scheduleKeepAlive(lease, backoff(++this.keepaliveFailures, this.renewEveryMs));
+        },
+      );
+    }, delayMs);
+    this.keepaliveTimer.unref();
   }
 
   /**
@@ -282,6 +391,7 @@ export class EtcdNameService extends BaseNameService {
     lease.keepaliveOnce().then(
       (res) => {
         if (this.lease !== lease) return;
+        this.renewedAt = Date.now();
         if (Number(res.TTL) <= 0) {
           this.lease = undefined;
           lease.release();
@@ -326,11 +436,13 @@ export class EtcdNameService extends BaseNameService {
           if (this.undeleted.size) await this.deleteUndeleted();
           if (regs.length && (this.unwritten || !this.lease)) await this.put(regs);
           this.unwritten = false;
+          this.rewriteFailures = 0;
           this.noteBackendOk();
         } catch (err) {
           if (regs.length) this.unwritten = true;
           this.noteBackendError(err, 'catching up after an outage');
-          this.scheduleRewrite();
+          // Backing off: every process of a fleet retries at once when etcd falls behind.
+          this.scheduleRewrite(backoff(++this.rewriteFailures, Math.max(500, Math.floor(this.ttlMs / 3))));
         }
       });
     }, delayMs);

@@ -62,6 +62,31 @@ export function etcdGateway(port: number, path: string, body: object, timeoutMs 
   });
 }
 
+/**
+ * The member's own figures from its Prometheus endpoint (GET /metrics on the client port): metric
+ * name (labels included, as printed) → value. Rejects when etcd does not answer within `timeoutMs`.
+ */
+export function etcdMetrics(port: number, timeoutMs = 2000): Promise<Map<string, number>> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: LOOPBACK, port, path: '/metrics', timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`etcd on port ${port}: GET /metrics answered ${res.statusCode}`));
+        const out = new Map<string, number>();
+        for (const line of text.split('\n')) {
+          const m = /^([^#\s][^\s]*)\s+(\S+)$/.exec(line);
+          if (m) out.set(m[1]!, Number(m[2]));
+        }
+        resolve(out);
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`etcd on port ${port}: no answer to GET /metrics within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
 /** True once the member answers a v3 KV range request (served only with a leader). */
 export async function etcdRangeOk(port: number, timeoutMs = 1000): Promise<boolean> {
   const reply = await etcdGateway(port, '/v3/kv/range', { key: Buffer.from('hybridbus-harness-probe').toString('base64') }, timeoutMs);

@@ -88,7 +88,7 @@ export { startRedis, type RedisOptions, type RedisServer } from './redis.js';
 export { startRedisSentinel, type RedisSentinelOptions, type RedisSentinelServer } from './sentinel.js';
 export { startRabbitMQ, type RabbitMQOptions, type RabbitMQServer } from './rabbitmq.js';
 export { startProtonBroker, type ProtonBrokerFlavour, type ProtonBrokerOptions, type ProtonBrokerServer } from './proton-broker.js';
-export { etcdGateway, etcdRevokeAllLeases, startEtcd, startEtcdCluster, type EtcdCluster, type EtcdOptions, type EtcdServer } from './etcd.js';
+export { etcdGateway, etcdMetrics, etcdRevokeAllLeases, startEtcd, startEtcdCluster, type EtcdCluster, type EtcdOptions, type EtcdServer } from './etcd.js';
 export { OSLO_ADDRESSES, qdrouterdAvailable, startQdrouterd, type QdrouterdDistribution, type QdrouterdOptions, type QdrouterdServer } from './qdrouterd.js';
 
 // ---------------------------------------------------------------------------
