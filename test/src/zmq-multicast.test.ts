@@ -99,6 +99,12 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.equal(r['delivered'], r['fanouts']);
   });
 
+  test('copies not delivered (a dead server with multicast, one without; a fanout over the datagram limit) fail the fanout with FanoutIncomplete and its counts', async (t) => {
+    const r = await scenario('incomplete');
+    t.diagnostic(JSON.stringify(r));
+    assert.deepEqual([r['notReached'], r['servers']], [2, 3]);
+  });
+
   test('a sealed group drops and counts forged, garbled, unsealed and junk datagrams sent as raw UDP', async (t) => {
     const r = await scenario('sealed');
     t.diagnostic(JSON.stringify(r));

@@ -6,7 +6,7 @@
  */
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
-import type { ZmqDriver } from '@hybridbus/zmq-direct';
+import { FanoutIncomplete, type ZmqDriver } from '@hybridbus/zmq-direct';
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -186,6 +186,41 @@ const scenarios: Record<string, () => Promise<object>> = {
     await bus.close();
     await r.close();
     return { fanouts: N, delivered: s.distinct, ackFallbacks: c['mcastAckFallbacks'], reportedLost: s.counters['mcastLost'], duplicatesDropped: s.counters['duplicatesDropped'] };
+  },
+
+  /**
+   * Copies that cannot be delivered fail the fanout with FanoutIncomplete and its counts, as a
+   * unicast fanout does (fanout.ts): of three servers, one alive, one dead that joined the group
+   * (no ack comes; its unicast fallback fails) and one dead without multicast (its unicast copy
+   * fails); and the same for a fanout over the datagram limit (unicast to all three).
+   */
+  async incomplete() {
+    const topic = 'mci';
+    const plain = `zmq://?matchmaker=local:${dir}&heartbeat_interval=200&ns_cache=0`;
+    const alive = await receiver(url(), topic);
+    const dead = await Promise.all([receiver(url(), topic), receiver(plain, topic)]);
+    // Killed: their records stay (until ns_ttl), nothing listens at their addresses.
+    await Promise.all(dead.map(async (d) => {
+      const exited = once(d.proc, 'exit');
+      d.proc.kill('SIGKILL');
+      await exited;
+    }));
+    const { bus, driver } = await client(url('&ack_timeout=300&connect_timeout=300'));
+    const fan = bus.rpcClient({ topic }).prepare({ fanout: true });
+    const failure = (p: Promise<void>): Promise<unknown> => p.then(() => assert.fail('the fanout succeeded'), (e: unknown) => e);
+    const small = await failure(fan.cast(ctx, 'tick', payload(1)));
+    const large = await failure(fan.cast(ctx, 'tick', payload(2, 12_000)));
+    for (const e of [small, large]) {
+      assert.ok(e instanceof FanoutIncomplete, `FanoutIncomplete expected, got ${String(e)}`);
+      assert.deepEqual([e.notReached, e.servers, e.reasons.length], [2, 3, 2], e.message);
+    }
+    await alive.ask({ ask: 'until', n: 2 });
+    const c = await driver.counters();
+    assert.equal(c['mcastFanouts'], 1);
+    assert.equal(c['mcastTooLarge'], 1);
+    await bus.close();
+    await alive.close();
+    return { notReached: (small as FanoutIncomplete).notReached, servers: (small as FanoutIncomplete).servers, message: (large as FanoutIncomplete).message.length };
   },
 
   /**
