@@ -27,9 +27,9 @@ process.on('exit', () => {
 });
 
 /** A receiver process (multicast-receiver.ts) and a way to ask it things. */
-async function receiver(u: string, topic: string): Promise<{ proc: ChildProcess; ask: <T>(m: object) => Promise<T>; close: () => Promise<void> }> {
+async function receiver(u: string, topic: string, servers = 1): Promise<{ proc: ChildProcess; ask: <T>(m: object) => Promise<T>; close: () => Promise<void> }> {
   const script = fileURLToPath(new URL('./multicast-receiver.js', import.meta.url));
-  const proc = fork(script, [u, topic], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const proc = fork(script, [u, topic, String(servers)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(proc);
   const [first] = (await once(proc, 'message')) as [{ ready?: boolean }];
   assert.equal(first.ready, true);
@@ -136,6 +136,44 @@ const scenarios: Record<string, () => Promise<object>> = {
     await bus.close();
     await r.close();
     return { fanouts: N, received: s.counters['mcastReceived'], recovered: s.counters['mcastRecovered'], repairRequests: s.counters['mcastRepairRequests'], gaps: s.counters['mcastGaps'], lost: s.counters['mcastLost'], senderRepaired: c['mcastRepaired'] };
+  },
+
+  /**
+   * Three servers in one process share one DISH (receiver.ts): the process has one socket on the
+   * group's port, each server has every fanout once and acks it itself (sealed, none late, so no
+   * unicast fallback), and a gap (the process frozen while 2,000 more go) is repaired once for all
+   * three, nothing lost.
+   */
+  async shared() {
+    const topic = 'mcsh';
+    const key = `&multicast_key=${encodeURIComponent(randomBytes(32).toString('base64'))}`;
+    const r = await receiver(url(`${key}&multicast_rcvbuf=32768&multicast_window=8192`), topic, 3);
+    const acked = await client(url(`${key}&ack_timeout=10000`));
+    const fan = acked.bus.rpcClient({ topic }).prepare({ fanout: true });
+    const A = 200;
+    for (let i = 0; i < A; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => fan.cast(ctx, 'tick', payload(i + k))));
+    const { sockets } = await r.ask<{ sockets: number }>({ ask: 'udp', port: PORT });
+    const ca = await acked.driver.counters();
+    assert.equal(sockets, 1, 'one DISH socket for the three servers');
+    assert.equal(ca['mcastFanouts'], A);
+    assert.equal(ca['mcastAckFallbacks'] ?? 0, 0, 'every server acked every fanout by itself');
+    const plain = await client(url(`${key}&acks=none&multicast_window=8192`));
+    const fan2 = plain.bus.rpcClient({ topic }).prepare({ fanout: true });
+    const N = 2000;
+    r.proc.kill('SIGSTOP');
+    for (let i = A; i < A + N; i++) await fan2.cast(ctx, 'tick', payload(i, 500));
+    r.proc.kill('SIGCONT');
+    await r.ask({ ask: 'until', n: A + N });
+    const s = await r.ask<Stats & { perServer: number[] }>({ ask: 'stats' });
+    assert.deepEqual(s.perServer, [A + N, A + N, A + N], 'each server has every fanout');
+    assert.equal(s.twice, 0);
+    assert.equal(s.counters['mcastLost'], 0, 'nothing lost');
+    assert.ok((s.counters['mcastRecovered'] ?? 0) > 0, `datagrams were really lost and repaired (recovered=${s.counters['mcastRecovered']})`);
+    assert.equal(s.counters['mcastDelivered'], 3 * (A + N), 'each datagram handed to the three servers');
+    assert.ok((s.counters['mcastReceived'] ?? 0) + (s.counters['mcastRecovered'] ?? 0) <= A + N + 100, 'each datagram received once, not once per server');
+    await Promise.all([acked.bus.close(), plain.bus.close()]);
+    await r.close();
+    return { servers: 3, sockets, fanouts: A + N, received: s.counters['mcastReceived'], recovered: s.counters['mcastRecovered'], delivered: s.counters['mcastDelivered'], ackFallbacks: ca['mcastAckFallbacks'] ?? 0 };
   },
 
   /** The same with a window of 16: the gap cannot be repaired, and that is counted and logged. */

@@ -49,6 +49,8 @@ export class Multicast {
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
   private receiverNow: MulticastReceiver | undefined;
+  /** Keys this transport's server joined, and the address it joined as. */
+  private readonly joined = new Map<string, string>();
 
   constructor(
     private readonly options: WithMulticast,
@@ -64,19 +66,26 @@ export class Multicast {
    * name-service record says (config.ts recordValue).
    */
   async join(key: string, address: string, deliver: Deliver): Promise<string> {
-    this.receiver ??= MulticastReceiver.open(this.options.multicast, address, deliver, this.logger).then(
+    // The process's receiver for these settings (shared with its other transports: receiver.ts).
+    this.receiver ??= MulticastReceiver.acquire(this.options.multicast, this.logger).then(
       (r) => (this.receiverNow = r),
       (err: unknown) => {
         this.receiver = undefined; // the next listen tries again
         throw err;
       },
     );
-    (await this.receiver).join(groupOf(this.options.multicast, key));
+    const receiver = await this.receiver;
+    if (this.closed) throw new TransportClosed('zmq transport closed');
+    receiver.join(groupOf(this.options.multicast, key), address, deliver);
+    this.joined.set(key, address);
     return recordValue(this.options.multicast, key);
   }
 
   leave(key: string): void {
-    this.receiverNow?.leave(groupOf(this.options.multicast, key));
+    const address = this.joined.get(key);
+    if (address === undefined) return;
+    this.joined.delete(key);
+    this.receiverNow?.leave(groupOf(this.options.multicast, key), address);
   }
 
   /** Send a fanout of `key` to `records`; undefined when none of them listens by multicast. */
@@ -200,6 +209,9 @@ export class Multicast {
     this.pending.clear();
     const [s, r] = await Promise.all([this.sender?.catch(() => undefined), this.receiver?.catch(() => undefined)]);
     await s?.close();
-    r?.close();
+    if (r) {
+      for (const key of [...this.joined.keys()]) this.leave(key);
+      r.release();
+    }
   }
 }
