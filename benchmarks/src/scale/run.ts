@@ -169,10 +169,21 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
       servers.forEach((x) => x.send({ kind: 'mark' }));
       return (await Promise.all(servers.map((x) => x.next('marked', 30_000)))).reduce((a, m) => a + Number(m['cpuMs']), 0);
     };
+    // The server processes' CPU while idle (ms per ms): timers, ZMTP heartbeats of every
+    // connection, name-service refreshes; taken off each fanout's figure below.
+    let idleRate = 0;
+    const measureIdle = async (): Promise<number> => {
+      const c0 = await serversCpu();
+      const t0 = wallMs();
+      await new Promise((r) => setTimeout(r, 1000));
+      return Math.max(0, (await serversCpu()) - c0) / (wallMs() - t0);
+    };
     const fanout = async (from: Child = client): Promise<{ ms: number; sendMs: number; cpuMs: number; serversCpuMs: number }> => {
       const s = seq++;
-      // The server processes' CPU just before the cast and once all have it: the fanout's receive cost.
+      // The server processes' CPU just before the cast and once all have it: the fanout's receive
+      // cost, less what they spend idle over as long.
       const cpu0 = await serversCpu();
+      const at0 = wallMs();
       from.send({ kind: 'fanout', seq: s });
       const sent = await from.next('sent', timeout);
       const c = sent['counters'] as Record<string, number>;
@@ -182,12 +193,13 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
       const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n))).catch((e: Error) => {
         throw new Error(`${e.message} (${why})`);
       });
-      const serversCpuMs = got.reduce((a, g) => a + Number(g['cpuMs']), 0) - cpu0;
+      const serversCpuMs = got.reduce((a, g) => a + Number(g['cpuMs']), 0) - cpu0 - idleRate * (wallMs() - at0);
       return { ms: Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']), sendMs: Number(sent['resolvedAt']) - Number(sent['startedAt']), cpuMs: Number(sent['cpuMs']), serversCpuMs };
     };
     const firstFanoutMs = (await fanout()).ms;
     // The other clients' warm-ups (their connections, their senders' sockets).
     for (const other of others) await fanout(other);
+    idleRate = await measureIdle();
     client.send({ kind: 'measure' });
     const after = await client.next('measured', 60_000);
     const times: number[] = [];
@@ -200,6 +212,8 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
       serverCpus.push(r.serversCpuMs);
       for (const [k, other] of others.entries()) theirs[k]?.push(await fanout(other));
     }
+    const idleAfter = await measureIdle();
+    o.note(`scale: ${n}: server processes idle at ${round(idleRate * 1000, 0)} ms/s before the probes, ${round(idleAfter * 1000, 0)} ms/s after (taken off each fanout's server CPU)`);
     const compared = theirs.map((rs): ClientFanouts => ({
       completeMs: round(median(rs.map((r) => r.ms))),
       sendMs: round(median(rs.map((r) => r.sendMs))),
