@@ -86,10 +86,16 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.ok((r['recovered'] ?? 0) > 0);
   });
 
-  test('servers in one process share one DISH: each has every fanout once and acks it, a gap is repaired once for all', async (t) => {
+  test('servers in one process share one socket: each has every fanout once and acks it, a gap is repaired once for all', async (t) => {
     const r = await scenario('shared');
     t.diagnostic(JSON.stringify(r));
     assert.equal(r['sockets'], 1);
+  });
+
+  test('an idle server with multicast on costs its process next to no CPU (a DISH with a receive pending spun the event loop)', async (t) => {
+    const r = await scenario('idle');
+    t.diagnostic(JSON.stringify(r));
+    assert.ok((r['idleCpuMsPerS'] ?? Infinity) < 50);
   });
 
   test('a gap older than the window cannot be repaired: it is counted and logged, never silent', async (t) => {

@@ -1,10 +1,16 @@
 /**
- * The receiving side of multicast fanouts: one DISH per process and multicast settings (group
- * address, interface, key, window, heartbeat, buffer), shared by every transport of the process
- * that serves fanouts with those settings, joined to the groups of their topics. The kernel hands
- * each socket its own copy of a datagram, so a socket per server made a process hosting k servers
- * receive, decode and sequence every datagram k times; shared, that is done once and the record
- * is handed to each local server of its group, each acking for itself.
+ * The receiving side of multicast fanouts: one UDP socket per process and multicast settings
+ * (group address, interface, key, window, heartbeat, buffer), shared by every transport of the
+ * process that serves fanouts with those settings, taking the datagrams of their topics' groups.
+ * The kernel hands each socket its own copy of a datagram, so a socket per server made a process
+ * hosting k servers receive, decode and sequence every datagram k times; shared, that is done
+ * once and the record is handed to each local server of its group, each acking for itself.
+ *
+ * The socket is Node's (dgram), reading what the sender's RADIO sends (ZeroMQ's UDP framing: the
+ * group's length in one byte, the group, the body), not a ZeroMQ DISH: zeromq.js 6 watches a
+ * thread-safe socket (DISH) through a zmq_poller whose fd stays readable while the socket is
+ * writable, so a process with a receive pending on a DISH spins its event loop (measured: 0.4–0.9
+ * of a core per process, idle; benchmarks/zmq-findings.md, "Scale").
  *
  * Per sender stream (one per sender and group) it delivers in sequence order, once: a datagram
  * seen before is dropped; one ahead of the next expected is held and the missing ones are asked
@@ -15,9 +21,11 @@
 import type { Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import type { Body } from '../frames.js';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { isIPv4 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { socketOpened } from '../zeromq-adapter.js';
-import { keyId, zmqEndpoint, type MulticastOptions } from './config.js';
-import { loadDraft } from './draft.js';
+import { keyId, type MulticastOptions } from './config.js';
 import { SerialSend } from './serial.js';
 import { BEAT, decodeDatagram, openControl, sealControl, type Datagram } from './wire.js';
 
@@ -57,7 +65,15 @@ const SHARED = new Map<string, { readonly receiver: Promise<MulticastReceiver>; 
 
 /** Settings that must match to share a socket; the key only by its id (config.ts keyId). */
 function sharingKey(mc: MulticastOptions): string {
-  return JSON.stringify([zmqEndpoint(mc), mc.key ? keyId(mc.key) : '', mc.window, mc.heartbeat, mc.receiveBuffer ?? '']);
+  return JSON.stringify([mc.address, mc.port, mc.interface ?? '', mc.key ? keyId(mc.key) : '', mc.window, mc.heartbeat, mc.receiveBuffer ?? '']);
+}
+
+/** The IPv4 address of multicast_interface (a name or an address), or undefined for the default route's. */
+function interfaceAddress(iface: string | undefined): string | undefined {
+  if (iface === undefined || isIPv4(iface)) return iface;
+  const v4 = networkInterfaces()[iface]?.find((a) => a.family === 'IPv4');
+  if (!v4) throw new Error(`multicast_interface "${iface}" has no IPv4 address here`);
+  return v4.address;
 }
 
 /** Streams remembered at most (least recently heard forgotten first), and repair sockets. */
@@ -65,6 +81,12 @@ const MAX_STREAMS = 4096;
 const MAX_PEERS = 64;
 /** Repair requests for one gap before it is given up when the sender does not answer. */
 const REPAIR_TRIES = 10;
+/**
+ * SO_RCVBUF asked for when multicast_rcvbuf is not set (the kernel caps it at net.core.rmem_max):
+ * datagrams wait there, not in a ZeroMQ I/O thread's queue, while this process's event loop is
+ * busy handing records to its servers; what overflows is repaired (or reported lost).
+ */
+const DEFAULT_RECEIVE_BUFFER = 8 << 20;
 /** Missing ranges per request at most. */
 const MAX_RANGES = 64;
 /** Acks per message at most (each ~100 bytes sealed: well under the repair socket's 1 MiB limit). */
@@ -95,7 +117,7 @@ export interface ReceiverStats {
 
 export class MulticastReceiver {
   readonly stats: ReceiverStats = { mcastReceived: 0, mcastDelivered: 0, mcastDuplicates: 0, mcastGaps: 0, mcastRecovered: 0, mcastLost: 0, mcastForged: 0, mcastRepairRequests: 0 };
-  private readonly dish: InstanceType<ReturnType<typeof loadDraft>['Dish']>;
+  private readonly udp: UdpSocket;
   /** Local servers by group, by address. */
   private readonly members = new Map<string, Map<string, Member>>();
   private readonly streams = new Map<string, RxStream>();
@@ -113,9 +135,8 @@ export class MulticastReceiver {
     private readonly logger: Logger,
     private readonly sharedAs: string,
   ) {
-    const { Dish } = loadDraft();
-    socketOpened();
-    this.dish = new Dish({ linger: 0, receiveHighWaterMark: 100_000, ...(mc.receiveBuffer !== undefined ? { receiveBufferSize: mc.receiveBuffer } : {}) });
+    // reuseAddr: other processes on this host take the group's datagrams too.
+    this.udp = createSocket({ type: 'udp4', reuseAddr: true });
     this.retryMs = Math.max(20, mc.heartbeat);
   }
 
@@ -140,12 +161,25 @@ export class MulticastReceiver {
   private static async open(mc: MulticastOptions, logger: Logger, id: string): Promise<MulticastReceiver> {
     const r = new MulticastReceiver(mc, logger, id);
     try {
-      await r.dish.bind(zmqEndpoint(mc));
+      const iface = interfaceAddress(mc.interface);
+      // Bound to the group address, not any: unicast datagrams to the port are not ours.
+      await new Promise<void>((resolve, reject) => {
+        r.udp.once('error', reject);
+        r.udp.bind({ port: mc.port, address: mc.address }, () => {
+          r.udp.off('error', reject);
+          resolve();
+        });
+      });
+      r.udp.addMembership(mc.address, iface);
+      r.udp.setRecvBufferSize(mc.receiveBuffer ?? DEFAULT_RECEIVE_BUFFER);
     } catch (e) {
       r.close();
       throw e;
     }
-    void r.receive();
+    r.udp.on('message', (buf: Buffer) => r.fromGroup(buf));
+    r.udp.on('error', (err) => {
+      if (!r.closed) r.logger.error({ err }, 'zmq-direct: multicast receive failed');
+    });
     return r;
   }
 
@@ -162,10 +196,7 @@ export class MulticastReceiver {
   /** The server at `address` takes the group's records (acks naming that address). */
   join(group: string, address: string, deliver: Deliver): void {
     let byAddress = this.members.get(group);
-    if (!byAddress) {
-      this.members.set(group, (byAddress = new Map()));
-      this.dish.join(group);
-    }
+    if (!byAddress) this.members.set(group, (byAddress = new Map()));
     const m = byAddress.get(address);
     if (m) m.refs++;
     else byAddress.set(address, { deliver, refs: 1 });
@@ -177,21 +208,21 @@ export class MulticastReceiver {
     if (!byAddress || !m) return;
     if (--m.refs > 0) return;
     byAddress.delete(address);
-    if (byAddress.size > 0) return;
-    this.members.delete(group);
-    if (!this.closed) this.dish.leave(group);
+    if (byAddress.size === 0) this.members.delete(group);
   }
 
-  private async receive(): Promise<void> {
-    try {
-      for await (const [msg, opts] of this.dish) {
-        if (!msg) continue;
-        this.stats.mcastReceived++;
-        this.onDatagram(msg, opts?.group.toString('latin1'));
-      }
-    } catch (err) {
-      if (!this.closed) this.logger.error({ err }, 'zmq-direct: multicast receive failed');
-    }
+  /**
+   * A datagram off the group address, as the sender's RADIO framed it: the group (its length in
+   * a byte, then its name), the body. Only the groups of local servers are taken, as a DISH joined
+   * to them would. Never throws.
+   */
+  private fromGroup(buf: Buffer): void {
+    const length = buf[0];
+    if (length === undefined || buf.length < 1 + length) return this.forged('datagram shorter than its group name');
+    const group = buf.toString('latin1', 1, 1 + length);
+    if (!this.members.has(group)) return;
+    this.stats.mcastReceived++;
+    this.onDatagram(buf.subarray(1 + length), group);
   }
 
   /** A datagram from `group`, or (group undefined) resent over the repair socket. Never throws. */
@@ -440,7 +471,11 @@ export class MulticastReceiver {
     this.closed = true;
     clearInterval(this.repairTimer);
     this.acksOut.clear();
-    this.dish.close();
+    try {
+      this.udp.close();
+    } catch {
+      // not bound (open failed)
+    }
     for (const p of this.peers.values()) {
       p.out.clear();
       p.socket.close();
