@@ -1,6 +1,6 @@
 /**
  * The "multicast zmq" column of the scale scenario: the same zmq fanout step with servers and
- * client on `multicast=udp://…` (RADIO/DISH, one datagram per fanout), run only inside a network
+ * client on `multicast=udp://…` (one datagram per fanout), run only inside a network
  * namespace this makes (`unshare -n`, loopback up with a multicast route), never on the host's
  * network. Redis or etcd on the host's loopback cannot be reached from there, so the step starts
  * its own redis-server (Debian's) on the namespace's loopback and uses the Redis name service;

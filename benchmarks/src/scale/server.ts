@@ -39,9 +39,9 @@ const closers: Array<() => Promise<void> | void> = [];
 
 // zeromq.js's global context allows 1023 sockets by default, and the limit must be raised before
 // the first socket (libzmq sizes its slot table then; a later raise has no effect). A zmq://
-// server takes three: its ROUTER and the two PAIR sockets of the ROUTER's event monitor; with
-// multicast two more: its DISH and the DEALER its acks and repair requests go out on.
-const sockets = (spec.role === 'raw' ? spec.count : 5 * spec.servers.length) + 64;
+// server takes three: its ROUTER and the two PAIR sockets of the ROUTER's event monitor (with
+// multicast, the process's receiver adds a DEALER per sender, within the spare).
+const sockets = (spec.role === 'raw' ? spec.count : 3 * spec.servers.length) + 64;
 if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
 
 /** seq → arrivals so far, across this process's servers. */

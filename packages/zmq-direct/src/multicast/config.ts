@@ -102,7 +102,7 @@ export function recordValue(options: MulticastOptions, key: string): string {
   return `udp://${options.address}:${options.port}#${groupOf(options, key)}${options.key ? `;key=${keyId(options.key)}` : ''}`;
 }
 
-/** The ZeroMQ endpoint both the RADIO connects to and the DISH binds. */
+/** The ZeroMQ endpoint the RADIO connects to (receivers bind the address and port themselves: receiver.ts). */
 export function zmqEndpoint(options: MulticastOptions): string {
   return `udp://${options.interface !== undefined ? `${options.interface};` : ''}${options.address}:${options.port}`;
 }

@@ -1,6 +1,6 @@
 /**
  * Multicast fanouts for zmq:// (option `multicast=udp://239.x.y.z:port`): the transport's
- * sender (lazily: a RADIO and a repair socket) and receiver (lazily: a DISH), and the decision
+ * sender (lazily: a RADIO and a repair socket) and receiver (lazily: the process's shared UDP socket), and the decision
  * per fanout. A server joins its topic's group and says so in its name-service record; a
  * fanout goes out once to the group for the servers whose record says they joined it (with the
  * same group and key id), and by unicast, as before, to every other server. A record too large
