@@ -92,6 +92,11 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.equal(r['sockets'], 1);
   });
 
+  test('the shared socket stays while any server of the process is up, closes with the last, and opens again for a new one', async (t) => {
+    const r = await scenario('sharedClose');
+    t.diagnostic(JSON.stringify(r));
+  });
+
   test('an idle server with multicast on costs its process next to no CPU (a DISH with a receive pending spun the event loop)', async (t) => {
     const r = await scenario('idle');
     t.diagnostic(JSON.stringify(r));

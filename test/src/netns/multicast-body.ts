@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Collector, tempDir } from '../util.js';
@@ -52,6 +53,21 @@ interface Stats {
   counters: Record<string, number>;
   stats: { dropped: number; extra?: Record<string, number> };
   lostLogs: number;
+}
+
+/** UDP sockets of this process bound to `port` (its fds matched against /proc/self/net/udp). */
+function udpSockets(port: number): number {
+  const mine = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) mine.add(m[1] as string);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/self/net/udp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1]?.endsWith(hex) && mine.has(f[9] ?? '')).length;
 }
 
 const payload = (n: number, size = 0): { n: number; pad: string } => ({ n, pad: 'x'.repeat(size) });
@@ -196,6 +212,42 @@ const scenarios: Record<string, () => Promise<object>> = {
     assert.ok(msPerS < 50, `idle at ${msPerS.toFixed(1)} ms of CPU per second`);
     await Promise.all([bus.close(), server.close()]);
     return { idleCpuMsPerS: Math.round(msPerS * 10) / 10 };
+  },
+
+  /**
+   * The shared socket outlives any one of its transports: two servers in this process, the first
+   * closed, the second still gets fanouts on the same socket; the last one closed closes it, and
+   * a server started after that opens a new one.
+   */
+  async sharedClose() {
+    const topic = 'mcsc';
+    const got = [new Collector<number>(), new Collector<number>(), new Collector<number>()];
+    const serve = async (i: number): Promise<Bus> => {
+      const b = await Bus.create({ transports: { default: url() } });
+      await b.rpcServer({ topic, server: `s${i}` }, [{ tick: (_c: Context, a: { n: number }) => got[i]?.push(a.n) }]).start();
+      return b;
+    };
+    const [a, b] = [await serve(0), await serve(1)];
+    const { bus, driver } = await client(url());
+    const fan = bus.rpcClient({ topic }).prepare({ fanout: true });
+    await fan.cast(ctx, 'tick', payload(1));
+    const both = udpSockets(PORT);
+    await a.close();
+    await fan.cast(ctx, 'tick', payload(2));
+    await got[1]?.until(2);
+    const afterFirst = udpSockets(PORT);
+    await b.close();
+    const afterLast = udpSockets(PORT);
+    const c = await serve(2);
+    await fan.cast(ctx, 'tick', payload(3));
+    await got[2]?.until(1);
+    const again = udpSockets(PORT);
+    const counters = await driver.counters();
+    assert.deepEqual([both, afterFirst, afterLast, again], [1, 1, 0, 1], 'one socket while any server is up');
+    assert.deepEqual([got[0]?.items, got[1]?.items, got[2]?.items], [[1], [1, 2], [3]]);
+    assert.equal(counters['mcastAckFallbacks'] ?? 0, 0, 'every fanout acked by multicast');
+    await Promise.all([bus.close(), c.close()]);
+    return { sockets: [both, afterFirst, afterLast, again] };
   },
 
   /** The same with a window of 16: the gap cannot be repaired, and that is counted and logged. */
