@@ -133,6 +133,7 @@ export class MulticastReceiver {
     private readonly mc: MulticastOptions,
     /** The first user's: a shared socket's problems are logged once, not per server. */
     private readonly logger: Logger,
+    /** Its key in SHARED (sharingKey). */
     private readonly sharedAs: string,
   ) {
     // reuseAddr: other processes on this host take the group's datagrams too.
