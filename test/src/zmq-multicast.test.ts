@@ -86,6 +86,23 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.ok((r['recovered'] ?? 0) > 0);
   });
 
+  test('servers in one process share one socket: each has every fanout once and acks it, a gap is repaired once for all', async (t) => {
+    const r = await scenario('shared');
+    t.diagnostic(JSON.stringify(r));
+    assert.equal(r['sockets'], 1);
+  });
+
+  test('the shared socket stays while any server of the process is up, closes with the last, and opens again for a new one', async (t) => {
+    const r = await scenario('sharedClose');
+    t.diagnostic(JSON.stringify(r));
+  });
+
+  test('an idle server with multicast on costs its process next to no CPU (a DISH with a receive pending spun the event loop)', async (t) => {
+    const r = await scenario('idle');
+    t.diagnostic(JSON.stringify(r));
+    assert.ok((r['idleCpuMsPerS'] ?? Infinity) < 50);
+  });
+
   test('a gap older than the window cannot be repaired: it is counted and logged, never silent', async (t) => {
     const r = await scenario('unrepairable');
     t.diagnostic(JSON.stringify(r));
@@ -97,6 +114,12 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     const r = await scenario('acked');
     t.diagnostic(JSON.stringify(r));
     assert.equal(r['delivered'], r['fanouts']);
+  });
+
+  test('copies not delivered (a dead server with multicast, one without; a fanout over the datagram limit) fail the fanout with FanoutIncomplete and its counts', async (t) => {
+    const r = await scenario('incomplete');
+    t.diagnostic(JSON.stringify(r));
+    assert.deepEqual([r['notReached'], r['servers']], [2, 3]);
   });
 
   test('a sealed group drops and counts forged, garbled, unsealed and junk datagrams sent as raw UDP', async (t) => {

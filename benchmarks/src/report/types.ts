@@ -121,6 +121,16 @@ export interface ScaleFanoutPoint {
   readonly senderCpuMs: number;
   /** The broker's CPU per fanout (RabbitMQ's process), ms; undefined without a broker. */
   readonly brokerCpuMs?: number | undefined;
+  /** The server processes' CPU per fanout, summed over them (ms), median over the probes. */
+  readonly serversCpuMs?: number | undefined;
+  /**
+   * zmq-multicast only: the same fanout by unicast zmq, and multicast without acks, from other
+   * clients in the same namespace, to the same servers, probes interleaved (like with like).
+   */
+  readonly sameServers?: {
+    readonly unicast: { readonly completeMs: number; readonly senderCpuMs: number; readonly serversCpuMs: number };
+    readonly multicastNoAcks: { readonly completeMs: number; readonly senderCpuMs: number; readonly serversCpuMs: number };
+  } | undefined;
 }
 
 export interface ScaleReport {

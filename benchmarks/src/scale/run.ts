@@ -41,6 +41,20 @@ export interface ScaleOptions {
   readonly rabbitUrl?: string | undefined;
   /** Skip the raw zeromq.js baseline (it doubles a step's connections). */
   readonly noRaw?: boolean;
+  /**
+   * More clients on other URLs (same name service), fanning out to the same servers, their
+   * probes interleaved with the main client's: like-with-like comparisons (multicast.ts).
+   */
+  readonly compare?: readonly string[];
+}
+
+/** One client's fanouts over a step: medians over the probes. */
+export interface ClientFanouts {
+  readonly completeMs: number;
+  readonly sendMs: number;
+  readonly senderCpuMs: number;
+  /** The server processes' CPU per fanout, summed (ms). */
+  readonly serversCpuMs: number;
 }
 
 /**
@@ -80,6 +94,10 @@ export interface ScalePointPlus extends ScalePoint {
   readonly nsRefreshPerSec: number;
   /** CPU of the name-service backend (Redis, etcd) over the step, per second of it (ms/s); absent for local files. */
   readonly nsCpuMsPerSec?: number;
+  /** The server processes' CPU per timed fanout, summed over them (ms), median. */
+  readonly serversCpuMsPerFanout?: number;
+  /** ScaleOptions.compare's clients, in its order. */
+  readonly compared?: readonly ClientFanouts[];
 }
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -128,7 +146,10 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
   try {
     const client = Child.start(CLIENT, { role: 'hb', url: o.url, topic, peers: n }, { name: `scale client (${n})`, minFds: fdsFor(n), nodeFlags: ['--expose-gc'] });
     children.push(client);
+    const others = (o.compare ?? []).map((url, i) => Child.start(CLIENT, { role: 'hb', url, topic, peers: n }, { name: `scale client ${i + 2} (${n})`, minFds: fdsFor(n) }));
+    children.push(...others);
     const base = await client.next('ready', 60_000);
+    await Promise.all(others.map((c) => c.next('ready', 60_000)));
 
     const t0 = wallMs();
     const servers = groups.map((servers, p) => Child.start(SERVER, { role: 'hb', url: o.url, topic, servers, jitterMs: o.jitterMs ?? 0 }, { name: `scale server ${p} (${servers.length} of ${n})`, minFds: fdsFor(servers.length) }));
@@ -143,12 +164,28 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
 
     const sends: number[] = [];
     const cpus: number[] = [];
-    const fanout = async (): Promise<number> => {
+    const serverCpus: number[] = [];
+    const serversCpu = async (): Promise<number> => {
+      servers.forEach((x) => x.send({ kind: 'mark' }));
+      return (await Promise.all(servers.map((x) => x.next('marked', 30_000)))).reduce((a, m) => a + Number(m['cpuMs']), 0);
+    };
+    // The server processes' CPU while idle (ms per ms): timers, ZMTP heartbeats of every
+    // connection, name-service refreshes; taken off each fanout's figure below.
+    let idleRate = 0;
+    const measureIdle = async (): Promise<number> => {
+      const c0 = await serversCpu();
+      const t0 = wallMs();
+      await new Promise((r) => setTimeout(r, 1000));
+      return Math.max(0, (await serversCpu()) - c0) / (wallMs() - t0);
+    };
+    const fanout = async (from: Child = client): Promise<{ ms: number; sendMs: number; cpuMs: number; serversCpuMs: number }> => {
       const s = seq++;
-      client.send({ kind: 'fanout', seq: s });
-      const sent = await client.next('sent', timeout);
-      sends.push(Number(sent['resolvedAt']) - Number(sent['startedAt']));
-      cpus.push(Number(sent['cpuMs']));
+      // The server processes' CPU just before the cast and once all have it: the fanout's receive
+      // cost, less what they spend idle over as long.
+      const cpu0 = await serversCpu();
+      const at0 = wallMs();
+      from.send({ kind: 'fanout', seq: s });
+      const sent = await from.next('sent', timeout);
       const c = sent['counters'] as Record<string, number>;
       const why = `${String(sent['hosts'])} of ${n} registered after the fanout; the client's counters: ${JSON.stringify(c)}`;
       if (sent['error']) throw new Error(`fanout ${s} to ${n} servers failed: ${String(sent['error'])} (${why})`);
@@ -156,15 +193,33 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
       const got = await Promise.all(servers.map((x) => x.next('reached', 30_000 + 50 * n))).catch((e: Error) => {
         throw new Error(`${e.message} (${why})`);
       });
-      return Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']);
+      const serversCpuMs = got.reduce((a, g) => a + Number(g['cpuMs']), 0) - cpu0 - idleRate * (wallMs() - at0);
+      return { ms: Math.max(...got.map((g) => Number(g['lastAt']))) - Number(sent['startedAt']), sendMs: Number(sent['resolvedAt']) - Number(sent['startedAt']), cpuMs: Number(sent['cpuMs']), serversCpuMs };
     };
-    const firstFanoutMs = await fanout();
+    const firstFanoutMs = (await fanout()).ms;
+    // The other clients' warm-ups (their connections, their senders' sockets).
+    for (const other of others) await fanout(other);
+    idleRate = await measureIdle();
     client.send({ kind: 'measure' });
     const after = await client.next('measured', 60_000);
     const times: number[] = [];
-    sends.length = 0;
-    cpus.length = 0;
-    for (let i = 0; i < o.probes; i++) times.push(await fanout());
+    const theirs = others.map(() => [] as Array<{ ms: number; sendMs: number; cpuMs: number; serversCpuMs: number }>);
+    for (let i = 0; i < o.probes; i++) {
+      const r = await fanout();
+      times.push(r.ms);
+      sends.push(r.sendMs);
+      cpus.push(r.cpuMs);
+      serverCpus.push(r.serversCpuMs);
+      for (const [k, other] of others.entries()) theirs[k]?.push(await fanout(other));
+    }
+    const idleAfter = await measureIdle();
+    o.note(`scale: ${n}: server processes idle at ${round(idleRate * 1000, 0)} ms/s before the probes, ${round(idleAfter * 1000, 0)} ms/s after (taken off each fanout's server CPU)`);
+    const compared = theirs.map((rs): ClientFanouts => ({
+      completeMs: round(median(rs.map((r) => r.ms))),
+      sendMs: round(median(rs.map((r) => r.sendMs))),
+      senderCpuMs: round(median(rs.map((r) => r.cpuMs))),
+      serversCpuMs: round(median(rs.map((r) => r.serversCpuMs))),
+    }));
     client.send({ kind: 'measure' });
     const end = await client.next('measured', 60_000);
     const nsCpuMsPerSec = nsPid !== undefined ? round((processCpuMs(nsPid) - ns0) / ((wallMs() - step0) / 1000), 1) : NaN;
@@ -195,6 +250,8 @@ async function hbStep(o: ScaleOptions & { note: (line: string) => void }, n: num
       senderCpuMsPerFanout: round(median(cpus)),
       nsRefreshPerSec: round(Number(end['records']) / (nsTtlOf(o.url) / 3000), 1),
       ...(Number.isFinite(nsCpuMsPerSec) ? { nsCpuMsPerSec } : {}),
+      serversCpuMsPerFanout: round(median(serverCpus)),
+      ...(others.length > 0 ? { compared } : {}),
     };
   } finally {
     await stopAll(children);
@@ -292,7 +349,12 @@ export async function runScale(o: ScaleOptions): Promise<{ report: ScaleReport; 
   }
   const notes = scaleNotes(points, o);
   if (!MULTICAST_SCALE.step) notes.push(`multicast zmq: no column here — ${MULTICAST_SCALE.unavailable ?? 'not asked for'}.`);
-  else notes.push(`multicast zmq: run in a network namespace of its own (unshare -n, loopback multicast) on the local name service, up to ${MULTICAST_MAX_N} servers.`);
+  else notes.push(`multicast zmq: run in a network namespace of its own (unshare -n, loopback multicast) with its own redis-server as the name service, up to ${MULTICAST_MAX_N} servers; unicast zmq measured there too, to the same servers.`);
+  for (const m of fanouts) {
+    const u = m.sameServers?.unicast;
+    if (m.contender !== 'zmq-multicast' || !u) continue;
+    notes.push(`multicast zmq at ${m.n}: all have it after ${f(m.completeMs, 2)} ms vs unicast zmq ${f(u.completeMs, 2)} ms to the same servers (${f(u.completeMs / m.completeMs, 2)}× sooner); sender CPU ${f(m.senderCpuMs, 2)} ms (without acks ${f(m.sameServers?.multicastNoAcks.senderCpuMs ?? NaN, 2)}) vs ${f(u.senderCpuMs, 2)} ms; servers' CPU per fanout ${f(m.serversCpuMs ?? NaN, 1)} ms (${f(((m.serversCpuMs ?? NaN) * 1000) / m.n, 0)} µs per server; unicast ${f((u.serversCpuMs * 1000) / m.n, 0)} µs).`);
+  }
   return { report: { contender: 'zmq', points, notes, fanouts }, errors };
 }
 
@@ -419,7 +481,9 @@ export function renderScaleTable(report: ScaleReport): string {
     at('zmq', n, (x) => x.completeMs), at('zmq', n, (x) => x.senderCpuMs),
     at('rabbit', n, (x) => x.completeMs), at('rabbit', n, (x) => x.senderCpuMs), at('rabbit', n, (x) => x.brokerCpuMs),
     at('zmq-multicast', n, (x) => x.completeMs), at('zmq-multicast', n, (x) => x.senderCpuMs),
+    at('zmq-multicast', n, (x) => x.sameServers?.unicast.completeMs), at('zmq-multicast', n, (x) => x.sameServers?.unicast.senderCpuMs),
   ]);
-  const sideHead = ['n', 'zmq all ms', 'zmq cpu ms', 'rabbit all ms', 'rabbit cpu ms', 'broker cpu ms', 'mcast all ms', 'mcast cpu ms'];
+  // The last two: unicast zmq to the multicast step's servers, in its namespace (like with like).
+  const sideHead = ['n', 'zmq all ms', 'zmq cpu ms', 'rabbit all ms', 'rabbit cpu ms', 'broker cpu ms', 'mcast all ms', 'mcast cpu ms', 'ns unicast all ms', 'ns unicast cpu ms'];
   return `${table([head, ...rows])}\n\nfanout side by side (ms until all have it; CPU ms per fanout):\n${table([sideHead, ...side])}`;
 }

@@ -9,10 +9,12 @@
  * fleet booting does), not back to back.
  *
  * Messages (lib/proc.ts): → ready { at, endpoints?, registered, rssKiB, fds } once every server
- * listens (and, for hb, is registered); ← expect { seq } → reached { seq, firstAt, lastAt } once
+ * listens (and, for hb, is registered); ← mark → marked { cpuMs }; ← expect { seq } → reached { seq, firstAt, lastAt } once
  * every server here has had fanout `seq` (wall-clock ms, comparable across processes); ← exit.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
@@ -37,7 +39,8 @@ const closers: Array<() => Promise<void> | void> = [];
 
 // zeromq.js's global context allows 1023 sockets by default, and the limit must be raised before
 // the first socket (libzmq sizes its slot table then; a later raise has no effect). A zmq://
-// server takes three: its ROUTER and the two PAIR sockets of the ROUTER's event monitor.
+// server takes three: its ROUTER and the two PAIR sockets of the ROUTER's event monitor (with
+// multicast, the process's receiver adds a DEALER per sender, within the spare).
 const sockets = (spec.role === 'raw' ? spec.count : 3 * spec.servers.length) + 64;
 if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
 
@@ -61,12 +64,41 @@ function answer(seq: number): void {
   if (!waiting.has(seq) || !a || a.count < hosted) return;
   waiting.delete(seq);
   arrivals.delete(seq);
-  toParent({ kind: 'reached', seq, firstAt: a.firstAt, lastAt: a.lastAt, count: a.count });
+  const cpu = process.cpuUsage();
+  toParent({ kind: 'reached', seq, firstAt: a.firstAt, lastAt: a.lastAt, count: a.count, cpuMs: (cpu.user + cpu.system) / 1000 });
+}
+
+// HB_SCALE_PROFILE_DIR: a CPU profile of this process from the first fanout's `expect` until exit
+// (start-up left out), written there as <pid>.cpuprofile: where a fanout's receive time goes.
+const profileDir = process.env['HB_SCALE_PROFILE_DIR'];
+let profiler: Promise<Session> | undefined;
+async function writeProfile(): Promise<void> {
+  if (!profiler || !profileDir) return;
+  const session = await profiler;
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(path.join(profileDir, `${process.pid}.cpuprofile`), JSON.stringify(profile));
 }
 
 void (async () => {
   for (;;) {
+    await fromParent('mark');
+    const cpu = process.cpuUsage();
+    toParent({ kind: 'marked', cpuMs: (cpu.user + cpu.system) / 1000 });
+  }
+})();
+
+void (async () => {
+  for (;;) {
     const m = await fromParent('expect');
+    profiler ??= profileDir
+      ? (async () => {
+          const session = new Session();
+          session.connect();
+          await session.post('Profiler.enable');
+          await session.post('Profiler.start');
+          return session;
+        })()
+      : undefined;
     const seq = Number(m['seq']);
     waiting.set(seq, true);
     answer(seq);
@@ -133,5 +165,6 @@ if (spec.role === 'hb') {
 }
 
 await fromParent('exit');
+await writeProfile();
 await Promise.allSettled(closers.map((c) => c()));
 process.exit(0);

@@ -31,15 +31,26 @@ export class FanoutIncomplete extends MessageDeliveryFailure {
   }
 }
 
-/** Send a copy to each of `hosts`; resolves when all are delivered, else FanoutIncomplete. */
-export async function everyCopy(key: string, hosts: readonly string[], copy: (address: string) => Promise<void>): Promise<void> {
+/** The copies of a fanout that were not delivered, and why (never rejects). */
+export interface Missed {
+  readonly addresses: string[];
+  readonly reasons: Error[];
+}
+
+/** Send a copy to each of `hosts` and wait for all to settle: those not delivered. */
+export async function missedCopies(hosts: readonly string[], copy: (address: string) => Promise<void>): Promise<Missed> {
   const results = await Promise.allSettled(hosts.map(copy));
-  const missed: string[] = [];
-  const reasons: Error[] = [];
+  const missed: Missed = { addresses: [], reasons: [] };
   results.forEach((r, i) => {
     if (r.status === 'fulfilled') return;
-    missed.push(hosts[i] as string);
-    reasons.push(r.reason instanceof Error ? r.reason : new Error(String(r.reason)));
+    missed.addresses.push(hosts[i] as string);
+    missed.reasons.push(r.reason instanceof Error ? r.reason : new Error(String(r.reason)));
   });
-  if (missed.length > 0) throw new FanoutIncomplete(key, hosts.length, missed, reasons);
+  return missed;
+}
+
+/** Send a copy to each of `hosts`; resolves when all are delivered, else FanoutIncomplete. */
+export async function everyCopy(key: string, hosts: readonly string[], copy: (address: string) => Promise<void>): Promise<void> {
+  const missed = await missedCopies(hosts, copy);
+  if (missed.addresses.length > 0) throw new FanoutIncomplete(key, hosts.length, missed.addresses, missed.reasons);
 }

@@ -65,7 +65,7 @@ export interface ZmqOptions {
   readonly curve: CurveOptions | undefined;
   /** A notification nobody listens to: "error" (MessageUndeliverable) or "drop" (counted). */
   readonly notifyUnrouted: 'error' | 'drop';
-  /** Fanouts go out once, by UDP multicast (RADIO/DISH), to servers that joined the topic's group. */
+  /** Fanouts go out once, by UDP multicast (a RADIO; one UDP socket per receiving process), to servers that joined the topic's group. */
   readonly multicast: MulticastOptions | undefined;
 }
 

@@ -29,7 +29,7 @@ const MULTICAST = '&multicast=udp://239.192.0.1:5555&multicast_interface=lo';
 if (process.argv[2] === '--servers') {
   // A server process: one Bus (its own ROUTER, DISH and record) per server name.
   const [url, topic, count] = [process.argv[3] as string, process.argv[4] as string, Number(process.argv[5])];
-  // Per server: its ROUTER, the ROUTER's event monitor (two PAIR sockets), its DISH; and spare.
+  // Per server: its ROUTER, the ROUTER's event monitor (two PAIR sockets); the process's DISH; and spare.
   const sockets = count * 5 + 64;
   if (zmq.context.maxSockets < sockets) zmq.context.maxSockets = Math.min(sockets, zmq.context.maxSocketsLimit);
   const arrivals = new Map<number, { count: number; firstAt: number; lastAt: number }>();
@@ -58,11 +58,10 @@ if (process.argv[2] === '--servers') {
   process.on('message', (m: { ask?: string }) => {
     if (m.ask !== 'counters') return;
     void (async () => {
+      // The process's buses share one receiver (multicast/receiver.ts): its counters are the process's.
       const sum: Record<string, number> = {};
-      for (const b of buses) {
-        const c = await (b.transport('default') as unknown as { counters(): Promise<Record<string, number>> }).counters();
-        for (const k of ['mcastGaps', 'mcastRecovered', 'mcastLost', 'mcastDuplicates']) sum[k] = (sum[k] ?? 0) + (c[k] ?? 0);
-      }
+      const c = buses[0] ? await (buses[0].transport('default') as unknown as { counters(): Promise<Record<string, number>> }).counters() : {};
+      for (const k of ['mcastGaps', 'mcastRecovered', 'mcastLost', 'mcastDuplicates']) sum[k] = c[k] ?? 0;
       process.send?.({ counters: sum });
     })();
   });

@@ -1,19 +1,28 @@
 /**
- * A fanout server in a process of its own, for multicast-body.ts (inside the test's network
- * namespace): serves `topic` on zmq:// with the URL it is given, counts what arrives (by the
- * message's `n`), and answers the parent's questions over the IPC channel. Its own process so
- * the parent can freeze it with SIGSTOP while fanouts go.
+ * Fanout servers in a process of their own, for multicast-body.ts (inside the test's network
+ * namespace): `count` servers (default 1, a Bus each) serve `topic` on zmq:// with the URL it is
+ * given, count what arrives (by the message's `n`, per server), and answer the parent's
+ * questions over the IPC channel. Their own process so the parent can freeze it with SIGSTOP
+ * while fanouts go.
  */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import { recordingLogger } from '../util.js';
 
-const [url, topic] = process.argv.slice(2) as [string, string];
+const [url, topic, count] = process.argv.slice(2) as [string, string, string | undefined];
 const logger = recordingLogger();
-const bus = await Bus.create({ transports: { default: url } }, { logger });
+const buses: Bus[] = [];
+/** Per server: how many times each `n` arrived. */
+const seens: Map<number, number>[] = [];
+for (let i = 0; i < Number(count ?? 1); i++) buses.push(await Bus.create({ transports: { default: url } }, { logger }));
+const bus = buses[0] as Bus;
 const driver = bus.transport('default') as ZmqDriver;
-const seen = new Map<number, number>();
+/** The fanouts every server has had (the least of them). */
+const seen = { get size(): number {
+  return Math.min(...seens.map((s) => s.size));
+} };
 let waitFor = Infinity;
 let onAll: (() => void) | undefined;
 /** 'settled': everything sent either arrived or was reported lost. */
@@ -28,18 +37,43 @@ logger.warn = (obj, msg) => {
   warn(obj, msg);
   checkSettled();
 };
-const server = bus.rpcServer({ topic, server: `r${process.pid}` }, [
-  {
-    tick: (_c: Context, a: { n: number }) => {
-      seen.set(a.n, (seen.get(a.n) ?? 0) + 1);
-      if (seen.size >= waitFor) onAll?.();
-      checkSettled();
-    },
-  },
-]);
-await server.start();
+for (const [i, b] of buses.entries()) {
+  const mine = new Map<number, number>();
+  seens.push(mine);
+  await b
+    .rpcServer({ topic, server: `r${process.pid}s${i}` }, [
+      {
+        tick: (_c: Context, a: { n: number }) => {
+          mine.set(a.n, (mine.get(a.n) ?? 0) + 1);
+          if (seen.size >= waitFor) onAll?.();
+          checkSettled();
+        },
+      },
+    ])
+    .start();
+}
 
-type Ask = { ask: 'until'; n: number } | { ask: 'settled'; n: number } | { ask: 'stats' } | { ask: 'close' };
+/** UDP sockets of this process bound to `port` (its fds matched against /proc/self/net/udp). */
+function udpSockets(port: number): number {
+  const mine = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) mine.add(m[1] as string);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/self/net/udp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1]?.endsWith(hex) && mine.has(f[9] ?? ''))
+    .length;
+}
+
+type Ask = { ask: 'until'; n: number } | { ask: 'settled'; n: number } | { ask: 'stats' } | { ask: 'udp'; port: number } | { ask: 'close' };
 process.on('message', (m: Ask) => {
   void (async () => {
     if (m.ask === 'until') {
@@ -56,11 +90,13 @@ process.on('message', (m: Ask) => {
       process.send?.({ settled: true });
     } else if (m.ask === 'stats') {
       const d = driver;
-      const twice = [...seen.values()].filter((c) => c > 1).length;
+      const twice = seens.reduce((a, s) => a + [...s.values()].filter((c) => c > 1).length, 0);
       const lostLogs = logger.records.filter((r) => r.level === 'warn' && /multicast fanout\(s\) lost/.test(r.msg ?? '')).length;
-      process.send?.({ distinct: seen.size, twice, counters: await d.counters(), stats: d.stats(), lostLogs });
+      process.send?.({ distinct: seen.size, perServer: seens.map((s) => s.size), twice, counters: await d.counters(), stats: d.stats(), lostLogs });
+    } else if (m.ask === 'udp') {
+      process.send?.({ sockets: udpSockets(m.port) });
     } else {
-      await bus.close();
+      await Promise.all(buses.map((b) => b.close()));
       process.exit(0);
     }
   })();

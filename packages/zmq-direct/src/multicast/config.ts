@@ -22,7 +22,7 @@ export interface MulticastOptions {
   readonly window: number;
   /** How often a sender announces each active stream's last sequence number (ms). */
   readonly heartbeat: number;
-  /** SO_RCVBUF of a receiver's socket (bytes); undefined: the system default. */
+  /** SO_RCVBUF of a receiver's socket (bytes); undefined: 8 MiB asked for (the kernel caps it at net.core.rmem_max). */
   readonly receiveBuffer: number | undefined;
   /** Configured group names by key ("exchange/topic"), instead of the hashed ones. */
   readonly groups: ReadonlyMap<string, string>;
@@ -102,7 +102,7 @@ export function recordValue(options: MulticastOptions, key: string): string {
   return `udp://${options.address}:${options.port}#${groupOf(options, key)}${options.key ? `;key=${keyId(options.key)}` : ''}`;
 }
 
-/** The ZeroMQ endpoint both the RADIO connects to and the DISH binds. */
+/** The ZeroMQ endpoint the RADIO connects to (receivers bind the address and port themselves: receiver.ts). */
 export function zmqEndpoint(options: MulticastOptions): string {
   return `udp://${options.interface !== undefined ? `${options.interface};` : ''}${options.address}:${options.port}`;
 }

@@ -1,5 +1,5 @@
 /**
- * zeromq.js's draft sockets (RADIO/DISH), loaded only when multicast is configured. The
+ * zeromq.js's draft sockets (RADIO), loaded only when multicast is configured. The
  * prebuilt binary has them; loading prints an "experimental" warning, which is filtered for
  * the length of that synchronous load only (zeromq-adapter.ts's withoutWarning).
  */

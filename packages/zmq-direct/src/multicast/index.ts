@@ -1,6 +1,6 @@
 /**
  * Multicast fanouts for zmq:// (option `multicast=udp://239.x.y.z:port`): the transport's
- * sender (lazily: a RADIO and a repair socket) and receiver (lazily: a DISH), and the decision
+ * sender (lazily: a RADIO and a repair socket) and receiver (lazily: the process's shared UDP socket), and the decision
  * per fanout. A server joins its topic's group and says so in its name-service record; a
  * fanout goes out once to the group for the servers whose record says they joined it (with the
  * same group and key id), and by unicast, as before, to every other server. A record too large
@@ -9,11 +9,12 @@
  * Acked fanouts (acks=handled|received): each receiver acks over the sender's repair socket; a
  * server that has not acked in ack_timeout gets a unicast copy, which it drops as a duplicate
  * (by the message's _unique_id) if it had the multicast one, so a fanout fails only as a unicast
- * one would (MessageDeliveryFailure), never silently.
+ * one would (FanoutIncomplete, with how many of all its servers were not reached), never silently.
  */
 import { MessageTooLarge, TransportClosed, type Logger } from '@hybridbus/core';
 import type { HostRecord } from '@hybridbus/nameservice';
 import { randomBytes } from 'node:crypto';
+import { FanoutIncomplete, missedCopies, type Missed } from '../fanout.js';
 import { encode, FANOUT, type Body, type Encoded, type Kind } from '../frames.js';
 import type { ZmqOptions } from '../options.js';
 import { groupOf, recordValue, type MulticastOptions } from './config.js';
@@ -48,6 +49,8 @@ export class Multicast {
   private readonly pending = new Set<(err: Error) => void>();
   private closed = false;
   private receiverNow: MulticastReceiver | undefined;
+  /** Keys this transport's server joined, and the address it joined as. */
+  private readonly joined = new Map<string, string>();
 
   constructor(
     private readonly options: WithMulticast,
@@ -63,19 +66,26 @@ export class Multicast {
    * name-service record says (config.ts recordValue).
    */
   async join(key: string, address: string, deliver: Deliver): Promise<string> {
-    this.receiver ??= MulticastReceiver.open(this.options.multicast, address, deliver, this.logger).then(
+    // The process's receiver for these settings (shared with its other transports: receiver.ts).
+    this.receiver ??= MulticastReceiver.acquire(this.options.multicast, this.logger).then(
       (r) => (this.receiverNow = r),
       (err: unknown) => {
         this.receiver = undefined; // the next listen tries again
         throw err;
       },
     );
-    (await this.receiver).join(groupOf(this.options.multicast, key));
+    const receiver = await this.receiver;
+    if (this.closed) throw new TransportClosed('zmq transport closed');
+    receiver.join(groupOf(this.options.multicast, key), address, deliver);
+    this.joined.set(key, address);
     return recordValue(this.options.multicast, key);
   }
 
   leave(key: string): void {
-    this.receiverNow?.leave(groupOf(this.options.multicast, key));
+    const address = this.joined.get(key);
+    if (address === undefined) return;
+    this.joined.delete(key);
+    this.receiverNow?.leave(groupOf(this.options.multicast, key), address);
   }
 
   /** Send a fanout of `key` to `records`; undefined when none of them listens by multicast. */
@@ -122,23 +132,33 @@ export class Multicast {
     const max = this.options.maxMessageSize;
     if (record.length > max) throw new MessageTooLarge(`message of ${record.length} bytes exceeds max_message_size=${max}`);
     const shared = rest.size > 0 || !sender.fits(record.length) ? client.shared(FANOUT, key, m) : undefined;
-    const unicast = (addresses: Iterable<string>): Promise<void>[] => [...addresses].map((address) => client.oneWay(FANOUT, key, m, { address }, shared));
+    const unicast = (addresses: Iterable<string>): Promise<Missed> => missedCopies([...addresses], (address) => client.oneWay(FANOUT, key, m, { address }, shared));
+    // As a unicast fanout (fanout.ts): a copy not delivered fails the whole with FanoutIncomplete,
+    // counted against every server of the fanout, multicast ones included.
+    const settle = (missed: readonly Missed[]): void => {
+      const addresses = missed.flatMap((x) => x.addresses);
+      if (addresses.length > 0) throw new FanoutIncomplete(key, via.size + rest.size, addresses, missed.flatMap((x) => x.reasons));
+    };
     if (!sender.fits(record.length)) {
       this.stats.mcastTooLarge++;
-      await Promise.all(unicast([...via, ...rest]));
+      settle([await unicast([...via, ...rest])]);
       return;
     }
     this.stats.mcastFanouts++;
     this.stats.mcastUnicastCopies += rest.size;
-    const copies = unicast(rest);
+    const copies = [unicast(rest)];
     if (id !== undefined) copies.push(this.acked(sender, id, via, key, m, client));
     sender.send(groupOf(this.options.multicast, key), record);
-    await Promise.all(copies);
+    settle(await Promise.all(copies));
   }
 
-  /** Resolves once every server in `via` acked `id`; the silent ones get unicast copies after ack_timeout. */
-  private acked(sender: MulticastSender, id: string, via: ReadonlySet<string>, key: string, m: Record<string, unknown>, client: UnicastClient): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /**
+   * Resolves once every server in `via` acked `id` (nothing missed); the silent ones get unicast
+   * copies after ack_timeout, and those not delivered are what it resolves with. Rejects only
+   * when the transport closes.
+   */
+  private acked(sender: MulticastSender, id: string, via: ReadonlySet<string>, key: string, m: Record<string, unknown>, client: UnicastClient): Promise<Missed> {
+    return new Promise<Missed>((resolve, reject) => {
       const waiting = new Set(via);
       let timer: NodeJS.Timeout | undefined;
       // The transport closes: fail now, as unicast acked sends do, not after ack_timeout.
@@ -156,7 +176,7 @@ export class Multicast {
         sender.acks.delete(id);
         this.pending.delete(abort);
         this.stats.mcastAckFallbacks += waiting.size;
-        Promise.all([...waiting].map((address) => client.oneWay(FANOUT, key, m, { address }))).then(() => resolve(), reject);
+        void missedCopies([...waiting], (address) => client.oneWay(FANOUT, key, m, { address })).then(resolve);
       };
       sender.acks.set(id, (from, working) => {
         if (!waiting.has(from)) return;
@@ -167,7 +187,7 @@ export class Multicast {
         clearTimeout(timer);
         sender.acks.delete(id);
         this.pending.delete(abort);
-        resolve();
+        resolve({ addresses: [], reasons: [] });
       });
       arm();
     });
@@ -189,6 +209,9 @@ export class Multicast {
     this.pending.clear();
     const [s, r] = await Promise.all([this.sender?.catch(() => undefined), this.receiver?.catch(() => undefined)]);
     await s?.close();
-    r?.close();
+    if (r) {
+      for (const key of [...this.joined.keys()]) this.leave(key);
+      r.release();
+    }
   }
 }

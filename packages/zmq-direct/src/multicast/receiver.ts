@@ -1,17 +1,31 @@
 /**
- * The receiving side of multicast fanouts: one DISH per transport that serves fanouts with
- * multicast on, joined to the groups of its topics. Per sender stream it delivers in sequence
- * order, once: a datagram seen before is dropped; one ahead of the next expected is held and the
- * missing ones are asked for at the sender's repair socket (again every heartbeat, a few
- * times); a heartbeat whose last seq was never seen shows a lost tail. What the sender no
- * longer has, or never answers for, is given up and reported: counted (mcastLost), and logged.
+ * The receiving side of multicast fanouts: one UDP socket per process and multicast settings
+ * (group address, interface, key, window, heartbeat, buffer), shared by every transport of the
+ * process that serves fanouts with those settings, taking the datagrams of their topics' groups.
+ * The kernel hands each socket its own copy of a datagram, so a socket per server made a process
+ * hosting k servers receive, decode and sequence every datagram k times; shared, that is done
+ * once and the record is handed to each local server of its group, each acking for itself.
+ *
+ * The socket is Node's (dgram), reading what the sender's RADIO sends (ZeroMQ's UDP framing: the
+ * group's length in one byte, the group, the body), not a ZeroMQ DISH: zeromq.js 6 watches a
+ * thread-safe socket (DISH) through a zmq_poller whose fd stays readable while the socket is
+ * writable, so a process with a receive pending on a DISH spins its event loop (measured: 0.4–0.9
+ * of a core per process, idle; benchmarks/zmq-findings.md, "Scale").
+ *
+ * Per sender stream (one per sender and group) it delivers in sequence order, once: a datagram
+ * seen before is dropped; one ahead of the next expected is held and the missing ones are asked
+ * for at the sender's repair socket (again every heartbeat, a few times); a heartbeat whose last
+ * seq was never seen shows a lost tail. What the sender no longer has, or never answers for, is
+ * given up and reported: counted (mcastLost), and logged.
  */
 import type { Logger } from '@hybridbus/core';
 import * as zmq from 'zeromq';
 import type { Body } from '../frames.js';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { isIPv4 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { socketOpened } from '../zeromq-adapter.js';
-import { zmqEndpoint, type MulticastOptions } from './config.js';
-import { loadDraft } from './draft.js';
+import { keyId, type MulticastOptions } from './config.js';
 import { SerialSend } from './serial.js';
 import { BEAT, decodeDatagram, openControl, sealControl, type Datagram } from './wire.js';
 
@@ -21,6 +35,8 @@ export type Deliver = (record: string, answer: (body: Body) => void) => void;
 interface RxStream {
   readonly hex: string;
   readonly repair: string;
+  /** The group its datagrams go to (a stream is one sender's to one group). */
+  readonly group: string;
   /** Next seq to deliver: everything before it was delivered or given up. */
   next: number;
   /** Highest seq known to exist (seen, or announced by a heartbeat). */
@@ -37,13 +53,45 @@ interface RepairPeer {
   readonly out: SerialSend<Buffer[]>;
 }
 
+/** A local server of a group: where its records go, and the address its acks name. */
+interface Member {
+  readonly deliver: Deliver;
+  /** Its topics in the group (two keys may hash to one group). */
+  refs: number;
+}
+
+/** The shared receivers of this process, by settings (sharingKey). */
+const SHARED = new Map<string, { readonly receiver: Promise<MulticastReceiver>; users: number; instance?: MulticastReceiver }>();
+
+/** Settings that must match to share a socket; the key only by its id (config.ts keyId). */
+function sharingKey(mc: MulticastOptions): string {
+  return JSON.stringify([mc.address, mc.port, mc.interface ?? '', mc.key ? keyId(mc.key) : '', mc.window, mc.heartbeat, mc.receiveBuffer ?? '']);
+}
+
+/** The IPv4 address of multicast_interface (a name or an address), or undefined for the default route's. */
+function interfaceAddress(iface: string | undefined): string | undefined {
+  if (iface === undefined || isIPv4(iface)) return iface;
+  const v4 = networkInterfaces()[iface]?.find((a) => a.family === 'IPv4');
+  if (!v4) throw new Error(`multicast_interface "${iface}" has no IPv4 address here`);
+  return v4.address;
+}
+
 /** Streams remembered at most (least recently heard forgotten first), and repair sockets. */
 const MAX_STREAMS = 4096;
 const MAX_PEERS = 64;
 /** Repair requests for one gap before it is given up when the sender does not answer. */
 const REPAIR_TRIES = 10;
+/**
+ * SO_RCVBUF asked for when multicast_rcvbuf is not set (the kernel caps it at net.core.rmem_max):
+ * datagrams wait there, not in a ZeroMQ I/O thread's queue, while this process's event loop is
+ * busy handing records to its servers; what overflows is repaired (or reported lost).
+ */
+const DEFAULT_RECEIVE_BUFFER = 8 << 20;
 /** Missing ranges per request at most. */
 const MAX_RANGES = 64;
+/** Acks per message at most (each ~100 bytes sealed: well under the repair socket's 1 MiB limit). */
+const ACK_BATCH = 1024;
+const ACK = Buffer.from('A');
 
 /** The lowest seq held (Infinity when none). */
 function lowest(held: ReadonlyMap<number, Buffer>): number {
@@ -69,71 +117,123 @@ export interface ReceiverStats {
 
 export class MulticastReceiver {
   readonly stats: ReceiverStats = { mcastReceived: 0, mcastDelivered: 0, mcastDuplicates: 0, mcastGaps: 0, mcastRecovered: 0, mcastLost: 0, mcastForged: 0, mcastRepairRequests: 0 };
-  private readonly dish: InstanceType<ReturnType<typeof loadDraft>['Dish']>;
-  private readonly joined = new Map<string, number>();
+  private readonly udp: UdpSocket;
+  /** Local servers by group, by address. */
+  private readonly members = new Map<string, Map<string, Member>>();
   private readonly streams = new Map<string, RxStream>();
   private readonly gappy = new Set<RxStream>();
   private readonly peers = new Map<string, RepairPeer>();
+  /** Acks not sent yet, by the sender's repair address (ack()). */
+  private readonly acksOut = new Map<string, Buffer[]>();
   private repairTimer: NodeJS.Timeout | undefined;
   private readonly retryMs: number;
   private closed = false;
 
   private constructor(
     private readonly mc: MulticastOptions,
-    /** This server's address: acks name it, so the sender knows who has the fanout. */
-    private readonly address: string,
-    private readonly deliver: Deliver,
+    /** The first user's: a shared socket's problems are logged once, not per server. */
     private readonly logger: Logger,
+    /** Its key in SHARED (sharingKey). */
+    private readonly sharedAs: string,
   ) {
-    const { Dish } = loadDraft();
-    socketOpened();
-    this.dish = new Dish({ linger: 0, receiveHighWaterMark: 100_000, ...(mc.receiveBuffer !== undefined ? { receiveBufferSize: mc.receiveBuffer } : {}) });
+    // reuseAddr: other processes on this host take the group's datagrams too.
+    this.udp = createSocket({ type: 'udp4', reuseAddr: true });
     this.retryMs = Math.max(20, mc.heartbeat);
   }
 
-  static async open(mc: MulticastOptions, address: string, deliver: Deliver, logger: Logger): Promise<MulticastReceiver> {
-    const r = new MulticastReceiver(mc, address, deliver, logger);
+  /** This process's receiver for these settings, opened by its first user; each user release()s it once. */
+  static acquire(mc: MulticastOptions, logger: Logger): Promise<MulticastReceiver> {
+    const id = sharingKey(mc);
+    let entry = SHARED.get(id);
+    if (!entry) {
+      const receiver = MulticastReceiver.open(mc, logger, id);
+      const opened: { receiver: Promise<MulticastReceiver>; users: number; instance?: MulticastReceiver } = { receiver, users: 0 };
+      SHARED.set(id, (entry = opened));
+      receiver.then(
+        (r) => (opened.instance = r),
+        // Failed to open: the next user tries again.
+        () => (SHARED.get(id) === opened ? SHARED.delete(id) : undefined),
+      );
+    }
+    entry.users++;
+    return entry.receiver;
+  }
+
+  private static async open(mc: MulticastOptions, logger: Logger, id: string): Promise<MulticastReceiver> {
+    const r = new MulticastReceiver(mc, logger, id);
     try {
-      await r.dish.bind(zmqEndpoint(mc));
+      const iface = interfaceAddress(mc.interface);
+      // Bound to the group address, not any: unicast datagrams to the port are not ours.
+      await new Promise<void>((resolve, reject) => {
+        r.udp.once('error', reject);
+        r.udp.bind({ port: mc.port, address: mc.address }, () => {
+          r.udp.off('error', reject);
+          resolve();
+        });
+      });
+      r.udp.addMembership(mc.address, iface);
+      r.udp.setRecvBufferSize(mc.receiveBuffer ?? DEFAULT_RECEIVE_BUFFER);
     } catch (e) {
       r.close();
       throw e;
     }
-    void r.receive();
+    r.udp.on('message', (buf: Buffer) => r.fromGroup(buf));
+    r.udp.on('error', (err) => {
+      if (!r.closed) r.logger.error({ err }, 'zmq-direct: multicast receive failed');
+    });
     return r;
   }
 
-  join(group: string): void {
-    const n = this.joined.get(group) ?? 0;
-    if (n === 0) this.dish.join(group);
-    this.joined.set(group, n + 1);
-  }
-
-  leave(group: string): void {
-    const n = this.joined.get(group) ?? 0;
-    if (n <= 1) {
-      this.joined.delete(group);
-      if (n === 1 && !this.closed) this.dish.leave(group);
-    } else this.joined.set(group, n - 1);
-  }
-
-  private async receive(): Promise<void> {
-    try {
-      for await (const [msg] of this.dish) {
-        if (!msg) continue;
-        this.stats.mcastReceived++;
-        this.onDatagram(msg, false);
-      }
-    } catch (err) {
-      if (!this.closed) this.logger.error({ err }, 'zmq-direct: multicast receive failed');
+  /** A user is done with it (its transport closed); the last one closes the socket. */
+  release(): void {
+    const entry = SHARED.get(this.sharedAs);
+    if (entry?.instance === this) {
+      if (--entry.users > 0) return;
+      SHARED.delete(this.sharedAs);
     }
+    this.close();
   }
 
-  /** A datagram from the group, or (`repaired`) resent over the repair socket. Never throws. */
-  private onDatagram(buf: Buffer, repaired: boolean): void {
+  /** The server at `address` takes the group's records (acks naming that address). */
+  join(group: string, address: string, deliver: Deliver): void {
+    let byAddress = this.members.get(group);
+    if (!byAddress) this.members.set(group, (byAddress = new Map()));
+    const m = byAddress.get(address);
+    if (m) m.refs++;
+    else byAddress.set(address, { deliver, refs: 1 });
+  }
+
+  leave(group: string, address: string): void {
+    const byAddress = this.members.get(group);
+    const m = byAddress?.get(address);
+    if (!byAddress || !m) return;
+    if (--m.refs > 0) return;
+    byAddress.delete(address);
+    if (byAddress.size === 0) this.members.delete(group);
+  }
+
+  /**
+   * A datagram off the group address, as the sender's RADIO framed it: the group (its length in
+   * a byte, then its name), the body. Only the groups of local servers are taken, as a DISH joined
+   * to them would. Never throws.
+   */
+  private fromGroup(buf: Buffer): void {
+    const length = buf[0];
+    if (length === undefined || buf.length < 1 + length) return this.forged('datagram shorter than its group name');
+    const group = buf.toString('latin1', 1, 1 + length);
+    if (!this.members.has(group)) return;
+    this.stats.mcastReceived++;
+    this.onDatagram(buf.subarray(1 + length), group);
+  }
+
+  /** A datagram from `group`, or (group undefined) resent over the repair socket. Never throws. */
+  private onDatagram(buf: Buffer, group: string | undefined): void {
+    const repaired = group === undefined;
     const d = decodeDatagram(buf, this.mc.key);
     if (typeof d === 'string') return this.forged(d);
-    const s = this.streamOf(d);
+    const s = this.streamOf(d, group);
+    // A repair answer for a stream not (or no longer) known here: nothing to hand it to.
+    if (!s) return;
     if (d.type === BEAT) {
       const last = d.body.readUInt32BE(0);
       const oldest = d.body.readUInt32BE(4);
@@ -161,7 +261,7 @@ export class MulticastReceiver {
     this.drain(s);
   }
 
-  private streamOf(d: Datagram): RxStream {
+  private streamOf(d: Datagram, group: string | undefined): RxStream | undefined {
     let s = this.streams.get(d.stream);
     if (s) {
       // Map order is recency order: re-insert when heard (cheap), evict from the front.
@@ -169,6 +269,7 @@ export class MulticastReceiver {
       this.streams.set(d.stream, s);
       return s;
     }
+    if (group === undefined) return undefined;
     if (this.streams.size >= MAX_STREAMS) {
       const oldest = this.streams.values().next().value as RxStream;
       this.streams.delete(oldest.hex);
@@ -177,17 +278,23 @@ export class MulticastReceiver {
     // A stream first seen here starts at what it shows: earlier datagrams predate this
     // receiver's interest (they went to the servers registered then).
     const next = d.type === BEAT ? d.body.readUInt32BE(0) + 1 : d.seq;
-    s = { hex: d.stream, repair: d.repair, next, known: next - 1, held: new Map(), naks: 0, lastNak: 0 };
+    s = { hex: d.stream, repair: d.repair, group, next, known: next - 1, held: new Map(), naks: 0, lastNak: 0 };
     this.streams.set(d.stream, s);
     return s;
   }
 
+  /** Hand a record to each local server of its group: each handles and acks it as its own. */
   private hand(s: RxStream, body: Buffer): void {
-    this.stats.mcastDelivered++;
-    try {
-      this.deliver(body.toString('utf8'), (answer) => this.send(s.repair, 'A', { ...answer, from: this.address }));
-    } catch (err) {
-      this.logger.warn({ err }, 'zmq-direct: a multicast fanout could not be delivered');
+    const members = this.members.get(s.group);
+    if (!members) return;
+    const record = body.toString('utf8');
+    for (const [address, m] of members) {
+      this.stats.mcastDelivered++;
+      try {
+        m.deliver(record, (answer) => this.ack(s.repair, { ...answer, from: address }));
+      } catch (err) {
+        this.logger.warn({ err }, 'zmq-direct: a multicast fanout could not be delivered');
+      }
     }
   }
 
@@ -284,6 +391,31 @@ export class MulticastReceiver {
     this.peer(repair)?.out.push([Buffer.from(tag), sealControl(value, this.mc.key)]);
   }
 
+  /**
+   * An ack for the sender at `repair`. The acks of one turn of the event loop (the local
+   * servers that handled a fanout) go as one message, a sealed frame each: one send here and
+   * one receive at the sender instead of one per server.
+   */
+  private ack(repair: string, value: Record<string, unknown>): void {
+    if (this.closed) return;
+    let queued = this.acksOut.get(repair);
+    if (!queued) {
+      if (this.acksOut.size === 0) setImmediate(() => this.flushAcks());
+      this.acksOut.set(repair, (queued = []));
+    }
+    queued.push(sealControl(value, this.mc.key));
+  }
+
+  private flushAcks(): void {
+    const all = [...this.acksOut];
+    this.acksOut.clear();
+    if (this.closed) return;
+    for (const [repair, frames] of all) {
+      const out = this.peer(repair)?.out;
+      for (let i = 0; i < frames.length; i += ACK_BATCH) out?.push([ACK, ...frames.slice(i, i + ACK_BATCH)]);
+    }
+  }
+
   private peer(address: string): RepairPeer | undefined {
     const known = this.peers.get(address);
     if (known) return known;
@@ -317,7 +449,7 @@ export class MulticastReceiver {
     try {
       for await (const [tag, ...rest] of socket) {
         const t = tag?.toString();
-        if (t === 'D') for (const dg of rest) this.onDatagram(dg, true);
+        if (t === 'D') for (const dg of rest) this.onDatagram(dg, undefined);
         else if (t === 'G' && rest[0]) {
           const msg = openControl(rest[0], this.mc.key);
           if (msg) this.onGone(msg);
@@ -339,7 +471,12 @@ export class MulticastReceiver {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.repairTimer);
-    this.dish.close();
+    this.acksOut.clear();
+    try {
+      this.udp.close();
+    } catch {
+      // not bound (open failed)
+    }
     for (const p of this.peers.values()) {
       p.out.clear();
       p.socket.close();

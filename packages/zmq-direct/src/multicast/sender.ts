@@ -174,17 +174,17 @@ export class MulticastSender {
 
   private async serveRepairs(): Promise<void> {
     try {
-      for await (const [from, tag, payload] of this.router) {
-        if (!from || !tag || !payload) continue;
-        const msg = openControl(payload, this.mc.key);
-        if (!msg) {
-          this.stats.mcastControlDropped++;
-          continue;
-        }
+      for await (const [from, tag, ...payloads] of this.router) {
+        if (!from || !tag || payloads.length === 0) continue;
         const t = tag.toString();
-        if (t === 'A' && typeof msg['i'] === 'string' && typeof msg['from'] === 'string') this.acks.get(msg['i'])?.(msg['from'], msg['w'] === 1);
-        else if (t === 'N' && typeof msg['s'] === 'string' && Array.isArray(msg['r'])) this.repair(from, msg['s'], msg['r']);
-        else this.stats.mcastControlDropped++;
+        // Acks come batched: a sealed frame per server (receiver.ts ack()); a request is one frame.
+        for (const payload of t === 'A' ? payloads : payloads.slice(0, 1)) {
+          const msg = openControl(payload, this.mc.key);
+          if (!msg) this.stats.mcastControlDropped++;
+          else if (t === 'A' && typeof msg['i'] === 'string' && typeof msg['from'] === 'string') this.acks.get(msg['i'])?.(msg['from'], msg['w'] === 1);
+          else if (t === 'N' && typeof msg['s'] === 'string' && Array.isArray(msg['r'])) this.repair(from, msg['s'], msg['r']);
+          else this.stats.mcastControlDropped++;
+        }
       }
     } catch (err) {
       if (!this.closed) this.logger.error({ err }, 'zmq-direct: multicast repair socket failed');
