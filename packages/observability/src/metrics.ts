@@ -87,10 +87,20 @@ type HandleEvent = RpcDispatchEvent | NotifyDispatchEvent;
 interface Count {
   n: number;
 }
+type RowLabels = { readonly bus: string; readonly transport: string; readonly pattern: string; readonly outcome: string };
+/**
+ * A row of counts, with its label sets made once: prom-client's observe() keeps no label set of
+ * its own, so a fresh object per message was an allocation per call on each side.
+ */
+interface Row extends Count {
+  readonly labels: RowLabels;
+  /** The call-latency histogram's labels (no pattern), made on first use. */
+  callLabels?: { readonly bus: string; readonly transport: string; readonly outcome: string };
+}
 /** Counts by bus, transport, pattern and outcome: nested maps, so counting a message builds no key. */
-type Tallies = Map<string, Map<string, Map<string, Map<string, Count>>>>;
+type Tallies = Map<string, Map<string, Map<string, Map<string, Row>>>>;
 
-function countOf(t: Tallies, bus: string, transport: string, pattern: string, outcome: string): Count {
+function countOf(t: Tallies, bus: string, transport: string, pattern: string, outcome: string): Row {
   let byTransport = t.get(bus);
   if (byTransport === undefined) t.set(bus, (byTransport = new Map()));
   let byPattern = byTransport.get(transport);
@@ -98,7 +108,7 @@ function countOf(t: Tallies, bus: string, transport: string, pattern: string, ou
   let byOutcome = byPattern.get(pattern);
   if (byOutcome === undefined) byPattern.set(pattern, (byOutcome = new Map()));
   let n = byOutcome.get(outcome);
-  if (n === undefined) byOutcome.set(outcome, (n = { n: 0 }));
+  if (n === undefined) byOutcome.set(outcome, (n = { n: 0, labels: { bus, transport, pattern, outcome } }));
   return n;
 }
 
@@ -137,8 +147,8 @@ class Shared {
     const inFlightCounts = this.inFlight;
     const names = this.names;
     const tally = (counts: Tallies, into: Counter<'bus' | 'transport' | 'pattern' | 'outcome'>): void => {
-      for (const [bus, byTransport] of counts) {
-        for (const [transport, byPattern] of byTransport) for (const [pattern, byOutcome] of byPattern) for (const [outcome, n] of byOutcome) into.inc({ bus, transport, pattern, outcome }, n.n);
+      for (const byTransport of counts.values()) {
+        for (const byPattern of byTransport.values()) for (const byOutcome of byPattern.values()) for (const row of byOutcome.values()) into.inc(row.labels, row.n);
       }
     };
     new Counter({
@@ -251,9 +261,10 @@ class Shared {
       const bus = names.get(e.bus);
       if (bus === undefined) return; // another bus of the process
       const outcome = e.error === undefined ? 'ok' : errorOutcome(e.error);
-      countOf(sentCounts, bus, e.transport, e.pattern, outcome).n++;
+      const row = countOf(sentCounts, bus, e.transport, e.pattern, outcome);
+      row.n++;
       if (e.pattern === 'call') {
-        callSeconds.observe({ bus, transport: e.transport, outcome }, seconds(e));
+        callSeconds.observe((row.callLabels ??= { bus, transport: e.transport, outcome }), seconds(e));
         const counted = (e as Marked)[COUNTED];
         if (counted !== undefined) {
           (e as Marked)[COUNTED] = undefined;
@@ -266,8 +277,9 @@ class Shared {
       if (bus === undefined) return;
       // Core sets `outcome` before end/error; the fallback only covers a publisher that did not.
       const outcome = e.outcome ?? (e.error === undefined ? 'ok' : 'error');
-      countOf(handledCounts, bus, e.transport, e.pattern, outcome).n++;
-      dispatchSeconds.observe({ bus, transport: e.transport, pattern: e.pattern, outcome }, seconds(e));
+      const row = countOf(handledCounts, bus, e.transport, e.pattern, outcome);
+      row.n++;
+      dispatchSeconds.observe(row.labels, seconds(e));
     };
     const onCallStart = (e: RpcSendEvent): void => {
       const bus = names.get(e.bus);
