@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { udpSockets } from './udp-sockets.js';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Collector, tempDir } from '../util.js';
@@ -55,20 +55,6 @@ interface Stats {
   lostLogs: number;
 }
 
-/** UDP sockets of this process bound to `port` (its fds matched against /proc/self/net/udp). */
-function udpSockets(port: number): number {
-  const mine = new Set<string>();
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
-      if (m) mine.add(m[1] as string);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/self/net/udp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[1]?.endsWith(hex) && mine.has(f[9] ?? '')).length;
-}
 
 const payload = (n: number, size = 0): { n: number; pad: string } => ({ n, pad: 'x'.repeat(size) });
 

@@ -5,7 +5,7 @@
  * questions over the IPC channel. Their own process so the parent can freeze it with SIGSTOP
  * while fanouts go.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { udpSockets } from './udp-sockets.js';
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
@@ -53,25 +53,6 @@ for (const [i, b] of buses.entries()) {
     .start();
 }
 
-/** UDP sockets of this process bound to `port` (its fds matched against /proc/self/net/udp). */
-function udpSockets(port: number): number {
-  const mine = new Set<string>();
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
-      if (m) mine.add(m[1] as string);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/self/net/udp', 'utf8')
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f[1]?.endsWith(hex) && mine.has(f[9] ?? ''))
-    .length;
-}
 
 type Ask = { ask: 'until'; n: number } | { ask: 'settled'; n: number } | { ask: 'stats' } | { ask: 'udp'; port: number } | { ask: 'close' };
 process.on('message', (m: Ask) => {
