@@ -35,8 +35,7 @@ import {
 } from '../message.js';
 import type { Target } from '../target.js';
 
-/** `redelivered`: handed out before and requeued, as a broker flags it. */
-/** `key`: the routing key it was published with. */
+/** `redelivered`: handed out before and requeued, as a broker flags it; `key`: the routing key it was published with. */
 type Deliver = (body: string, requeue: () => void, redelivered: boolean, key: string) => void;
 
 class Queue {
