@@ -133,6 +133,25 @@ describe('a fanout to more servers than pool_max', () => {
     assert.equal(c['poolWaitsFailed'], 0);
   });
 
+  test('an event loop busy past connect_timeout right after dialling does not count a live server as unreachable', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const got = new Collector<string>();
+    await servers(zmqUrl(dir), topic, 1, got);
+    const client = await bus(zmqUrl(dir, '&connect_timeout=100'));
+    const sent = client.rpcClient({ topic, server: 's0' }).call({}, 'record', { i: 7 });
+    // Checked every turn (not every 10 ms): the stall must begin before the handshake's event is read.
+    while ((await driverOf(client).counters())['connects'] !== 1) await new Promise((r) => setImmediate(r));
+    // Busy for 4 × connect_timeout, as a client building a fanout to thousands is: the handshake
+    // completes on ZeroMQ's I/O thread meanwhile, and its event waits behind the expired deadline.
+    const end = Date.now() + 400;
+    while (Date.now() < end) {
+      // the stall
+    }
+    await sent;
+    assert.deepEqual(got.items, ['s0:7']);
+  });
+
   test('a pool stuck with busy peers: the waiting send fails with QueueFull after connect_timeout, and beyond pool_queue at once', async () => {
     const dir = nsDir();
     const topic = freshTopic();

@@ -254,7 +254,7 @@ export class Outbound {
     this.dialing.add(peer);
     if (this.dialing.size > this.stats.dialingPeak) this.stats.dialingPeak = this.dialing.size;
     this.latest = peer;
-    peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${peer.address} did not complete a connection in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+    peer.connectTimer = this.handshakeDeadline(peer, 'complete a connection');
     this.peers.set(peer.address, peer);
   }
 
@@ -415,7 +415,21 @@ export class Outbound {
     if (peer.state !== 'ready') return;
     peer.state = 'connecting';
     clearTimeout(peer.connectTimer);
-    peer.connectTimer = setTimeout(() => this.fail(peer, new MessageUndeliverable(`${peer.address} did not reconnect in ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+    peer.connectTimer = this.handshakeDeadline(peer, 'reconnect');
+  }
+
+  /**
+   * Fails `peer` if its handshake has not come by connect_timeout. The verdict waits one more
+   * turn of the event loop: a deadline that fires after the loop was busy (a fanout to thousands
+   * of peers) runs before the I/O that came meanwhile is read, and the handshake may be in it; a
+   * live server was counted unreachable after a 400 ms stall with connect_timeout=100.
+   */
+  private handshakeDeadline(peer: Peer, what: string): NodeJS.Timeout {
+    return setTimeout(() => {
+      setImmediate(() => {
+        if (peer.state === 'connecting') this.fail(peer, new MessageUndeliverable(`${peer.address} did not ${what} in ${this.options.connectTimeout} ms`));
+      });
+    }, this.options.connectTimeout);
   }
 
   private byEndpoint(endpoint: string): Peer | undefined {
