@@ -110,11 +110,6 @@ function newClient(spec: EtcdSpec, commandTimeoutMs: number, writeTimeoutMs: num
   return new Etcd3(etcdOptions);
 }
 
-/** The delay before retry number `failures` (1, 2, …): 250 ms doubling, at most `capMs`, with jitter (× 0.5–1). */
-function backoff(failures: number, capMs: number): number {
-  return Math.min(capMs, 250 * 2 ** Math.min(failures, 20)) * (0.5 + Math.random() / 2);
-}
-
 export class EtcdNameService extends BaseNameService {
   readonly kind = 'etcd';
   /** The URL without passwords. */
@@ -129,14 +124,6 @@ export class EtcdNameService extends BaseNameService {
   private watching: Promise<void> | undefined;
   private lease: Lease | undefined;
   private regrantTimer: NodeJS.Timeout | undefined;
-  /** Consecutive failed catch-ups (see scheduleRewrite). */
-  private rewriteFailures = 0;
-  private readonly commandTimeoutMs: number;
-  /** The current lease's keep-alive (see scheduleKeepAlive). */
-  private keepaliveTimer: NodeJS.Timeout | undefined;
-  private keepaliveFailures = 0;
-  /** When etcd last granted or renewed the current lease (ms epoch). */
-  private renewedAt = 0;
   /** Some put failed: put everything again once etcd answers. */
   private unwritten = false;
   /** etcd keys unregistered while etcd did not answer: deleted once it does. */
@@ -149,7 +136,7 @@ export class EtcdNameService extends BaseNameService {
     const spec = parseEtcdUrl(url);
     this.prefix = spec.prefix;
     this.leaseTtlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
-    const commandTimeoutMs = (this.commandTimeoutMs = options.commandTimeoutMs ?? 2000);
+    const commandTimeoutMs = options.commandTimeoutMs ?? 2000;
     this.client = newClient(spec, commandTimeoutMs, options.writeTimeoutMs ?? (spec.hosts.length > 1 ? commandTimeoutMs : 7000));
   }
 
@@ -257,7 +244,6 @@ export class EtcdNameService extends BaseNameService {
 
   protected async shutdown(options: CloseOptions): Promise<void> {
     clearTimeout(this.regrantTimer);
-    clearTimeout(this.keepaliveTimer);
     await this.drained();
     const lease = this.lease;
     this.lease = undefined;
@@ -311,68 +297,24 @@ export class EtcdNameService extends BaseNameService {
     }
   }
 
-  /** This process's lease, granted (again) on first use; kept alive by scheduleKeepAlive, not by etcd3. */
+  /** This process's lease, granted (again) on first use. */
   private currentLease(): Lease {
     if (this.lease) return this.lease;
-    const lease = this.client.lease(this.leaseTtlSeconds, { autoKeepAlive: false });
+    const lease = this.client.lease(this.leaseTtlSeconds);
     this.lease = lease;
-    lease.on('lost', (err) => this.leaseLost(lease, err));
-    lease.grant().then(
-      () => {
-        if (this.lease !== lease) return;
-        this.renewedAt = Date.now();
-        this.keepaliveFailures = 0;
-        // The first renewal at a random point of the period: a fleet started together does not renew in step.
-        this.scheduleKeepAlive(lease, Math.random() * this.renewEveryMs);
-      },
-      () => undefined, // 'lost' says so
-    );
-    return lease;
-  }
-
-  private get renewEveryMs(): number {
-    return (this.leaseTtlSeconds * 1000) / 3;
-  }
-
-  /** Not an outage by itself (etcd may have answered "no such lease"); failing puts report one. */
-  private leaseLost(lease: Lease, err: unknown): void {
-    if (this.closed || this.lease !== lease) return;
-    this.lease = undefined;
-    clearTimeout(this.keepaliveTimer);
-    lease.release();
-    this.logger.warn({ err: errorMessage(err) }, 'name service: etcd lease lost (expired or revoked); granting a new one and registering again');
-    this.scheduleRewrite();
-  }
-
-  /**
-   * Renews the lease every TTL/3, one keep-alive at a time, each within commandTimeoutMs. etcd3's
-   * own loop (autoKeepAlive) opens a new keep-alive stream 100 ms after a failed one, for every
-   * lease: at 10,000 servers on an etcd falling behind, that was tens of thousands of streams a
-   * minute on top of the work it was behind on (benchmarks/zmq-findings.md, "Scale"). Here a
-   * failure is retried after a backoff (with jitter, up to TTL/3), and a lease etcd has not renewed
-   * for a whole TTL counts as lost.
-   */
-  private scheduleKeepAlive(lease: Lease, delayMs: number): void {
-    clearTimeout(this.keepaliveTimer);
-    this.keepaliveTimer = setTimeout(() => {
+    lease.on('lost', (err) => {
       if (this.closed || this.lease !== lease) return;
-      lease.keepaliveOnce({ deadline: Date.now() + this.commandTimeoutMs }).then(
-        () => {
-          if (this.lease !== lease) return;
-          this.renewedAt = Date.now();
-          this.keepaliveFailures = 0;
-          this.noteBackendOk();
-          if (this.unwritten || this.undeleted.size) this.scheduleRewrite(0);
-          this.scheduleKeepAlive(lease, this.renewEveryMs);
-        },
-        (err: unknown) => {
-          if (this.closed || this.lease !== lease) return; // a lease etcd no longer has: 'lost' came first
-          if (Date.now() - this.renewedAt >= this.leaseTtlSeconds * 1000) return this.leaseLost(lease, err);
-          this.scheduleKeepAlive(lease, backoff(++this.keepaliveFailures, this.renewEveryMs));
-        },
-      );
-    }, delayMs);
-    this.keepaliveTimer.unref();
+      this.lease = undefined;
+      // Not an outage by itself (etcd may have answered "no such lease"); failing puts report one.
+      this.logger.warn({ err: errorMessage(err) }, 'name service: etcd lease lost (expired or revoked); granting a new one and registering again');
+      this.scheduleRewrite();
+    });
+    lease.on('keepaliveSucceeded', () => {
+      this.noteBackendOk();
+      if (this.unwritten || this.undeleted.size) this.scheduleRewrite(0);
+    });
+    // keepaliveFailed is left alone: the library retries (on another member if there is one); 'lost' is the outage.
+    return lease;
   }
 
   /**
@@ -391,7 +333,6 @@ export class EtcdNameService extends BaseNameService {
     lease.keepaliveOnce().then(
       (res) => {
         if (this.lease !== lease) return;
-        this.renewedAt = Date.now();
         if (Number(res.TTL) <= 0) {
           this.lease = undefined;
           lease.release();
@@ -436,13 +377,11 @@ export class EtcdNameService extends BaseNameService {
           if (this.undeleted.size) await this.deleteUndeleted();
           if (regs.length && (this.unwritten || !this.lease)) await this.put(regs);
           this.unwritten = false;
-          this.rewriteFailures = 0;
           this.noteBackendOk();
         } catch (err) {
           if (regs.length) this.unwritten = true;
           this.noteBackendError(err, 'catching up after an outage');
-          // Backing off: every process of a fleet retries at once when etcd falls behind.
-          this.scheduleRewrite(backoff(++this.rewriteFailures, Math.max(500, Math.floor(this.ttlMs / 3))));
+          this.scheduleRewrite();
         }
       });
     }, delayMs);
