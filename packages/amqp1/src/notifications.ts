@@ -10,7 +10,8 @@
  * notifier to know the pools, so there a pool is refused rather than pretended.
  */
 import { UnsupportedFeature, type Target } from '@hybridbus/core';
-import { SeenIds, type IncomingNotification, type Notification, type NotificationListenOptions, type SendOptions, type Subscription } from '@hybridbus/core/driver';
+import { SeenIds, type IncomingNotification, type Notification, type NotificationListenOptions, type Priority, type SendOptions, type Subscription } from '@hybridbus/core/driver';
+import type { Addresser } from './addressing.js';
 import type { Env } from './env.js';
 import { ACCEPT, attached, consume, MANUAL_CREDIT, RELEASE, wasRedelivered, type Inbound } from './inbound.js';
 import type { Peer } from './peer.js';
@@ -43,6 +44,11 @@ export class Amqp1Notifications {
     const window = this.env.options.notifyServerCredit;
     // address → the target's topic: the addresses are made from targets and priorities here.
     const topicOf = new Map<string, string>();
+    const addressOf = (a: Addresser, t: Target, p: Priority): string => {
+      const address = a.notify(t, p);
+      topicOf.set(address, t.topic as string);
+      return address;
+    };
     const onMessage = (m: Inbound): void => this.onNotification(m, handler, topicOf);
     if (!this.env.direct) {
       if (options.pool !== undefined) {
@@ -56,8 +62,7 @@ export class Amqp1Notifications {
       const a = this.env.addresser(peer);
       const receivers = targets.flatMap((t) =>
         options.priorities.map((p) => {
-          const address = a.notify(t, p);
-          topicOf.set(address, t.topic as string);
+          const address = addressOf(a, t, p);
           const r = peer.receiver({ source: { address }, target: { address }, ...MANUAL_CREDIT });
           consume(r, window, onMessage);
           return r;
@@ -71,15 +76,7 @@ export class Amqp1Notifications {
       return { stop };
     }
     const listener = await this.env.listener();
-    const addresses = this.env.addressers().flatMap((a) =>
-      targets.flatMap((t) =>
-        options.priorities.map((p) => {
-          const address = a.notify(t, p);
-          topicOf.set(address, t.topic as string);
-          return address;
-        }),
-      ),
-    );
+    const addresses = this.env.addressers().flatMap((a) => targets.flatMap((t) => options.priorities.map((p) => addressOf(a, t, p))));
     const off = listener.addRoute(addresses, { window, onMessage });
     const keys = targets.map((t) => this.env.notifyKey(t));
     const record = options.pool !== undefined ? { ...listener.record, pool: options.pool } : listener.record;
