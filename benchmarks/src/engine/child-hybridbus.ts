@@ -8,12 +8,10 @@ import { Bus, type ConfigInput, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import '@hybridbus/amqp1';
-import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 import type { ObserveMode } from './observe.js';
 
-/** Casts and notifications kept in flight: a caller that awaits each one serially would measure its own round trips. */
-const SEND_WINDOW = 64;
 const ctx: Context = {};
 
 /** A bus for the spec; with `observe`, tracing and metrics are on (contenders-observed.ts). */

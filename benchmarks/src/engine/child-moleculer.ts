@@ -13,10 +13,9 @@
  * contender declares those unsupported.
  */
 import { ServiceBroker, type Context } from 'moleculer';
-import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
-const SEND_WINDOW = 64;
 type AmqpOptions = { url: string; prefetch: number };
 const SERVICE = 'bench';
 

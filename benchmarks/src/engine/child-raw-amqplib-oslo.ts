@@ -22,11 +22,10 @@
  */
 import { connect, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib';
 import { envelope, notificationToOslo, osloTimestamp, replyToOslo, requestToOslo, uniqueId, unenvelope } from '@hybridbus/core/driver';
-import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 import { connectOptions } from './amqp-connect.js';
 
-const CONFIRM_WINDOW = 64;
 /** The bus's default call timeout (config rpc.timeout, oslo's rpc_response_timeout). */
 const CALL_TIMEOUT_MS = 60_000;
 const EXCHANGE = 'openstack';
@@ -192,7 +191,7 @@ if (role === 'server') {
       sendMany: async (more) => {
         let sent = 0;
         while (more()) {
-          while (unconfirmed >= CONFIRM_WINDOW || !writable) await waitForWake();
+          while (unconfirmed >= SEND_WINDOW || !writable) await waitForWake();
           unconfirmed++;
           writable = publish(pub, exchange, key, body(), properties, confirmed);
           sent++;

@@ -12,11 +12,9 @@
  */
 import { connect, type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { connectOptions } from './amqp-connect.js';
-import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
-/** Unconfirmed publishes at once: the hybridbus child keeps 64 sends in flight too. */
-const CONFIRM_WINDOW = 64;
 
 const open = (spec: ServerSpec | ClientSpec): Promise<ChannelModel> => connect(connectOptions(String(spec.data['url'])), { noDelay: true });
 const fanoutExchange = (topic: string): string => `${topic}_fanout`;
@@ -100,7 +98,7 @@ if (role === 'server') {
       sendMany: async (more) => {
         let sent = 0;
         while (more()) {
-          while (unconfirmed >= CONFIRM_WINDOW || !writable) await waitForWake();
+          while (unconfirmed >= SEND_WINDOW || !writable) await waitForWake();
           if (failure) throw failure;
           unconfirmed++;
           writable = ch.publish(exchange, routingKey, payloads.nextBuffer(), {}, (err) => {

@@ -18,11 +18,9 @@
 import { randomBytes } from 'node:crypto';
 import rhea from 'rhea';
 import type { Connection, ConnectionOptions, EventContext, Message, Receiver, Sender } from 'rhea';
-import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
-/** Unsettled casts/notifications at once: the hybridbus child keeps 64 sends in flight too. */
-const SEND_WINDOW = 64;
 /** Server credit, as the driver's rpc_server_credit / notify_server_credit defaults. */
 const SERVER_CREDIT = 100;
 /** Reply receiver credit, as the driver's reply_link_credit default. */

@@ -4,20 +4,68 @@
  * - calls: DEALER → ROUTER echo (a DEALER connected to every server round-robins);
  * - cast, notify: PUSH → PULL (round-robin over servers, like a pool);
  * - fanout: one PUSH per server, the message sent to each in turn (there is no broker to copy it).
+ * With spec.data.acks (the raw-zeromq-acked contender), one-way messages are acked instead, as
+ * zmq:// acks them by default: DEALER → ROUTER, [sequence number, body]; the ROUTER counts the
+ * message and sends its sequence number back; the client keeps SEND_WINDOW unacked (a fanout
+ * waits for every server's ack) and counts a message sent once acked.
  */
 import * as zmq from 'zeromq';
-import { Payloads, readSpec, runClient, runServer, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
 const ENDPOINT = 'tcp://127.0.0.1:*';
-const role = readSpec<ServerSpec | ClientSpec>().role;
+const spec0 = readSpec<ServerSpec | ClientSpec>();
+const role = spec0.role;
+const acked = spec0.data['acks'] === true;
+
+/**
+ * One DEALER's acked sends: zeromq.js allows one send at a time per socket, so sends are chained;
+ * an ack (the sequence number back) settles its message.
+ */
+class AckedDealer {
+  readonly socket = new zmq.Dealer({ linger: 0 });
+  private readonly waiting = new Map<number, () => void>();
+  private seq = 0;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(endpoints: readonly string[]) {
+    for (const ep of endpoints) this.socket.connect(ep);
+    void (async () => {
+      for await (const [n] of this.socket) {
+        const id = (n as Buffer).readUInt32LE(0);
+        this.waiting.get(id)?.();
+        this.waiting.delete(id);
+      }
+    })().catch(() => undefined);
+  }
+
+  send(body: Buffer): Promise<void> {
+    const n = Buffer.allocUnsafe(4);
+    const id = this.seq++ >>> 0;
+    n.writeUInt32LE(id, 0);
+    const acked = new Promise<void>((resolve) => this.waiting.set(id, resolve));
+    this.chain = this.chain.then(() => this.socket.send([n, body]));
+    return acked;
+  }
+}
 
 if (role === 'server') {
   await runServer(async (spec, arrivals) => {
     const sockets: Array<zmq.Router | zmq.Pull> = [];
     const endpoints: string[] = [];
     for (let i = 0; i < spec.servers.length; i++) {
-      if (spec.scenario === 'latency' || spec.scenario === 'throughput') {
+      if (acked) {
+        const router = new zmq.Router({ linger: 0 });
+        await router.bind(ENDPOINT);
+        void (async () => {
+          for await (const [id, n] of router) {
+            arrivals.hit();
+            await router.send([id as Buffer, n as Buffer]);
+          }
+        })().catch(() => undefined);
+        sockets.push(router);
+        endpoints.push(router.lastEndpoint as string);
+      } else if (spec.scenario === 'latency' || spec.scenario === 'throughput') {
         const router = new zmq.Router({ linger: 0 });
         await router.bind(ENDPOINT);
         void (async () => {
@@ -78,6 +126,29 @@ if (role === 'server') {
         },
         sendMany: () => Promise.reject(new Error('no one-way messages in call scenarios')),
         close: () => dealer.close(),
+      };
+    }
+    if (acked) {
+      // A DEALER round-robins over every server (casts, a pool's notifications); a fanout has one per server.
+      const dealers = spec.scenario === 'fanout' ? spec.endpoints.map((ep) => new AckedDealer([ep])) : [new AckedDealer(spec.endpoints)];
+      const one = (): Promise<unknown> => {
+        const body = payloads.nextBuffer();
+        return dealers.length === 1 ? (dealers[0] as AckedDealer).send(body) : Promise.all(dealers.map((d) => d.send(body)));
+      };
+      return {
+        sendMany: async (more) => {
+          let sent = 0;
+          await Promise.all(
+            Array.from({ length: SEND_WINDOW }, async () => {
+              while (more()) {
+                await one();
+                sent++;
+              }
+            }),
+          );
+          return sent;
+        },
+        close: () => dealers.forEach((d) => d.socket.close()),
       };
     }
     const pushes = spec.scenario === 'fanout' ? spec.endpoints.map(() => new zmq.Push({ linger: 0 })) : [new zmq.Push({ linger: 0 })];

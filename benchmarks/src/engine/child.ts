@@ -33,6 +33,13 @@ function onCrash(): void {
   process.on('disconnect', () => process.exit(0));
 }
 
+/**
+ * One-way messages (casts, notifications, fanouts) a client keeps in flight when each is
+ * acknowledged: a caller that awaited each one serially would measure its own round trips. Every
+ * client that waits for acks (hybridbus, raw zeromq.js with acks) uses this one window.
+ */
+export const SEND_WINDOW = 64;
+
 /** Payload bodies of the spec's sizes, cycled through (ASCII, so bytes = characters). */
 export class Payloads {
   private readonly texts: string[];

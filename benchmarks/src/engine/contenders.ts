@@ -21,6 +21,9 @@ export function schemeId(url: string): string {
   return scheme === 'amqp' || scheme === 'amqps' || scheme === 'amqp1' ? 'amqp1' : scheme;
 }
 
+/** The scenarios of one-way messages (the ones zmq:// acks). */
+const ONE_WAY: readonly Scenario[] = ['cast', 'fanout', 'notify'];
+
 /**
  * The raw baseline of each transport id. amqp1's depends on what carries its messages
  * (raw-rhea-direct, -proton, -rabbit, -router): its registered contenders name their own, and an
@@ -31,11 +34,16 @@ export function schemeId(url: string): string {
 export const BASELINE_OF: Readonly<Record<string, string>> = { zmq: 'raw-zeromq', rabbit: 'raw-amqplib-oslo' };
 
 /** The baseline used when a contender's own is not in the run. */
-export const BASELINE_FALLBACK: Readonly<Record<string, string>> = { 'raw-amqplib-oslo': 'raw-amqplib' };
+export const BASELINE_FALLBACK: Readonly<Record<string, string>> = { 'raw-amqplib-oslo': 'raw-amqplib', 'raw-zeromq-acked': 'raw-zeromq' };
 
-/** The baseline of a config's transport URL (amqp1 in direct mode: raw-rhea-direct). */
-export function baselineOfUrl(url: string): string | undefined {
+/**
+ * The baseline of a config's transport URL for a scenario (amqp1 in direct mode: raw-rhea-direct).
+ * zmq:// acks one-way messages unless `acks=none`: those are compared with raw zeromq.js acking
+ * them too (raw-zeromq-acked), fire-and-forget ones with PUSH/PULL.
+ */
+export function baselineOfUrl(url: string, scenario?: Scenario): string | undefined {
   const id = schemeId(url);
+  if (id === 'zmq' && scenario !== undefined && ONE_WAY.includes(scenario) && new URL(url).searchParams.get('acks') !== 'none') return 'raw-zeromq-acked';
   if (id !== 'amqp1') return BASELINE_OF[id];
   const u = new URL(url);
   return u.host === '' || u.searchParams.get('mode') === 'direct' ? 'raw-rhea-direct' : undefined;
@@ -119,8 +127,6 @@ export async function probeUrl(url: string): Promise<string | undefined> {
   return undefined;
 }
 
-const ONE_WAY: readonly Scenario[] = ['cast', 'fanout', 'notify'];
-
 /** `url` with one more query option. */
 function withQuery(url: string, key: string, value: string): string {
   const u = new URL(url);
@@ -160,7 +166,7 @@ export function hybridbusContenders(config: HybridbusConfig): Contender[] {
     if (seen.has(id)) continue;
     seen.add(id);
     const cfg: ConfigInput = { transports: { default: url }, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
-    out.push(hybridbusContender(id, LABELS[id] ?? `hybridbus ${id}`, url, cfg, () => baselineOfUrl(url), [url]));
+    out.push(hybridbusContender(id, LABELS[id] ?? `hybridbus ${id}`, url, cfg, (s) => baselineOfUrl(url, s), [url]));
     // zmq:// acks one-way messages once handled by default; fire-and-forget is the opt-in for
     // speed, measured beside it on the one-way scenarios.
     if (id === 'zmq' && !new URL(url).searchParams.has('acks')) {
@@ -176,7 +182,7 @@ export function hybridbusContenders(config: HybridbusConfig): Contender[] {
       .join(' ');
     const cfg: ConfigInput = { transports: config.transports, patterns: config.patterns, topics: config.topics, rpc: config.rpc, notifications: config.notifications, controlExchange: config.controlExchange };
     // Each pattern is compared with the raw baseline of the transport that carries it.
-    const baseline = (s: Scenario): string | undefined => baselineOfUrl(config.transports[config.patterns[PATTERN_OF[s]]] as string);
+    const baseline = (s: Scenario): string | undefined => baselineOfUrl(config.transports[config.patterns[PATTERN_OF[s]]] as string, s);
     out.push(hybridbusContender('hybrid', `hybridbus router (${routes})`, undefined, cfg, baseline, used.map((t) => config.transports[t] as string)));
   }
   return out;
@@ -187,6 +193,17 @@ export const rawZeromq: Contender = {
   info: { id: 'raw-zeromq', label: 'raw zeromq.js', kind: 'raw' },
   scenarios: SCENARIOS,
   data: {},
+  probe: async () => undefined,
+  server: () => node('child-raw-zeromq.js'),
+  client: () => node('child-raw-zeromq.js'),
+  baseline: () => undefined,
+};
+
+/** Raw zeromq.js acking every one-way message (DEALER/ROUTER, a sequence number back): what zmq:// does by default. */
+export const rawZeromqAcked: Contender = {
+  info: { id: 'raw-zeromq-acked', label: 'raw zeromq.js, acked', kind: 'raw' },
+  scenarios: ONE_WAY,
+  data: { acks: true },
   probe: async () => undefined,
   server: () => node('child-raw-zeromq.js'),
   client: () => node('child-raw-zeromq.js'),
