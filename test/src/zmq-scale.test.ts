@@ -234,4 +234,25 @@ describe('a fanout reaches every registered server, or says how many it did not'
     }
     await handled.all(['b:1', 'c:1', 'b:2', 'c:2']);
   });
+
+  test('acks=none: a fanout to a registered server that is gone fails with FanoutIncomplete naming it, the others get it', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const u = zmqUrl(dir, '&connect_timeout=300&acks=none');
+    const handled = new Handled();
+    const a = await child(u, topic, 'a', handled);
+    await child(u, topic, 'b', handled);
+    await child(u, topic, 'c', handled);
+    await a.kill('SIGKILL'); // before the client ever reached it: its copy cannot leave
+    const client = await bus(u);
+    const fan = client.rpcClient({ topic, fanout: true });
+    await assert.rejects(fan.cast({}, 'record', { i: 1 }), (e: unknown) => {
+      assert.ok(e instanceof FanoutIncomplete, String(e));
+      assert.equal(e.notReached, 1);
+      assert.equal(e.servers, 3);
+      assert.deepEqual(e.addresses, [a.address]);
+      return true;
+    });
+    await handled.all(['b:1', 'c:1']);
+  });
 });

@@ -7,7 +7,7 @@ import { ConnectionLost, MessageUndeliverable, type Logger, type Target } from '
 import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
 import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
-import { EVERY_SERVER, everyCopy } from './fanout.js';
+import { EVERY_SERVER, everyCopy, FanoutIncomplete, type Missed } from './fanout.js';
 import type { Keys } from './keys.js';
 import type { Multicast } from './multicast/index.js';
 import type { ZmqOptions } from './options.js';
@@ -129,7 +129,31 @@ export class ZmqClient {
     if (hosts.length === 0) throw new MessageUndeliverable(`no live server for fanout to "${key}"`);
     if (hosts.length === 1) return this.oneWay(FANOUT, key, m, { address: hosts[0] });
     const shared = this.shared(FANOUT, key, m);
+    if (this.options.acks === 'none') return this.unackedCopies(key, hosts, shared);
     await everyCopy(key, hosts, (address) => this.oneWay(FANOUT, key, m, { address }, shared));
+  }
+
+  /**
+   * A fanout's copies without acks: settled by a count, not a promise per copy (promises and
+   * their collection were a third of a client's CPU fanning out to 100 servers).
+   */
+  private unackedCopies(key: string, hosts: readonly string[], frame: Encoded): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let left = hosts.length;
+      let missed: Missed | undefined;
+      for (const address of hosts) {
+        this.routing.sendTo(address, frame, (err) => {
+          if (err) {
+            missed ??= { addresses: [], reasons: [] };
+            missed.addresses.push(address);
+            missed.reasons.push(err);
+          }
+          if (--left > 0) return;
+          if (missed) reject(new FanoutIncomplete(key, hosts.length, missed.addresses, missed.reasons));
+          else resolve();
+        });
+      }
+    });
   }
 
   /**
