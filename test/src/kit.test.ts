@@ -34,6 +34,18 @@ describe('RecentIds', () => {
     assert.equal(ids.get('b'), 2);
   });
 
+  it('update() changes a remembered id in place and never remembers a forgotten one', () => {
+    const ids = new RecentIds<boolean>({ max: 2 });
+    ids.set('a', false);
+    ids.set('b', false);
+    assert.equal(ids.update('a', true), true);
+    assert.equal(ids.get('a'), true);
+    ids.set('c', false); // 'a' is still the oldest: forgotten
+    assert.equal(ids.update('a', true), false);
+    assert.equal(ids.get('a'), undefined);
+    assert.equal(ids.size, 2);
+  });
+
   it('forgets ids older than ttlMs without counting them as evicted', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: 1_000 });
     const ids = new SeenIds({ max: 10, ttlMs: 100 });

@@ -19,15 +19,11 @@ export const DUPLICATE = Symbol('duplicate');
 /** Longest `_unique_id` remembered; oslo's are 32 hex characters. */
 export const MAX_UNIQUE_ID = 256;
 
-/** What a remembered message came to: still running, or handled (acked). */
-interface Seen {
-  done: boolean;
-}
-
 const noop: Finish = () => undefined;
 
 export class Receipts {
-  private readonly seen: RecentIds<Seen>;
+  /** Per `<key> <_unique_id>`: whether it has been handled (acked), or is still running. */
+  private readonly seen: RecentIds<boolean>;
   private duplicates = 0;
 
   constructor(ttlMs: number, maxIds: number) {
@@ -53,26 +49,25 @@ export class Receipts {
     const onReceipt = body.a === 1;
     if (onReceipt) answer({ i });
     const id = body.m?.['_unique_id'];
-    let entry: Seen | undefined;
+    let uid: string | undefined;
     if (typeof id === 'string' && id !== '') {
       if (id.length > MAX_UNIQUE_ID) return new MalformedMessage(`_unique_id of ${id.length} characters (at most ${MAX_UNIQUE_ID})`);
       // One notification may go to several topics (keys) of this process: each is delivered.
-      const uid = `${key} ${id}`;
-      const known = this.seen.get(uid);
-      if (known) {
+      uid = `${key} ${id}`;
+      const done = this.seen.get(uid);
+      if (done !== undefined) {
         this.duplicates++;
-        if (!onReceipt) answer(known.done ? { i } : { i, w: 1 });
+        if (!onReceipt) answer(done ? { i } : { i, w: 1 });
         return DUPLICATE;
       }
-      entry = { done: false };
-      this.seen.set(uid, entry);
+      this.seen.set(uid, false);
     }
-    if (onReceipt) return entry ? () => void (entry.done = true) : noop;
+    if (onReceipt) return uid === undefined ? noop : () => void this.seen.update(uid, true);
     let finished = false;
     return () => {
       if (finished) return;
       finished = true;
-      if (entry) entry.done = true;
+      if (uid !== undefined) this.seen.update(uid, true);
       answer({ i });
     };
   }

@@ -57,6 +57,13 @@ export class RecentIds<V = true> {
     return this.get(id) !== undefined;
   }
 
+  /** A new value for `id` if it is still remembered (its place and age unchanged); false if it is not. */
+  update(id: string, value: V): boolean {
+    const e = this.ids.get(id);
+    if (e) e.value = value;
+    return e !== undefined;
+  }
+
   /** Remember `id` (a known id keeps its place and age, and takes the new value). */
   set(id: string, value: V): void {
     const known = this.ids.get(id);
