@@ -8,7 +8,7 @@ import { Bus, type ConfigInput, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import '@hybridbus/amqp1';
-import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, windowed, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 import type { ObserveMode } from './observe.js';
 
@@ -74,18 +74,7 @@ if (role === 'server') {
       call: async () => {
         await client.call(ctx, 'echo', { p: payloads.nextText() });
       },
-      sendMany: async (more) => {
-        let sent = 0;
-        await Promise.all(
-          Array.from({ length: SEND_WINDOW }, async () => {
-            while (more()) {
-              await one();
-              sent++;
-            }
-          }),
-        );
-        return sent;
-      },
+      sendMany: windowed(one),
       close: () => bus.close(),
     };
   });

@@ -13,7 +13,7 @@
  * contender declares those unsupported.
  */
 import { ServiceBroker, type Context } from 'moleculer';
-import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, windowed, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
 type AmqpOptions = { url: string; prefetch: number };
@@ -69,18 +69,7 @@ if (role === 'server') {
       call: async () => {
         await b.call(`${SERVICE}.echo`, { p: payloads.nextText() });
       },
-      sendMany: async (more) => {
-        let sent = 0;
-        await Promise.all(
-          Array.from({ length: SEND_WINDOW }, async () => {
-            while (more()) {
-              await b.emit('bench.sink', { p: payloads.nextText() });
-              sent++;
-            }
-          }),
-        );
-        return sent;
-      },
+      sendMany: windowed(() => b.emit('bench.sink', { p: payloads.nextText() })),
       close: () => b.stop(),
     };
   });

@@ -10,7 +10,7 @@
  * waits for every server's ack) and counts a message sent once acked.
  */
 import * as zmq from 'zeromq';
-import { Payloads, readSpec, runClient, runServer, SEND_WINDOW, type ClientSide } from './child.js';
+import { Payloads, readSpec, runClient, runServer, windowed, type ClientSide } from './child.js';
 import type { ClientSpec, ServerSpec } from './contender.js';
 
 const ENDPOINT = 'tcp://127.0.0.1:*';
@@ -136,18 +136,7 @@ if (role === 'server') {
         return dealers.length === 1 ? (dealers[0] as AckedDealer).send(body) : Promise.all(dealers.map((d) => d.send(body)));
       };
       return {
-        sendMany: async (more) => {
-          let sent = 0;
-          await Promise.all(
-            Array.from({ length: SEND_WINDOW }, async () => {
-              while (more()) {
-                await one();
-                sent++;
-              }
-            }),
-          );
-          return sent;
-        },
+        sendMany: windowed(one),
         close: () => dealers.forEach((d) => d.socket.close()),
       };
     }

@@ -40,6 +40,22 @@ function onCrash(): void {
  */
 export const SEND_WINDOW = 64;
 
+/** sendMany() for a client whose one-way sends each resolve when done: SEND_WINDOW of them at once. */
+export function windowed(one: () => Promise<unknown>): ClientSide['sendMany'] {
+  return async (more) => {
+    let sent = 0;
+    await Promise.all(
+      Array.from({ length: SEND_WINDOW }, async () => {
+        while (more()) {
+          await one();
+          sent++;
+        }
+      }),
+    );
+    return sent;
+  };
+}
+
 /** Payload bodies of the spec's sizes, cycled through (ASCII, so bytes = characters). */
 export class Payloads {
   private readonly texts: string[];
