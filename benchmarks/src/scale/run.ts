@@ -75,7 +75,7 @@ export interface ScalePointPlus extends ScalePoint {
   readonly nsRegistered: number;
   /** Of the client's lookups, those that read the backend (not the cache). */
   readonly nsBackendReads: number;
-  /** Polls of an uncached lookup until all n were seen (every 20 ms). */
+  /** Polls of an uncached lookup until all n were seen (every 20 ms, or 20× a slow lookup's time up to 1 s). */
   readonly registerPolls: number;
   /** Warm-up fanout (connections opened on the way), send → last arrival. */
   readonly firstFanoutMs: number;
@@ -434,7 +434,7 @@ export function scaleNotes(points: readonly ScalePointPlus[], o: Pick<ScaleOptio
     `start-up: ${f(start.slope, 2)} ms per server (fit; ${f(last.startupMs, 0)} ms for ${last.n} over ${last.procs} processes, registration seen after ${f(last.registerMs, 0)} ms) → ~${f(start.at(big) / 1000, 1)} s for 10,000 started at once: a startup storm of ${f(recordsPerServer * big, 0)} registrations; jitter the start (spread over seconds) and stagger the TTL refreshes so they do not stay in phase.`,
   );
   if (reg.slope <= 0) lines.push(flat('registration', reg.slope, 'ms per server'));
-  else lines.push(`registration seen by a client: ${f(reg.slope, 2)} ms per server (fit over the steps; ${last.registerPolls} uncached polls every 20 ms at ${last.n}, each reading every record of the key).`);
+  else lines.push(`registration seen by a client: ${f(reg.slope, 2)} ms per server (fit over the steps; ${last.registerPolls} uncached polls (every 20 ms, slower as lookups grow) at ${last.n}, each reading every record of the key).`);
   lines.push(`measured on ${os.cpus().length} CPUs, loopback, servers over ${o.procs} processes: extrapolations are linear fits over the steps and ignore contention that appears only at 10,000.`);
   return lines;
 }
