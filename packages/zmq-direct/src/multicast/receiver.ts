@@ -29,8 +29,18 @@ import { keyId, type MulticastOptions } from './config.js';
 import { SerialSend } from './serial.js';
 import { BEAT, decodeDatagram, openControl, sealControl, type Datagram } from './wire.js';
 
+/**
+ * A record as received: one object handed to every local server of its group, so what the first
+ * of them works out of it (`decoded`: server.ts decodes it there) is not worked out again by the
+ * others.
+ */
+export interface GroupRecord {
+  readonly text: string;
+  decoded: unknown;
+}
+
 /** Hands a record on to the server; `answer` sends an ack back to its sender. */
-export type Deliver = (record: string, answer: (body: Body) => void) => void;
+export type Deliver = (record: GroupRecord, answer: (body: Body) => void) => void;
 
 interface RxStream {
   readonly hex: string;
@@ -287,7 +297,7 @@ export class MulticastReceiver {
   private hand(s: RxStream, body: Buffer): void {
     const members = this.members.get(s.group);
     if (!members) return;
-    const record = body.toString('utf8');
+    const record: GroupRecord = { text: body.toString('utf8'), decoded: undefined };
     for (const [address, m] of members) {
       this.stats.mcastDelivered++;
       try {
