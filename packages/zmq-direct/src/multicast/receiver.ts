@@ -301,7 +301,9 @@ export class MulticastReceiver {
     for (const [address, m] of members) {
       this.stats.mcastDelivered++;
       try {
-        m.deliver(record, (answer) => this.ack(s.repair, { ...answer, from: address }));
+        // A receipt answers { i } or { i, w: 1 } (receipts.ts): built field by field, not spread
+        // (an object spread per server per fanout showed in profiles; JSON.stringify omits w undefined).
+        m.deliver(record, (answer) => this.ack(s.repair, { i: answer.i, w: answer.w, from: address }));
       } catch (err) {
         this.logger.warn({ err }, 'zmq-direct: a multicast fanout could not be delivered');
       }
