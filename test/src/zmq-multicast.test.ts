@@ -92,6 +92,12 @@ describe('zmq:// multicast fanouts, in a network namespace', { skip: unavailable
     assert.equal(r['sockets'], 1);
   });
 
+  test('servers in one process are handed one decoded record, yet each handler has its own args and context: no server sees what another changed', async (t) => {
+    const r = await scenario('ownCopies');
+    t.diagnostic(JSON.stringify(r));
+    assert.equal(r['servers'], 4);
+  });
+
   test('the shared socket stays while any server of the process is up, closes with the last, and opens again for a new one', async (t) => {
     const r = await scenario('sharedClose');
     t.diagnostic(JSON.stringify(r));

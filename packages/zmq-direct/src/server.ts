@@ -20,6 +20,7 @@ import { ACK, CALL, CAST, decode, FANOUT, NACK, NOTIFY, REPLY, type Body, type K
 import { Inbound, type InboundStats } from './inbound.js';
 import type { Keys } from './keys.js';
 import type { Multicast } from './multicast/index.js';
+import type { GroupRecord } from './multicast/receiver.js';
 import type { ZmqOptions } from './options.js';
 import { DUPLICATE, Receipts, type Answer, type Finish } from './receipts.js';
 
@@ -54,6 +55,82 @@ const nothing = async (): Promise<void> => undefined;
 const SENT: Promise<void> = Promise.resolve();
 const HEARTBEAT: RpcReply = { result: null, failure: null, ending: false };
 const NO_INBOUND: InboundStats = { received: 0, dropped: 0, oversize: 0, paused: 0, repliesDropped: 0, handshakeFailures: 0 };
+
+/** What the local servers handed one multicast record worked out of it (fromGroup); an Error if it did not decode. */
+interface GroupShared {
+  body?: Body | Error;
+  request?: RpcRequest | Error;
+}
+
+function sharedOf(record: GroupRecord): GroupShared {
+  return (record.decoded ??= {}) as GroupShared;
+}
+
+function groupBody(text: string): Body | Error {
+  try {
+    const d = decode(text);
+    if (d.kind !== FANOUT) return new MalformedMessage(`record kind ${d.kind} by multicast`);
+    return d.body;
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+function groupRequest(body: Body): RpcRequest | Error {
+  try {
+    return requestFromOslo(body.m);
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+/**
+ * A copy of JSON data (what JSON.parse makes: plain objects, arrays, primitives). Several
+ * times cheaper than decoding the record again (strings are shared: they are immutable).
+ */
+function copyJson(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) {
+    const a: unknown[] = new Array<unknown>(v.length);
+    for (let i = 0; i < v.length; i++) a[i] = copyJson(v[i]);
+    return a;
+  }
+  const o: Record<string, unknown> = {};
+  const from = v as Record<string, unknown>;
+  for (const k in from) {
+    // JSON.parse makes "__proto__" an own property; an assignment would set the copy's prototype.
+    if (k === '__proto__') Object.defineProperty(o, k, { value: copyJson(from[k]), enumerable: true, writable: true, configurable: true });
+    else o[k] = copyJson(from[k]);
+  }
+  return o;
+}
+
+/**
+ * The request for one handler: its own args and context, as a record decoded for it alone would
+ * give it (an endpoint may change what it is given; the default serializer passes args and
+ * context through as they are, rpc/server.ts in core), so no server sees another's changes.
+ * Nesting too deep to copy on the stack: the record is decoded again instead.
+ */
+function ownCopy(r: RpcRequest, text: string): RpcRequest {
+  let args: unknown;
+  let context: unknown;
+  try {
+    args = copyJson(r.args);
+    context = copyJson(r.context);
+  } catch {
+    return requestFromOslo(decode(text).body.m);
+  }
+  const c: { -readonly [K in keyof RpcRequest]: RpcRequest[K] } = {
+    method: r.method,
+    args: args as RpcRequest['args'],
+    namespace: r.namespace,
+    version: r.version,
+    context: context as RpcRequest['context'],
+    uniqueId: r.uniqueId,
+  };
+  if (r.trace !== undefined) c.trace = { ...r.trace };
+  return c;
+}
 
 /** Tell the sender of a message with an id why it was not taken. */
 function refuse(ib: Inbound, client: Buffer, body: Body, code: string, error: string): void {
@@ -163,37 +240,39 @@ export class ZmqServer {
     return work.then(finish, finish);
   }
 
-  /** A fanout record that came by multicast; acks go back by `answer` (to the sender's repair socket). */
-  private readonly fromGroup = (record: string, answer: Answer): void => {
-    let body: Body;
-    try {
-      const d = decode(record);
-      if (d.kind !== FANOUT) throw new MalformedMessage(`record kind ${d.kind} by multicast`);
-      body = d.body;
-    } catch (err) {
+  /**
+   * A fanout record that came by multicast; acks go back by `answer` (to the sender's repair
+   * socket). The process's receiver hands the same record to each of its local servers: it is
+   * decoded by the first (groupBody, groupRequest) and each handler gets a copy of the request.
+   */
+  private readonly fromGroup = (record: GroupRecord, answer: Answer): void => {
+    const shared = sharedOf(record);
+    const body = (shared.body ??= groupBody(record.text));
+    if (body instanceof Error) {
       this.mcast.mcastMalformed++;
-      return this.logger.debug({ err }, 'zmq-direct: dropped a malformed multicast record');
+      return this.logger.debug({ err: body }, 'zmq-direct: dropped a malformed multicast record');
     }
     const key = body.k ?? '';
     const handlers = this.fanouts.all(key);
     if (handlers.length === 0) return void this.mcast.mcastForeign++;
-    let request: RpcRequest;
-    try {
-      request = requestFromOslo(body.m);
-    } catch (err) {
+    const request = (shared.request ??= groupRequest(body));
+    if (request instanceof Error) {
       this.mcast.mcastMalformed++;
-      return this.logger.debug({ err }, 'zmq-direct: dropped a malformed multicast request');
+      return this.logger.debug({ err: request }, 'zmq-direct: dropped a malformed multicast request');
     }
     const finish = this.receipts.begin(key, body, answer);
     if (finish === DUPLICATE) return;
     if (finish instanceof MalformedMessage) return void this.mcast.mcastMalformed++;
-    let work: Promise<unknown>;
+    let work: Promise<unknown> | void;
     try {
-      work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing })));
+      const one = handlers.length === 1 ? handlers[0] : undefined;
+      if (one) work = one({ pattern: 'fanout', request: ownCopy(request, record.text), reply: nothing, heartbeat: nothing });
+      else work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request: ownCopy(request, record.text), reply: nothing, heartbeat: nothing })));
     } catch (err) {
       finish();
       return this.logger.warn({ err }, 'zmq-direct: a fanout handler threw');
     }
+    if (!work) return finish();
     work.then(finish, finish);
   };
 

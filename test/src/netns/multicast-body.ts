@@ -236,6 +236,51 @@ const scenarios: Record<string, () => Promise<object>> = {
     return { sockets: [both, afterFirst, afterLast, again] };
   },
 
+  /**
+   * The servers of one process are handed the same record, decoded once (receiver.ts, server.ts
+   * fromGroup): each handler still gets args and a context of its own, so what one changes (at
+   * the top or nested) no other sees. Three Buses, and a second RpcServer on the last one (two
+   * handlers of one transport).
+   */
+  async ownCopies() {
+    const topic = 'mcown';
+    const seen: Array<{ server: string; args: unknown; ctx: unknown }> = [];
+    const got = new Collector<string>();
+    const endpoint = (server: string): object[] => [
+      {
+        tick: (c: Record<string, unknown>, a: Record<string, unknown>) => {
+          seen.push({ server, args: structuredClone(a), ctx: structuredClone(c) });
+          a['n'] = -1;
+          delete a['pad'];
+          (a['nested'] as { list: number[] }).list.push(99);
+          c['user'] = 'changed';
+          (c['roles'] as string[]).push('x');
+          got.push(server);
+        },
+      },
+    ];
+    const servers: Bus[] = [];
+    for (const name of ['a', 'b', 'c']) {
+      const b = await Bus.create({ transports: { default: url() } });
+      servers.push(b);
+      await b.rpcServer({ topic, server: name }, endpoint(name)).start();
+    }
+    await servers[2]?.rpcServer({ topic, server: 'd' }, endpoint('d')).start();
+    const { bus, driver } = await client(url());
+    await bus.rpcClient({ topic }).prepare({ fanout: true }).cast({ user: 'u', roles: ['r'] }, 'tick', { n: 1, pad: 'p', nested: { list: [1, 2] } });
+    await got.until(4);
+    const c = await driver.counters();
+    assert.equal(c['mcastFanouts'], 1, 'it went by multicast');
+    assert.equal(c['mcastUnicastCopies'] ?? 0, 0);
+    assert.deepEqual(seen.map((s) => s.server).sort(), ['a', 'b', 'c', 'd']);
+    for (const s of seen) {
+      assert.deepEqual(s.args, { n: 1, pad: 'p', nested: { list: [1, 2] } }, `${s.server} saw the args as sent`);
+      assert.deepEqual(s.ctx, { user: 'u', roles: ['r'] }, `${s.server} saw the context as sent`);
+    }
+    await Promise.all([bus.close(), ...servers.map((b) => b.close())]);
+    return { servers: seen.length };
+  },
+
   /** The same with a window of 16: the gap cannot be repaired, and that is counted and logged. */
   async unrepairable() {
     const topic = 'mcu';

@@ -29,8 +29,18 @@ import { keyId, type MulticastOptions } from './config.js';
 import { SerialSend } from './serial.js';
 import { BEAT, decodeDatagram, openControl, sealControl, type Datagram } from './wire.js';
 
+/**
+ * A record as received: one object handed to every local server of its group, so what the first
+ * of them works out of it (`decoded`: server.ts decodes it there) is not worked out again by the
+ * others.
+ */
+export interface GroupRecord {
+  readonly text: string;
+  decoded: unknown;
+}
+
 /** Hands a record on to the server; `answer` sends an ack back to its sender. */
-export type Deliver = (record: string, answer: (body: Body) => void) => void;
+export type Deliver = (record: GroupRecord, answer: (body: Body) => void) => void;
 
 interface RxStream {
   readonly hex: string;
@@ -89,9 +99,20 @@ const REPAIR_TRIES = 10;
 const DEFAULT_RECEIVE_BUFFER = 8 << 20;
 /** Missing ranges per request at most. */
 const MAX_RANGES = 64;
-/** Acks per message at most (each ~100 bytes sealed: well under the repair socket's 1 MiB limit). */
+/**
+ * Servers named in one ack frame at most: an address is at most 255 characters (peer()), so a
+ * frame stays well under the repair socket's 1 MiB limit.
+ */
+const ACKS_PER_FRAME = 256;
+/** Ack frames per message at most. */
 const ACK_BATCH = 1024;
 const ACK = Buffer.from('A');
+
+/** Acks for one sender, not sent yet: the servers that acked each fanout id, done or still working. */
+interface AcksOut {
+  readonly done: Map<string, string[]>;
+  readonly working: Map<string, string[]>;
+}
 
 /** The lowest seq held (Infinity when none). */
 function lowest(held: ReadonlyMap<number, Buffer>): number {
@@ -124,7 +145,7 @@ export class MulticastReceiver {
   private readonly gappy = new Set<RxStream>();
   private readonly peers = new Map<string, RepairPeer>();
   /** Acks not sent yet, by the sender's repair address (ack()). */
-  private readonly acksOut = new Map<string, Buffer[]>();
+  private readonly acksOut = new Map<string, AcksOut>();
   private repairTimer: NodeJS.Timeout | undefined;
   private readonly retryMs: number;
   private closed = false;
@@ -287,11 +308,11 @@ export class MulticastReceiver {
   private hand(s: RxStream, body: Buffer): void {
     const members = this.members.get(s.group);
     if (!members) return;
-    const record = body.toString('utf8');
+    const record: GroupRecord = { text: body.toString('utf8'), decoded: undefined };
     for (const [address, m] of members) {
       this.stats.mcastDelivered++;
       try {
-        m.deliver(record, (answer) => this.ack(s.repair, { ...answer, from: address }));
+        m.deliver(record, (answer) => this.ack(s.repair, answer, address));
       } catch (err) {
         this.logger.warn({ err }, 'zmq-direct: a multicast fanout could not be delivered');
       }
@@ -392,27 +413,39 @@ export class MulticastReceiver {
   }
 
   /**
-   * An ack for the sender at `repair`. The acks of one turn of the event loop (the local
-   * servers that handled a fanout) go as one message, a sealed frame each: one send here and
-   * one receive at the sender instead of one per server.
+   * An ack for the sender at `repair`, by the local server at `from`. A receipt answers { i }
+   * or { i, w: 1 } (receipts.ts). The acks of one turn of the event loop (the local servers that
+   * handled a fanout) go as one message with one sealed frame per fanout id, naming all of them
+   * (`{ i, from: [...] }`): one send, one seal and one parse at the sender per server process,
+   * not per server.
    */
-  private ack(repair: string, value: Record<string, unknown>): void {
-    if (this.closed) return;
+  private ack(repair: string, answer: Body, from: string): void {
+    if (this.closed || answer.i === undefined) return;
     let queued = this.acksOut.get(repair);
     if (!queued) {
       if (this.acksOut.size === 0) setImmediate(() => this.flushAcks());
-      this.acksOut.set(repair, (queued = []));
+      this.acksOut.set(repair, (queued = { done: new Map(), working: new Map() }));
     }
-    queued.push(sealControl(value, this.mc.key));
+    const byId = answer.w === 1 ? queued.working : queued.done;
+    const servers = byId.get(answer.i);
+    if (servers) servers.push(from);
+    else byId.set(answer.i, [from]);
   }
 
   private flushAcks(): void {
     const all = [...this.acksOut];
     this.acksOut.clear();
     if (this.closed) return;
-    for (const [repair, frames] of all) {
+    for (const [repair, { done, working }] of all) {
       const out = this.peer(repair)?.out;
-      for (let i = 0; i < frames.length; i += ACK_BATCH) out?.push([ACK, ...frames.slice(i, i + ACK_BATCH)]);
+      if (!out) continue;
+      const frames: Buffer[] = [];
+      for (const [byId, w] of [[done, undefined], [working, 1]] as const) {
+        for (const [i, servers] of byId) {
+          for (let k = 0; k < servers.length; k += ACKS_PER_FRAME) frames.push(sealControl({ i, w, from: servers.slice(k, k + ACKS_PER_FRAME) }, this.mc.key));
+        }
+      }
+      for (let k = 0; k < frames.length; k += ACK_BATCH) out.push([ACK, ...frames.slice(k, k + ACK_BATCH)]);
     }
   }
 

@@ -177,11 +177,14 @@ export class MulticastSender {
       for await (const [from, tag, ...payloads] of this.router) {
         if (!from || !tag || payloads.length === 0) continue;
         const t = tag.toString();
-        // Acks come batched: a sealed frame per server (receiver.ts ack()); a request is one frame.
+        // Acks come batched: a sealed frame per fanout id naming the servers of one process that
+        // acked it (receiver.ts ack()); one naming a single server (`from` a string) is what
+        // receivers of an earlier commit send. A request is one frame.
         for (const payload of t === 'A' ? payloads : payloads.slice(0, 1)) {
           const msg = openControl(payload, this.mc.key);
+          const servers = msg?.['from'];
           if (!msg) this.stats.mcastControlDropped++;
-          else if (t === 'A' && typeof msg['i'] === 'string' && typeof msg['from'] === 'string') this.acks.get(msg['i'])?.(msg['from'], msg['w'] === 1);
+          else if (t === 'A' && typeof msg['i'] === 'string' && (Array.isArray(servers) || typeof servers === 'string')) this.acked(msg['i'], typeof servers === 'string' ? [servers] : servers, msg['w'] === 1);
           else if (t === 'N' && typeof msg['s'] === 'string' && Array.isArray(msg['r'])) this.repair(from, msg['s'], msg['r']);
           else this.stats.mcastControlDropped++;
         }
@@ -189,6 +192,13 @@ export class MulticastSender {
     } catch (err) {
       if (!this.closed) this.logger.error({ err }, 'zmq-direct: multicast repair socket failed');
     }
+  }
+
+  /** Servers acked fanout `id` (done, or still working on it). */
+  private acked(id: string, servers: readonly unknown[], working: boolean): void {
+    const listener = this.acks.get(id);
+    if (!listener) return;
+    for (const from of servers) if (typeof from === 'string') listener(from, working);
   }
 
   /** Send back what the window still has of the ranges asked for; say which are gone. */
