@@ -27,7 +27,10 @@ try {
     });
   });
   redis.stdout.resume();
-  const ns = 'zmq://?matchmaker=redis://127.0.0.1:6379&pool_max=20000';
+  // The default pool (1,024: it holds every server up to 1,000 and cycles above, as the host-network
+  // 10,000 step does) and 10 s to connect: with pool_max=20000 a fanout to 10,000 failed with some
+  // servers' connections never completing (benchmarks/zmq-findings.md, "Scale").
+  const ns = 'zmq://?matchmaker=redis://127.0.0.1:6379&connect_timeout=10000';
   const mcast = `${ns}&multicast=udp://239.192.0.1:5555&multicast_interface=lo`;
   const r = await runScale({ url: mcast, compare: [ns, `${mcast}&acks=none`], steps: [spec.n], procs: spec.procs, probes: spec.probes, jitterMs: spec.jitterMs, noRaw: true, note: (l) => process.stderr.write(`${l}\n`) });
   const p = r.report.points[0] as { fanoutCompleteMs: number; senderCpuMsPerFanout: number; serversCpuMsPerFanout?: number; compared?: Array<{ completeMs: number; senderCpuMs: number; serversCpuMs: number }> } | undefined;
