@@ -183,6 +183,38 @@ describe('connection pool', () => {
   });
 });
 
+describe('fanout to several servers of one process', () => {
+  // One socket per process delivers a fanout record to every local server of its topic; an
+  // endpoint may change the args and context it is given, and no other server may see that.
+  test('each server gets args and a context of its own: what one changes, the others do not see', async () => {
+    const topic = freshTopic();
+    const b = await bus(url(nsDir()));
+    const seen: Array<{ server: string; args: unknown; ctx: unknown }> = [];
+    const all = deferred<void>();
+    const servers = ['a', 'b', 'c'].map((server) =>
+      b.rpcServer({ topic, server }, [
+        {
+          tick: (c: Record<string, unknown>, a: Record<string, unknown>) => {
+            seen.push({ server, args: structuredClone(a), ctx: structuredClone(c) });
+            a['n'] = server;
+            (a['nested'] as { list: unknown[] }).list.push(server);
+            (c as Record<string, unknown>)['user'] = server;
+            if (seen.length === 3) all.resolve();
+          },
+        },
+      ]),
+    );
+    for (const s of servers) await s.start();
+    await b.rpcClient({ topic, fanout: true }).cast({ user: 'u' }, 'tick', { n: 1, nested: { list: [1, 2] } });
+    await all.promise;
+    assert.deepEqual(seen.map((s) => s.server).sort(), ['a', 'b', 'c']);
+    for (const s of seen) {
+      assert.deepEqual(s.args, { n: 1, nested: { list: [1, 2] } }, `${s.server} saw the args as sent`);
+      assert.equal((s.ctx as Record<string, unknown>)['user'], 'u', `${s.server} saw the context as sent`);
+    }
+  });
+});
+
 describe('no silent loss', () => {
   test('acked casts survive a server kill: zero loss, no duplicate dispatch', async () => {
     const dir = nsDir();

@@ -23,10 +23,11 @@ export interface InboundStats {
 }
 
 /**
- * Gets the socket too, so it can answer before bind() has resolved to its caller. Returns the
- * promise of the record's processing, if it has one, for backpressure.
+ * Gets the socket too, so it can answer before bind() has resolved to its caller, and the record's
+ * text (decoded again when a copy cannot be made). Returns the promise of the record's
+ * processing, if it has one, for backpressure.
  */
-export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body: Body) => Promise<unknown> | void;
+export type RecordHandler = (inbound: Inbound, client: Buffer, kind: Kind, body: Body, record: string) => Promise<unknown> | void;
 
 /** What waits to be sent to one client. */
 interface Outbox {
@@ -160,7 +161,7 @@ export class Inbound {
             continue;
           }
           try {
-            const done = this.handler(this, client, decoded.kind, decoded.body);
+            const done = this.handler(this, client, decoded.kind, decoded.body, record);
             if (done) {
               this.unfinished++;
               done.then(this.finished, this.finished);

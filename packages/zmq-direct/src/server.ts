@@ -109,7 +109,7 @@ function copyJson(v: unknown): unknown {
  * The request for one handler: its own args and context, as a record decoded for it alone would
  * give it (an endpoint may change what it is given; the default serializer passes args and
  * context through as they are, rpc/server.ts in core), so no server sees another's changes.
- * Nesting too deep to copy on the stack: the record is decoded again instead.
+ * Nesting too deep to copy on the stack: the record's text is decoded again instead.
  */
 function ownCopy(r: RpcRequest, text: string): RpcRequest {
   let args: unknown;
@@ -130,6 +130,20 @@ function ownCopy(r: RpcRequest, text: string): RpcRequest {
   };
   if (r.trace !== undefined) c.trace = { ...r.trace };
   return c;
+}
+
+/**
+ * A fanout to every local server of its key. The process's one socket (or multicast receiver)
+ * delivers the record once, so each server gets its own copy of the request, except that the
+ * first may keep `request` when nothing else holds it (`shared` false: a record this socket
+ * decoded for this delivery alone). The copies are made before any handler runs: an endpoint
+ * may run, and change its args, within its handler's call. `text` is the record, decoded again
+ * if a copy cannot be made.
+ */
+function fanoutTo(handlers: readonly RpcHandler[], request: RpcRequest, text: string, shared: boolean): Promise<unknown> | void {
+  const requests = handlers.map((_, i) => (i === 0 && !shared ? request : ownCopy(request, text)));
+  const give = (h: RpcHandler, i: number): Promise<void> | void => h({ pattern: 'fanout', request: requests[i] as RpcRequest, reply: nothing, heartbeat: nothing });
+  return handlers.length === 1 ? give(handlers[0] as RpcHandler, 0) : Promise.all(handlers.map(give));
 }
 
 /** Tell the sender of a message with an id why it was not taken. */
@@ -171,7 +185,7 @@ export class ZmqServer {
   /** The bound socket ("host:port" clients reach), bound on first use. */
   socket(): Promise<Inbound> {
     if (this.closed) throw new TransportClosed(`zmq transport "${this.transportName}" is closed`);
-    this.inbound ??= Inbound.bind(this.options, (ib, c, k, b) => this.dispatch(ib, c, k, b), this.logger).then((ib) => (this.bound = ib));
+    this.inbound ??= Inbound.bind(this.options, (ib, c, k, b, r) => this.dispatch(ib, c, k, b, r), this.logger).then((ib) => (this.bound = ib));
     return this.inbound;
   }
 
@@ -212,7 +226,7 @@ export class ZmqServer {
     return keys.filter((k) => this.notifications.remove(`${k}#${pool}`, handler) === 0);
   }
 
-  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body): Promise<unknown> | void {
+  private dispatch(ib: Inbound, client: Buffer, kind: Kind, body: Body, record: string): Promise<unknown> | void {
     const key = body.k ?? '';
     if (kind === NOTIFY) return this.notification(ib, client, key, body);
     if (kind !== CALL && kind !== CAST && kind !== FANOUT) return refuse(ib, client, body, 'HB_MALFORMED', `unexpected record kind ${kind}`);
@@ -231,7 +245,7 @@ export class ZmqServer {
     let work: Promise<unknown> | void;
     try {
       if (kind === CAST) work = handler({ pattern: 'cast', request, reply: nothing, heartbeat: nothing });
-      else work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request, reply: nothing, heartbeat: nothing })));
+      else work = fanoutTo(handlers, request, record, false);
     } catch (e) {
       finish();
       throw e;
@@ -243,7 +257,8 @@ export class ZmqServer {
   /**
    * A fanout record that came by multicast; acks go back by `answer` (to the sender's repair
    * socket). The process's receiver hands the same record to each of its local servers: it is
-   * decoded by the first (groupBody, groupRequest) and each handler gets a copy of the request.
+   * decoded by the first (groupBody, groupRequest) and each handler gets a copy of the request
+   * (fanoutTo).
    */
   private readonly fromGroup = (record: GroupRecord, answer: Answer): void => {
     const shared = sharedOf(record);
@@ -265,9 +280,7 @@ export class ZmqServer {
     if (finish instanceof MalformedMessage) return void this.mcast.mcastMalformed++;
     let work: Promise<unknown> | void;
     try {
-      const one = handlers.length === 1 ? handlers[0] : undefined;
-      if (one) work = one({ pattern: 'fanout', request: ownCopy(request, record.text), reply: nothing, heartbeat: nothing });
-      else work = Promise.all(handlers.map((h) => h({ pattern: 'fanout', request: ownCopy(request, record.text), reply: nothing, heartbeat: nothing })));
+      work = fanoutTo(handlers, request, record.text, true);
     } catch (err) {
       finish();
       return this.logger.warn({ err }, 'zmq-direct: a fanout handler threw');
