@@ -19,6 +19,7 @@ import '@hybridbus/rabbit-brokered';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import * as zmq from 'zeromq';
 import { fromParent, reportErrors, toParent, type Message } from '../lib/proc.js';
+import { startProfile, writeProfile } from '../lib/profile.js';
 
 export type ScaleClientSpec = { readonly role: 'hb'; readonly url: string; readonly topic: string; readonly peers: number } | { readonly role: 'raw'; readonly peers: number };
 
@@ -80,6 +81,7 @@ if (spec.role === 'hb') {
       }
     },
     fanout: async (m) => {
+      startProfile();
       const startedAt = wallMs();
       const cpu0 = process.cpuUsage();
       let error: string | undefined;
@@ -106,6 +108,7 @@ if (spec.role === 'hb') {
       return { kind: 'measured', fds, rssKiB: rss, lookups: ns.lookups, cacheHits: ns.cacheHits, records, peers: Number(counters['peers'] ?? 0) };
     },
   });
+  await writeProfile();
   await poller?.close();
   await bus.close();
 } else {

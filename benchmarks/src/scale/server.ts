@@ -12,15 +12,14 @@
  * listens (and, for hb, is registered); ← mark → marked { cpuMs }; ← expect { seq } → reached { seq, firstAt, lastAt } once
  * every server here has had fanout `seq` (wall-clock ms, comparable across processes); ← exit.
  */
-import { readdirSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
-import path from 'node:path';
+import { readdirSync } from 'node:fs';
 import { Bus, type Context } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import '@hybridbus/rabbit-brokered';
 import type { ZmqDriver } from '@hybridbus/zmq-direct';
 import * as zmq from 'zeromq';
 import { fromParent, reportErrors, toParent } from '../lib/proc.js';
+import { startProfile, writeProfile } from '../lib/profile.js';
 
 interface Hosting {
   readonly url: string;
@@ -68,17 +67,6 @@ function answer(seq: number): void {
   toParent({ kind: 'reached', seq, firstAt: a.firstAt, lastAt: a.lastAt, count: a.count, cpuMs: (cpu.user + cpu.system) / 1000 });
 }
 
-// HB_SCALE_PROFILE_DIR: a CPU profile of this process from the first fanout's `expect` until exit
-// (start-up left out), written there as <pid>.cpuprofile: where a fanout's receive time goes.
-const profileDir = process.env['HB_SCALE_PROFILE_DIR'];
-let profiler: Promise<Session> | undefined;
-async function writeProfile(): Promise<void> {
-  if (!profiler || !profileDir) return;
-  const session = await profiler;
-  const { profile } = await session.post('Profiler.stop');
-  writeFileSync(path.join(profileDir, `${process.pid}.cpuprofile`), JSON.stringify(profile));
-}
-
 void (async () => {
   for (;;) {
     await fromParent('mark');
@@ -90,15 +78,7 @@ void (async () => {
 void (async () => {
   for (;;) {
     const m = await fromParent('expect');
-    profiler ??= profileDir
-      ? (async () => {
-          const session = new Session();
-          session.connect();
-          await session.post('Profiler.enable');
-          await session.post('Profiler.start');
-          return session;
-        })()
-      : undefined;
+    startProfile();
     const seq = Number(m['seq']);
     waiting.set(seq, true);
     answer(seq);
