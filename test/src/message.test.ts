@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MalformedMessage, RemoteError } from '@hybridbus/core';
-import { deserializeFailure, notificationFromOslo, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
+import { contextKeyCacheSizes, deserializeFailure, notificationFromOslo, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
 
 const capturedCast =
   '{"oslo.version": "2.0", "oslo.message": "{\\"method\\": \\"echo\\", \\"args\\": {\\"arg\\": \\"\\\\u00e9\\"}, \\"namespace\\": \\"test\\", \\"version\\": \\"1.2\\", \\"_unique_id\\": \\"8a57b953e95e4e7aa5ec12cbb5cc96ad\\", \\"_context_user_id\\": \\"u\\"}"}';
@@ -73,4 +73,29 @@ test('notifications: upper-case priority, dashed message id and oslo timestamp o
   assert.deepEqual(notificationToOslo(n), captured);
   assert.throws(() => notificationFromOslo({ ...captured, priority: 'LOUD' }), /unknown notification priority "LOUD"/);
   assert.equal(osloTimestamp(new Date('2026-11-22T01:49:21.374Z')), '2026-11-22 01:49:21.374000');
+});
+
+test('an OpenStack-sized context crosses the oslo dict intact; keys from the network keep the key caches bounded', () => {
+  const context = { user_id: 'u', project_id: 'p', domain_id: null, is_admin: false, roles: ['member', 'reader'], request_id: 'req-1', service_catalog: [], _odd: 1, contextual: 'x', '': 'empty' };
+  const req = { method: 'm', args: { a: 1 }, namespace: undefined, version: '1.0', context, uniqueId: 'id' };
+  const d = requestToOslo(req);
+  assert.equal(d['_context_user_id'], 'u');
+  assert.equal(d['_context_'], 'empty');
+  assert.deepEqual(requestFromOslo(JSON.parse(JSON.stringify(d))).context, context);
+  // Keys that look like context keys but are not: left out.
+  assert.deepEqual(requestFromOslo({ method: 'm', _unique_id: 'i', _contextual: 1, _context: 2, __context_x: 3 }).context, {});
+  // A key named __proto__ arrives as a key of the context, not as its prototype.
+  const proto = requestFromOslo(JSON.parse('{"method": "m", "_context___proto__": {"polluted": true}}')).context;
+  assert.equal(Object.getPrototypeOf(proto), Object.prototype);
+  assert.deepEqual(Object.keys(proto), ['__proto__']);
+  assert.equal((proto as Record<string, unknown>)['polluted'], undefined);
+  // Thousands of distinct keys: every one decodes, the caches stop at their bound.
+  const many: Record<string, unknown> = { method: 'm' };
+  for (let i = 0; i < 10_000; i++) many[`_context_k${i}`] = i;
+  const got = requestFromOslo(many).context as Record<string, unknown>;
+  assert.equal(Object.keys(got).length, 10_000);
+  assert.equal(got['k9999'], 9999);
+  const sizes = contextKeyCacheSizes();
+  assert.ok(sizes.stripped <= sizes.max && sizes.prefixed <= sizes.max, JSON.stringify(sizes));
+  assert.equal(sizes.stripped, sizes.max);
 });

@@ -106,15 +106,59 @@ function isDict(v: unknown): v is Dict {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Context keys with and without the prefix, made once per key name. A key made per message (a
+ * concatenation or a slice) is a new string that each property store must hash and look up
+ * again: with an OpenStack-sized context (~20 keys) that was most of the cost of flattening and
+ * extracting one. Bounded: the keys come from the network too; past the bound they are made per
+ * message, as before.
+ */
+const KEY_CACHE_MAX = 4096;
+const prefixedKeys = new Map<string, string>();
+const strippedKeys = new Map<string, string>();
+
+function prefixed(k: string): string {
+  let long = prefixedKeys.get(k);
+  if (long === undefined) {
+    long = CONTEXT_PREFIX + k;
+    if (prefixedKeys.size < KEY_CACHE_MAX) prefixedKeys.set(k, long);
+  }
+  return long;
+}
+
+/** `k` without the context prefix; undefined when it has none. */
+function stripped(k: string): string | undefined {
+  let short = strippedKeys.get(k);
+  if (short === undefined) {
+    if (!k.startsWith(CONTEXT_PREFIX)) return undefined;
+    short = k.slice(CONTEXT_PREFIX.length);
+    if (strippedKeys.size < KEY_CACHE_MAX) strippedKeys.set(k, short);
+  }
+  return short;
+}
+
+/** How many key names the caches hold (they stay within their bound whatever arrives). */
+export function contextKeyCacheSizes(): { prefixed: number; stripped: number; max: number } {
+  return { prefixed: prefixedKeys.size, stripped: strippedKeys.size, max: KEY_CACHE_MAX };
+}
+
 // for…in over own keys rather than Object.entries: no array of pairs per message.
 function flattenContext(out: Dict, context: Context): Dict {
-  for (const k in context) if (Object.hasOwn(context, k)) out[CONTEXT_PREFIX + k] = context[k];
+  for (const k in context) if (Object.hasOwn(context, k)) out[prefixed(k)] = context[k];
   return out;
 }
 
 function extractContext(d: Dict): Dict {
   const ctx: Dict = {};
-  for (const k in d) if (k.startsWith(CONTEXT_PREFIX) && Object.hasOwn(d, k)) ctx[k.slice(CONTEXT_PREFIX.length)] = d[k];
+  for (const k in d) {
+    // Most keys of the dict are not context ones: those without a leading "_" cost one compare.
+    if (k.charCodeAt(0) !== 0x5f) continue;
+    const short = stripped(k);
+    if (short === undefined || !Object.hasOwn(d, k)) continue;
+    // "_context___proto__" is a key like any other: an assignment would set ctx's prototype.
+    if (short === '__proto__') Object.defineProperty(ctx, short, { value: d[k], enumerable: true, writable: true, configurable: true });
+    else ctx[short] = d[k];
+  }
   return ctx;
 }
 
