@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MalformedMessage, RemoteError } from '@hybridbus/core';
-import { contextKeyCacheSizes, deserializeFailure, notificationFromOslo, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
+import type { RpcRequest } from '@hybridbus/core/driver';
+import { contextKeyCacheSizes, deserializeFailure, notificationFromCompact, notificationFromOslo, notificationToCompact, requestFromCompact, requestToCompact, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
 
 const capturedCast =
   '{"oslo.version": "2.0", "oslo.message": "{\\"method\\": \\"echo\\", \\"args\\": {\\"arg\\": \\"\\\\u00e9\\"}, \\"namespace\\": \\"test\\", \\"version\\": \\"1.2\\", \\"_unique_id\\": \\"8a57b953e95e4e7aa5ec12cbb5cc96ad\\", \\"_context_user_id\\": \\"u\\"}"}';
@@ -98,4 +99,28 @@ test('an OpenStack-sized context crosses the oslo dict intact; keys from the net
   const sizes = contextKeyCacheSizes();
   assert.ok(sizes.stripped <= sizes.max && sizes.prefixed <= sizes.max, JSON.stringify(sizes));
   assert.equal(sizes.stripped, sizes.max);
+});
+
+test('the compact form hands over the same request and notification as oslo\'s dict, and names what is wrong with a bad one', () => {
+  const wire = <T>(v: T): unknown => JSON.parse(JSON.stringify(v));
+  const requests: RpcRequest[] = [
+    { method: 'm', args: {}, context: {}, uniqueId: 'u' },
+    { method: 'm', args: { a: [1, { b: null }], s: 'é' }, namespace: 'ns', version: '1.2', context: { user_id: 'u', roles: ['r'], x: undefined }, uniqueId: 'u2', trace: { traceparent: '00-aa-bb-01' } },
+    { method: 'm', args: { n: 1 }, namespace: null, context: { '': 1, __proto__x: 2 }, uniqueId: '', trace: {} },
+  ];
+  for (const r of requests) assert.deepEqual(requestFromCompact(wire(requestToCompact(r))), requestFromOslo(wire(requestToOslo(r))), JSON.stringify(r));
+  const notifications = [
+    { messageId: 'id', publisherId: 'p', eventType: 'e', priority: 'info' as const, payload: { a: 1 }, timestamp: osloTimestamp(), context: { user_id: 'u' }, uniqueId: 'u' },
+    { messageId: 'id', publisherId: 'p', eventType: 'e', priority: 'critical' as const, payload: undefined, timestamp: 't', context: {}, uniqueId: 'u', trace: { traceparent: '00-aa-bb-01' } },
+  ];
+  for (const n of notifications) assert.deepEqual(notificationFromCompact(wire(notificationToCompact(n))), notificationFromOslo(wire(notificationToOslo(n))), JSON.stringify(n));
+  for (const [bad, why] of [
+    [{}, /must be a JSON array of 6 or 7 items/],
+    [['m', {}, null, null, 'u'], /6 or 7 items/],
+    [['m', [], null, null, 'u', {}], /compact args must be an object, got \[\]/],
+    [['m', {}, 3, null, 'u', {}], /compact namespace must be a string or null, got 3/],
+    [['m', {}, null, null, 'u', null], /compact context must be an object, got null/],
+  ] as const) assert.throws(() => requestFromCompact(bad), (e: unknown) => e instanceof MalformedMessage && why.test(e.message));
+  assert.throws(() => notificationFromCompact(['id', 'p', 'e', 'LOUD', null, 't', 'u', {}]), /unknown notification priority "LOUD"/);
+  assert.throws(() => notificationFromCompact(['id', 'p', 'e', 'info', null, 't', 'u', []]), /compact context must be an object/);
 });

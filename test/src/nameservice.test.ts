@@ -297,12 +297,12 @@ describe('nameservice: static', () => {
   test('lookup and list from the map; register() only warns about unlisted servers', async () => {
     const ns = track(
       createNameService(
-        `static:${JSON.stringify({ 'nova/compute': ['10.0.0.1:9501', { address: '10.0.0.2:9501', publicKey: 'pk' }] })}`,
+        `static:${JSON.stringify({ 'nova/compute': ['10.0.0.1:9501', { address: '10.0.0.2:9501', publicKey: 'pk', wire: 3 }] })}`,
         quiet,
       ),
     );
     assert.equal(ns.kind, 'static');
-    assert.deepEqual(await ns.lookup('nova/compute'), [{ address: '10.0.0.1:9501' }, { address: '10.0.0.2:9501', publicKey: 'pk' }]);
+    assert.deepEqual(await ns.lookup('nova/compute'), [{ address: '10.0.0.1:9501' }, { address: '10.0.0.2:9501', publicKey: 'pk', wire: 3 }]);
     assert.deepEqual(await ns.lookup('nova/unknown'), []);
     assert.deepEqual([...(await ns.list()).keys()], ['nova/compute']);
 
@@ -313,6 +313,16 @@ describe('nameservice: static', () => {
     const warning = logger.records.slice(warnings).find((r) => r.level === 'warn');
     assert.match(warning?.msg ?? '', /does not list 10\.0\.0\.9:9501 under "nova\/compute"/);
     assert.equal(ns.stats.registered, 2);
+  });
+
+  test('a record field of the wrong type is refused, naming the field and the value', () => {
+    for (const [record, why] of [
+      [{ address: '10.0.0.1:1', wire: '3' }, /wire must be a positive integer, got "3"/],
+      [{ address: '10.0.0.1:1', wire: 0 }, /wire must be a positive integer, got 0/],
+      [{ address: '10.0.0.1:1', pool: 7 }, /pool must be a string, got 7/],
+    ] as const) {
+      assert.throws(() => createNameService(`static:${JSON.stringify({ k: [record] })}`, quiet), why);
+    }
   });
 
   test('forget() hides a configured host for ttlMs, then it is tried again', async () => {
@@ -442,7 +452,7 @@ for (const backend of BACKENDS) {
       const key = `nova/${freshTopic()}`;
       const keyHost = `${key}.host-1`;
       const r1 = { address: '10.1.0.1:9501' };
-      const r2 = { address: '10.1.0.2:9501', pool: 'p' };
+      const r2 = { address: '10.1.0.2:9501', pool: 'p', wire: 3 };
       assert.deepEqual(await b.lookup(key), []);
 
       let change = nextChange(b, key);

@@ -19,6 +19,7 @@ import { Collector, deferred, freshTopic, tempDir } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
+import { createNameService } from '@hybridbus/nameservice';
 import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
 
 const kids: ChildServer[] = [];
@@ -404,6 +405,144 @@ describe('CURVE', () => {
     assert.ok(wire.length > 100);
     assert.equal(wire.includes(secret), false, 'plaintext found on the wire');
     proxy.close();
+    await srv.stop();
+  });
+});
+
+describe('record formats (rolling upgrades)', () => {
+  /** A server of an older release, played by a raw ROUTER: it records what arrives and answers as told. */
+  async function olderServer(): Promise<{ address: string; records: Array<{ kind: string; body: Record<string, unknown> }>; next: () => Promise<{ id: Buffer; kind: string; body: Record<string, unknown> }>; answer: (id: Buffer, kind: string, body: unknown) => Promise<void>; close: () => void }> {
+    const router = new zmq.Router({ linger: 0 });
+    await router.bind('tcp://127.0.0.1:*');
+    const records: Array<{ kind: string; body: Record<string, unknown> }> = [];
+    return {
+      address: (router.lastEndpoint as string).replace('tcp://', ''),
+      records,
+      next: async () => {
+        const [id, version, frame] = await router.receive();
+        assert.ok(version?.equals(FRAME_VERSION));
+        const text = (frame as Buffer).toString();
+        const r = { kind: text[0] as string, body: JSON.parse(text.slice(1)) as Record<string, unknown> };
+        records.push(r);
+        return { id: id as Buffer, ...r };
+      },
+      answer: (id, kind, body) => router.send([id, FRAME_VERSION, `${kind}${JSON.stringify(body)}`]),
+      close: () => router.close(),
+    };
+  }
+
+  test("a client sends the compact form only to servers whose records say they read it; resends to an older one stay in oslo's dict", async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const context = { user_id: 'u', roles: ['member'], is_admin: false };
+    // An older server: its records have no `wire` field.
+    const old = await olderServer();
+    const ns = createNameService(`local:${dir}`);
+    await ns.register([`openstack/${topic}`, `openstack/${topic}.old`, `notify:openstack/${topic}`], { address: old.address });
+    const cb = await bus(url(dir, '&ack_timeout=200'));
+    const client = cb.rpcClient({ topic });
+
+    const called = client.call<string>(context, 'ping', { a: 1 });
+    const call = await old.next();
+    assert.equal(call.kind, 'c');
+    assert.equal(call.body['q'], undefined);
+    assert.deepEqual(call.body['m'], { method: 'ping', args: { a: 1 }, _unique_id: (call.body['m'] as Record<string, unknown>)['_unique_id'], _context_user_id: 'u', _context_roles: ['member'], _context_is_admin: false });
+    await old.answer(call.id, 'r', { i: call.body['i'], m: { result: 'old', failure: null, ending: true } });
+    assert.equal(await called, 'old');
+
+    // An acked cast it does not answer at first: the resend is in its form too.
+    const cast = client.cast(context, 'sink', { b: 2 });
+    const first = await old.next();
+    const again = await old.next();
+    for (const r of [first, again]) {
+      assert.equal(r.kind, 's');
+      assert.equal(r.body['q'], undefined);
+      assert.equal((r.body['m'] as Record<string, unknown>)['method'], 'sink');
+    }
+    assert.equal(again.body['r'], 1);
+    await old.answer(again.id, 'k', { i: again.body['i'] });
+    await cast;
+
+    const notified = cb.notifier({ publisherId: 'p', topics: [topic] }).info(context, 'e.t', { c: 3 });
+    const n = await old.next();
+    assert.equal(n.kind, 'n');
+    assert.equal(n.body['n'], undefined);
+    assert.equal((n.body['m'] as Record<string, unknown>)['_context_user_id'], 'u');
+    await old.answer(n.id, 'k', { i: n.body['i'] });
+    await notified;
+
+    // A record saying it reads format 3: the same client sends the compact form there.
+    const newer = await olderServer();
+    const topic2 = freshTopic();
+    await ns.register([`openstack/${topic2}`], { address: newer.address, wire: 3 });
+    const called2 = cb.rpcClient({ topic: topic2 }).call<string>(context, 'ping', { a: 1 });
+    const call2 = await newer.next();
+    assert.equal(call2.body['m'], undefined);
+    assert.deepEqual(call2.body['q'], ['ping', { a: 1 }, null, null, (call2.body['q'] as unknown[])[4], context]);
+    await newer.answer(call2.id, 'r', { i: call2.body['i'], m: { result: 'new', failure: null, ending: true } });
+    assert.equal(await called2, 'new');
+
+    // A server of this release registers wire 3, and its endpoint gets what was sent.
+    const topic3 = freshTopic();
+    const srv = (await bus(url(dir))).rpcServer({ topic: topic3, server: 's' }, [{ ctx: (c: unknown, a: unknown) => ({ c, a }) }]);
+    await srv.start();
+    assert.deepEqual((await ns.lookup(`openstack/${topic3}`)).map((r) => r.wire), [3]);
+    assert.deepEqual(await cb.rpcClient({ topic: topic3 }).call(context, 'ctx', { a: [1, { b: null }] }), { c: context, a: { a: [1, { b: null }] } });
+    await srv.stop();
+    await ns.close();
+    old.close();
+    newer.close();
+  });
+
+  test('a duplicate is dropped in either form: a notification sent twice is handled once and acked twice', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const lb = await bus(url(dir));
+    const got: unknown[] = [];
+    const listener = lb.notificationListener([{ topic }], [{ info: (_c: unknown, _p: string, e: string, payload: unknown) => void got.push([e, payload]) }], { pool: 'p' });
+    await listener.start();
+    const raw = new zmq.Dealer({ linger: 0 });
+    raw.connect(`tcp://${(await driver(lb).address()) as string}`);
+    const k = `notify:openstack/${topic}`;
+    const send = async (record: unknown): Promise<Record<string, unknown>> => {
+      await raw.send([FRAME_VERSION, `n${JSON.stringify(record)}`]);
+      const [, answer] = await raw.receive();
+      return { kind: String.fromCharCode(answer?.[0] ?? 0), ...(JSON.parse(answer?.subarray(1).toString() ?? '{}') as Record<string, unknown>) };
+    };
+    const compact = ['m-1', 'pub', 'e.compact', 'info', { x: 1 }, '2026-11-27 04:00:00.000000', 'uid-c', {}];
+    const dict = { message_id: 'm-2', publisher_id: 'pub', event_type: 'e.dict', priority: 'INFO', payload: { x: 2 }, timestamp: '2026-11-27 04:00:00.000000', _unique_id: 'uid-d' };
+    for (const [i, form] of [['a', { n: compact }], ['b', { n: compact }], ['c', { m: dict }], ['d', { m: dict }]] as const) {
+      assert.deepEqual(await send({ i, k, pool: 'p', ...form, ...(i === 'b' || i === 'd' ? { r: 1 } : {}) }), { kind: 'k', i });
+    }
+    assert.deepEqual(got, [['e.compact', { x: 1 }], ['e.dict', { x: 2 }]]);
+    assert.equal((await driver(lb).counters())['duplicatesDropped'], 2);
+    raw.close();
+    await listener.stop();
+  });
+
+  test("a server reads both forms: oslo's dict from an older client, the compact form, and says what is wrong with a bad one", async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const sb = await bus(url(dir));
+    const srv = sb.rpcServer({ topic, server: 's' }, [{ echo: (c: unknown, a: unknown) => ({ c, a }) }]);
+    await srv.start();
+    const raw = new zmq.Dealer({ linger: 0 });
+    raw.connect(`tcp://${(await driver(sb).address()) as string}`);
+    const k = `openstack/${topic}`;
+    const ask = async (record: unknown): Promise<Record<string, unknown>> => {
+      await raw.send([FRAME_VERSION, `c${JSON.stringify(record)}`]);
+      const [, answer] = await raw.receive();
+      return { kind: String.fromCharCode(answer?.[0] ?? 0), ...(JSON.parse(answer?.subarray(1).toString() ?? '{}') as Record<string, unknown>) };
+    };
+    const dict = await ask({ i: 'd1', k, m: { method: 'echo', args: { x: 1 }, _unique_id: 'u1', _context_user_id: 'u' } });
+    assert.deepEqual(dict, { kind: 'r', i: 'd1', m: { result: { c: { user_id: 'u' }, a: { x: 1 } }, failure: null, ending: true } });
+    const compact = await ask({ i: 'c1', k, q: ['echo', { x: 1 }, null, null, 'u2', { user_id: 'u' }] });
+    assert.deepEqual(compact, { ...dict, i: 'c1' });
+    const bad = await ask({ i: 'b1', k, q: [7, {}, null, null, 'u3', {}] });
+    assert.equal(bad['kind'], 'x');
+    assert.equal(bad['code'], 'HB_MALFORMED');
+    assert.match(String(bad['error']), /compact method must be a string, got 7/);
+    raw.close();
     await srv.stop();
   });
 });

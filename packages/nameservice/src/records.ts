@@ -44,17 +44,20 @@ export function toHostRecord(value: unknown): HostRecord | string {
   for (const field of ['publicKey', 'pool', 'multicast'] as const) {
     if (v[field] !== undefined && typeof v[field] !== 'string') return `${field} must be a string, got ${JSON.stringify(v[field])}`;
   }
-  const record: { address: string; publicKey?: string; pool?: string; multicast?: string } = { address: v['address'] as string };
+  const wire = v['wire'];
+  if (wire !== undefined && !(Number.isSafeInteger(wire) && (wire as number) > 0)) return `wire must be a positive integer, got ${JSON.stringify(wire)}`;
+  const record: { address: string; publicKey?: string; pool?: string; multicast?: string; wire?: number } = { address: v['address'] as string };
   if (v['publicKey'] !== undefined) record.publicKey = v['publicKey'] as string;
   if (v['pool'] !== undefined) record.pool = v['pool'] as string;
   if (v['multicast'] !== undefined) record.multicast = v['multicast'] as string;
+  if (wire !== undefined) record.wire = wire as number;
   return Object.freeze(record);
 }
 
 /** The record as JSON with a fixed field order and no undefined fields: equal records give equal strings. */
 export function canonicalRecord(record: HostRecord): string {
-  // `multicast` last and only when set: records without it keep their earlier canonical form.
-  return JSON.stringify({ address: record.address, pool: record.pool, publicKey: record.publicKey, multicast: record.multicast });
+  // Fields added later go last and only when set: records without them keep their earlier canonical form.
+  return JSON.stringify({ address: record.address, pool: record.pool, publicKey: record.publicKey, multicast: record.multicast, wire: record.wire });
 }
 
 /** Parses a canonical record read back from a backend; undefined if it is not one. */

@@ -18,7 +18,7 @@ export interface StaticNameServiceOptions extends Partial<NameServiceOptions> {
   readonly source?: string | undefined;
 }
 
-const EXPECTED = 'expected a map of key → array of "host:port" strings or {"address": "host:port", "publicKey"?, "pool"?, "multicast"?} records';
+const EXPECTED = 'expected a map of key → array of "host:port" strings or {"address": "host:port", "publicKey"?, "pool"?, "multicast"?, "wire"?} records';
 
 /** Validates a configured map (parsed JSON or YAML, so untrusted in shape); throws ConfigError naming `matchmaker`. */
 export function parseStaticHosts(value: unknown, source?: string): ReadonlyMap<string, readonly HostRecord[]> {

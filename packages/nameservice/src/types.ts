@@ -19,6 +19,12 @@ export interface HostRecord {
    * "udp://[iface;]239.x.y.z:port#group" and, when datagrams are sealed, ";key=<key id>").
    */
   readonly multicast?: string | undefined;
+  /**
+   * The newest record format the server reads, when newer than the first (zmq://: 3, requests
+   * and notifications in compact form, docs/wire.md). Senders use a format only with servers
+   * whose records all say they read it; an older server's record has no such field.
+   */
+  readonly wire?: number | undefined;
 }
 
 export interface NameServiceStats {

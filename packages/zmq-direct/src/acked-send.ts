@@ -5,7 +5,7 @@
  * it hands it to another; ack_retries unanswered sends in a row fail it.
  */
 import { MessageDeliveryFailure, MessageUndeliverable } from '@hybridbus/core';
-import { encodeChecked, type Body, type Encoded, type Kind } from './frames.js';
+import { encodeChecked, encodeCompact, type Body, type Encoded, type Kind } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
 
@@ -27,6 +27,8 @@ export class AckedSend {
   /** The host that has it (or had it last). */
   private address: string | undefined;
   private again: Encoded | undefined;
+  /** The host it went to reads only oslo's dict form (told by routing): resends to it use that. */
+  private older = false;
   /** Acked or failed. */
   private over = false;
 
@@ -41,6 +43,8 @@ export class AckedSend {
     private readonly pool: string | undefined,
     private readonly resolve: () => void,
     private readonly reject: (e: Error) => void,
+    /** `body` as oslo's dict, when `body` is in compact form: for a host that reads only that. */
+    private readonly olderBody?: () => Body,
   ) {
     env.inFlight.set(body.i, this);
     this.send(only);
@@ -82,13 +86,28 @@ export class AckedSend {
   }
 
   private send(address: string | undefined): void {
-    const frame = this.silent + this.backoff === 0 ? this.first : (this.again ??= encodeChecked(this.kind, { ...this.body, r: 1 }, this.env.options.maxMessageSize));
+    const frame = this.silent + this.backoff === 0 ? this.first : (this.again ??= this.resend());
     const { routing } = this.env;
-    if (address !== undefined) routing.sendTo(address, frame, (err) => this.sent(err, address), this.body.i);
-    else routing.route(this.key, frame, this.tried, (err, to) => this.sent(err, to), { id: this.body.i, pool: this.pool });
+    if (address !== undefined) {
+      let f = frame;
+      try {
+        if (this.older && frame.older) f = frame.older();
+      } catch (err) {
+        return this.sent(err as Error, address);
+      }
+      routing.sendTo(address, f, (err) => this.sent(err, address, this.older), this.body.i);
+    } else routing.route(this.key, frame, this.tried, (err, to, older) => this.sent(err, to, older), { id: this.body.i, pool: this.pool });
   }
 
-  private sent(err: Error | undefined, address: string | undefined): void {
+  /** The record marked as sent before (`r`), in the first one's format(s). */
+  private resend(): Encoded {
+    const max = this.env.options.maxMessageSize;
+    const older = this.olderBody;
+    return older ? encodeCompact(this.kind, { ...this.body, r: 1 }, () => ({ ...older(), r: 1 }), max) : encodeChecked(this.kind, { ...this.body, r: 1 }, max);
+  }
+
+  private sent(err: Error | undefined, address: string | undefined, older = false): void {
+    this.older = older;
     // Answered before its send's continuation ran (see OutgoingCall.left in client.ts).
     if (this.over) {
       if (!err && address !== undefined) this.env.routing.untrack(address, this.body.i);

@@ -4,9 +4,9 @@
  * with ConnectionLost; an acked one-way message goes to another host (acked-send.ts).
  */
 import { ConnectionLost, MessageUndeliverable, type Logger, type Target } from '@hybridbus/core';
-import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
+import { errorFromCode, PendingCalls, type DriverCallOptions, type PendingCall, replyFromOslo, requestToCompact, requestToOslo, type RpcReply, type RpcRequest } from '@hybridbus/core/driver';
 import { AckedSend, type AckedSendEnv } from './acked-send.js';
-import { ACK, CALL, CAST, decode, encodeChecked, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
+import { ACK, CALL, CAST, decode, encodeChecked, encodeCompact, FANOUT, NACK, REPLY, withId, type Body, type Encoded, type Kind } from './frames.js';
 import { EVERY_SERVER, everyCopy, FanoutIncomplete, type Missed } from './fanout.js';
 import type { Keys } from './keys.js';
 import type { Multicast } from './multicast/index.js';
@@ -72,6 +72,17 @@ class OutgoingCall implements PendingCall {
 
 const SENT: Promise<void> = Promise.resolve();
 
+/**
+ * A request or notification in compact form (format 3, frames.ts): its record field, and the
+ * same message as oslo's dict for a host that does not read that format (made when one needs it).
+ */
+export class CompactMessage {
+  constructor(
+    readonly fields: { readonly q: readonly unknown[] } | { readonly n: readonly unknown[] },
+    readonly older: () => Record<string, unknown>,
+  ) {}
+}
+
 export class ZmqClient {
   private readonly calls = new PendingCalls<OutgoingCall>();
   private readonly acked: AckedSendEnv;
@@ -103,7 +114,8 @@ export class ZmqClient {
   call(target: Target, request: RpcRequest, options: DriverCallOptions): Promise<RpcReply> {
     const key = this.keys.of(target).rpc;
     const id = this.id();
-    const frame = encodeChecked(CALL, { i: id, k: key, m: requestToOslo(request), t: options.callMonitorTimeoutMs }, this.options.maxMessageSize);
+    const t = options.callMonitorTimeoutMs;
+    const frame = encodeCompact(CALL, { i: id, k: key, q: requestToCompact(request), t }, () => ({ i: id, k: key, m: requestToOslo(request), t }), this.options.maxMessageSize);
     return new Promise<RpcReply>((resolve, reject) => {
       const call = new OutgoingCall(this.routing, this.calls, `call ${request.method} to "${key}"`, key, id, frame, resolve, reject, options.onHeartbeat);
       options.cancel.onCancel((reason) => call.reject(reason));
@@ -114,7 +126,7 @@ export class ZmqClient {
   }
 
   cast(target: Target, request: RpcRequest): Promise<void> {
-    return this.oneWay(CAST, this.keys.of(target).rpc, requestToOslo(request));
+    return this.oneWay(CAST, this.keys.of(target).rpc, new CompactMessage({ q: requestToCompact(request) }, () => requestToOslo(request)));
   }
 
   async fanout(target: Target, request: RpcRequest): Promise<void> {
@@ -169,19 +181,27 @@ export class ZmqClient {
    * A one-way record to one host of `key` (or to `opts.address`), acked as `acks` says. `shared`
    * is its record without an ack id, from shared(), when several copies are sent.
    */
-  oneWay(kind: Kind, key: string, m: Record<string, unknown>, opts: { pool?: string; address?: string } = {}, shared?: Encoded): Promise<void> {
+  oneWay(kind: Kind, key: string, msg: Record<string, unknown> | CompactMessage, opts: { pool?: string; address?: string } = {}, shared?: Encoded): Promise<void> {
+    const max = this.options.maxMessageSize;
+    // The compact form goes only where the host is picked from its record (routing.ts); a copy
+    // for a given address (a fanout's) is a dict, as the multicast and fanout paths send.
+    const compact = msg instanceof CompactMessage && opts.address === undefined ? msg : undefined;
+    const dict = (): Record<string, unknown> => (msg instanceof CompactMessage ? msg.older() : msg);
     if (this.options.acks === 'none') {
-      const frame = shared ?? encodeChecked(kind, { k: key, m, pool: opts.pool }, this.options.maxMessageSize);
+      const body = (): Body => ({ k: key, m: dict(), pool: opts.pool });
+      const frame = shared ?? (compact ? encodeCompact(kind, { k: key, ...compact.fields, pool: opts.pool }, body, max) : encodeChecked(kind, body(), max));
       return new Promise((resolve, reject) => {
         const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
         if (opts.address !== undefined) this.routing.sendTo(opts.address, frame, done);
         else this.routing.route(key, frame, undefined, done, { pool: opts.pool });
       });
     }
-    const body = { i: this.id(), k: key, m, pool: opts.pool, a: this.options.acks === 'received' ? 1 : undefined };
-    const max = this.options.maxMessageSize;
-    const first = shared ? withId(shared, body.i, max) : encodeChecked(kind, body, max);
-    return new Promise((resolve, reject) => void new AckedSend(this.acked, kind, key, body, first, opts.address, opts.pool, resolve, reject));
+    const i = this.id();
+    const a = this.options.acks === 'received' ? 1 : undefined;
+    const older = (): Body & { i: string } => ({ i, k: key, m: dict(), pool: opts.pool, a });
+    const body = compact ? { i, k: key, ...compact.fields, pool: opts.pool, a } : older();
+    const first = shared ? withId(shared, i, max) : compact ? encodeCompact(kind, body, older, max) : encodeChecked(kind, body, max);
+    return new Promise((resolve, reject) => void new AckedSend(this.acked, kind, key, body, first, opts.address, opts.pool, resolve, reject, compact ? older : undefined));
   }
 
   /** Replies, acks and refusals from a server. */

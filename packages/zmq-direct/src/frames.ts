@@ -9,11 +9,18 @@ import { MalformedMessage, MessageTooLarge } from '@hybridbus/core';
 
 export const VERSION = Buffer.from('HB2');
 
+/**
+ * The newest record format this build reads, said in its name-service records (`wire`): 3 adds
+ * requests (`q`) and notifications (`n`) in compact form (core's message.ts) beside oslo's dict
+ * (`m`), which a record without `wire` (an older server) is sent.
+ */
+export const WIRE = 3;
+
 /** Client → server. */
-export const CALL = 0x63; // 'c': { i, k, m: oslo request, t?: call-monitor ms }
-export const CAST = 0x73; // 's': { k, m, i?: ack id, a?: 1 ack on receipt, r?: 1 sent before }
+export const CALL = 0x63; // 'c': { i, k, m: oslo request | q: compact request, t?: call-monitor ms }
+export const CAST = 0x73; // 's': { k, m | q, i?: ack id, a?: 1 ack on receipt, r?: 1 sent before }
 export const FANOUT = 0x66; // 'f': { k, m, i?, a?, r? }
-export const NOTIFY = 0x6e; // 'n': { k, pool, m: oslo notification, i?, a?, r? }
+export const NOTIFY = 0x6e; // 'n': { k, pool, m: oslo notification | n: compact notification, i?, a?, r? }
 /** Server → client. */
 export const REPLY = 0x72; // 'r': { i, m: oslo reply }
 export const ACK = 0x6b; // 'k': { i, w?: 1 still being handled: keep waiting }
@@ -28,6 +35,10 @@ export interface Body {
   readonly k?: string;
   /** The oslo dict. */
   readonly m?: Record<string, unknown>;
+  /** A request in compact form (format 3), instead of `m`. */
+  readonly q?: readonly unknown[];
+  /** A notification in compact form (format 3), instead of `m`. */
+  readonly n?: readonly unknown[];
   readonly t?: number;
   readonly pool?: string;
   readonly code?: string;
@@ -48,6 +59,21 @@ export interface Body {
 export interface Encoded {
   readonly text: string;
   readonly bytes: number;
+  /**
+   * The same record in oslo's dict form, for a host whose record does not say it reads this
+   * one's format (routing.ts); made on first use. Throws MessageTooLarge if that form is over
+   * the limit. Absent: the record is in that form already.
+   */
+  readonly older?: () => Encoded;
+}
+
+/**
+ * A record in compact form (`body`, format 3) with, made only if a host needs it, the same record
+ * in oslo's dict form (`olderBody`).
+ */
+export function encodeCompact(kind: Kind, body: Body, olderBody: () => Body, maxBytes: number): Encoded {
+  let older: Encoded | undefined;
+  return { ...encodeChecked(kind, body, maxBytes), older: () => (older ??= encodeChecked(kind, olderBody(), maxBytes)) };
 }
 
 export function encode(kind: Kind, body: Body, maxBytes: number): Encoded {
@@ -127,6 +153,9 @@ export function decode(record: string): { kind: Kind; body: Body } {
   const m = b['m'];
   if (m !== undefined && (typeof m !== 'object' || m === null || Array.isArray(m))) {
     throw new MalformedMessage('record field "m" must be an object');
+  }
+  if ((b['q'] !== undefined && !Array.isArray(b['q'])) || (b['n'] !== undefined && !Array.isArray(b['n']))) {
+    throw new MalformedMessage(`record field "${b['q'] !== undefined && !Array.isArray(b['q']) ? 'q' : 'n'}" must be an array`);
   }
   return { kind: kind as Kind, body: b as Body };
 }

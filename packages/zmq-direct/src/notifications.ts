@@ -4,10 +4,10 @@
  * Brokerless: a notification nobody listens to is an error (or, by choice, dropped and counted).
  */
 import { MessageUndeliverable, type Target } from '@hybridbus/core';
-import { notificationToOslo, type Notification, type NotificationListenOptions, type Subscription } from '@hybridbus/core/driver';
+import { notificationToCompact, notificationToOslo, type Notification, type NotificationListenOptions, type Subscription } from '@hybridbus/core/driver';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
-import type { ZmqClient } from './client.js';
-import { NOTIFY } from './frames.js';
+import { CompactMessage, type ZmqClient } from './client.js';
+import { NOTIFY, WIRE } from './frames.js';
 import type { Keys } from './keys.js';
 import type { ZmqOptions } from './options.js';
 import type { NotificationHandler, ZmqServer } from './server.js';
@@ -31,7 +31,9 @@ export class ZmqNotifications {
       if (this.options.notifyUnrouted === 'drop') return;
       throw new MessageUndeliverable(`no listener for notifications on "${key}" (brokerless: nothing stores them; set notify_unrouted=drop to drop them)`);
     }
-    const m = notificationToOslo(notification);
+    // One message for every pool: its dict form is made once, if some listener needs it.
+    let dict: Record<string, unknown> | undefined;
+    const m = new CompactMessage({ n: notificationToCompact(notification) }, () => (dict ??= notificationToOslo(notification)));
     if (pools.length === 1) return this.client.oneWay(NOTIFY, key, m, { pool: pools[0] });
     await Promise.all(pools.map((pool) => this.client.oneWay(NOTIFY, key, m, { pool })));
   }
@@ -42,7 +44,7 @@ export class ZmqNotifications {
     const topics = new Map(targets.map((t) => [this.keys.of(t).notify, t.topic as string]));
     const keys = [...topics.keys()];
     this.server.addListener(topics, pool, handler);
-    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey, pool };
+    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey, pool, wire: WIRE };
     await this.nameService.register(keys, record);
     return {
       stop: async () => {

@@ -21,6 +21,13 @@ export const MAX_UNIQUE_ID = 256;
 
 const noop: Finish = () => undefined;
 
+/** The message's `_unique_id`, from whichever form the record carries it in (frames.ts WIRE). */
+function uniqueIdOf(body: Body): unknown {
+  if (body.q !== undefined) return body.q[4];
+  if (body.n !== undefined) return body.n[6];
+  return body.m?.['_unique_id'];
+}
+
 export class Receipts {
   /** Per `<key> <_unique_id>`: whether it has been handled (acked), or is still running. */
   private readonly seen: RecentIds<boolean>;
@@ -48,7 +55,7 @@ export class Receipts {
     if (i === undefined) return noop;
     const onReceipt = body.a === 1;
     if (onReceipt) answer({ i });
-    const id = body.m?.['_unique_id'];
+    const id = uniqueIdOf(body);
     let uid: string | undefined;
     if (typeof id === 'string' && id !== '') {
       if (id.length > MAX_UNIQUE_ID) return new MalformedMessage(`_unique_id of ${id.length} characters (at most ${MAX_UNIQUE_ID})`);

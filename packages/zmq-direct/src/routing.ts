@@ -5,13 +5,16 @@
  */
 import { MessageUndeliverable, TransportClosed } from '@hybridbus/core';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
-import type { Encoded } from './frames.js';
+import { WIRE, type Encoded } from './frames.js';
 import type { Keys } from './keys.js';
 import type { ZmqOptions } from './options.js';
 import type { Outbound, Settle } from './outbound.js';
 
-/** Told the host a message left for, or why it could not leave. */
-export type Routed = (err: Error | undefined, address?: string) => void;
+/**
+ * Told the host a message left for, or why it could not leave; `older`: it left in oslo's dict
+ * form (Encoded.older), the host's record not saying it reads the newer one.
+ */
+export type Routed = (err: Error | undefined, address?: string, older?: boolean) => void;
 
 export interface RouteOptions {
   /** Tracked as in flight at the host it leaves for (an answer is expected). */
@@ -67,17 +70,20 @@ export class Routing {
     }
     tried?.add(record.address);
     let out: Outbound;
+    let f = frame;
     try {
       out = this.socket.open();
+      // A host whose record does not say it reads the record's format gets oslo's dict form.
+      if (frame.older !== undefined && (record.wire ?? 0) < WIRE) f = frame.older();
     } catch (e) {
-      return done(e as TransportClosed);
+      return done(e as Error);
     }
     const hot = this.options.hotTopics.size > 0 && this.options.hotTopics.has(key.split('/')[1]?.split('.')[0] ?? '');
     out.send(
       record.address,
-      frame,
+      f,
       (err) => {
-        if (!err) return done(undefined, record.address);
+        if (!err) return done(undefined, record.address, f !== frame);
         if (err instanceof MessageUndeliverable) {
           this.nameService.forget(record.address);
           this.stats.failovers++;

@@ -5,8 +5,10 @@
  */
 import { MalformedMessage, TransportClosed, type Logger, type Target } from '@hybridbus/core';
 import {
+  notificationFromCompact,
   notificationFromOslo,
   replyToOslo,
+  requestFromCompact,
   requestFromOslo,
   type IncomingNotification,
   type IncomingRpc,
@@ -16,7 +18,7 @@ import {
   type Subscription,
 } from '@hybridbus/core/driver';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
-import { ACK, CALL, CAST, decode, FANOUT, NACK, NOTIFY, REPLY, type Body, type Kind } from './frames.js';
+import { ACK, CALL, CAST, decode, FANOUT, NACK, NOTIFY, REPLY, WIRE, type Body, type Kind } from './frames.js';
 import { Inbound, type InboundStats } from './inbound.js';
 import type { Keys } from './keys.js';
 import type { Multicast } from './multicast/index.js';
@@ -76,9 +78,14 @@ function groupBody(text: string): Body | Error {
   }
 }
 
+/** The request of a record, in either form (frames.ts WIRE). */
+function requestOf(body: Body): RpcRequest {
+  return body.q !== undefined ? requestFromCompact(body.q) : requestFromOslo(body.m);
+}
+
 function groupRequest(body: Body): RpcRequest | Error {
   try {
-    return requestFromOslo(body.m);
+    return requestOf(body);
   } catch (err) {
     return err as Error;
   }
@@ -118,7 +125,7 @@ function ownCopy(r: RpcRequest, text: string): RpcRequest {
     args = copyJson(r.args);
     context = copyJson(r.context);
   } catch {
-    return requestFromOslo(decode(text).body.m);
+    return requestOf(decode(text).body);
   }
   const c: { -readonly [K in keyof RpcRequest]: RpcRequest[K] } = {
     method: r.method,
@@ -196,7 +203,7 @@ export class ZmqServer {
     const keys = [topic, rpc];
     for (const k of keys) this.rpc.add(k, handler);
     this.fanouts.add(topic, handler);
-    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey };
+    const record: HostRecord = { address: ib.address, publicKey: this.options.curve?.publicKey, wire: WIRE };
     // With multicast on, the topic's record says which group this server joined (multicast/).
     const topicRecord = this.multicast ? { ...record, multicast: await this.multicast.join(topic, ib.address, this.fromGroup) } : record;
     const recordOf = (k: string): HostRecord => (k === topic ? topicRecord : record);
@@ -235,7 +242,7 @@ export class ZmqServer {
     if (!handler) return refuse(ib, client, body, 'HB_UNDELIVERABLE', `no server for "${key}" here`);
     let request: RpcRequest;
     try {
-      request = requestFromOslo(body.m);
+      request = requestOf(body);
     } catch (e) {
       return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
     }
@@ -314,7 +321,7 @@ export class ZmqServer {
     if (!handler) return refuse(ib, client, body, 'HB_UNDELIVERABLE', `no listener for "${key}" pool "${body.pool ?? ''}" here`);
     let notification: Notification;
     try {
-      notification = notificationFromOslo(body.m);
+      notification = body.n !== undefined ? notificationFromCompact(body.n) : notificationFromOslo(body.m);
     } catch (e) {
       return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
     }
