@@ -72,8 +72,28 @@ export interface Encoded {
  * in oslo's dict form (`olderBody`).
  */
 export function encodeCompact(kind: Kind, body: Body, olderBody: () => Body, maxBytes: number): Encoded {
-  let older: Encoded | undefined;
-  return { ...encodeChecked(kind, body, maxBytes), older: () => (older ??= encodeChecked(kind, olderBody(), maxBytes)) };
+  return new CompactRecord(kind, encodeChecked(kind, body, maxBytes), olderBody, maxBytes);
+}
+
+// A class, not an object spread with a closure: those were 7 % of a client's CPU per cast.
+class CompactRecord implements Encoded {
+  readonly text: string;
+  readonly bytes: number;
+  private dict: Encoded | undefined;
+
+  constructor(
+    private readonly kind: Kind,
+    e: Encoded,
+    private readonly olderBody: () => Body,
+    private readonly maxBytes: number,
+  ) {
+    this.text = e.text;
+    this.bytes = e.bytes;
+  }
+
+  older(): Encoded {
+    return (this.dict ??= encodeChecked(this.kind, this.olderBody(), this.maxBytes));
+  }
 }
 
 export function encode(kind: Kind, body: Body, maxBytes: number): Encoded {
