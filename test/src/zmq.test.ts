@@ -15,7 +15,7 @@ import {
 } from '@hybridbus/core';
 import '@hybridbus/zmq-direct';
 import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybridbus/zmq-direct';
-import { Collector, deferred, freshTopic, tempDir } from './util.js';
+import { Collector, deferred, freshTopic, recordingLogger, tempDir } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
 import { connectionsTo } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
@@ -64,6 +64,22 @@ describe('options', () => {
     assert.equal(parseOptions(new URL('zmq://?acks=false')).acks, 'none');
     assert.deepEqual(o.portRange, [20000, 20010]);
     assert.deepEqual([...o.hotTopics], ['a', 'b']);
+  });
+
+  test('a pool of thousands with the default heartbeats is warned of once, naming both options and the way out', async () => {
+    const warnings = async (q: string): Promise<string[]> => {
+      const logger = recordingLogger();
+      const b = await Bus.create(cfg(url(nsDir(), q)), { logger });
+      await b.close();
+      return logger.records.filter((r) => r.level === 'warn' && /heartbeat_interval/.test(r.msg ?? '')).map((r) => r.msg ?? '');
+    };
+    const [w, ...more] = await warnings('&pool_max=20000&heartbeat_interval=1000');
+    assert.equal(more.length, 0);
+    assert.match(w ?? '', /pool_max=20000 with heartbeat_interval=1000 ms/);
+    assert.match(w ?? '', /keep pool_max at most 4096 or set heartbeat_interval to at least 23842 ms/);
+    assert.deepEqual(await warnings(''), [], 'the default pool');
+    assert.deepEqual(await warnings('&pool_max=20000&heartbeat_interval=30000'), [], 'heartbeats slow enough');
+    assert.deepEqual(await warnings('&pool_max=20000&heartbeat_interval=0'), [], 'heartbeats off');
   });
 });
 

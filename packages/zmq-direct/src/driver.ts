@@ -5,7 +5,7 @@
  * lifecycle; a message's path runs client.ts → routing.ts → outbound.ts → (wire) →
  * inbound.ts → server.ts → handler, and back the same way.
  */
-import { TransportClosed, type Target } from '@hybridbus/core';
+import { TransportClosed, type Logger, type Target } from '@hybridbus/core';
 import type {
   DriverCallOptions,
   Notification,
@@ -45,6 +45,24 @@ export const zmqCapabilities: DriverCapabilities = {
 /** How long close() lets messages already handed over reach the wire (ms). */
 const CLOSE_LINGER_MS = 2000;
 
+/**
+ * ZeroMQ's I/O thread scans all its timers whenever it cancels one, which it does per heartbeat
+ * per connection: heartbeats cost it about n² per interval for n connections (at 9,000 and 1 s it
+ * was 86 % busy and handshakes missed connect_timeout; benchmarks/zmq-findings.md). The default
+ * pool (1,024) is far below that; a pool configured past it is warned of once, with the way out.
+ */
+const HEARTBEAT_COST_LIMIT = (4096 * 4096) / 1000; // 4,096 connections at the default 1 s interval
+
+function warnOfHeartbeatCost(options: ZmqOptions, logger: Logger): void {
+  const n = options.poolMax;
+  const every = options.heartbeatInterval;
+  if (every <= 0 || n <= 4096 || (n * n) / every <= HEARTBEAT_COST_LIMIT) return;
+  logger.warn(
+    { poolMax: n, heartbeatInterval: every },
+    `zmq-direct: pool_max=${n} with heartbeat_interval=${every} ms: ZeroMQ's heartbeat timers cost its I/O thread about pool_max² / heartbeat_interval, and with thousands of connections handshakes can miss connect_timeout; keep pool_max at most 4096 or set heartbeat_interval to at least ${Math.ceil((n * n) / HEARTBEAT_COST_LIMIT)} ms`,
+  );
+}
+
 export class ZmqDriver implements Driver {
   readonly capabilities = zmqCapabilities;
   readonly nameService: NameService;
@@ -62,6 +80,7 @@ export class ZmqDriver implements Driver {
     private readonly context: DriverContext,
   ) {
     const { logger } = context;
+    warnOfHeartbeatCost(options, logger);
     this.nameService = createNameService(options.matchmaker, { ttlMs: options.nsTtl, cacheMs: options.nsCache, logger });
     this.keys = new Keys(context.controlExchange);
     const socket = {
