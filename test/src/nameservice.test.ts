@@ -309,10 +309,12 @@ describe('nameservice: static', () => {
     const warnings = logger.records.length;
     await ns.register(['nova/compute'], { address: '10.0.0.1:9501' });
     assert.equal(logger.records.length, warnings, 'a listed server is fine');
+    await ns.register(['nova/compute'], { address: '10.0.0.1:9501', wire: 3 });
+    assert.equal(logger.records.length, warnings, 'a server saying which record format it reads is not a different server');
     await ns.register(['nova/compute'], { address: '10.0.0.9:9501' });
     const warning = logger.records.slice(warnings).find((r) => r.level === 'warn');
     assert.match(warning?.msg ?? '', /does not list 10\.0\.0\.9:9501 under "nova\/compute"/);
-    assert.equal(ns.stats.registered, 2);
+    assert.equal(ns.stats.registered, 3);
   });
 
   test('a record field of the wrong type is refused, naming the field and the value', () => {

@@ -294,7 +294,8 @@ export function requestFromCompact(a: unknown): RpcRequest {
 
 export function notificationToCompact(n: Notification): CompactNotification {
   const trace = compactTrace(n.trace);
-  const a: unknown[] = [n.messageId, n.publisherId, n.eventType, n.priority, n.payload ?? null, n.timestamp, n.uniqueId, n.context];
+  // Lower case, whatever case a caller used: the dict form upper-cases it and its reader lower-cases it.
+  const a: unknown[] = [n.messageId, n.publisherId, n.eventType, n.priority.toLowerCase(), n.payload ?? null, n.timestamp, n.uniqueId, n.context];
   if (trace) a.push(trace);
   return a;
 }

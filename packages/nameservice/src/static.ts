@@ -71,7 +71,7 @@ export class StaticNameService extends BaseNameService {
           { key, address: record.address },
           `static matchmaker does not list ${record.address} under "${key}": no client will find this server there`,
         );
-      } else if (!listed.some((r) => canonicalRecord(r) === member)) {
+      } else if (!listed.some((r) => canonicalRecord({ ...r, wire: record.wire }) === member)) {
         this.logger.warn(
           { key, registered: record, configured: listed },
           `static matchmaker lists ${record.address} under "${key}" with a different public key or pool`,

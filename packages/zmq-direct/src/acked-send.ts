@@ -5,7 +5,7 @@
  * it hands it to another; ack_retries unanswered sends in a row fail it.
  */
 import { MessageDeliveryFailure, MessageUndeliverable } from '@hybridbus/core';
-import { encodeChecked, encodeCompact, type Body, type Encoded, type Kind } from './frames.js';
+import { resent, type Encoded } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
 
@@ -34,19 +34,18 @@ export class AckedSend {
 
   constructor(
     private readonly env: AckedSendEnv,
-    private readonly kind: Kind,
     private readonly key: string,
-    private readonly body: Body & { readonly i: string },
+    /** Its ack id (the record's `i`). */
+    private readonly id: string,
+    /** The record as first sent; resends add `"r":1` to it (frames.ts resent()). */
     private readonly first: Encoded,
     /** Only this host (a fanout's copy for it): never another. */
     private readonly only: string | undefined,
     private readonly pool: string | undefined,
     private readonly resolve: () => void,
     private readonly reject: (e: Error) => void,
-    /** `body` as oslo's dict, when `body` is in compact form: for a host that reads only that. */
-    private readonly olderBody?: () => Body,
   ) {
-    env.inFlight.set(body.i, this);
+    env.inFlight.set(id, this);
     this.send(only);
   }
 
@@ -86,8 +85,14 @@ export class AckedSend {
   }
 
   private send(address: string | undefined): void {
-    const frame = this.silent + this.backoff === 0 ? this.first : (this.again ??= this.resend());
     const { routing } = this.env;
+    let frame: Encoded;
+    try {
+      frame = this.silent + this.backoff === 0 ? this.first : (this.again ??= resent(this.first, this.env.options.maxMessageSize));
+    } catch (err) {
+      // The resend mark took it over max_message_size: fail it, typed, rather than throw from a timer.
+      return this.finish(new MessageDeliveryFailure(`a message to "${this.key}" could not be sent again: ${(err as Error).message}`, { cause: err }));
+    }
     if (address !== undefined) {
       let f = frame;
       try {
@@ -95,22 +100,15 @@ export class AckedSend {
       } catch (err) {
         return this.sent(err as Error, address);
       }
-      routing.sendTo(address, f, (err) => this.sent(err, address, this.older), this.body.i);
-    } else routing.route(this.key, frame, this.tried, (err, to, older) => this.sent(err, to, older), { id: this.body.i, pool: this.pool });
-  }
-
-  /** The record marked as sent before (`r`), in the first one's format(s). */
-  private resend(): Encoded {
-    const max = this.env.options.maxMessageSize;
-    const older = this.olderBody;
-    return older ? encodeCompact(this.kind, { ...this.body, r: 1 }, () => ({ ...older(), r: 1 }), max) : encodeChecked(this.kind, { ...this.body, r: 1 }, max);
+      routing.sendTo(address, f, (err) => this.sent(err, address, this.older), this.id);
+    } else routing.route(this.key, frame, this.tried, (err, to, older) => this.sent(err, to, older), { id: this.id, pool: this.pool });
   }
 
   private sent(err: Error | undefined, address: string | undefined, older = false): void {
     this.older = older;
     // Answered before its send's continuation ran (see OutgoingCall.left in client.ts).
     if (this.over) {
-      if (!err && address !== undefined) this.env.routing.untrack(address, this.body.i);
+      if (!err && address !== undefined) this.env.routing.untrack(address, this.id);
       return;
     }
     if (!err) {
@@ -143,13 +141,13 @@ export class AckedSend {
   }
 
   private untrack(): void {
-    if (this.address !== undefined) this.env.routing.untrack(this.address, this.body.i);
+    if (this.address !== undefined) this.env.routing.untrack(this.address, this.id);
   }
 
   private finish(err?: Error): void {
     this.over = true;
     clearTimeout(this.timer);
-    this.env.inFlight.delete(this.body.i);
+    this.env.inFlight.delete(this.id);
     this.untrack();
     if (err) this.reject(err);
     else this.resolve();

@@ -73,14 +73,11 @@ class OutgoingCall implements PendingCall {
 const SENT: Promise<void> = Promise.resolve();
 
 /**
- * A request or notification in compact form (format 3, frames.ts): its record field, and the
- * same message as oslo's dict for a host that does not read that format (made when one needs it).
+ * A request or notification in compact form (format 3, frames.ts): its record field. A host that
+ * does not read that form gets the record's oslo-dict form, made from the encoded record.
  */
 export class CompactMessage {
-  constructor(
-    readonly fields: { readonly q: readonly unknown[] } | { readonly n: readonly unknown[] },
-    readonly older: () => Record<string, unknown>,
-  ) {}
+  constructor(readonly fields: { readonly q: readonly unknown[] } | { readonly n: readonly unknown[] }) {}
 }
 
 export class ZmqClient {
@@ -115,7 +112,7 @@ export class ZmqClient {
     const key = this.keys.of(target).rpc;
     const id = this.id();
     const t = options.callMonitorTimeoutMs;
-    const frame = encodeCompact(CALL, { i: id, k: key, q: requestToCompact(request), t }, () => ({ i: id, k: key, m: requestToOslo(request), t }), this.options.maxMessageSize);
+    const frame = encodeCompact(CALL, { i: id, k: key, q: requestToCompact(request), t }, this.options.maxMessageSize);
     return new Promise<RpcReply>((resolve, reject) => {
       const call = new OutgoingCall(this.routing, this.calls, `call ${request.method} to "${key}"`, key, id, frame, resolve, reject, options.onHeartbeat);
       options.cancel.onCancel((reason) => call.reject(reason));
@@ -126,7 +123,7 @@ export class ZmqClient {
   }
 
   cast(target: Target, request: RpcRequest): Promise<void> {
-    return this.oneWay(CAST, this.keys.of(target).rpc, new CompactMessage({ q: requestToCompact(request) }, () => requestToOslo(request)));
+    return this.oneWay(CAST, this.keys.of(target).rpc, new CompactMessage({ q: requestToCompact(request) }));
   }
 
   async fanout(target: Target, request: RpcRequest): Promise<void> {
@@ -183,13 +180,16 @@ export class ZmqClient {
    */
   oneWay(kind: Kind, key: string, msg: Record<string, unknown> | CompactMessage, opts: { pool?: string; address?: string } = {}, shared?: Encoded): Promise<void> {
     const max = this.options.maxMessageSize;
-    // The compact form goes only where the host is picked from its record (routing.ts); a copy
-    // for a given address (a fanout's) is a dict, as the multicast and fanout paths send.
-    const compact = msg instanceof CompactMessage && opts.address === undefined ? msg : undefined;
-    const dict = (): Record<string, unknown> => (msg instanceof CompactMessage ? msg.older() : msg);
+    // The compact form goes where the host is picked from its record (routing.ts); a copy for a
+    // given address (a fanout's) is a dict, as the multicast and fanout paths send.
+    const fields = msg instanceof CompactMessage ? msg.fields : { m: msg };
+    const encode = (body: Body): Encoded => {
+      if (!(msg instanceof CompactMessage)) return encodeChecked(kind, body, max);
+      const compact = encodeCompact(kind, body, max);
+      return opts.address === undefined ? compact : (compact.older?.() ?? compact);
+    };
     if (this.options.acks === 'none') {
-      const body = (): Body => ({ k: key, m: dict(), pool: opts.pool });
-      const frame = shared ?? (compact ? encodeCompact(kind, { k: key, ...compact.fields, pool: opts.pool }, body, max) : encodeChecked(kind, body(), max));
+      const frame = shared ?? encode({ k: key, ...fields, pool: opts.pool });
       return new Promise((resolve, reject) => {
         const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
         if (opts.address !== undefined) this.routing.sendTo(opts.address, frame, done);
@@ -197,11 +197,8 @@ export class ZmqClient {
       });
     }
     const i = this.id();
-    const a = this.options.acks === 'received' ? 1 : undefined;
-    const older = (): Body & { i: string } => ({ i, k: key, m: dict(), pool: opts.pool, a });
-    const body = compact ? { i, k: key, ...compact.fields, pool: opts.pool, a } : older();
-    const first = shared ? withId(shared, i, max) : compact ? encodeCompact(kind, body, older, max) : encodeChecked(kind, body, max);
-    return new Promise((resolve, reject) => void new AckedSend(this.acked, kind, key, body, first, opts.address, opts.pool, resolve, reject, compact ? older : undefined));
+    const first = shared ? withId(shared, i, max) : encode({ i, k: key, ...fields, pool: opts.pool, a: this.options.acks === 'received' ? 1 : undefined });
+    return new Promise((resolve, reject) => void new AckedSend(this.acked, key, i, first, opts.address, opts.pool, resolve, reject));
   }
 
   /** Replies, acks and refusals from a server. */

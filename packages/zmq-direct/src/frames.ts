@@ -6,6 +6,7 @@
  * zeromq.js pays per frame, so a frame per record cost a client about a seventh of its CPU.
  */
 import { MalformedMessage, MessageTooLarge } from '@hybridbus/core';
+import { notificationFromCompact, notificationToOslo, requestFromCompact, requestToOslo } from '@hybridbus/core/driver';
 
 export const VERSION = Buffer.from('HB2');
 
@@ -67,12 +68,9 @@ export interface Encoded {
   readonly older?: () => Encoded;
 }
 
-/**
- * A record in compact form (`body`, format 3) with, made only if a host needs it, the same record
- * in oslo's dict form (`olderBody`).
- */
-export function encodeCompact(kind: Kind, body: Body, olderBody: () => Body, maxBytes: number): Encoded {
-  return new CompactRecord(kind, encodeChecked(kind, body, maxBytes), olderBody, maxBytes);
+/** A record in compact form (`q` or `n`: format 3) that can give its oslo-dict form (older()). */
+export function encodeCompact(kind: Kind, body: Body, maxBytes: number): Encoded {
+  return new CompactRecord(encodeChecked(kind, body, maxBytes), maxBytes);
 }
 
 // A class, not an object spread with a closure: those were 7 % of a client's CPU per cast.
@@ -82,18 +80,36 @@ class CompactRecord implements Encoded {
   private dict: Encoded | undefined;
 
   constructor(
-    private readonly kind: Kind,
     e: Encoded,
-    private readonly olderBody: () => Body,
     private readonly maxBytes: number,
   ) {
     this.text = e.text;
     this.bytes = e.bytes;
   }
 
+  /**
+   * Made from this record's text, not from the application's objects: the values an older host
+   * gets are those the message had when it was sent, as a newer host's are.
+   */
   older(): Encoded {
-    return (this.dict ??= encodeChecked(this.kind, this.olderBody(), this.maxBytes));
+    if (this.dict) return this.dict;
+    const { kind, body } = decode(this.text);
+    const { q, n, ...rest } = body;
+    const m = q !== undefined ? requestToOslo(requestFromCompact(q)) : notificationToOslo(notificationFromCompact(n));
+    return (this.dict = encodeChecked(kind, { ...rest, m }, this.maxBytes));
   }
+}
+
+/**
+ * `e` marked as a resend (`"r":1` added), in the same form(s). Throws MessageTooLarge when the
+ * mark takes it over `maxBytes`.
+ */
+export function resent(e: Encoded, maxBytes: number): Encoded {
+  const text = `${e.text.slice(0, -1)},"r":1}`;
+  const bound = text.length * 3;
+  const f = { text, bytes: bound <= maxBytes ? bound : Buffer.byteLength(text) };
+  if (f.bytes > maxBytes) throw new MessageTooLarge(`message of ${f.bytes} bytes (marked as a resend) exceeds max_message_size=${maxBytes}`);
+  return e instanceof CompactRecord ? new CompactRecord(f, maxBytes) : f;
 }
 
 export function encode(kind: Kind, body: Body, maxBytes: number): Encoded {

@@ -1,6 +1,7 @@
 /**
- * Name-service keys of targets, and the pools of a lookup answer. Both are cached per object:
- * clients reuse their targets and lookup answers, and building these per message showed.
+ * Name-service keys of targets, and the pools of a lookup answer and which of its hosts read
+ * only oslo's dict form. All cached per object: clients reuse their targets and lookup answers,
+ * and building these per message showed.
  */
 import type { Target } from '@hybridbus/core';
 import { exchangeOf, serverKey } from '@hybridbus/core/driver';
@@ -18,6 +19,7 @@ export interface TargetKeys {
 export class Keys {
   private readonly keys = new WeakMap<Target, TargetKeys>();
   private readonly byPool = new WeakMap<readonly HostRecord[], Map<string, readonly HostRecord[]>>();
+  private readonly dictOnly = new WeakMap<readonly HostRecord[], ReadonlySet<string>>();
 
   constructor(private readonly controlExchange: string) {}
 
@@ -30,6 +32,22 @@ export class Keys {
       this.keys.set(t, k);
     }
     return k;
+  }
+
+  /**
+   * Addresses in a lookup answer with any record not saying it reads format `wire`. A host has one
+   * record per key, but a stale one can outlive its process for ns_ttl: a newer server's record
+   * beside the record of an older one restarted on its address. The lowest format counts.
+   */
+  olderAt(all: readonly HostRecord[], wire: number): ReadonlySet<string> {
+    let older = this.dictOnly.get(all);
+    if (!older) {
+      const s = new Set<string>();
+      for (const r of all) if ((r.wire ?? 0) < wire) s.add(r.address);
+      older = s;
+      this.dictOnly.set(all, older);
+    }
+    return older;
   }
 
   /** The records of each pool in a lookup answer (a record without a pool is in pool ""). */

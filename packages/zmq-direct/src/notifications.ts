@@ -4,7 +4,7 @@
  * Brokerless: a notification nobody listens to is an error (or, by choice, dropped and counted).
  */
 import { MessageUndeliverable, type Target } from '@hybridbus/core';
-import { notificationToCompact, notificationToOslo, type Notification, type NotificationListenOptions, type Subscription } from '@hybridbus/core/driver';
+import { notificationToCompact, type Notification, type NotificationListenOptions, type Subscription } from '@hybridbus/core/driver';
 import type { HostRecord, NameService } from '@hybridbus/nameservice';
 import { CompactMessage, type ZmqClient } from './client.js';
 import { NOTIFY, WIRE } from './frames.js';
@@ -31,9 +31,7 @@ export class ZmqNotifications {
       if (this.options.notifyUnrouted === 'drop') return;
       throw new MessageUndeliverable(`no listener for notifications on "${key}" (brokerless: nothing stores them; set notify_unrouted=drop to drop them)`);
     }
-    // One message for every pool: its dict form is made once, if some listener needs it.
-    let dict: Record<string, unknown> | undefined;
-    const m = new CompactMessage({ n: notificationToCompact(notification) }, () => (dict ??= notificationToOslo(notification)));
+    const m = new CompactMessage({ n: notificationToCompact(notification) });
     if (pools.length === 1) return this.client.oneWay(NOTIFY, key, m, { pool: pools[0] });
     await Promise.all(pools.map((pool) => this.client.oneWay(NOTIFY, key, m, { pool })));
   }

@@ -6,7 +6,7 @@
  */
 import { MalformedMessage } from '@hybridbus/core';
 import { RecentIds } from '@hybridbus/core/driver';
-import type { Body } from './frames.js';
+import { NOTIFY, type Body, type Kind } from './frames.js';
 
 /** What a receipt sends back: `{ i }` (done), or `{ i, w: 1 }` (still working). */
 export type Answer = (body: Body) => void;
@@ -21,11 +21,10 @@ export const MAX_UNIQUE_ID = 256;
 
 const noop: Finish = () => undefined;
 
-/** The message's `_unique_id`, from whichever form the record carries it in (frames.ts WIRE). */
-function uniqueIdOf(body: Body): unknown {
-  if (body.q !== undefined) return body.q[4];
-  if (body.n !== undefined) return body.n[6];
-  return body.m?.['_unique_id'];
+/** The message's `_unique_id`, from the form the server decodes the record's message from (frames.ts WIRE). */
+function uniqueIdOf(kind: Kind, body: Body): unknown {
+  if (kind === NOTIFY) return body.n !== undefined ? body.n[6] : body.m?.['_unique_id'];
+  return body.q !== undefined ? body.q[4] : body.m?.['_unique_id'];
 }
 
 export class Receipts {
@@ -50,17 +49,18 @@ export class Receipts {
    * a MalformedMessage when its id is unusable, or the Finish to call once it is handled.
    * Messages without an ack id (`i`) are never retried, so they are neither remembered nor acked.
    */
-  begin(key: string, body: Body, answer: Answer): Finish | typeof DUPLICATE | MalformedMessage {
+  begin(kind: Kind, key: string, body: Body, answer: Answer): Finish | typeof DUPLICATE | MalformedMessage {
     const i = body.i;
     if (i === undefined) return noop;
     const onReceipt = body.a === 1;
     if (onReceipt) answer({ i });
-    const id = uniqueIdOf(body);
+    const id = uniqueIdOf(kind, body);
     let uid: string | undefined;
     if (typeof id === 'string' && id !== '') {
       if (id.length > MAX_UNIQUE_ID) return new MalformedMessage(`_unique_id of ${id.length} characters (at most ${MAX_UNIQUE_ID})`);
-      // One notification may go to several topics (keys) of this process: each is delivered.
-      uid = `${key} ${id}`;
+      // One notification may go to several topics (keys) of this process, and to several pools of
+      // one topic (a copy per pool): each is delivered.
+      uid = body.pool === undefined ? `${key} ${id}` : `${key}#${body.pool} ${id}`;
       const done = this.seen.get(uid);
       if (done !== undefined) {
         this.duplicates++;

@@ -74,7 +74,7 @@ export class Routing {
     try {
       out = this.socket.open();
       // A host whose record does not say it reads the record's format gets oslo's dict form.
-      if (frame.older !== undefined && (record.wire ?? 0) < WIRE) f = frame.older();
+      if (frame.older !== undefined && this.keys.olderAt(all, WIRE).has(record.address)) f = frame.older();
     } catch (e) {
       return done(e as Error);
     }

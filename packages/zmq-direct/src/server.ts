@@ -247,7 +247,7 @@ export class ZmqServer {
       return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
     }
     if (kind === CALL) return handler(this.incomingCall(ib, client, body, request));
-    const finish = this.receipt(ib, client, key, body);
+    const finish = this.receipt(ib, client, kind, key, body);
     if (!finish) return;
     let work: Promise<unknown> | void;
     try {
@@ -282,7 +282,7 @@ export class ZmqServer {
       this.mcast.mcastMalformed++;
       return this.logger.debug({ err: request }, 'zmq-direct: dropped a malformed multicast request');
     }
-    const finish = this.receipts.begin(key, body, answer);
+    const finish = this.receipts.begin(FANOUT, key, body, answer);
     if (finish === DUPLICATE) return;
     if (finish instanceof MalformedMessage) return void this.mcast.mcastMalformed++;
     let work: Promise<unknown> | void;
@@ -325,7 +325,7 @@ export class ZmqServer {
     } catch (e) {
       return refuse(ib, client, body, 'HB_MALFORMED', (e as Error).message);
     }
-    const finish = this.receipt(ib, client, key, body);
+    const finish = this.receipt(ib, client, NOTIFY, key, body);
     if (!finish) return;
     // The listener settles (acks) once its endpoints are done: that is when it counts as handled.
     const settle = (): Promise<void> => (finish(), SENT);
@@ -333,8 +333,8 @@ export class ZmqServer {
   }
 
   /** Ack bookkeeping of a one-way record; undefined when it must not be dispatched (a duplicate, or refused). */
-  private receipt(ib: Inbound, client: Buffer, key: string, body: Body): Finish | undefined {
-    const finish = this.receipts.begin(key, body, (answer) => ib.send(client, ACK, answer));
+  private receipt(ib: Inbound, client: Buffer, kind: Kind, key: string, body: Body): Finish | undefined {
+    const finish = this.receipts.begin(kind, key, body, (answer) => ib.send(client, ACK, answer));
     if (finish === DUPLICATE) return undefined;
     if (finish instanceof MalformedMessage) return void refuse(ib, client, body, 'HB_MALFORMED', finish.message);
     return finish;
