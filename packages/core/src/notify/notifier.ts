@@ -75,12 +75,13 @@ export class Notifier {
       uniqueId: uniqueId(),
     };
     const retry = this.options.retry ?? this.runtime.notifications.retry;
-    await Promise.all(
-      this.targets.map((t) => {
-        const driver = this.runtime.transportFor(t.topic as string, 'notify');
-        return channels.notify.active() ? this.observed(driver, t, notification, retry) : driver.notify(t, notification, { retry });
-      }),
-    );
+    const send = (t: Target): Promise<void> => {
+      const driver = this.runtime.transportFor(t.topic as string, 'notify');
+      return channels.notify.active() ? this.observed(driver, t, notification, retry) : driver.notify(t, notification, { retry });
+    };
+    // One topic (the usual case): no array of promises and no Promise.all per notification.
+    if (this.targets.length === 1) return send(this.targets[0] as Target);
+    await Promise.all(this.targets.map(send));
   }
 
   /** The send, with diagnostics events (each topic gets its own carrier: its own span). */
