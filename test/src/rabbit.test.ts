@@ -193,6 +193,22 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
     for (let i = 0; i < N; i++) assert.equal(seen.get(i), i % 3 === 0 ? 2 : 1, `notification ${i}`);
   });
 
+  test('a notifier of two topics and one listener of both: the listener gets it on each topic (the same _unique_id on another topic is not a duplicate)', async () => {
+    const lbus = await newBus();
+    const got = new Collector<string>();
+    for (const p of [freshTopic('two-pool'), undefined]) {
+      const t1 = freshTopic('two-a');
+      const t2 = freshTopic('two-b');
+      const listener = lbus.notificationListener([{ topic: t1 }, { topic: t2 }], [{ info: (_c, _p, e) => void got.push(`${p ?? 'no pool'} ${e}`) }], p === undefined ? {} : { pool: p });
+      await listener.start();
+      await (await newBus()).notifier({ publisherId: 'p', topics: [t1, t2] }).info(ctx, 'e.both', {});
+      const two = await got.until(2);
+      assert.deepEqual(two, [`${p ?? 'no pool'} e.both`, `${p ?? 'no pool'} e.both`]);
+      got.items.length = 0;
+      await listener.stop();
+    }
+  });
+
   test('notification_default_queue=false: the notifier declares no <topic>.<priority> queue; a pool listener still gets every notification, and with no listener it is an error', async () => {
     const nt = freshTopic('ndq');
     const pool = freshTopic('ndq-pool');

@@ -74,10 +74,13 @@ export class RabbitNotifications {
     const drop = (): void => void d.consumer.settle(d, 'ack', false);
     const notification = decodeDelivery(d, 'notification', notificationFromOslo, logger)?.message;
     if (!notification) return drop();
-    const uid = notification.uniqueId;
+    // One notification goes to each of a notifier's topics with the same _unique_id, and one
+    // listener may hear several topics: the same id on another exchange or routing key is
+    // another copy, not a duplicate.
+    const uid = notification.uniqueId === '' ? '' : `${d.msg.fields.exchange}\n${d.msg.fields.routingKey}\n${notification.uniqueId}`;
     if (uid !== '') {
       if (handled.has(uid)) {
-        logger.debug({ uniqueId: uid, redelivered: d.msg.fields.redelivered }, 'dropping a notification already handled');
+        logger.debug({ uniqueId: notification.uniqueId, redelivered: d.msg.fields.redelivered }, 'dropping a notification already handled');
         return drop();
       }
       // The same message again while the first copy is still with the endpoint (a redelivery
