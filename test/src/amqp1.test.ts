@@ -11,7 +11,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AuthenticationFailed, Bus, ConfigError, ConnectionLost, MessageUndeliverable, type Context } from '@hybridbus/core';
+import { AuthenticationFailed, Bus, ConfigError, ConnectionLost, MessageDeliveryFailure, MessageUndeliverable, type Context } from '@hybridbus/core';
+// The link sender itself, below the driver (no public entry point for it).
+import { LinkSender } from '../../packages/amqp1/dist/outbox.js';
 import { parseAmqp1Url } from '@hybridbus/amqp1';
 import rhea from 'rhea';
 import type { EventContext } from 'rhea';
@@ -84,6 +86,40 @@ describe('amqp:// URL options', () => {
     const o = parseAmqp1Url(new URL('amqp://?mode=direct&username=alice&password=pw'));
     assert.deepEqual([o.mode, o.username, o.password, o.saslMechanisms], ['direct', 'alice', 'pw', ['PLAIN', 'ANONYMOUS']]);
     assert.match(problem('amqp://alice:pw@host/?mode=direct').message, /write amqp:\/\/\?mode=direct&matchmaker=\.\.\.&username=\.\.\.&password=\.\.\./);
+  });
+});
+
+describe('amqp1 sending: a message rhea cannot encode', () => {
+  test('fails alone with MessageDeliveryFailure when credit comes after it was queued (not a throw from the sendable event); the link keeps working', { timeout: 20_000 }, async () => {
+    // A real peer (rhea on loopback) that accepts whatever arrives.
+    const peer = rhea.create_container({ id: 'peer' });
+    const got: unknown[] = [];
+    peer.on('message', (c: EventContext) => void got.push(c.message?.body));
+    const listener = peer.listen({ port: 0, host: '127.0.0.1' });
+    await new Promise((r) => listener.once('listening', r));
+    const port = (listener.address() as net.AddressInfo).port;
+    const client = rhea.create_container({ id: 'client' });
+    const connection = client.connect({ port, host: '127.0.0.1', reconnect: false });
+    const errors: unknown[] = [];
+    connection.on('connection_error', (c: EventContext) => void errors.push(c.connection.error));
+    connection.on('error', (e: unknown) => void errors.push(e));
+    try {
+      const link = connection.open_sender({ target: { address: 'q' } });
+      const owner = { label: 'test', isClosed: false, counts: { resends: 0 }, onDown: () => () => undefined };
+      const sender = new LinkSender(link, owner, 'q', false, () => undefined);
+      const options = { deadline: Date.now() + 5_000, resendOnLoss: false, what: 'test message' };
+      // Queued before the link has credit: encoded later, from rhea's 'sendable' event. An AMQP
+      // uint ttl cannot hold 5e9.
+      const bad = sender.send({ ttl: 5e9, body: 'bad' }, options);
+      const good = sender.send({ body: 'good' }, options);
+      await assert.rejects(bad, (e: unknown) => e instanceof MessageDeliveryFailure && /could not be encoded/.test(e.message));
+      await good;
+      assert.deepEqual(got, ['good']);
+      assert.deepEqual(errors, []);
+    } finally {
+      connection.close();
+      listener.close();
+    }
   });
 });
 

@@ -179,7 +179,16 @@ export class LinkSender {
     const presettled = this.presettled;
     while (this.queue.length > 0 && this.link.sendable()) {
       const p = this.queue.shift() as PendingSend;
-      const d = this.link.send(p.message);
+      let d: Delivery;
+      try {
+        d = this.link.send(p.message);
+      } catch (err) {
+        // A message rhea cannot encode (a property out of its type's range, say one echoed from
+        // a peer): it fails alone. This runs from rhea's 'sendable' event too, where a throw
+        // would take the connection down, or the process.
+        this.finish(p, new MessageDeliveryFailure(`amqp1 ${this.owner.label}: a message to "${this.address}" could not be encoded: ${(err as Error).message}`, { cause: err }));
+        continue;
+      }
       if (presettled) {
         this.finish(p, undefined);
       } else {

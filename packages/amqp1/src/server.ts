@@ -134,7 +134,8 @@ export class Amqp1Server {
         if (pattern === 'call') m.settle(ACCEPT);
         return sent;
       },
-      heartbeat: () => send({ ttl: cmt, body: undefined }),
+      // ttl is an AMQP uint: a monitor timeout past 2^32-1 ms (49 days) is capped, not unencodable.
+      heartbeat: () => send({ ttl: cmt === undefined ? undefined : Math.min(cmt, 0xffffffff), body: undefined }),
     };
     // A cast's accept is its acknowledgement: after the handler.
     Promise.resolve()
