@@ -56,6 +56,8 @@ describe('amqp:// URL options', () => {
     assert.match(e.message, /option "mode" has bad value "bus"; expected .*auto.*direct/);
     assert.match(e.message, /option "default_send_timeout" has bad value "-1"; expected/);
     assert.match(problem('amqp://broker/?no_such=1').message, /unknown option "no_such"; expected one of: .*sasl_mechanisms/);
+    // Names of Object's own properties are unknown options too, not a TypeError.
+    for (const k of ['constructor', 'toString', '__proto__']) assert.match(problem(`amqp://broker/?${k}=1`).message, new RegExp(`unknown option "${k}"`));
     assert.match(problem('amqp://?mode=direct&bind_host=x&allowed_clients=a').message, /option "allowed_clients" needs TLS: use an amqps:\/\/ URL or ssl=true/);
     assert.match(problem('amqp://broker/?matchmaker=local').message, /option "matchmaker" applies only to mode=direct/);
   });

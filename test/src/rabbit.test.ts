@@ -704,6 +704,7 @@ describe('rabbit-brokered on a real RabbitMQ', () => {
       assert.fail(`${u} was accepted`);
     };
     assert.match(problems('rabbit://u:s3cret@h/?amqp_durable_queue=true'), /unknown option "amqp_durable_queue".*expected one of: amqp_durable_queues/);
+    for (const k of ['constructor', 'toString', '__proto__']) assert.match(problems(`rabbit://u:s3cret@h/?${k}=1`), new RegExp(`unknown option "${k}"`));
     assert.match(problems('rabbit://h/?amqp_durable_queues=maybe'), /"amqp_durable_queues" has bad value "maybe"; expected a boolean/);
     assert.match(problems('rabbit://h/?rabbit_qos_prefetch_count=-1'), /"rabbit_qos_prefetch_count" has bad value "-1"; expected a whole number >= 0/);
     assert.match(problems('rabbit://h/?rabbit_transient_queues_ttl=0'), /"rabbit_transient_queues_ttl" has bad value "0"/);

@@ -56,6 +56,7 @@ describe('options', () => {
     bad('acks=maybe', 'acks', '"handled" (or true), "received", or "none" (or false)');
     bad('port_range=9000-8000', 'port_range', 'LOW-HIGH');
     bad('nosuch=1', '"nosuch" is unknown', 'matchmaker');
+    for (const k of ['constructor', 'toString', '__proto__']) bad(`${k}=1`, `"${k}" is unknown`);
     bad('curve=true', 'curve_public_key');
     bad('curve=true&curve_public_key=short&curve_secret_key=short', 'curve_public_key', '40-character Z85');
     assert.throws(() => parseOptions(new URL('zmq://somehost:5555')), /query string/);

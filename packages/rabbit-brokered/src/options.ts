@@ -110,7 +110,8 @@ export function parseRabbitUrl(url: URL): RabbitOptions {
   const problems: string[] = [];
   const values = new Map<string, unknown>();
   for (const [key, raw] of url.searchParams) {
-    const spec = SPECS[key];
+    // Own keys only: "?constructor=1" must be an unknown option, not Object's.
+    const spec = Object.hasOwn(SPECS, key) ? SPECS[key] : undefined;
     if (!spec) {
       problems.push(`unknown option "${key}" (=${JSON.stringify(raw)}); expected one of: ${OPTION_NAMES.join(', ')}`);
       continue;

@@ -177,7 +177,8 @@ export function parseOptions(url: URL): ZmqOptions {
   }
   const p: Parsed = {};
   for (const [key, raw] of url.searchParams) {
-    const parse = (KNOWN as Record<string, Parser<unknown>>)[key];
+    // Own keys only: "?constructor=1" must be an unknown option, not Object's.
+    const parse = Object.hasOwn(KNOWN, key) ? (KNOWN as Record<string, Parser<unknown>>)[key] : undefined;
     if (!parse) throw new ConfigError([`zmq:// option "${key}" is unknown; expected one of: ${Object.keys(KNOWN).join(', ')}`]);
     (p as Record<string, unknown>)[key] = parse(raw, key);
   }

@@ -52,7 +52,8 @@ export class UrlOptions<S extends Specs> {
   ) {
     const seen = new Set<string>();
     for (const [key, raw] of url.searchParams) {
-      const spec = specs[key];
+      // Own keys only: "?constructor=1" or "?__proto__=x" must be unknown options, not Object's.
+      const spec = Object.hasOwn(specs, key) ? specs[key] : undefined;
       if (!spec) {
         this.problems.push(`unknown option "${key}"; expected one of: ${Object.keys(specs).join(', ')}`);
         continue;
