@@ -105,24 +105,29 @@ class CompactRecord implements Encoded {
  * mark takes it over `maxBytes`.
  */
 export function resent(e: Encoded, maxBytes: number): Encoded {
-  const text = `${e.text.slice(0, -1)},"r":1}`;
-  const bound = text.length * 3;
-  const f = { text, bytes: bound <= maxBytes ? bound : Buffer.byteLength(text) };
-  if (f.bytes > maxBytes) throw new MessageTooLarge(`message of ${f.bytes} bytes (marked as a resend) exceeds max_message_size=${maxBytes}`);
+  const f = checked(sized(`${e.text.slice(0, -1)},"r":1}`, maxBytes), maxBytes, ' (marked as a resend)');
   return e instanceof CompactRecord ? new CompactRecord(f, maxBytes) : f;
 }
 
-export function encode(kind: Kind, body: Body, maxBytes: number): Encoded {
-  const text = String.fromCharCode(kind) + JSON.stringify(body);
+/** A record's text with its size (or the bound of it, see Encoded). */
+function sized(text: string, maxBytes: number): Encoded {
   const bound = text.length * 3;
   return { text, bytes: bound <= maxBytes ? bound : Buffer.byteLength(text) };
 }
 
+/** `f`, or MessageTooLarge if it is over `maxBytes` (`what` says more of it). */
+function checked(f: Encoded, maxBytes: number, what = ''): Encoded {
+  if (f.bytes > maxBytes) throw new MessageTooLarge(`message of ${f.bytes} bytes${what} exceeds max_message_size=${maxBytes}`);
+  return f;
+}
+
+export function encode(kind: Kind, body: Body, maxBytes: number): Encoded {
+  return sized(String.fromCharCode(kind) + JSON.stringify(body), maxBytes);
+}
+
 /** encode(), refusing a record over `maxBytes` (MessageTooLarge) before it is queued anywhere. */
 export function encodeChecked(kind: Kind, body: Body, maxBytes: number): Encoded {
-  const f = encode(kind, body, maxBytes);
-  if (f.bytes > maxBytes) throw new MessageTooLarge(`message of ${f.bytes} bytes exceeds max_message_size=${maxBytes}`);
-  return f;
+  return checked(encode(kind, body, maxBytes), maxBytes);
 }
 
 /**
@@ -132,11 +137,7 @@ export function encodeChecked(kind: Kind, body: Body, maxBytes: number): Encoded
  */
 export function withId(base: Encoded, i: string, maxBytes: number): Encoded {
   const rest = base.text.slice(2);
-  const text = `${base.text.charAt(0)}{"i":${JSON.stringify(i)}${rest === '}' ? '' : ','}${rest}`;
-  const bound = text.length * 3;
-  const f = { text, bytes: bound <= maxBytes ? bound : Buffer.byteLength(text) };
-  if (f.bytes > maxBytes) throw new MessageTooLarge(`message of ${f.bytes} bytes exceeds max_message_size=${maxBytes}`);
-  return f;
+  return checked(sized(`${base.text.charAt(0)}{"i":${JSON.stringify(i)}${rest === '}' ? '' : ','}${rest}`, maxBytes), maxBytes);
 }
 
 /**
@@ -190,9 +191,8 @@ export function decode(record: string): { kind: Kind; body: Body } {
   if (m !== undefined && (typeof m !== 'object' || m === null || Array.isArray(m))) {
     throw new MalformedMessage('record field "m" must be an object');
   }
-  if ((b['q'] !== undefined && !Array.isArray(b['q'])) || (b['n'] !== undefined && !Array.isArray(b['n']))) {
-    throw new MalformedMessage(`record field "${b['q'] !== undefined && !Array.isArray(b['q']) ? 'q' : 'n'}" must be an array`);
-  }
+  const notArray = b['q'] !== undefined && !Array.isArray(b['q']) ? 'q' : b['n'] !== undefined && !Array.isArray(b['n']) ? 'n' : undefined;
+  if (notArray) throw new MalformedMessage(`record field "${notArray}" must be an array`);
   return { kind: kind as Kind, body: b as Body };
 }
 

@@ -24,9 +24,7 @@ export interface RouteOptions {
 }
 
 export class Routing {
-  /** Round-robin position per key, and per key and pool: no "key#pool" string made and hashed per message. */
   private readonly turns = new Map<string, number>();
-  private readonly poolTurns = new Map<string, Map<string, number>>();
   readonly stats = { failovers: 0 };
 
   constructor(
@@ -104,15 +102,9 @@ export class Routing {
     const members = pool === undefined ? all : (this.keys.pools(all).get(pool) ?? []);
     const candidates = !tried?.size ? members : members.filter((r) => !tried.has(r.address));
     if (candidates.length === 0) return undefined;
-    let turns = this.turns;
-    let at = key;
-    if (pool !== undefined) {
-      at = pool;
-      turns = this.poolTurns.get(key) ?? new Map<string, number>();
-      if (turns.size === 0) this.poolTurns.set(key, turns);
-    }
-    const turn = turns.get(at) ?? 0;
-    turns.set(at, turn + 1);
+    const turnKey = pool === undefined ? key : `${key}#${pool}`;
+    const turn = this.turns.get(turnKey) ?? 0;
+    this.turns.set(turnKey, turn + 1);
     return candidates[turn % candidates.length];
   }
 }
