@@ -188,27 +188,16 @@ export function hybridbusContenders(config: HybridbusConfig): Contender[] {
   return out;
 }
 
+/** A raw zeromq.js contender (child-raw-zeromq.js), with or without acks on one-way messages. */
+function rawZeromqContender(info: Contender['info'], scenarios: readonly Scenario[], data: Contender['data']): Contender {
+  return { info, scenarios, data, probe: async () => undefined, server: () => node('child-raw-zeromq.js'), client: () => node('child-raw-zeromq.js'), baseline: () => undefined };
+}
+
 /** Raw zeromq.js: DEALER/ROUTER, PUSH/PULL; fanout as one PUSH per server. */
-export const rawZeromq: Contender = {
-  info: { id: 'raw-zeromq', label: 'raw zeromq.js', kind: 'raw' },
-  scenarios: SCENARIOS,
-  data: {},
-  probe: async () => undefined,
-  server: () => node('child-raw-zeromq.js'),
-  client: () => node('child-raw-zeromq.js'),
-  baseline: () => undefined,
-};
+export const rawZeromq = rawZeromqContender({ id: 'raw-zeromq', label: 'raw zeromq.js', kind: 'raw' }, SCENARIOS, {});
 
 /** Raw zeromq.js acking every one-way message (DEALER/ROUTER, a sequence number back): what zmq:// does by default. */
-export const rawZeromqAcked: Contender = {
-  info: { id: 'raw-zeromq-acked', label: 'raw zeromq.js, acked', kind: 'raw' },
-  scenarios: ONE_WAY,
-  data: { acks: true },
-  probe: async () => undefined,
-  server: () => node('child-raw-zeromq.js'),
-  client: () => node('child-raw-zeromq.js'),
-  baseline: () => undefined,
-};
+export const rawZeromqAcked = rawZeromqContender({ id: 'raw-zeromq-acked', label: 'raw zeromq.js, acked', kind: 'raw' }, ONE_WAY, { acks: true });
 
 /** What a registered contender is made from: the servers the bench uses. */
 export interface RegisteredOptions {
