@@ -137,6 +137,15 @@ function stripped(k: string): string | undefined {
   return short;
 }
 
+/**
+ * `o[k] = v` as JSON.parse would make it: an own property even when `k` is "__proto__" (an
+ * assignment would set `o`'s prototype instead). For keys that come from the network.
+ */
+export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__') Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
 /** How many key names the caches hold (they stay within their bound whatever arrives). */
 export function contextKeyCacheSizes(): { prefixed: number; stripped: number; max: number } {
   return { prefixed: prefixedKeys.size, stripped: strippedKeys.size, max: KEY_CACHE_MAX };
@@ -155,9 +164,8 @@ function extractContext(d: Dict): Dict {
     if (k.charCodeAt(0) !== 0x5f) continue;
     const short = stripped(k);
     if (short === undefined || !Object.hasOwn(d, k)) continue;
-    // "_context___proto__" is a key like any other: an assignment would set ctx's prototype.
-    if (short === '__proto__') Object.defineProperty(ctx, short, { value: d[k], enumerable: true, writable: true, configurable: true });
-    else ctx[short] = d[k];
+    // "_context___proto__" is a key like any other.
+    setOwn(ctx, short, d[k]);
   }
   return ctx;
 }

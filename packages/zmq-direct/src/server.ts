@@ -10,6 +10,7 @@ import {
   replyToOslo,
   requestFromCompact,
   requestFromOslo,
+  setOwn,
   type IncomingNotification,
   type IncomingRpc,
   type Notification,
@@ -104,11 +105,8 @@ function copyJson(v: unknown): unknown {
   }
   const o: Record<string, unknown> = {};
   const from = v as Record<string, unknown>;
-  for (const k in from) {
-    // JSON.parse makes "__proto__" an own property; an assignment would set the copy's prototype.
-    if (k === '__proto__') Object.defineProperty(o, k, { value: copyJson(from[k]), enumerable: true, writable: true, configurable: true });
-    else o[k] = copyJson(from[k]);
-  }
+  // A "__proto__" key from JSON.parse stays an own property of the copy.
+  for (const k in from) setOwn(o, k, copyJson(from[k]));
   return o;
 }
 
