@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MalformedMessage, RemoteError } from '@hybridbus/core';
 import type { RpcRequest } from '@hybridbus/core/driver';
-import { contextKeyCacheSizes, deserializeFailure, notificationFromCompact, notificationFromOslo, notificationToCompact, requestFromCompact, requestToCompact, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
+import { contextKeyCacheSizes, deserializeFailure, messageId, notificationFromCompact, notificationFromOslo, notificationToCompact, requestFromCompact, requestToCompact, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
 
 const capturedCast =
   '{"oslo.version": "2.0", "oslo.message": "{\\"method\\": \\"echo\\", \\"args\\": {\\"arg\\": \\"\\\\u00e9\\"}, \\"namespace\\": \\"test\\", \\"version\\": \\"1.2\\", \\"_unique_id\\": \\"8a57b953e95e4e7aa5ec12cbb5cc96ad\\", \\"_context_user_id\\": \\"u\\"}"}';
@@ -123,4 +123,14 @@ test('the compact form hands over the same request and notification as oslo\'s d
   ] as const) assert.throws(() => requestFromCompact(bad), (e: unknown) => e instanceof MalformedMessage && why.test(e.message));
   assert.throws(() => notificationFromCompact(['id', 'p', 'e', 'LOUD', null, 't', 'u', {}]), /unknown notification priority "LOUD"/);
   assert.throws(() => notificationFromCompact(['id', 'p', 'e', 'info', null, 't', 'u', []]), /compact context must be an object/);
+});
+
+test('messageId() gives distinct ids in uuid4 form (version 4, RFC 4122 variant)', () => {
+  const ids = new Set<string>();
+  for (let i = 0; i < 100_000; i++) {
+    const id = messageId();
+    if (i % 997 === 0) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    ids.add(id);
+  }
+  assert.equal(ids.size, 100_000);
 });

@@ -347,6 +347,21 @@ describe('no silent loss', () => {
     assert.deepEqual(await client.call({}, 'echo', { blob: 'small' }), { blob: 'small' });
     await srv.stop();
   });
+
+  test('a notification over max_message_size is a rejection (MessageTooLarge), not a throw', async () => {
+    const dir = nsDir();
+    const topic = freshTopic();
+    const lb = await bus(url(dir));
+    const got: string[] = [];
+    await lb.notificationListener([{ topic }], [{ info: (_c: unknown, _p: string, e: string) => void got.push(e) }], { pool: 'p' }).start();
+    const notifier = (await bus(url(dir, '&max_message_size=1000'))).notifier({ publisherId: 'p', topics: [topic] });
+    await notifier.info({}, 'warm', {}); // the listener's record is cached: the send path that does not wait for a lookup
+    let sent: Promise<void> | undefined;
+    assert.doesNotThrow(() => void (sent = notifier.info({}, 'big', { blob: 'x'.repeat(2000) })));
+    await assert.rejects(sent as Promise<void>, MessageTooLarge);
+    await notifier.info({}, 'small', {});
+    assert.deepEqual(got, ['warm', 'small']);
+  });
 });
 
 describe('robust framing', () => {

