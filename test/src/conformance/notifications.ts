@@ -128,6 +128,41 @@ export const NOTIFICATION_CASES: readonly ConformanceCase[] = inGroup('notificat
     },
   },
   {
+    name: 'several endpoints: each is called in order, sync or async, and one that fails stops the rest',
+    topicPrefix: 'endpoints',
+    async run({ topic, newBus }) {
+      const got = new Collector<string>();
+      const bus = await newBus();
+      const listener = bus.notificationListener([{ topic }], [
+        { info: (_c, _p, e) => void got.push(`a:${e}`) },
+        {
+          info: async (_c, _p, e) => {
+            await Promise.resolve();
+            got.push(`b:${e}`);
+            if (e === 'async.fails') throw new Error('endpoint b fails');
+          },
+        },
+        {
+          info: (_c, _p, e) => {
+            got.push(`c:${e}`);
+            if (e === 'sync.fails') throw new Error('endpoint c fails');
+          },
+        },
+        { info: (_c, _p, e) => void got.push(`d:${e}`) },
+      ]);
+      await listener.start();
+      const notifier = (await newBus()).notifier({ publisherId: 'p', topics: [topic] });
+      for (const e of ['ok', 'async.fails', 'sync.fails', 'after']) await notifier.info(ctx, e, {});
+      await got.until(13);
+      await listener.stop();
+      const seen = (e: string) => got.items.filter((s) => s.endsWith(`:${e}`));
+      assert.deepEqual(seen('ok'), ['a:ok', 'b:ok', 'c:ok', 'd:ok']);
+      assert.deepEqual(seen('async.fails'), ['a:async.fails', 'b:async.fails'], 'a rejection stops the endpoints after it');
+      assert.deepEqual(seen('sync.fails'), ['a:sync.fails', 'b:sync.fails', 'c:sync.fails'], 'a throw stops the endpoints after it');
+      assert.deepEqual(seen('after'), ['a:after', 'b:after', 'c:after', 'd:after'], 'the listener goes on after a failing endpoint');
+    },
+  },
+  {
     name: 'requeue: an endpoint that returns REQUEUE gets the notification again',
     needs: ['requeue'],
     topicPrefix: 'requeue',
