@@ -17,8 +17,13 @@ export class Limiter {
     return this.slots.inUse + this.slots.queued;
   }
 
-  /** Runs `task` now if a slot is free (synchronously), else when one frees up. */
-  run<T>(task: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `task` now if a slot is free (synchronously), else when one frees up. A task that
+   * returns no promise is over when it returns: its slot is free again at once.
+   */
+  run<T>(task: () => Promise<T>): Promise<T>;
+  run<T>(task: () => Promise<T> | T): Promise<T> | T;
+  run<T>(task: () => Promise<T> | T): Promise<T> | T {
     if (this.slots.tryAcquire()) return this.start(task);
     return this.slots.acquire().then(() => this.start(task));
   }
@@ -29,15 +34,20 @@ export class Limiter {
     return new Promise((resolve) => this.drained.push(resolve));
   }
 
-  private start<T>(task: () => Promise<T>): Promise<T> {
-    let p: Promise<T>;
+  private start<T>(task: () => Promise<T> | T): Promise<T> | T {
+    let out: Promise<T> | T;
     try {
-      p = task();
+      out = task();
     } catch (e) {
-      p = Promise.reject(e);
+      this.release();
+      return Promise.reject(e as Error);
     }
-    p.then(this.settled, this.settled);
-    return p;
+    if (!(out instanceof Promise)) {
+      this.release();
+      return out;
+    }
+    out.then(this.settled, this.settled);
+    return out;
   }
 
   private release(): void {

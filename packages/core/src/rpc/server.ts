@@ -7,6 +7,8 @@ import { serializeFailure } from '../message.js';
 import { channels, finish, type RpcDispatchEvent } from '../diagnostics.js';
 import { validateTarget, type Target, type TargetFields } from '../target.js';
 import { RpcDispatcher, type AccessPolicy, type Endpoint } from './dispatcher.js';
+import { isThenable } from '../thenable.js';
+import type { Context } from '../message.js';
 
 /**
  * Call-monitor heartbeats go out at half the caller's monitor timeout, but the caller chooses it:
@@ -125,71 +127,126 @@ export class RpcServer {
           outcome: undefined,
         };
         channels.dispatch.start.publish(event);
-        return this.limiter.run(() => this.process(msg, event)).then(() => finish(channels.dispatch, event, event.outcome === 'ok' ? undefined : event.error));
+        const over = (): void => finish(channels.dispatch, event, event.outcome === 'ok' ? undefined : event.error);
+        const work = this.limiter.run(() => this.process(msg, event));
+        return work ? work.then(over) : over();
       },
       { patterns },
     );
   }
 
-  private async process(msg: IncomingRpc, event: RpcDispatchEvent | undefined): Promise<void> {
-    const { serializer, logger } = this.runtime;
+  /**
+   * One request: resolve it, run the endpoint, reply to a call. An endpoint that returns no
+   * promise is answered in the same turn and nothing is returned: its reply is queued before the
+   * driver reads its next message, and a busy server no longer makes a promise and two microtask
+   * turns per request. Never rejects; errors go to the caller (a call) or the log.
+   */
+  private process(msg: IncomingRpc, event: RpcDispatchEvent | undefined): Promise<void> | void {
+    const { serializer } = this.runtime;
     const { request } = msg;
-    const isCall = msg.pattern === 'call';
-    const interval = isCall ? heartbeatIntervalMs(msg.callMonitorTimeoutMs) : undefined;
-    const heartbeat =
-      interval !== undefined
-        ? setInterval(
-            () =>
-              msg.heartbeat().catch((err: unknown) => {
-                // A closed transport will not come back for this call: stop, don't log every beat.
-                if (err instanceof TransportClosed) clearInterval(heartbeat);
-                else logger.warn({ err }, 'call-monitor heartbeat failed');
-              }),
-            interval,
-          )
-        : undefined;
-    heartbeat?.unref(); // the handler's own work keeps the process alive, not its heartbeats
     let endpoint: Endpoint | undefined;
+    let ctx: Context;
+    let result: unknown;
     try {
       // A driver hands over freshly decoded objects: the default serializer can use them as they are.
       // Resolved first: afterwards `endpoint` is undefined only for a request no endpoint takes.
       const found = this.dispatcher.resolve(request);
       endpoint = found.endpoint;
       const identity = serializer === jsonSerializer;
-      const ctx = identity ? request.context : serializer.deserializeContext({ ...request.context });
+      const c = (ctx = identity ? request.context : serializer.deserializeContext({ ...request.context }));
       let args = request.args as Record<string, unknown>;
       if (!identity) {
         args = {};
-        for (const [k, v] of Object.entries(request.args)) args[k] = serializer.deserializeEntity(ctx, v);
+        for (const [k, v] of Object.entries(request.args)) args[k] = serializer.deserializeEntity(c, v);
       }
       const bind = event?.bind;
-      const result = await (bind ? bind(() => found.fn.call(found.endpoint, ctx, args)) : found.fn.call(found.endpoint, ctx, args));
-      if (isCall) await msg.reply({ result: serializer.serializeEntity(ctx, result), failure: null });
-      this.count.handled++;
-      if (event) event.outcome = 'ok';
+      result = bind ? bind(() => found.fn.call(found.endpoint, c, args)) : found.fn.call(found.endpoint, c, args);
     } catch (err) {
-      if (event) {
-        event.outcome = endpoint === undefined ? 'undispatchable' : 'failed';
-        event.error = err instanceof Error ? err : new Error(String(err));
-      }
-      const log = { err, method: request.method, target: String(this.target), pattern: msg.pattern };
-      if (endpoint === undefined) {
-        this.count.undispatchable++;
-        // A caller gets the error in its reply; a cast or fanout has nobody else to tell.
-        if (isCall) logger.debug(log, 'no endpoint for the request; the caller gets the error');
-        else logger.warn(log, `no endpoint can handle this ${msg.pattern}; it is dropped`);
-      } else {
-        this.count.failed++;
-        const expected =
-          this.dispatcher.isExpected(endpoint, err) || (this.options.expectedExceptions?.some((c) => err instanceof c) ?? false);
-        if (expected) logger.debug(log, 'expected exception during message handling');
-        else logger.error(log, 'exception during message handling');
-      }
-      if (isCall) {
-        await msg.reply({ result: null, failure: serializeFailure(err) }).catch((e: unknown) => logger.error({ ...log, err: e }, 'could not send the failure reply'));
-      }
-    } finally {
-      clearInterval(heartbeat);
+      return this.failed(msg, event, endpoint, err, undefined);
     }
+    if (!isThenable(result)) return this.answer(msg, event, ctx, result, endpoint, undefined);
+    // Only an endpoint still working needs call-monitor heartbeats.
+    const heartbeat = this.heartbeats(msg);
+    const e = endpoint;
+    return Promise.resolve(result).then(
+      (r) => this.answer(msg, event, ctx, r, e, heartbeat),
+      (err: unknown) => this.failed(msg, event, e, err, heartbeat),
+    );
+  }
+
+  /** A call's heartbeats while its endpoint works (its caller set a call-monitor timeout). */
+  private heartbeats(msg: IncomingRpc): NodeJS.Timeout | undefined {
+    const interval = msg.pattern === 'call' ? heartbeatIntervalMs(msg.callMonitorTimeoutMs) : undefined;
+    if (interval === undefined) return undefined;
+    const heartbeat = setInterval(
+      () =>
+        msg.heartbeat().catch((err: unknown) => {
+          // A closed transport will not come back for this call: stop, don't log every beat.
+          if (err instanceof TransportClosed) clearInterval(heartbeat);
+          else this.runtime.logger.warn({ err }, 'call-monitor heartbeat failed');
+        }),
+      interval,
+    );
+    heartbeat.unref(); // the handler's own work keeps the process alive, not its heartbeats
+    return heartbeat;
+  }
+
+  /** The endpoint returned `result`: reply to a call; a cast or fanout is handled. */
+  private answer(msg: IncomingRpc, event: RpcDispatchEvent | undefined, ctx: Context, result: unknown, endpoint: Endpoint | undefined, heartbeat: NodeJS.Timeout | undefined): Promise<void> | void {
+    if (msg.pattern !== 'call') return this.handled(event, heartbeat);
+    let sent: Promise<void>;
+    try {
+      sent = msg.reply({ result: this.runtime.serializer.serializeEntity(ctx, result), failure: null });
+    } catch (err) {
+      return this.failed(msg, event, endpoint, err, heartbeat); // e.g. a result the serializer refuses
+    }
+    return sent.then(
+      () => this.handled(event, heartbeat),
+      (err: unknown) => this.failed(msg, event, endpoint, err, heartbeat), // e.g. a result JSON cannot encode
+    );
+  }
+
+  private handled(event: RpcDispatchEvent | undefined, heartbeat: NodeJS.Timeout | undefined): void {
+    clearInterval(heartbeat);
+    this.count.handled++;
+    if (event) event.outcome = 'ok';
+  }
+
+  /** The request failed: log it, and send a call's caller the error. */
+  private failed(msg: IncomingRpc, event: RpcDispatchEvent | undefined, endpoint: Endpoint | undefined, err: unknown, heartbeat: NodeJS.Timeout | undefined): Promise<void> | void {
+    const { logger } = this.runtime;
+    const { request } = msg;
+    const isCall = msg.pattern === 'call';
+    if (event) {
+      event.outcome = endpoint === undefined ? 'undispatchable' : 'failed';
+      event.error = err instanceof Error ? err : new Error(String(err));
+    }
+    const log = { err, method: request.method, target: String(this.target), pattern: msg.pattern };
+    if (endpoint === undefined) {
+      this.count.undispatchable++;
+      // A caller gets the error in its reply; a cast or fanout has nobody else to tell.
+      if (isCall) logger.debug(log, 'no endpoint for the request; the caller gets the error');
+      else logger.warn(log, `no endpoint can handle this ${msg.pattern}; it is dropped`);
+    } else {
+      this.count.failed++;
+      const expected =
+        this.dispatcher.isExpected(endpoint, err) || (this.options.expectedExceptions?.some((c) => err instanceof c) ?? false);
+      if (expected) logger.debug(log, 'expected exception during message handling');
+      else logger.error(log, 'exception during message handling');
+    }
+    if (!isCall) return clearInterval(heartbeat);
+    let sent: Promise<void>;
+    try {
+      sent = msg.reply({ result: null, failure: serializeFailure(err) });
+    } catch (e) {
+      sent = Promise.reject(e as Error);
+    }
+    return sent.then(
+      () => clearInterval(heartbeat),
+      (e: unknown) => {
+        clearInterval(heartbeat);
+        logger.error({ ...log, err: e }, 'could not send the failure reply');
+      },
+    );
   }
 }
