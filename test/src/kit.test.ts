@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RecentIds, SeenIds } from '@hybridbus/core/driver';
+import { Limiter, RecentIds, SeenIds } from '@hybridbus/core/driver';
 
 /** Operations per millisecond of `fn` over `n` calls (a rate measured within this test, only compared with another). */
 function opsPerMs(n: number, fn: (i: number) => void): number {
@@ -82,5 +82,34 @@ describe('RecentIds', () => {
     const small = work(1_000);
     const full = work(100_000);
     assert.ok(full > small / 10, `${full.toFixed(0)} ids/ms with 100,000 remembered against ${small.toFixed(0)} with 1,000`);
+  });
+});
+
+describe('Limiter', () => {
+  it('a task that returns no promise is over when it returns: its slot is free at once', async () => {
+    const limiter = new Limiter(1);
+    assert.equal(limiter.run(() => 7), 7);
+    assert.equal(limiter.size, 0);
+    const thrown = limiter.run((): number => {
+      throw new Error('sync failure');
+    });
+    assert.equal(limiter.size, 0, 'a task that throws frees its slot too');
+    await assert.rejects(thrown as Promise<number>, /sync failure/);
+  });
+
+  it('a task that returns a promise holds its slot until it settles; the next waits its turn', async () => {
+    const limiter = new Limiter(1);
+    let release!: () => void;
+    const first = limiter.run(() => new Promise<void>((r) => (release = r)));
+    const order: string[] = [];
+    const second = limiter.run(() => void order.push('second ran'));
+    assert.equal(limiter.size, 2);
+    assert.deepEqual(order, [], 'the second waits for the slot');
+    release();
+    await first;
+    await second;
+    assert.deepEqual(order, ['second ran']);
+    assert.equal(limiter.size, 0);
+    await limiter.drain();
   });
 });
