@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MalformedMessage, RemoteError } from '@hybridbus/core';
 import type { RpcRequest } from '@hybridbus/core/driver';
-import { contextKeyCacheSizes, deserializeFailure, messageId, notificationFromCompact, notificationFromOslo, notificationToCompact, requestFromCompact, requestToCompact, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
+import { contextKeyCacheSizes, deserializeFailure, messageId, uniqueId, notificationFromCompact, notificationFromOslo, notificationToCompact, requestFromCompact, requestToCompact, envelope, notificationToOslo, osloTimestamp, replyFromOslo, requestFromOslo, requestToOslo, serializeFailure, unenvelope } from '@hybridbus/core/driver';
 
 const capturedCast =
   '{"oslo.version": "2.0", "oslo.message": "{\\"method\\": \\"echo\\", \\"args\\": {\\"arg\\": \\"\\\\u00e9\\"}, \\"namespace\\": \\"test\\", \\"version\\": \\"1.2\\", \\"_unique_id\\": \\"8a57b953e95e4e7aa5ec12cbb5cc96ad\\", \\"_context_user_id\\": \\"u\\"}"}';
@@ -130,6 +130,16 @@ test('messageId() gives distinct ids in uuid4 form (version 4, RFC 4122 variant)
   for (let i = 0; i < 100_000; i++) {
     const id = messageId();
     if (i % 997 === 0) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    ids.add(id);
+  }
+  assert.equal(ids.size, 100_000);
+});
+
+test('uniqueId() gives distinct 32-hex-digit ids, across the counter\'s 4,096-id steps', () => {
+  const ids = new Set<string>();
+  for (let i = 0; i < 100_000; i++) {
+    const id = uniqueId();
+    if (i % 997 === 0 || i % 4096 < 2) assert.match(id, /^[0-9a-f]{32}$/);
     ids.add(id);
   }
   assert.equal(ids.size, 100_000);
