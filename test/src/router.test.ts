@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
-import { Bus, ConfigError, TransportClosed, type Context } from '@hybridbus/core';
+import { Bus, ConfigError, InvalidTarget, TransportClosed, type Context } from '@hybridbus/core';
 import { Collector, freshTopic } from './util.js';
 
 const hubA = `memory://a-${randomUUID().slice(0, 8)}`;
@@ -106,4 +106,16 @@ test('RpcClient options: a bad timeout is a ConfigError naming the option and th
   await assert.rejects(b.rpcClient({ topic: 't' }).call(ctx, 'x', {}, { timeout: 0 }), config('timeout', /0 would time out at once/));
   assert.throws(() => b.rpcClient({ topic: 't' }, { callMonitorTimeout: -1 }), config('callMonitorTimeout', /non-negative number of ms \(0: no call monitoring\)/));
   assert.equal(b.rpcClient({ topic: 't' }, { callMonitorTimeout: 0, timeout: 1 }).options.callMonitorTimeout, 0);
+});
+
+test('a cast that cannot be sent is a rejection, not a throw: a fanout naming a server, an empty method', async () => {
+  const b = await bus(onlyB);
+  const attempt = (send: () => Promise<void>): Promise<void> => {
+    let sent: Promise<void> | undefined;
+    assert.doesNotThrow(() => void (sent = send()));
+    return sent as Promise<void>;
+  };
+  const fanoutToOne = b.rpcClient({ topic: 't', server: 's' }).prepare({ fanout: true });
+  await assert.rejects(attempt(() => fanoutToOne.cast(ctx, 'm')), (e: unknown) => e instanceof InvalidTarget && /a fanout cast cannot name a server/.test(e.message));
+  await assert.rejects(attempt(() => b.rpcClient({ topic: 't' }).cast(ctx, '')), /method must be a non-empty string/);
 });

@@ -1,5 +1,5 @@
 import { CallAborted, CallMonitorTimeout, ConfigError, InvalidTarget, MessagingTimeout, VersionCapError } from '../errors.js';
-import { CallCancel } from '../driver.js';
+import { CallCancel, type Driver } from '../driver.js';
 import { channels, finish, type RpcSendEvent, type TraceCarrier } from '../diagnostics.js';
 import type { BusRuntime } from '../runtime.js';
 import { jsonSerializer } from '../serializer.js';
@@ -145,19 +145,30 @@ export class RpcClient {
     }
   }
 
-  /** Send `method` without waiting for a result: to one server, or to all with `fanout`. */
-  async cast(ctx: Context, method: string, args: Record<string, unknown> = {}, options: Pick<CallOptions, 'signal'> = {}): Promise<void> {
-    const trace: TraceCarrier | undefined = channels.cast.active() ? {} : undefined;
+  /**
+   * Send `method` without waiting for a result: to one server, or to all with `fanout`. Not an
+   * async function: without a tracer it hands back the driver's promise (the async function's
+   * own promise and turn were 6 % of a busy caster's CPU).
+   */
+  cast(ctx: Context, method: string, args: Record<string, unknown> = {}, options: Pick<CallOptions, 'signal'> = {}): Promise<void> {
+    if (channels.cast.active()) return this.observedCast(ctx, method, args, options);
+    try {
+      const request = this.request(ctx, method, args, undefined);
+      const sendOptions = { signal: options.signal, retry: this.options.retry };
+      if (!this.target.fanout) return this.runtime.transportFor(this.target.topic as string, 'cast').cast(this.target, request, sendOptions);
+      return this.fanoutDriver().fanout(this.target, request, sendOptions);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  /** cast() with diagnostics events. */
+  private async observedCast(ctx: Context, method: string, args: Record<string, unknown>, options: Pick<CallOptions, 'signal'>): Promise<void> {
+    const trace: TraceCarrier = {};
     const request = this.request(ctx, method, args, trace);
-    const topic = this.target.topic as string;
     const sendOptions = { signal: options.signal, retry: this.options.retry };
     const pattern = this.target.fanout ? 'fanout' : 'cast';
-    if (pattern === 'fanout' && this.target.server !== undefined) throw new InvalidTarget(`${this.target}: a fanout cast cannot name a server`);
-    const driver = this.runtime.transportFor(topic, pattern);
-    if (!trace) {
-      await (pattern === 'fanout' ? driver.fanout(this.target, request, sendOptions) : driver.cast(this.target, request, sendOptions));
-      return;
-    }
+    const driver = pattern === 'fanout' ? this.fanoutDriver() : this.runtime.transportFor(this.target.topic as string, 'cast');
     const ref = this.runtime.refOf(driver);
     const event: RpcSendEvent = { transport: ref.transport, scheme: ref.scheme, pattern, target: this.target, method, request, trace, bus: this.runtime.bus, startedAt: performance.now(), durationMs: undefined, error: undefined };
     channels.cast.start.publish(event);
@@ -168,6 +179,11 @@ export class RpcClient {
       throw e;
     }
     finish(channels.cast, event);
+  }
+
+  private fanoutDriver(): Driver {
+    if (this.target.server !== undefined) throw new InvalidTarget(`${this.target}: a fanout cast cannot name a server`);
+    return this.runtime.transportFor(this.target.topic as string, 'fanout');
   }
 
   private request(ctx: Context, method: string, args: Record<string, unknown>, trace: TraceCarrier | undefined): RpcRequest {
