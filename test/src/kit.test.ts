@@ -112,4 +112,19 @@ describe('Limiter', () => {
     assert.equal(limiter.size, 0);
     await limiter.drain();
   });
+
+  it('a task that returns a thenable that is not a native promise holds its slot until it settles', async () => {
+    const limiter = new Limiter(1);
+    let settle!: () => void;
+    const thenable = { then: (ok: () => void) => void (settle = ok) };
+    limiter.run(() => thenable as unknown as Promise<void>);
+    assert.equal(limiter.size, 1);
+    let drained = false;
+    const drain = limiter.drain().then(() => (drained = true));
+    await Promise.resolve();
+    assert.equal(drained, false);
+    settle();
+    await drain;
+    assert.equal(limiter.size, 0);
+  });
 });

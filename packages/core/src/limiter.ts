@@ -1,4 +1,5 @@
 import { Semaphore } from './kit/semaphore.js';
+import { isThenable } from './thenable.js';
 
 /** Runs at most `max` tasks at once; the rest wait in arrival order. Tracks everything pending. */
 export class Limiter {
@@ -42,12 +43,12 @@ export class Limiter {
       this.release();
       return Promise.reject(e as Error);
     }
-    if (!(out instanceof Promise)) {
+    if (!isThenable(out)) {
       this.release();
       return out;
     }
     out.then(this.settled, this.settled);
-    return out;
+    return out as Promise<T>;
   }
 
   private release(): void {

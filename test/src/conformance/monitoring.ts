@@ -17,6 +17,29 @@ export const MONITORING_CASES: readonly ConformanceCase[] = inGroup('call monito
     },
   },
   {
+    name: 'an endpoint that works synchronously for longer than a heartbeat interval, then awaits, is heartbeaten at once',
+    needs: ['callMonitor'],
+    async run({ topic, newBus, startServer }) {
+      // Monitor 1,000 ms, so beats every 500 ms. 700 ms of synchronous work, then 700 ms awaited:
+      // a beat owed since 500 ms must go when the work yields, not 500 ms after (at 1,200 ms the
+      // caller's monitor has fired).
+      const busy = (ms: number): void => {
+        const end = performance.now() + ms;
+        while (performance.now() < end);
+      };
+      await startServer(topic, 's', [
+        {
+          parse: () => {
+            busy(700);
+            return new Promise((r) => setTimeout(() => r('parsed'), 700));
+          },
+        },
+      ]);
+      const client = (await newBus()).rpcClient({ topic }, { callMonitorTimeout: 1_000, timeout: 10_000 });
+      assert.equal(await client.call(ctx, 'parse'), 'parsed');
+    },
+  },
+  {
     name: 'when the server dies mid-call the client fails early (CallMonitorTimeout, or ConnectionLost where the transport sees the peer go)',
     needs: ['callMonitor'],
     async run({ backend, topic, newBus, startServer }) {

@@ -5,6 +5,7 @@ import { Limiter } from '../limiter.js';
 import { PRIORITIES, type Context, type Priority } from '../message.js';
 import { validateTarget, type Target, type TargetFields } from '../target.js';
 import { channels, finish, type NotifyDispatchEvent } from '../diagnostics.js';
+import { isThenable } from '../thenable.js';
 
 /** Returned by an endpoint method to hand the notification back for redelivery. */
 export const REQUEUE = 'requeue';
@@ -225,10 +226,6 @@ abstract class ListenerBase<E extends { readonly filterRule?: FilterRule | undef
     if (items.length === 1) return one(items[0] as Received);
     return Promise.all(items.map(one)).then(() => undefined);
   }
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return typeof (v as { then?: unknown } | null)?.then === 'function';
 }
 
 export class NotificationListener extends ListenerBase<NotificationEndpoint> {

@@ -147,6 +147,8 @@ export class RpcServer {
     let endpoint: Endpoint | undefined;
     let ctx: Context;
     let result: unknown;
+    // With a call monitor: when the endpoint began, for heartbeats owed by its synchronous part.
+    const began = msg.pattern === 'call' && msg.callMonitorTimeoutMs !== undefined ? performance.now() : 0;
     try {
       // A driver hands over freshly decoded objects: the default serializer can use them as they are.
       // Resolved first: afterwards `endpoint` is undefined only for a request no endpoint takes.
@@ -166,7 +168,7 @@ export class RpcServer {
     }
     if (!isThenable(result)) return this.answer(msg, event, ctx, result, endpoint, undefined);
     // Only an endpoint still working needs call-monitor heartbeats.
-    const heartbeat = this.heartbeats(msg);
+    const heartbeat = this.heartbeats(msg, began);
     const e = endpoint;
     return Promise.resolve(result).then(
       (r) => this.answer(msg, event, ctx, r, e, heartbeat),
@@ -174,20 +176,23 @@ export class RpcServer {
     );
   }
 
-  /** A call's heartbeats while its endpoint works (its caller set a call-monitor timeout). */
-  private heartbeats(msg: IncomingRpc): NodeJS.Timeout | undefined {
+  /**
+   * A call's heartbeats while its endpoint works (its caller set a call-monitor timeout), armed
+   * once the endpoint returned a promise; one goes at once if its synchronous part (since
+   * `began`) already took an interval, as an overdue timer armed before it would have sent.
+   */
+  private heartbeats(msg: IncomingRpc, began: number): NodeJS.Timeout | undefined {
     const interval = msg.pattern === 'call' ? heartbeatIntervalMs(msg.callMonitorTimeoutMs) : undefined;
     if (interval === undefined) return undefined;
-    const heartbeat = setInterval(
-      () =>
-        msg.heartbeat().catch((err: unknown) => {
-          // A closed transport will not come back for this call: stop, don't log every beat.
-          if (err instanceof TransportClosed) clearInterval(heartbeat);
-          else this.runtime.logger.warn({ err }, 'call-monitor heartbeat failed');
-        }),
-      interval,
-    );
+    const beat = (): void =>
+      void msg.heartbeat().catch((err: unknown) => {
+        // A closed transport will not come back for this call: stop, don't log every beat.
+        if (err instanceof TransportClosed) clearInterval(heartbeat);
+        else this.runtime.logger.warn({ err }, 'call-monitor heartbeat failed');
+      });
+    const heartbeat = setInterval(beat, interval);
     heartbeat.unref(); // the handler's own work keeps the process alive, not its heartbeats
+    if (performance.now() - began >= interval) beat();
     return heartbeat;
   }
 
@@ -214,6 +219,8 @@ export class RpcServer {
 
   /** The request failed: log it, and send a call's caller the error. */
   private failed(msg: IncomingRpc, event: RpcDispatchEvent | undefined, endpoint: Endpoint | undefined, err: unknown, heartbeat: NodeJS.Timeout | undefined): Promise<void> | void {
+    // First: whatever follows (logging, the caller's expectedExceptions) must not leave it beating.
+    clearInterval(heartbeat);
     const { logger } = this.runtime;
     const { request } = msg;
     const isCall = msg.pattern === 'call';
@@ -234,19 +241,13 @@ export class RpcServer {
       if (expected) logger.debug(log, 'expected exception during message handling');
       else logger.error(log, 'exception during message handling');
     }
-    if (!isCall) return clearInterval(heartbeat);
+    if (!isCall) return;
     let sent: Promise<void>;
     try {
       sent = msg.reply({ result: null, failure: serializeFailure(err) });
     } catch (e) {
       sent = Promise.reject(e as Error);
     }
-    return sent.then(
-      () => clearInterval(heartbeat),
-      (e: unknown) => {
-        clearInterval(heartbeat);
-        logger.error({ ...log, err: e }, 'could not send the failure reply');
-      },
-    );
+    return sent.catch((e: unknown) => logger.error({ ...log, err: e }, 'could not send the failure reply'));
   }
 }
