@@ -192,6 +192,56 @@ describe('amqp:// direct mode', () => {
     assert.ok(Date.now() - t0 < 2_000);
   });
 
+  /**
+   * Pools of one topic whose listeners share processes' direct listeners: each pool gets each
+   * of 20 notifications exactly once. `hosts` gives, per pool, the buses of its listeners.
+   */
+  async function poolsGetEachOnce(hosts: Readonly<Record<string, readonly Bus[]>>): Promise<void> {
+    const topic = freshTopic('pools');
+    const got = new Collector<string>();
+    const n = 20;
+    const pools = Object.keys(hosts);
+    const buses = [...new Set(Object.values(hosts).flat())];
+    for (const pool of pools) {
+      for (const bus of hosts[pool] ?? []) {
+        const at = buses.indexOf(bus);
+        const endpoint = { info: (_c: Context, _p: string, _e: string, payload: unknown) => void got.push(`${pool}:${at}:${(payload as { i: number }).i}`) };
+        await bus.notificationListener([{ topic }], [endpoint], { pool }).start();
+      }
+    }
+    const notifier = (await newBus(url)).notifier({ publisherId: 'p', topics: [topic] });
+    for (let i = 0; i < n; i++) await notifier.info(ctx, 'e', { i });
+    // One copy per pool and notification: a duplicate in one pool and a loss in another also add up to that.
+    const items = await got.until(pools.length * n, 5_000).catch(() => got.items);
+    const expected = Array.from({ length: n }, (_, i) => i);
+    for (const pool of pools) {
+      const seen = items.filter((s) => s.startsWith(`${pool}:`)).map((s) => Number(s.split(':')[2]));
+      assert.deepEqual(
+        [...seen].sort((x, y) => x - y),
+        expected,
+        `pool ${pool} got each notification once; arrivals (pool:bus:i): ${items.join(' ')}`,
+      );
+    }
+  }
+
+  test('two pools of one topic, their listeners on one bus: each pool gets each of 20 notifications exactly once', async () => {
+    const bus = await newBus(url);
+    await poolsGetEachOnce({ a: [bus], b: [bus] });
+  });
+
+  test('two pools of one topic, each with listeners on two buses of one process: each notification reaches exactly one listener per pool', async () => {
+    const [one, two] = [await newBus(url), await newBus(url)];
+    await poolsGetEachOnce({ a: [one, two], b: [one, two] });
+  });
+
+  // The copies of one notification go to different buses: the one bus both pools share gets pool
+  // b's copy alone, and must hand it to pool b's listener, not to the next subscription of its
+  // address (pool a got some twice and pool b never, before copies said their pool).
+  test('two pools of one topic sharing a bus, pool a also on a second bus: each pool gets each of 20 notifications exactly once', async () => {
+    const [one, two] = [await newBus(url), await newBus(url)];
+    await poolsGetEachOnce({ a: [one, two], b: [one] });
+  });
+
   test('SASL: a listener with credentials refuses wrong ones (AuthenticationFailed) and serves the right ones', async () => {
     const topic = freshTopic('sasl');
     const withUser = (user: string, pass: string): string => `${url}&username=${user}&password=${pass}`;

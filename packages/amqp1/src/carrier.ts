@@ -14,8 +14,10 @@ export interface Carrier {
   one(key: string, except?: ReadonlySet<string>): Promise<Peer>;
   /** As one(key), synchronously, when the answer is at hand (direct: the key's hosts are cached); else undefined. */
   oneNow(key: string): Peer | undefined;
-  /** Every peer serving the key (a fanout), or, with pools, one per pool. */
-  all(key: string, perPool: boolean): Promise<Peer[]>;
+  /** Every peer serving the key (a fanout). */
+  all(key: string): Promise<Peer[]>;
+  /** One peer per notification pool of the key (through an intermediary: the one peer, pool ""). */
+  perPool(key: string): Promise<Array<{ readonly pool: string; readonly peer: Peer }>>;
   /** The peer failed before it took a message (`reason`: the failure): stop offering it (direct mode). */
   failed(peer: Peer, reason: string): void;
   /** Calls to the peer were lost with its connection (`reason`): direct mode counts that against its health. */
@@ -37,6 +39,9 @@ export class Intermediary implements Carrier {
   }
   async all(): Promise<Peer[]> {
     return [this.peer];
+  }
+  async perPool(): Promise<Array<{ readonly pool: string; readonly peer: Peer }>> {
+    return [{ pool: '', peer: this.peer }];
   }
   failed(): void {}
   lostCalls(): void {}
@@ -138,11 +143,15 @@ export class Direct implements Carrier {
     return this.peerFor(rs[n % rs.length] as HostRecord);
   }
 
-  async all(key: string, perPool: boolean): Promise<Peer[]> {
-    const rs = await this.records(key);
-    if (!perPool) return rs.map((r) => this.peerFor(r));
+  /** A peer for every host of `key` (a fanout). */
+  async all(key: string): Promise<Peer[]> {
+    return (await this.records(key)).map((r) => this.peerFor(r));
+  }
+
+  /** One member of each notification pool of `key` (a record without a pool is in pool ""), in turn. */
+  async perPool(key: string): Promise<Array<{ readonly pool: string; readonly peer: Peer }>> {
     const pools = new Map<string, HostRecord[]>();
-    for (const r of rs) {
+    for (const r of await this.records(key)) {
       const pool = r.pool ?? '';
       const members = pools.get(pool) ?? [];
       members.push(r);
@@ -150,7 +159,7 @@ export class Direct implements Carrier {
     }
     const n = this.next.get(key) ?? 0;
     this.next.set(key, n + 1);
-    return [...pools.values()].map((members) => this.peerFor(members[n % members.length] as HostRecord));
+    return [...pools].map(([pool, members]) => ({ pool, peer: this.peerFor(members[n % members.length] as HostRecord) }));
   }
 
   lostCalls(peer: Peer, reason: string): void {

@@ -151,7 +151,7 @@ export class Amqp1Client {
         `amqp1 "${this.env.name}": this ${this.env.kind()} has no multicast, so a fanout would reach one server only; route fanout to another transport (see README, "amqp1")`,
       );
     }
-    const peers = await this.env.carrier.all(this.env.groupKey(target), false);
+    const peers = await this.env.carrier.all(this.env.groupKey(target));
     const results = await Promise.allSettled(
       peers.map(async (peer) => {
         await peer.whenUp(Math.max(1, deadline - Date.now()));

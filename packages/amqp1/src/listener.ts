@@ -19,10 +19,19 @@ import type { Amqp1Options } from './options.js';
 
 export const PRODUCT = 'hybridbus';
 
+/**
+ * The application property naming the notification pool a copy is for. Listeners of several
+ * pools of one topic in one process share its addresses: without it a copy meant for one pool
+ * could reach another's listener, one pool getting it twice and the other never.
+ */
+export const POOL_PROPERTY = 'x-hybridbus-pool';
+
 export interface Route {
   readonly window: number;
   /** Every subscription of the address gets each message (fanout), instead of one in turn. */
   readonly each?: boolean;
+  /** A notification listener's pool ("" for none): copies naming a pool go to its listeners only. */
+  readonly pool?: string;
   onMessage(msg: Inbound): void;
 }
 
@@ -32,7 +41,10 @@ class RouteSet {
   private next = 0;
 
   deliver(m: Inbound): void {
-    const routes = this.routes;
+    const pool: unknown = (m.message.application_properties as Record<string, unknown> | undefined)?.[POOL_PROPERTY];
+    const ofPool = (r: Route): boolean => (r.pool ?? '') === pool;
+    const routes = typeof pool === 'string' && !this.routes.every(ofPool) ? this.routes.filter(ofPool) : this.routes;
+    // A copy for a pool with no listener here (a stale record): the sender is told, and tries another member.
     if (routes.length === 0) return m.settle({ kind: 'undeliverable' });
     if (routes.length === 1) return (routes[0] as Route).onMessage(m);
     if (!routes[0]?.each) return (routes[this.next++ % routes.length] as Route).onMessage(m);

@@ -14,6 +14,7 @@ import { SeenIds, type IncomingNotification, type Notification, type Notificatio
 import type { Addresser } from './addressing.js';
 import type { Env } from './env.js';
 import { ACCEPT, attached, consume, MANUAL_CREDIT, RELEASE, wasRedelivered, type Inbound } from './inbound.js';
+import { POOL_PROPERTY } from './listener.js';
 import type { Peer } from './peer.js';
 import { decodeNotification, encodeNotification } from './wire.js';
 
@@ -31,13 +32,17 @@ export class Amqp1Notifications {
     const o = this.env.options;
     const deadline = Date.now() + o.notifyTimeoutMs;
     const body = encodeNotification(n);
-    const send = async (peer: Peer): Promise<void> => {
+    // Each pool's copy says its pool (direct mode: pools are ours; a broker's queues have none):
+    // listeners of several pools in one process share addresses.
+    const direct = this.env.direct;
+    const send = async ({ pool, peer }: { readonly pool: string; readonly peer: Peer }): Promise<void> => {
       await peer.whenUp(Math.max(1, deadline - Date.now()));
       const to = this.env.addresser(peer).notify(target, n.priority);
-      return peer.sender(to, o.preSettled.has('notify')).send({ message_id: n.uniqueId, to, body }, { deadline, resendOnLoss: true, what: 'notification' });
+      const message = direct ? { message_id: n.uniqueId, to, body, application_properties: { [POOL_PROPERTY]: pool } } : { message_id: n.uniqueId, to, body };
+      return peer.sender(to, o.preSettled.has('notify')).send(message, { deadline, resendOnLoss: true, what: 'notification' });
     };
-    const peers = await this.env.carrier.all(this.env.notifyKey(target), true);
-    await Promise.all(peers.map(send));
+    const copies = await this.env.carrier.perPool(this.env.notifyKey(target));
+    await Promise.all(copies.map(send));
   }
 
   async listen(targets: readonly Target[], handler: NotificationHandler, options: NotificationListenOptions): Promise<Subscription> {
@@ -77,7 +82,7 @@ export class Amqp1Notifications {
     }
     const listener = await this.env.listener();
     const addresses = this.env.addressers().flatMap((a) => targets.flatMap((t) => options.priorities.map((p) => addressOf(a, t, p))));
-    const off = listener.addRoute(addresses, { window, onMessage });
+    const off = listener.addRoute(addresses, { window, onMessage, pool: options.pool ?? '' });
     const keys = targets.map((t) => this.env.notifyKey(t));
     const record = options.pool !== undefined ? { ...listener.record, pool: options.pool } : listener.record;
     const ns = this.env.nameService();
@@ -105,8 +110,10 @@ export class Amqp1Notifications {
     }
     // Our notifiers resend what a lost connection left unsettled: one already acknowledged
     // here is a duplicate (ids are remembered on ack, so a requeued one still comes back).
-    // By address too: a notifier of several topics sends each the same message-id.
-    const key = id !== undefined ? `${m.address}\n${id}` : undefined;
+    // By address too: a notifier of several topics sends each the same message-id; and by pool:
+    // each pool gets its own copy, and listeners of several pools here share one filter.
+    const pool: unknown = (m.message.application_properties as Record<string, unknown> | undefined)?.[POOL_PROPERTY];
+    const key = id !== undefined ? `${m.address}\n${typeof pool === 'string' ? pool : ''}\n${id}` : undefined;
     if (key !== undefined && this.seen.has(key)) {
       m.settle(ACCEPT);
       return;
