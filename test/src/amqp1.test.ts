@@ -242,6 +242,27 @@ describe('amqp:// direct mode', () => {
     await poolsGetEachOnce({ a: [one, two], b: [one] });
   });
 
+  test('two pools of one topic with two listeners each on one bus: each pool gets each notification once, spread over both its listeners', async () => {
+    const topic = freshTopic('pools');
+    const bus = await newBus(url);
+    const got = new Collector<string>();
+    for (const pool of ['a', 'b']) {
+      for (const listener of [1, 2]) {
+        const endpoint = { info: (_c: Context, _p: string, _e: string, payload: unknown) => void got.push(`${pool}${listener}:${(payload as { i: number }).i}`) };
+        await bus.notificationListener([{ topic }], [endpoint], { pool }).start();
+      }
+    }
+    const notifier = (await newBus(url)).notifier({ publisherId: 'p', topics: [topic] });
+    for (let i = 0; i < 20; i++) await notifier.info(ctx, 'e', { i });
+    const items = await got.until(40, 5_000).catch(() => got.items);
+    for (const pool of ['a', 'b']) {
+      const seen = items.filter((s) => s.startsWith(pool)).map((s) => Number(s.split(':')[1]));
+      assert.deepEqual([...seen].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i), `pool ${pool}: ${items.join(' ')}`);
+      // The pools' copies arrive alternately: one turn counter for both handed each pool's copies to one listener only.
+      for (const listener of [1, 2]) assert.ok(items.some((s) => s.startsWith(`${pool}${listener}:`)), `listener ${pool}${listener} got none: ${items.join(' ')}`);
+    }
+  });
+
   test('SASL: a listener with credentials refuses wrong ones (AuthenticationFailed) and serves the right ones', async () => {
     const topic = freshTopic('sasl');
     const withUser = (user: string, pass: string): string => `${url}&username=${user}&password=${pass}`;

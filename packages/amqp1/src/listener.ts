@@ -38,16 +38,23 @@ export interface Route {
 /** The subscriptions of one address in this process (several servers of a topic may share one listener). */
 class RouteSet {
   readonly routes: Route[] = [];
-  private next = 0;
+  /** Turns per pool named (undefined: none named): one counter over pools' alternating copies starved listeners. */
+  private readonly turns = new Map<string | undefined, number>();
 
   deliver(m: Inbound): void {
     const pool: unknown = (m.message.application_properties as Record<string, unknown> | undefined)?.[POOL_PROPERTY];
     const ofPool = (r: Route): boolean => (r.pool ?? '') === pool;
     const routes = typeof pool === 'string' && !this.routes.every(ofPool) ? this.routes.filter(ofPool) : this.routes;
-    // A copy for a pool with no listener here (a stale record): the sender is told, and tries another member.
+    // A copy for a pool with no listener here (a stale record): refused, and the notifier's send
+    // fails with MessageUndeliverable rather than reach another pool.
     if (routes.length === 0) return m.settle({ kind: 'undeliverable' });
     if (routes.length === 1) return (routes[0] as Route).onMessage(m);
-    if (!routes[0]?.each) return (routes[this.next++ % routes.length] as Route).onMessage(m);
+    if (!routes[0]?.each) {
+      const named = typeof pool === 'string' ? pool : undefined;
+      const turn = this.turns.get(named) ?? 0;
+      this.turns.set(named, turn + 1);
+      return (routes[turn % routes.length] as Route).onMessage(m);
+    }
     // One delivery, several handlers: settled once all have, accepted if any took it.
     let left = routes.length;
     let outcome: Outcome | undefined;
