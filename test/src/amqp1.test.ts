@@ -263,6 +263,25 @@ describe('amqp:// direct mode', () => {
     }
   });
 
+  test('two servers or two pool listeners of one topic in one process: stopping one leaves the other found', async () => {
+    const topic = freshTopic('shared');
+    const bus = await newBus(url);
+    const one = bus.rpcServer({ topic, server: 's1' }, [{ who: () => 's1' }]);
+    const two = bus.rpcServer({ topic, server: 's2' }, [{ who: () => 's2' }]);
+    await one.start();
+    await two.start();
+    const got = new Collector<string>();
+    const listeners = [1, 2].map((i) => bus.notificationListener([{ topic }], [{ info: () => void got.push(`l${i}`) }], { pool: 'p' }));
+    for (const l of listeners) await l.start();
+    await one.stop();
+    await listeners[0]?.stop();
+    // The name service is asked afresh: a client of its own, after the stops.
+    const other = await newBus(url);
+    assert.equal(await other.rpcClient({ topic }, { timeout: 5_000 }).call(ctx, 'who'), 's2');
+    await other.notifier({ publisherId: 'p', topics: [topic] }).info(ctx, 'e', {});
+    assert.deepEqual(await got.until(1), ['l2']);
+  });
+
   test('SASL: a listener with credentials refuses wrong ones (AuthenticationFailed) and serves the right ones', async () => {
     const topic = freshTopic('sasl');
     const withUser = (user: string, pass: string): string => `${url}&username=${user}&password=${pass}`;

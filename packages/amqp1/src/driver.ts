@@ -39,6 +39,7 @@ import { Amqp1Notifications } from './notifications.js';
 import type { Amqp1Host, Amqp1Options } from './options.js';
 import { Peer, type PeerCounts } from './peer.js';
 import { Amqp1Server } from './server.js';
+import { SharedRegistrations } from './registrations.js';
 
 /** What each kind of carrier can do: declared, never pretended (README, "amqp1"). */
 export const AMQP1_CAPABILITIES: Readonly<Record<Amqp1Kind, DriverCapabilities>> = {
@@ -130,6 +131,7 @@ export class Amqp1Driver implements Driver {
       addressers: () =>
         options.addressingMode === 'dynamic' ? [this.addresserFor('legacy'), this.addresserFor('routable')] : [this.addresserFor(options.addressingMode)],
       nameService: () => self.ns as NameService,
+      registrations: new SharedRegistrations(() => self.ns as NameService),
       fanoutAddress: (peer, t) => {
         const a = this.env.addresser(peer).fanout(t);
         return this.kind() === 'rabbitmq' ? `/topic/${a}` : a;

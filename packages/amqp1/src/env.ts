@@ -7,6 +7,7 @@ import type { Carrier } from './carrier.js';
 import type { DirectListener } from './listener.js';
 import type { Amqp1Options } from './options.js';
 import type { Peer } from './peer.js';
+import type { SharedRegistrations } from './registrations.js';
 
 /** What actually carries the messages, once known. */
 export type Amqp1Kind = 'broker' | 'router' | 'rabbitmq' | 'direct';
@@ -31,6 +32,8 @@ export interface Env {
   addressers(): readonly Addresser[];
   /** Direct mode: the name service servers register in. */
   nameService(): NameService;
+  /** Direct mode: registrations in it, shared by this process's subscriptions of a key. */
+  readonly registrations: SharedRegistrations;
   /** Where a fanout to the target goes on `peer` (RabbitMQ: through its amq.topic exchange). */
   fanoutAddress(peer: Peer, target: Target): string;
   /** Name-service keys (direct mode): a request's, the topic's, the topic's notifications'. */

@@ -85,11 +85,11 @@ export class Amqp1Notifications {
     const off = listener.addRoute(addresses, { window, onMessage, pool: options.pool ?? '' });
     const keys = targets.map((t) => this.env.notifyKey(t));
     const record = options.pool !== undefined ? { ...listener.record, pool: options.pool } : listener.record;
-    const ns = this.env.nameService();
-    await ns.register(keys, record);
+    const { registrations } = this.env;
+    await registrations.register(keys, record);
     return {
       stop: async () => {
-        await ns.unregister(keys, record).catch(() => undefined);
+        await registrations.unregister(keys, record).catch(() => undefined);
         off();
       },
     };

@@ -77,11 +77,11 @@ export class Amqp1Server {
       { window, each: true, onMessage: (m) => this.onRequest(m, true, handler, replier, sub) },
     );
     const keys = [this.env.rpcKey(server), this.env.groupKey(group)];
-    const ns = this.env.nameService();
-    await ns.register(keys, listener.record);
+    const { registrations } = this.env;
+    await registrations.register(keys, listener.record);
     return {
       stop: async () => {
-        await ns.unregister(keys, listener.record).catch(() => undefined);
+        await registrations.unregister(keys, listener.record).catch(() => undefined);
         offRequests();
         offFanout();
       },
