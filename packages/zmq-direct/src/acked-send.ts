@@ -8,6 +8,7 @@ import { MessageDeliveryFailure, MessageUndeliverable } from '@hybridbus/core';
 import { resent, type Encoded } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
+import type { HostRecord } from '@hybridbus/nameservice';
 
 export interface AckedSendEnv {
   readonly options: ZmqOptions;
@@ -44,6 +45,8 @@ export class AckedSend {
     private readonly pool: string | undefined,
     private readonly resolve: () => void,
     private readonly reject: (e: Error) => void,
+    /** The key's lookup answer the caller just had: the first send routes by it (later ones look again). */
+    private records?: readonly HostRecord[],
   ) {
     env.inFlight.set(id, this);
     this.send(only);
@@ -101,7 +104,11 @@ export class AckedSend {
         return this.sent(err as Error, address);
       }
       routing.sendTo(address, f, (err) => this.sent(err, address, this.older), this.id);
-    } else routing.route(this.key, frame, this.tried, (err, to, older) => this.sent(err, to, older), { id: this.id, pool: this.pool });
+    } else {
+      const records = this.records;
+      this.records = undefined;
+      routing.route(this.key, frame, this.tried, (err, to, older) => this.sent(err, to, older), { id: this.id, pool: this.pool, records });
+    }
   }
 
   private sent(err: Error | undefined, address: string | undefined, older = false): void {

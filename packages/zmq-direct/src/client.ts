@@ -12,6 +12,7 @@ import type { Keys } from './keys.js';
 import type { Multicast } from './multicast/index.js';
 import type { ZmqOptions } from './options.js';
 import type { Routing } from './routing.js';
+import type { HostRecord } from '@hybridbus/nameservice';
 
 /**
  * A call in flight. One object with methods, not a closure per step: a busy client starts
@@ -178,7 +179,7 @@ export class ZmqClient {
    * A one-way record to one host of `key` (or to `opts.address`), acked as `acks` says. `shared`
    * is its record without an ack id, from shared(), when several copies are sent.
    */
-  oneWay(kind: Kind, key: string, msg: Record<string, unknown> | CompactMessage, opts: { pool?: string; address?: string } = {}, shared?: Encoded): Promise<void> {
+  oneWay(kind: Kind, key: string, msg: Record<string, unknown> | CompactMessage, opts: { pool?: string; address?: string; records?: readonly HostRecord[] } = {}, shared?: Encoded): Promise<void> {
     const max = this.options.maxMessageSize;
     // The compact form goes where the host is picked from its record (routing.ts); a copy for a
     // given address (a fanout's) is a dict, as the multicast and fanout paths send.
@@ -193,12 +194,12 @@ export class ZmqClient {
       return new Promise((resolve, reject) => {
         const done = (err: Error | undefined): void => (err ? reject(err) : resolve());
         if (opts.address !== undefined) this.routing.sendTo(opts.address, frame, done);
-        else this.routing.route(key, frame, undefined, done, { pool: opts.pool });
+        else this.routing.route(key, frame, undefined, done, { pool: opts.pool, records: opts.records });
       });
     }
     const i = this.id();
     const first = shared ? withId(shared, i, max) : encode({ i, k: key, ...fields, pool: opts.pool, a: this.options.acks === 'received' ? 1 : undefined });
-    return new Promise((resolve, reject) => void new AckedSend(this.acked, key, i, first, opts.address, opts.pool, resolve, reject));
+    return new Promise((resolve, reject) => void new AckedSend(this.acked, key, i, first, opts.address, opts.pool, resolve, reject, opts.records));
   }
 
   /** Replies, acks and refusals from a server. */

@@ -44,8 +44,9 @@ export class ZmqNotifications {
       throw new MessageUndeliverable(`no listener for notifications on "${key}" (brokerless: nothing stores them; set notify_unrouted=drop to drop them)`);
     }
     const m = new CompactMessage({ n: notificationToCompact(notification) });
-    if (pools.size === 1) for (const pool of pools.keys()) return this.client.oneWay(NOTIFY, key, m, { pool });
-    return Promise.all([...pools.keys()].map((pool) => this.client.oneWay(NOTIFY, key, m, { pool }))).then(() => undefined);
+    // Routed by the answer just looked up (`all`), not by a second lookup per copy.
+    if (pools.size === 1) for (const pool of pools.keys()) return this.client.oneWay(NOTIFY, key, m, { pool, records: all });
+    return Promise.all([...pools.keys()].map((pool) => this.client.oneWay(NOTIFY, key, m, { pool, records: all }))).then(() => undefined);
   }
 
   async listen(targets: readonly Target[], handler: NotificationHandler, options: NotificationListenOptions): Promise<Subscription> {

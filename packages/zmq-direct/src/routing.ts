@@ -21,6 +21,8 @@ export interface RouteOptions {
   readonly id?: string | undefined;
   /** Only members of this notification pool. */
   readonly pool?: string | undefined;
+  /** The key's lookup answer, when the caller has just had it (a notification's pools). */
+  readonly records?: readonly HostRecord[] | undefined;
 }
 
 export class Routing {
@@ -38,7 +40,7 @@ export class Routing {
   /** Hand `frame` to a host of `key` not in `tried`; `done` gets the host, or why it could not leave. */
   route(key: string, frame: Encoded, tried: Set<string> | undefined, done: Routed, opts: RouteOptions = {}): void {
     // A cached answer is used at once: waiting a turn for it per message was measurable.
-    const hit = this.nameService.cached(key);
+    const hit = opts.records ?? this.nameService.cached(key);
     if (hit) return this.routeTo(key, hit, frame, tried, done, opts);
     this.nameService.lookup(key).then(
       (all) => this.routeTo(key, all, frame, tried, done, opts),
@@ -87,7 +89,8 @@ export class Routing {
         if (err instanceof MessageUndeliverable) {
           this.nameService.forget(record.address);
           this.stats.failovers++;
-          return this.route(key, frame, (tried ?? new Set()).add(record.address), done, opts);
+          // Looked up again: the answer given (opts.records) still has the host just forgotten.
+          return this.route(key, frame, (tried ?? new Set()).add(record.address), done, { ...opts, records: undefined });
         }
         done(err);
       },
