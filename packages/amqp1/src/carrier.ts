@@ -5,7 +5,7 @@
  */
 import { MessageUndeliverable, type Logger } from '@hybridbus/core';
 import { TroubledPeers } from '@hybridbus/core/driver';
-import type { HostRecord, NameService } from '@hybridbus/nameservice';
+import { recordsByPool, type HostRecord, type NameService } from '@hybridbus/nameservice';
 import type { ConnectionOptions, Container } from 'rhea';
 import { Peer, type PeerCounts } from './peer.js';
 
@@ -150,13 +150,7 @@ export class Direct implements Carrier {
 
   /** One member of each notification pool of `key` (a record without a pool is in pool ""), in turn. */
   async perPool(key: string): Promise<Array<{ readonly pool: string; readonly peer: Peer }>> {
-    const pools = new Map<string, HostRecord[]>();
-    for (const r of await this.records(key)) {
-      const pool = r.pool ?? '';
-      const members = pools.get(pool) ?? [];
-      members.push(r);
-      pools.set(pool, members);
-    }
+    const pools = recordsByPool(await this.records(key));
     const n = this.next.get(key) ?? 0;
     this.next.set(key, n + 1);
     return [...pools].map(([pool, members]) => ({ pool, peer: this.peerFor(members[n % members.length] as HostRecord) }));

@@ -31,6 +31,7 @@ import type { NameService, NameServiceOptions } from './types.js';
 
 export type { CloseOptions, HostRecord, LookupOptions, NameService, NameServiceOptions, NameServiceStats } from './types.js';
 export { NAME_SERVICE_DEFAULTS } from './base.js';
+export { recordsByPool } from './records.js';
 export { defaultLocalDir, LocalNameService, type LocalNameServiceOptions } from './local.js';
 export { StaticNameService, type StaticHostEntry, type StaticHosts, type StaticNameServiceOptions } from './static.js';
 export { redactUrl, RedisNameService, type RedisNameServiceOptions } from './redis.js';

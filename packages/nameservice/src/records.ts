@@ -82,3 +82,18 @@ export function resolveOptions(options: Partial<NameServiceOptions>): { ttlMs: n
 }
 
 export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * The records of a lookup answer by notification pool, in the answer's order (a record without
+ * a pool is in pool ""): what a notifier sends one copy to each of.
+ */
+export function recordsByPool(records: readonly HostRecord[]): Map<string, HostRecord[]> {
+  const pools = new Map<string, HostRecord[]>();
+  for (const r of records) {
+    const pool = r.pool ?? '';
+    const members = pools.get(pool);
+    if (members) members.push(r);
+    else pools.set(pool, [r]);
+  }
+  return pools;
+}

@@ -5,7 +5,7 @@
  */
 import type { Target } from '@hybridbus/core';
 import { exchangeOf, serverKey } from '@hybridbus/core/driver';
-import type { HostRecord } from '@hybridbus/nameservice';
+import { recordsByPool, type HostRecord } from '@hybridbus/nameservice';
 
 export interface TargetKeys {
   /** `<exchange>/<topic>`: every server of the topic (fanout, and calls naming no server). */
@@ -54,14 +54,7 @@ export class Keys {
   pools(all: readonly HostRecord[]): Map<string, readonly HostRecord[]> {
     let pools = this.byPool.get(all);
     if (!pools) {
-      const m = new Map<string, HostRecord[]>();
-      for (const r of all) {
-        const pool = r.pool ?? '';
-        const members = m.get(pool);
-        if (members) members.push(r);
-        else m.set(pool, [r]);
-      }
-      pools = m;
+      pools = recordsByPool(all);
       this.byPool.set(all, pools);
     }
     return pools;
