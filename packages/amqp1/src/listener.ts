@@ -26,6 +26,12 @@ export const PRODUCT = 'hybridbus';
  */
 export const POOL_PROPERTY = 'x-hybridbus-pool';
 
+/** The pool a message says it is for (POOL_PROPERTY), or undefined (a sender that names none, e.g. oslo's). */
+export function poolOf(message: Message): string | undefined {
+  const pool: unknown = (message.application_properties as Record<string, unknown> | undefined)?.[POOL_PROPERTY];
+  return typeof pool === 'string' ? pool : undefined;
+}
+
 export interface Route {
   readonly window: number;
   /** Every subscription of the address gets each message (fanout), instead of one in turn. */
@@ -42,17 +48,16 @@ class RouteSet {
   private readonly turns = new Map<string | undefined, number>();
 
   deliver(m: Inbound): void {
-    const pool: unknown = (m.message.application_properties as Record<string, unknown> | undefined)?.[POOL_PROPERTY];
+    const pool = poolOf(m.message);
     const ofPool = (r: Route): boolean => (r.pool ?? '') === pool;
-    const routes = typeof pool === 'string' && !this.routes.every(ofPool) ? this.routes.filter(ofPool) : this.routes;
+    const routes = pool !== undefined && !this.routes.every(ofPool) ? this.routes.filter(ofPool) : this.routes;
     // A copy for a pool with no listener here (a stale record): refused, and the notifier's send
     // fails with MessageUndeliverable rather than reach another pool.
     if (routes.length === 0) return m.settle({ kind: 'undeliverable' });
     if (routes.length === 1) return (routes[0] as Route).onMessage(m);
     if (!routes[0]?.each) {
-      const named = typeof pool === 'string' ? pool : undefined;
-      const turn = this.turns.get(named) ?? 0;
-      this.turns.set(named, turn + 1);
+      const turn = this.turns.get(pool) ?? 0;
+      this.turns.set(pool, turn + 1);
       return (routes[turn % routes.length] as Route).onMessage(m);
     }
     // One delivery, several handlers: settled once all have, accepted if any took it.

@@ -14,7 +14,7 @@ import { SeenIds, type IncomingNotification, type Notification, type Notificatio
 import type { Addresser } from './addressing.js';
 import type { Env } from './env.js';
 import { ACCEPT, attached, consume, MANUAL_CREDIT, RELEASE, wasRedelivered, type Inbound } from './inbound.js';
-import { POOL_PROPERTY } from './listener.js';
+import { poolOf, POOL_PROPERTY } from './listener.js';
 import type { Peer } from './peer.js';
 import { decodeNotification, encodeNotification } from './wire.js';
 
@@ -112,8 +112,7 @@ export class Amqp1Notifications {
     // here is a duplicate (ids are remembered on ack, so a requeued one still comes back).
     // By address too: a notifier of several topics sends each the same message-id; and by pool:
     // each pool gets its own copy, and listeners of several pools here share one filter.
-    const pool: unknown = (m.message.application_properties as Record<string, unknown> | undefined)?.[POOL_PROPERTY];
-    const key = id !== undefined ? `${m.address}\n${typeof pool === 'string' ? pool : ''}\n${id}` : undefined;
+    const key = id !== undefined ? `${m.address}\n${poolOf(m.message) ?? ''}\n${id}` : undefined;
     if (key !== undefined && this.seen.has(key)) {
       m.settle(ACCEPT);
       return;
