@@ -26,7 +26,7 @@ export interface RouteOptions {
 }
 
 export class Routing {
-  private readonly turns = new Map<string, Map<string | undefined, { n: number }>>();
+  private readonly turns = new Map<string, number>();
   readonly stats = { failovers: 0 };
 
   constructor(
@@ -105,11 +105,9 @@ export class Routing {
     const members = pool === undefined ? all : (this.keys.pools(all).get(pool) ?? []);
     const candidates = !tried?.size ? members : members.filter((r) => !tried.has(r.address));
     if (candidates.length === 0) return undefined;
-    // Per key, then per pool: a "key#pool" string made per message had to be hashed each time.
-    let byPool = this.turns.get(key);
-    if (!byPool) this.turns.set(key, (byPool = new Map()));
-    let turn = byPool.get(pool);
-    if (!turn) byPool.set(pool, (turn = { n: 0 }));
-    return candidates[turn.n++ % candidates.length];
+    const turnKey = pool === undefined ? key : `${key}#${pool}`;
+    const turn = this.turns.get(turnKey) ?? 0;
+    this.turns.set(turnKey, turn + 1);
+    return candidates[turn % candidates.length];
   }
 }
