@@ -276,6 +276,26 @@ describe('no silent loss', () => {
     silent.close();
   });
 
+  test('a notification pool with a dead member: every notification fails over to the live one, each handled once', async () => {
+    // A member that accepts TCP but never speaks ZMTP (a stale record): copies routed to it miss
+    // their connect deadline and go to the pool's other member, looked up again.
+    const silent: Server = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    const dir = nsDir();
+    const topic = freshTopic();
+    const lb = await bus(url(dir));
+    const got = new Collector<number>();
+    await lb.notificationListener([{ topic }], [{ info: (_c: unknown, _p: string, _e: string, payload: unknown) => void got.push((payload as { i: number }).i) }], { pool: 'p' }).start();
+    const nb = await bus(url(dir, '&connect_timeout=400'));
+    await driver(nb).nameService.register([`notify:openstack/${topic}`], { address: `127.0.0.1:${port}`, pool: 'p', wire: 3 });
+    const notifier = nb.notifier({ publisherId: 'p', topics: [topic] });
+    await Promise.all(Array.from({ length: 6 }, (_, i) => notifier.info({}, 'e', { i })));
+    assert.deepEqual([...got.items].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5], 'each notification handled once, by the live member');
+    assert.ok(((await driver(nb).counters())['failovers'] ?? 0) >= 1, 'some copies were first routed to the dead member');
+    silent.close();
+  });
+
   test('a busy server stops reading at server_backlog unfinished requests, and loses none of them', async () => {
     const dir = nsDir();
     const topic = freshTopic();
