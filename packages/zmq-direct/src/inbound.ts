@@ -8,7 +8,7 @@ import * as zmq from 'zeromq';
 import { decode, encode, pack, unpack, VERSION, type Body, type Encoded, type Kind } from './frames.js';
 import type { ZmqOptions } from './options.js';
 import { releaseZapHandler, zapDomainFor, zapHandlerReady } from './curve.js';
-import { socketOpened } from './zeromq-adapter.js';
+import { observe, socketOpened } from './zeromq-adapter.js';
 
 export interface InboundStats {
   received: number;
@@ -97,8 +97,9 @@ export class Inbound {
         : {}),
     });
     const refused = (): void => void this.stats.handshakeFailures++;
-    this.socket.events.on('handshake:error:auth', refused);
-    this.socket.events.on('handshake:error:protocol', refused);
+    const events = observe(this.socket);
+    events.on('handshake:error:auth', refused);
+    events.on('handshake:error:protocol', refused);
   }
 
   static async bind(options: ZmqOptions, handler: RecordHandler, logger: Logger): Promise<Inbound> {

@@ -11,7 +11,7 @@ import { AuthenticationFailed, ConnectionLost, MessageUndeliverable, QueueFull, 
 import * as zmq from 'zeromq';
 import { TroubledPeers } from '@hybridbus/core/driver';
 import { pack, unpack, VERSION, type Encoded } from './frames.js';
-import { connectPeer, socketOpened } from './zeromq-adapter.js';
+import { connectPeer, disconnectPeer, observe, socketOpened } from './zeromq-adapter.js';
 import type { CurveOptions, ZmqOptions } from './options.js';
 
 /** Settled once: undefined when handed to ZeroMQ, an error when it never left. */
@@ -243,13 +243,18 @@ export class Outbound {
       this.stallTimer ??= this.armStall();
       return peer;
     }
-    this.dial(peer);
-    return peer;
+    return this.dial(peer) ?? peer;
   }
 
-  private dial(peer: Peer): void {
+  /** Dial `peer`; an error (nothing was sent) when zeromq.js refused the connect. */
+  private dial(peer: Peer): MessageUndeliverable | undefined {
+    try {
+      connectPeer(this.socket, peer.endpoint, peer.routingId, peer.serverKey);
+    } catch (e) {
+      peer.state = 'failed';
+      return new MessageUndeliverable(`could not dial ${peer.address}: ${(e as Error).message}`, { cause: e });
+    }
     peer.state = 'connecting';
-    connectPeer(this.socket, peer.endpoint, peer.routingId, peer.serverKey);
     this.stats.connects++;
     this.dialing.add(peer);
     if (this.dialing.size > this.stats.dialingPeak) this.stats.dialingPeak = this.dialing.size;
@@ -268,8 +273,12 @@ export class Outbound {
       if (this.peers.size >= this.options.poolMax && !this.evictOne()) break;
       this.waiting.delete(peer.address);
       this.waitingRecords -= peer.outbox.length;
-      this.dial(peer);
-      if (peer.outbox.length > 0) this.dirty.add(peer);
+      const refused = this.dial(peer);
+      if (refused) {
+        const outbox = peer.outbox;
+        peer.outbox = [];
+        for (const o of outbox) o.settle(refused);
+      } else if (peer.outbox.length > 0) this.dirty.add(peer);
     }
     if (this.waiting.size > 0) this.stallTimer = this.armStall();
   }
@@ -326,11 +335,7 @@ export class Outbound {
     this.dirty.delete(peer);
     // Told only for a peer that is connected now: a lost one was told at its loss.
     if (peer.state === 'ready') this.events.onConnection?.('disconnect', peer.address, reason);
-    try {
-      this.socket.disconnect(peer.endpoint);
-    } catch {
-      // already gone
-    }
+    disconnectPeer(this.socket, peer.endpoint); // false: already gone
     if (admit) this.admit();
   }
 
@@ -437,7 +442,7 @@ export class Outbound {
   }
 
   private watch(): void {
-    const ev = this.socket.events;
+    const ev = observe(this.socket);
     ev.on('handshake', ({ address }) => {
       const peer = this.byEndpoint(address);
       if (!peer) return;

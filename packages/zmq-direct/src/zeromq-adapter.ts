@@ -1,6 +1,6 @@
 /**
- * The two places zmq-direct leans on zeromq.js beyond its documented use, kept here and
- * checked by test/src/zmq-adapter.test.ts, which fails when zeromq.js changes under them.
+ * How zmq-direct calls zeromq.js outside sends and receives, kept here and checked by
+ * test/src/zmq-adapter.test.ts, which fails when zeromq.js changes under them.
  *
  * 1. One ROUTER socket dials every peer, and sets options just before each connect, which
  *    libzmq reads at connect time: the peer's routing id (zeromq.js's own Router.connect sets
@@ -11,6 +11,9 @@
  *    length of the synchronous connect call only.
  * 2. The context's socket limit (1,023 by default) is raised to libzmq's maximum before the
  *    first socket (see socketOpened), never lowered.
+ * 3. Connect, disconnect and the event observer are tried again when a signal interrupts them
+ *    (see uninterrupted; test/src/zmq-sockets.test.ts and zmq-reliability.test.ts run servers
+ *    and dials under a signal storm).
  */
 import * as zmq from 'zeromq';
 
@@ -31,12 +34,47 @@ export function withoutWarning<T>(text: string, fn: () => T): T {
   }
 }
 
+/** Tries of a call a signal keeps interrupting before its EINTR is thrown after all. */
+const EINTR_TRIES = 100;
+
+/**
+ * Run a synchronous zeromq.js call again when a signal interrupted it. zeromq.js retries EINTR
+ * itself for sends, receives and binds, but not for connect, disconnect or the monitor behind
+ * `socket.events`: there libzmq polls its command pipe first, and any signal the process
+ * handles (a sampling profiler's SIGPROF, SIGCHLD) interrupts that poll. The call fails before
+ * it has changed anything (socket_base.cpp processes commands first), so it is safe to repeat.
+ */
+export function uninterrupted<T>(fn: () => T): T {
+  for (let tries = 1; ; tries++) {
+    try {
+      return fn();
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'EINTR' || tries >= EINTR_TRIES) throw e;
+    }
+  }
+}
+
 /** Dial `endpoint` under `routingId`, authenticating the server by `serverKey` when given. */
 export function connectPeer(socket: zmq.Router, endpoint: string, routingId: string, serverKey: string | undefined): void {
   withoutWarning(DEFERRED_OPTION_WARNING, () => {
     if (serverKey !== undefined) socket.curveServerKey = serverKey;
-    socket.connect(endpoint, { routingId });
+    uninterrupted(() => socket.connect(endpoint, { routingId }));
   });
+}
+
+/** Stop dialling `endpoint`; false when the socket was not connected to it. */
+export function disconnectPeer(socket: zmq.Socket, endpoint: string): boolean {
+  try {
+    uninterrupted(() => socket.disconnect(endpoint));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The socket's event observer (zeromq.js makes it on first use: a monitor socket pair). */
+export function observe(socket: zmq.Socket): zmq.Observer {
+  return uninterrupted(() => socket.events);
 }
 
 let raised = false;

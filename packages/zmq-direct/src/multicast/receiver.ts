@@ -24,7 +24,7 @@ import type { Body } from '../frames.js';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { socketOpened } from '../zeromq-adapter.js';
+import { socketOpened, uninterrupted } from '../zeromq-adapter.js';
 import { keyId, type MulticastOptions } from './config.js';
 import { SerialSend } from './serial.js';
 import { BEAT, decodeDatagram, openControl, sealControl, type Datagram } from './wire.js';
@@ -467,7 +467,7 @@ export class MulticastReceiver {
       () => undefined, // a full or closed connection: the next tick asks again
     );
     try {
-      socket.connect(`tcp://${address}`);
+      uninterrupted(() => socket.connect(`tcp://${address}`));
     } catch {
       socket.close();
       return undefined;

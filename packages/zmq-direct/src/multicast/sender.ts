@@ -8,7 +8,7 @@
 import type { Logger } from '@hybridbus/core';
 import { randomBytes } from 'node:crypto';
 import * as zmq from 'zeromq';
-import { socketOpened } from '../zeromq-adapter.js';
+import { socketOpened, uninterrupted } from '../zeromq-adapter.js';
 import type { ZmqOptions } from '../options.js';
 import type { MulticastOptions } from './config.js';
 import { zmqEndpoint } from './config.js';
@@ -76,7 +76,7 @@ export class MulticastSender {
     const { Radio } = loadDraft();
     socketOpened();
     this.radio = new Radio({ multicastHops: this.mc.ttl, linger: 0, sendHighWaterMark: 100_000 });
-    this.radio.connect(zmqEndpoint(this.mc));
+    uninterrupted(() => this.radio.connect(zmqEndpoint(this.mc)));
     socketOpened();
     this.router = new zmq.Router({ linger: 0, sendHighWaterMark: 100_000, maxMessageSize: 1 << 20 });
     const warn = (what: string) => (err: unknown) => {
