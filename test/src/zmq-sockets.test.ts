@@ -28,6 +28,8 @@ test('the same under a storm of signals (V8\'s sampling profiler, every µs): no
     const argv = ['--cpu-prof', `--cpu-prof-dir=${prof}`, '--cpu-prof-interval=1', path.join(here, 'zmq/many-servers.js'), '400'];
     const { stdout } = await promisify(execFile)(process.execPath, argv, { timeout: 170_000 }).catch((e: { stdout?: string; message: string }) => ({ stdout: e.stdout ?? e.message }));
     assert.equal(stdout.trim(), 'ok 400');
+    // The storm happened: the profiler that sends the signals wrote its profile.
+    assert.ok(fs.readdirSync(prof).some((f) => f.endsWith('.cpuprofile')), 'no CPU profile was written');
   } finally {
     fs.rmSync(prof, { recursive: true, force: true });
   }

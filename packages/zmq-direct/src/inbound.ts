@@ -97,7 +97,13 @@ export class Inbound {
         : {}),
     });
     const refused = (): void => void this.stats.handshakeFailures++;
-    const events = observe(this.socket);
+    let events: zmq.Observer;
+    try {
+      events = observe(this.socket);
+    } catch (e) {
+      this.socket.close();
+      throw e;
+    }
     events.on('handshake:error:auth', refused);
     events.on('handshake:error:protocol', refused);
   }

@@ -142,7 +142,12 @@ export class Outbound {
       reconnectMaxInterval: 2000,
       ...curveClient(options.curve),
     });
-    this.watch();
+    try {
+      this.watch();
+    } catch (e) {
+      this.socket.close();
+      throw e;
+    }
     void this.receive();
     this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(options.idleTtl / 2, 10_000)));
     this.sweeper.unref();
@@ -268,19 +273,19 @@ export class Outbound {
     if (this.waiting.size === 0 || this.closed) return;
     clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
+    let undialled: [Outgoing[], Error][] | undefined;
     for (const peer of this.waiting.values()) {
       if (this.dialing.size >= this.options.connectBurst) break;
       if (this.peers.size >= this.options.poolMax && !this.evictOne()) break;
       this.waiting.delete(peer.address);
       this.waitingRecords -= peer.outbox.length;
       const refused = this.dial(peer);
-      if (refused) {
-        const outbox = peer.outbox;
-        peer.outbox = [];
-        for (const o of outbox) o.settle(refused);
-      } else if (peer.outbox.length > 0) this.dirty.add(peer);
+      if (refused) (undialled ??= []).push([peer.outbox, refused]);
+      else if (peer.outbox.length > 0) this.dirty.add(peer);
     }
     if (this.waiting.size > 0) this.stallTimer = this.armStall();
+    // Settled last: a failover sends again at once, which may come back here or arm the stall timer.
+    for (const [outbox, err] of undialled ?? []) for (const o of outbox) o.settle(err);
   }
 
   private armStall(): NodeJS.Timeout {

@@ -72,9 +72,27 @@ export function disconnectPeer(socket: zmq.Socket, endpoint: string): boolean {
   }
 }
 
-/** The socket's event observer (zeromq.js makes it on first use: a monitor socket pair). */
+/** Blocks a thread for a moment (Atomics.wait on a value that never changes). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * The socket's event observer (zeromq.js makes it on first use: a monitor socket pair bound at
+ * an inproc address made from the observer's own pointer). After an interrupted try the next
+ * observer is likely to get the same memory, so the same address, while libzmq's reaper thread
+ * has not yet released the first monitor's: that EADDRINUSE is waited out 1 ms at a time.
+ */
 export function observe(socket: zmq.Socket): zmq.Observer {
-  return uninterrupted(() => socket.events);
+  let interrupted = false;
+  for (let tries = 1; ; tries++) {
+    try {
+      return socket.events;
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (tries >= EINTR_TRIES || (code !== 'EINTR' && !(code === 'EADDRINUSE' && interrupted))) throw e;
+      if (code === 'EADDRINUSE') Atomics.wait(PAUSE, 0, 0, 1);
+      interrupted = true;
+    }
+  }
 }
 
 let raised = false;
