@@ -23,6 +23,8 @@ if (role === 'server') {
   const s = bus.rpcServer({ topic: 't', server: 's' }, [{ echo: (_c, a) => a, sink: () => void hits++ }]); await s.start();
   const l = bus.notificationListener([{ topic: 'n' }], [{ info: () => void hits++ }], { pool: 'p' }); await l.start();
   process.send('ready');
+  // Gone with the client, even when it crashed: a leftover server would load the next runs.
+  process.on('disconnect', () => process.exit(0));
   process.on('message', async (m) => { if (m === 'cpu') { const c = process.cpuUsage(); process.send({ cpu: c.user + c.system }); } if (m === 'exit') { await bus.close(); process.exit(0); } });
 } else {
   const child = fork(new URL(import.meta.url).pathname, ['server', dir], { env: process.env });

@@ -12,6 +12,8 @@ if (process.argv[2] === 'server') {
   const router = new zmq.Router();
   await router.bind('tcp://127.0.0.1:0');
   process.send({ endpoint: router.lastEndpoint });
+  // Gone with the client, even when it crashed: a leftover server would load the next runs.
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (m) => {
     if (m === 'cpu') {
       const c = process.cpuUsage();
