@@ -12,8 +12,8 @@
  * 2. The context's socket limit (1,023 by default) is raised to libzmq's maximum before the
  *    first socket (see socketOpened), never lowered.
  * 3. Connect, disconnect and the event observer are tried again when a signal interrupts them
- *    (see uninterrupted; test/src/zmq-sockets.test.ts and zmq-reliability.test.ts run servers
- *    and dials under a signal storm).
+ *    (see uninterrupted and observe; test/src/zmq-adapter.test.ts, zmq-sockets.test.ts and
+ *    zmq-reliability.test.ts make observers, servers and dials under a storm of signals).
  */
 import * as zmq from 'zeromq';
 
