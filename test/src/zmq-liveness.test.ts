@@ -4,7 +4,6 @@
  * one-way pattern, and a flood. Real processes and sockets; small timeouts instead of waits.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
 import { after, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import {
@@ -23,6 +22,7 @@ import { Collector, deferred, freshTopic, tempDir } from './util.js';
 import { startLoadClient, startServers, type LiveChild, type LoadResult, type Report } from './zmq/liveness-children.js';
 import { freePort } from './harness/launcher.js';
 import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
+import { silentPeer } from './zmq/tcp.js';
 
 const kids: LiveChild[] = [];
 const cleanups: Array<() => unknown> = [];
@@ -198,10 +198,9 @@ describe('failover to another host', () => {
   test('connect_timeout: a dead address and a blackhole (accepts TCP, never speaks ZMTP) are skipped for a live host, for calls and acked casts', async () => {
     const topic = freshTopic();
     const live = await servers(url(nsDir()), [{ topic, server: 'b' }]);
-    const blackhole: Server = createServer(() => undefined);
-    await new Promise<void>((r) => blackhole.listen(0, '127.0.0.1', r));
+    const blackhole = await silentPeer();
     cleanups.push(() => blackhole.close());
-    const holePort = (blackhole.address() as { port: number }).port;
+    const holePort = blackhole.port;
     const deadPort = await freePort(); // nothing listens there
     const hosts = { [`openstack/${topic}`]: [`127.0.0.1:${deadPort}`, `127.0.0.1:${holePort}`, live.address] };
     const u = staticUrl(hosts, '&connect_timeout=300&acks=true&ack_timeout=2000');

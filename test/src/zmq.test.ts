@@ -1,6 +1,6 @@
 /** zmq-direct beyond the conformance suite: real sockets, servers in child processes. */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import * as zmq from 'zeromq';
 import {
@@ -18,7 +18,7 @@ import '@hybridbus/zmq-direct';
 import { curveKeyPair, FRAME_VERSION, parseOptions, type ZmqDriver } from '@hybridbus/zmq-direct';
 import { Collector, deferred, freshTopic, recordingLogger, tempDir } from './util.js';
 import { startChild, type ChildServer } from './zmq/children.js';
-import { connectionsTo } from './zmq/tcp.js';
+import { connectionsTo, silentPeer } from './zmq/tcp.js';
 import { freePort } from './harness/launcher.js';
 import { createNameService } from '@hybridbus/nameservice';
 import { busesClosedAfter, cfg, driverOf, zmqUrl } from './zmq/buses.js';
@@ -259,9 +259,8 @@ describe('no silent loss', () => {
 
   test('bounded send queue: past max_queued a send fails with QueueFull, the queued ones fail over or fail clearly', async () => {
     // A peer that accepts TCP but never speaks ZMTP: messages wait for its handshake.
-    const silent: Server = createServer(() => undefined);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const port = (silent.address() as { port: number }).port;
+    const silent = await silentPeer();
+    const { port } = silent;
     const dir = nsDir();
     const topic = freshTopic();
     const b = await bus(url(dir, '&max_queued=10&connect_timeout=400'));
@@ -279,9 +278,8 @@ describe('no silent loss', () => {
   test('a notification pool with a dead member: every notification fails over to the live one, each handled once', async () => {
     // A member that accepts TCP but never speaks ZMTP (a stale record): copies routed to it miss
     // their connect deadline and go to the pool's other member, looked up again.
-    const silent: Server = createServer(() => undefined);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const port = (silent.address() as { port: number }).port;
+    const silent = await silentPeer();
+    const { port } = silent;
     const dir = nsDir();
     const topic = freshTopic();
     const lb = await bus(url(dir));

@@ -37,19 +37,29 @@ export function withoutWarning<T>(text: string, fn: () => T): T {
 /** Tries of a call a signal keeps interrupting before its EINTR is thrown after all. */
 const EINTR_TRIES = 100;
 
+/** Blocks a thread for a moment (Atomics.wait on a value that never changes). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 /**
  * Run a synchronous zeromq.js call again when a signal interrupted it. zeromq.js retries EINTR
  * itself for sends, receives and binds, but not for connect, disconnect or the monitor behind
  * `socket.events`: there libzmq polls its command pipe first, and any signal the process
  * handles (a sampling profiler's SIGPROF, SIGCHLD) interrupts that poll. The call fails before
  * it has changed anything (socket_base.cpp processes commands first), so it is safe to repeat.
+ * `settling`: an error code a retry after an interrupted try may meet while libzmq's threads
+ * finish cleaning up after it; it is waited out 1 ms at a time.
  */
-export function uninterrupted<T>(fn: () => T): T {
+export function uninterrupted<T>(fn: () => T, settling?: string): T {
+  let interrupted = false;
   for (let tries = 1; ; tries++) {
     try {
       return fn();
     } catch (e) {
-      if ((e as { code?: unknown }).code !== 'EINTR' || tries >= EINTR_TRIES) throw e;
+      const code = (e as { code?: unknown }).code;
+      if (tries >= EINTR_TRIES) throw e;
+      if (code === 'EINTR') interrupted = true;
+      else if (interrupted && code === settling) Atomics.wait(PAUSE, 0, 0, 1);
+      else throw e;
     }
   }
 }
@@ -72,27 +82,14 @@ export function disconnectPeer(socket: zmq.Socket, endpoint: string): boolean {
   }
 }
 
-/** Blocks a thread for a moment (Atomics.wait on a value that never changes). */
-const PAUSE = new Int32Array(new SharedArrayBuffer(4));
-
 /**
  * The socket's event observer (zeromq.js makes it on first use: a monitor socket pair bound at
  * an inproc address made from the observer's own pointer). After an interrupted try the next
  * observer is likely to get the same memory, so the same address, while libzmq's reaper thread
- * has not yet released the first monitor's: that EADDRINUSE is waited out 1 ms at a time.
+ * has not yet released the first monitor's: that EADDRINUSE is waited out.
  */
 export function observe(socket: zmq.Socket): zmq.Observer {
-  let interrupted = false;
-  for (let tries = 1; ; tries++) {
-    try {
-      return socket.events;
-    } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      if (tries >= EINTR_TRIES || (code !== 'EINTR' && !(code === 'EADDRINUSE' && interrupted))) throw e;
-      if (code === 'EADDRINUSE') Atomics.wait(PAUSE, 0, 0, 1);
-      interrupted = true;
-    }
-  }
+  return uninterrupted(() => socket.events, 'EADDRINUSE');
 }
 
 let raised = false;

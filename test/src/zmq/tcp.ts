@@ -1,5 +1,6 @@
 /** Count this process's TCP connections, from /proc: what a pool's fd budget is about. */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 
 function ownSocketInodes(): Set<string> {
   const inodes = new Set<string>();
@@ -38,4 +39,11 @@ export function connectionsTo(ports: ReadonlySet<number>): number {
 /** All open fds of this process. */
 export function openFds(): number {
   return readdirSync('/proc/self/fd').length;
+}
+
+/** A loopback TCP server that accepts connections and never speaks ZMTP: a peer whose handshake never completes. */
+export async function silentPeer(): Promise<{ readonly port: number; close(): void }> {
+  const server = createServer(() => undefined);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as AddressInfo).port, close: () => void server.close() };
 }
